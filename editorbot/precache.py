@@ -1,0 +1,61 @@
+"""Mel features of audio files, cached in cache/features/ and keyed by parameters and source.
+
+`mel_for(path, cache_path)` is what every later stage calls: it returns the cached mel
+when the cache entry matches the file and the parameters, and recomputes it otherwise.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .audio import load_analysis, probe
+from .cache import cached, file_fingerprint
+from .errors import UserError
+from .features import DEFAULT_PARAMS, FeatureParams, mel
+from .layout import Layout, Pair
+
+
+def mel_meta(path: str | os.PathLike, params: FeatureParams) -> dict:
+    return {"kind": "mel", "params": params.as_dict(), "source": str(Path(path).name),
+            "source_fingerprint": file_fingerprint(path)}
+
+
+def mel_for(path: str | os.PathLike, cache_path: str | os.PathLike | None = None,
+            params: FeatureParams = DEFAULT_PARAMS) -> np.ndarray:
+    """The contract's mel of `path`: (n_mels, t) float32 in [0, 1], cached when cache_path is given."""
+    def compute() -> dict[str, np.ndarray]:
+        return {"mel": mel(load_analysis(path, sr=params.sr), params)}
+    if cache_path is None:
+        return compute()["mel"]
+    meta = mel_meta(path, params) | {"editorbot_version": __version__}
+    return cached(cache_path, meta, compute)["mel"]
+
+
+@dataclass(frozen=True)
+class PairTask:
+    pair: Pair
+    layout: Layout
+    params: FeatureParams = DEFAULT_PARAMS
+
+
+def cache_pair(task: PairTask) -> dict:
+    """Cache the raw and edit mels of one pair; return their frame counts."""
+    raw = mel_for(task.pair.raw, task.layout.features(task.pair.name, "raw"), task.params)
+    edit = mel_for(task.pair.edit, task.layout.features(task.pair.name, "edit"), task.params)
+    return {"raw_frames": raw.shape[1], "edit_frames": edit.shape[1]}
+
+
+def pair_seconds(pair: Pair) -> float:
+    """Seconds of audio in a pair, for progress bars; 0 when a file cannot be probed
+    (its task then reports the problem)."""
+    total = 0.0
+    for path in (pair.raw, pair.edit):
+        try:
+            total += probe(path).duration_s
+        except UserError:  # the task itself reports it
+            pass
+    return total
