@@ -1,0 +1,52 @@
+"""One entry point for every editor: the rule-based one, or whatever a checkpoint holds.
+
+A checkpoint is a torch-saved dict whose 'kind' names its paradigm ('pointer',
+'supervised', 'rl'); editorbot.<kind>.infer.propose_edit turns a raw file into an Edit.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+from .edits import Edit
+from .errors import UserError
+
+KINDS = ("pointer", "supervised", "rl")
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint dict on the CPU and check that it says what it is."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint; train one with `editorbot train ...`")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise UserError(f"{path}: not a readable checkpoint ({err}); train or copy it again") from None
+    if not isinstance(ckpt, dict) or ckpt.get("kind") not in KINDS:
+        raise UserError(f"{path}: not an editorbot checkpoint (no 'kind' among {', '.join(KINDS)})")
+    return ckpt
+
+
+def propose(raw_path: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
+            target_duration_s: float | None = None, keep: float | None = None) -> Edit:
+    """The edit an editor proposes for `raw_path`.
+
+    Args:
+        checkpoint: a trained model; None uses the rule-based structure editor.
+        target_duration_s: wanted length of the edit in seconds, or
+        keep: wanted fraction of the raw to keep (0..1). At most one of the two.
+    """
+    if target_duration_s is not None and keep is not None:
+        raise UserError("give either --target-duration or --keep, not both")
+    if keep is not None and not 0.0 < keep <= 1.0:
+        raise UserError(f"--keep {keep}: must be a fraction in (0, 1], for example 0.3")
+    if checkpoint is None:
+        from .baseline import propose_edit
+        return propose_edit(raw_path, target_duration_s=target_duration_s, keep=keep)
+    ckpt = load_checkpoint(checkpoint)
+    infer = importlib.import_module(f"editorbot.{ckpt['kind']}.infer")
+    return infer.propose_edit(raw_path, ckpt, target_duration_s=target_duration_s, keep=keep)
