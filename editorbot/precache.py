@@ -27,6 +27,7 @@ def mel_meta(path: str | os.PathLike, params: FeatureParams) -> dict:
 def mel_for(path: str | os.PathLike, cache_path: str | os.PathLike | None = None,
             params: FeatureParams = DEFAULT_PARAMS) -> np.ndarray:
     """The contract's mel of `path`: (n_mels, t) float32 in [0, 1], cached when cache_path is given."""
+    probe(path)  # a clear error for a missing or broken file before anything else
     def compute() -> dict[str, np.ndarray]:
         return {"mel": mel(load_analysis(path, sr=params.sr), params)}
     if cache_path is None:

@@ -1,0 +1,134 @@
+"""Pair discovery, configs, and the features command end to end."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from editorbot import config
+from editorbot.cache import load_npz
+from editorbot.errors import UserError
+from editorbot.layout import Layout, discover
+
+from .conftest import run_cli, sine
+
+
+def make_layout(root, raws, edits, seconds=1.0):
+    for folder, names in (("input", raws), ("desired_output", edits)):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i, name in enumerate(names):
+            sf.write(root / folder / name, sine(220.0 * (i + 1), 22050, seconds, 2), 22050)
+
+
+def test_discovery_pairs_formats_and_reports_orphans_by_name(tmp_path):
+    make_layout(tmp_path, ["a_raw.wav", "b_raw.flac", "c_raw.ogg", "lonely_raw.wav"],
+                ["a_edit.flac", "b_edit.wav", "c_edit.mp3", "stray_edit.wav"])
+    (tmp_path / "input" / "notes.txt").write_text("not audio, ignored")
+    found = discover(tmp_path)
+    assert [(p.name, p.raw.name, p.edit.name) for p in found.pairs] == [
+        ("a", "a_raw.wav", "a_edit.flac"), ("b", "b_raw.flac", "b_edit.wav"),
+        ("c", "c_raw.ogg", "c_edit.mp3")]
+    assert [p.name for p in found.orphan_raws] == ["lonely_raw.wav"]
+    assert [p.name for p in found.orphan_edits] == ["stray_edit.wav"]
+    lines = found.describe_orphans()
+    assert "lonely_raw.wav" in lines[0] and "without an edit" in lines[0]
+    assert "stray_edit.wav" in lines[1] and "without a raw" in lines[1]
+    assert [p.name for p in discover(tmp_path, ["b"]).pairs] == ["b"]
+    with pytest.raises(UserError, match="no sample named zz"):
+        discover(tmp_path, ["zz"])
+
+
+def test_discovery_errors_name_the_problem(tmp_path):
+    with pytest.raises(UserError, match="no such folder"):
+        discover(tmp_path)
+    make_layout(tmp_path, ["a_raw.wav", "a_raw.flac"], ["a_edit.wav"])
+    with pytest.raises(UserError, match="two files"):
+        discover(tmp_path)
+
+
+def test_layout_paths_follow_the_contract(tmp_path):
+    lay = Layout(tmp_path / "td", tmp_path / "c")
+    assert lay.features("x", "raw") == tmp_path / "c" / "features" / "x_raw.npz"
+    assert lay.pointer_file("x", "pointers.npy") == tmp_path / "td" / "pointer_sequences" / "x_pointers.npy"
+    assert lay.stems_mel("x") == tmp_path / "c" / "stems_mel" / "x_stems.npz"
+
+
+@dataclass
+class Inner:
+    lr: float = 1e-3
+    layers: int = 2
+
+
+@dataclass
+class Outer:
+    name: str = "run"
+    epochs: int = 10
+    use_stems: bool = False
+    widths: list[int] = field(default_factory=lambda: [8, 16])
+    model: Inner = field(default_factory=Inner)
+    note: str | None = None
+
+
+def test_config_loads_json_and_overrides(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"epochs": 3, "model": {"lr": 0.01}}))
+    cfg = config.load(Outer, path, ["model.layers=4", "use_stems=true", "note=hello"])
+    assert cfg == Outer(epochs=3, use_stems=True, model=Inner(lr=0.01, layers=4), note="hello")
+    assert config.to_dict(cfg)["model"]["layers"] == 4
+
+
+@pytest.mark.parametrize("content,words", [
+    ({"epoch": 3}, "unknown key 'epoch'"),
+    ({"model": {"depth": 3}}, "unknown key 'depth'"),
+    ({"epochs": "many"}, "epochs: expected int"),
+    ({"use_stems": 1}, "expected true or false"),
+])
+def test_config_errors_name_the_key(tmp_path, content, words):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(UserError, match=words) as err:
+        config.load(Outer, path)
+    assert str(path) in str(err.value)
+
+
+def test_config_override_with_unknown_key_is_an_error():
+    with pytest.raises(UserError, match="unknown key 'layerz'"):
+        config.load(Outer, None, ["model.layerz=3"])
+
+
+def test_help_lists_commands_that_each_have_help(capsys):
+    from editorbot.cli import COMMANDS, build_parser
+
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for name in COMMANDS:
+        assert f"    {name} " in result.stdout
+    parser = build_parser()
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as done:
+            parser.parse_args([name, "--help"])
+        assert done.value.code == 0
+        assert f"usage: editorbot {name}" in capsys.readouterr().out
+
+
+def test_features_command_caches_all_pairs_with_jobs(tmp_path):
+    data = tmp_path / "training_data"
+    make_layout(data, ["a_raw.wav", "b_raw.wav", "c_raw.flac"], ["a_edit.wav", "b_edit.wav"], seconds=3.0)
+    result = run_cli("features", "--data-dir", data, "--cache-dir", tmp_path / "cache", "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    assert "c_raw.flac: raw recording without an edit" in result.stderr
+    assert " s audio" in result.stderr  # the progress bar counts seconds of audio
+    for name in "ab":
+        for kind in ("raw", "edit"):
+            arrays, meta = load_npz(tmp_path / "cache" / "features" / f"{name}_{kind}.npz")
+            assert arrays["mel"].shape == (128, 1 + 3 * 22050 // 256)
+            assert meta["params"]["hop_length"] == 256
+    assert not (tmp_path / "cache" / "features" / "c_raw.npz").exists()
+    named = run_cli("features", "b", "--data-dir", data, "--cache-dir", tmp_path / "cache2")
+    assert named.returncode == 0
+    assert [p.name for p in (tmp_path / "cache2" / "features").iterdir()] != []
+    assert sorted(p.name for p in (tmp_path / "cache2" / "features").iterdir()) == ["b_edit.npz", "b_raw.npz"]
+    assert np.isfinite(load_npz(tmp_path / "cache2" / "features" / "b_raw.npz")[0]["mel"]).all()
