@@ -10,7 +10,7 @@ TORCH_CONSTRAINTS ?= constraints/cpu.txt
 PIP_C := $(if $(TORCH_CONSTRAINTS),-c $(TORCH_CONSTRAINTS),)
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench clean-venv
+.PHONY: install demo test bench browser clean-venv
 
 install: $(STAMP)
 
@@ -26,8 +26,18 @@ $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 demo: $(STAMP)
 	$(BIN)/editorbot demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -n 2 -q
+
+# The review-page test drives Debian's Chromium. Installed when missing and we may
+# (root with apt-get); otherwise that test is skipped and says why.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	      || echo "warning: could not install chromium; the browser test will be skipped"; \
+	  else echo "note: chromium/chromedriver missing and not root; the browser test will be skipped"; fi; \
+	fi
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
