@@ -1,0 +1,716 @@
+"""The rule-based structure editor: edits a raw recording with no training at all.
+
+Beat and bar grid, sections from self-similarity novelty, per-unit scores (energy, density,
+repetition, groove, noodling, silence, seam cost), then a dynamic programme over
+bar-aligned segments that keeps the best music under a target duration, with an intro
+and an ending. It is the default editor for a new user and the baseline every model must beat.
+
+Units are bars when the recording has a steady beat, and phrases (about `phrase_s` long,
+cut at the quietest moment nearby) when it does not.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import librosa
+import numpy as np
+import scipy.fft
+import scipy.ndimage
+import scipy.signal
+
+from . import audio
+from .edits import Edit, Segment
+from .errors import UserError, log
+
+DEFAULT_KEEP = 0.3  # fraction of the raw kept when the user has no training pairs
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """Settings of the rule-based editor (all times in seconds unless named otherwise).
+
+    sr, n_fft, hop_length, n_mels: the analysis grid of this editor (coarser than the
+        data contract's: it only needs beats and bar-level features).
+    min_bpm, max_bpm: tempo range searched for a beat.
+    pulse_window_s, pulse_hop_s: windows in which the onset autocorrelation measures
+        how steady the pulse is (pulse clarity, 0..1).
+    min_pulse_clarity: a window with a pulse at least this clear has a beat.
+    min_pulse_fraction: the recording has a beat grid when at least this fraction of its
+        sounding windows has a beat; otherwise it is edited on phrases.
+    beats_per_bar: beats in a bar (the meter is not estimated).
+    phrase_s: phrase length used when there is no beat grid.
+    novelty_beats: half-width of the checkerboard kernel, in beats.
+    silence_db: a unit this far below the recording's loud level is silence.
+    noodle_repetition: a unit without a clear pulse whose repetition score is below this
+        counts as noodling (aimless playing, tuning).
+    min_segment_s: shortest kept segment.
+    cut_penalty: cost of one more cut, in units of one bar of good music.
+    seam_weight: weight of the seam cost (0: cut anywhere, 1: only at section changes).
+    intro_penalty, ending_penalty: cost of starting / ending the edit away from a section
+        boundary, in bars of good music.
+    crossfade_s: crossfade at each seam.
+    fade_out_s: fade at the end when the edit does not stop at a natural ending.
+    max_ticks: cap on the duration grid of the search (memory is about 3 bytes x units x ticks).
+    """
+
+    sr: int = 22050
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 64
+    min_bpm: float = 60.0
+    max_bpm: float = 200.0
+    pulse_window_s: float = 8.0
+    pulse_hop_s: float = 2.0
+    min_pulse_clarity: float = 0.35
+    min_pulse_fraction: float = 0.3
+    beats_per_bar: int = 4
+    phrase_s: float = 4.0
+    novelty_beats: int = 8
+    silence_db: float = 35.0
+    noodle_repetition: float = 0.6
+    min_segment_s: float = 4.0
+    cut_penalty: float = 1.0
+    seam_weight: float = 1.0
+    intro_penalty: float = 3.0
+    ending_penalty: float = 2.0
+    crossfade_s: float = 0.03
+    fade_out_s: float = 3.0
+    max_ticks: int = 20000
+
+
+DEFAULT_CONFIG = BaselineConfig()
+
+
+@dataclass
+class Analysis:
+    """What the editor knows about a recording. Times in seconds of the raw.
+
+    beats_s: beat times (empty without a beat grid); downbeats_s: bar starts.
+    bounds_s: unit boundaries, (n_units + 1,), from 0 to the end of the recording.
+    unit_kind: 'bar' or 'phrase'.
+    section_starts: unit indices where a section starts (novelty peaks, silence edges).
+    scores: per-unit arrays (n_units,): 'energy_db' (re the loud level), 'density'
+        (onsets per s), 'repetition' (0..1), 'pulse' (clarity 0..1), 'silent', 'noodle'
+        (bools) and 'quality' (the goodness the search maximises, per bar of music).
+    seam_cost: per boundary (n_units + 1,), 0 (a natural place to cut) .. 1 (mid-phrase).
+    novelty: per boundary (n_units + 1,), 0..1.
+    """
+
+    duration_s: float
+    tempo_bpm: float | None
+    pulse_clarity: float
+    beats_s: np.ndarray
+    downbeats_s: np.ndarray
+    bounds_s: np.ndarray
+    unit_kind: str
+    section_starts: np.ndarray
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    seam_cost: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    novelty: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def n_units(self) -> int:
+        return len(self.bounds_s) - 1
+
+
+def propose_edit(raw_path: str | os.PathLike, *, target_duration_s: float | None = None,
+                 keep: float | None = None, data_dir: str | os.PathLike = "training_data",
+                 config: BaselineConfig = DEFAULT_CONFIG) -> Edit:
+    """The rule-based editor's edit of `raw_path`, bar-aligned, in raw order.
+
+    Args:
+        target_duration_s: wanted edit length in seconds, or
+        keep: wanted fraction of the raw (0..1]. With neither, the median keep ratio of
+            the training pairs under `data_dir` is used, or DEFAULT_KEEP without any.
+        data_dir: the user's training_data folder (only read for the default keep ratio).
+
+    Returns:
+        Edit whose duration is the target (to a few ms when the raw has enough music).
+    """
+    info = audio.probe(raw_path)
+    target = resolve_target(info.duration_s, target_duration_s=target_duration_s, keep=keep,
+                            data_dir=data_dir, where=str(raw_path))
+    y = audio.load_analysis(raw_path, sr=config.sr)
+    found = analyze(y, config, where=str(raw_path))
+    runs = plan(found, target, config)
+    return to_edit(found, runs, target, config, raw_path=str(raw_path),
+                   raw_duration_s=info.duration_s)
+
+
+def resolve_target(raw_duration_s: float, *, target_duration_s: float | None = None,
+                   keep: float | None = None, data_dir: str | os.PathLike = "training_data",
+                   where: str = "raw") -> float:
+    """The edit length to aim for, in seconds, from the user's request or their pairs."""
+    if target_duration_s is not None and keep is not None:
+        raise UserError("give either a target duration or a keep ratio, not both")
+    if target_duration_s is None:
+        if keep is None:
+            keep = default_keep(data_dir)
+        if not 0.0 < keep <= 1.0:
+            raise UserError(f"keep {keep}: must be a fraction in (0, 1], for example 0.3")
+        return keep * raw_duration_s
+    if target_duration_s <= 0:
+        raise UserError(f"target duration {target_duration_s} s: must be positive")
+    if target_duration_s > raw_duration_s + 1e-6:
+        raise UserError(f"{where}: target duration {target_duration_s:.1f} s is longer than the "
+                        f"recording ({raw_duration_s:.1f} s); ask for less")
+    return float(target_duration_s)
+
+
+def default_keep(data_dir: str | os.PathLike = "training_data") -> float:
+    """Median edit/raw duration ratio of the training pairs under data_dir, else DEFAULT_KEEP."""
+    from .layout import discover
+
+    if not (Path(data_dir) / "input").is_dir():
+        return DEFAULT_KEEP
+    ratios = []
+    for pair in discover(data_dir).pairs:
+        try:
+            ratios.append(audio.probe(pair.edit).duration_s / audio.probe(pair.raw).duration_s)
+        except UserError as err:
+            log.warning("%s; not used for the default keep ratio", err)
+    ratios = [r for r in ratios if 0.0 < r <= 1.0]
+    if not ratios:
+        return DEFAULT_KEEP
+    keep = float(np.median(ratios))
+    log.info("keeping %.0f%% of the raw, the median of %d training pairs in %s",
+             100 * keep, len(ratios), data_dir)
+    return keep
+
+
+# ---------------------------------------------------------------------------------------
+# Analysis
+
+
+def spectral_frames(y: np.ndarray, config: BaselineConfig = DEFAULT_CONFIG):
+    """Mel dB, chroma and RMS of `y` frame by frame, block-wise (bounded memory).
+
+    Args:
+        y : np.ndarray [shape=(n,)], mono at config.sr
+
+    Returns:
+        mel_db : np.ndarray [shape=(n_mels, t)], dB re 1.0 (floored at -100)
+        chroma : np.ndarray [shape=(12, t)], power per pitch class
+        rms_db : np.ndarray [shape=(t,)], dB re full scale
+        with t = 1 + n // hop_length (centred frames).
+    """
+    n_fft, hop = config.n_fft, config.hop_length
+    half = n_fft // 2
+    n_frames = 1 + len(y) // hop
+    mel_basis = librosa.filters.mel(sr=config.sr, n_fft=n_fft, n_mels=config.n_mels).astype(np.float32)
+    chroma_basis = librosa.filters.chroma(sr=config.sr, n_fft=n_fft).astype(np.float32)
+    window = scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+    mel_db = np.empty((config.n_mels, n_frames), np.float32)
+    chroma = np.empty((12, n_frames), np.float32)
+    rms_db = np.empty(n_frames, np.float32)
+    block = 4096
+    for f0 in range(0, n_frames, block):
+        f1 = min(f0 + block, n_frames)
+        a, b = f0 * hop - half, (f1 - 1) * hop + half
+        seg = y[max(a, 0):min(b, len(y))]
+        if a < 0 or b > len(y):
+            seg = np.pad(seg, (max(0, -a), max(0, b - len(y))))
+        frames = np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop]
+        spec = scipy.fft.rfft(frames * window, axis=1)
+        power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32).T
+        mel_db[:, f0:f1] = 10 * np.log10(np.maximum(mel_basis @ power, 1e-10))
+        chroma[:, f0:f1] = chroma_basis @ power
+        rms_db[f0:f1] = 10 * np.log10(np.maximum(np.mean(frames ** 2, axis=1), 1e-10))
+    np.maximum(mel_db, -100.0, out=mel_db)
+    return mel_db, chroma, rms_db
+
+
+def pulse_clarity(onset_env: np.ndarray, config: BaselineConfig = DEFAULT_CONFIG):
+    """Local tempo and how clear the pulse is, in overlapping windows of the onset envelope.
+
+    Clarity is the highest normalised autocorrelation of the onset envelope at a lag in
+    the tempo range: near 1 for a metronome, near 0 for free-tempo playing or noise.
+
+    Returns:
+        centres_s : np.ndarray [shape=(w,)], window centres in seconds
+        clarity : np.ndarray [shape=(w,)], 0..1
+        bpm : np.ndarray [shape=(w,)], the tempo of the clearest lag (prior around 120 bpm)
+    """
+    fps = config.sr / config.hop_length
+    win = max(8, int(round(config.pulse_window_s * fps)))
+    step = max(1, int(round(config.pulse_hop_s * fps)))
+    x = onset_env.astype(np.float64)
+    if len(x) < win:
+        x = np.pad(x, (0, win - len(x)))
+    windows = np.lib.stride_tricks.sliding_window_view(x, win)[::step]
+    windows = windows - windows.mean(axis=1, keepdims=True)
+    spec = np.fft.rfft(windows, n=2 * win, axis=1)
+    ac = np.fft.irfft(np.abs(spec) ** 2, axis=1)[:, :win]
+    # Unbiased: each lag has win - lag products.
+    ac = ac / (win - np.arange(win))[None, :]
+    ac = ac / np.maximum(ac[:, :1], 1e-12)
+    lo = max(1, int(np.floor(60 * fps / config.max_bpm)))
+    hi = min(win // 2, int(np.ceil(60 * fps / config.min_bpm)))
+    lags = np.arange(lo, hi + 1)
+    bpms = 60 * fps / lags
+    prior = np.exp(-0.5 * (np.log2(bpms / 120.0)) ** 2)  # one octave of spread around 120
+    band = ac[:, lo:hi + 1]
+    clarity = np.clip(band.max(axis=1), 0.0, 1.0)
+    best = np.argmax(np.clip(band, 0, None) * prior[None, :], axis=1)
+    # Parabolic interpolation of the peak: integer lags alone are 2% off at 120 bpm.
+    rows = np.arange(len(band))
+    left = band[rows, np.maximum(best - 1, 0)]
+    mid = band[rows, best]
+    right = band[rows, np.minimum(best + 1, band.shape[1] - 1)]
+    curve = left - 2 * mid + right
+    shift = np.where(curve < 0, 0.5 * (left - right) / np.where(curve < 0, curve, -1.0), 0.0)
+    bpm = 60 * fps / (lags[best] + np.clip(shift, -0.5, 0.5))
+    centres_s = (np.arange(len(windows)) * step + win / 2) / fps
+    return centres_s, clarity, bpm
+
+
+def analyze(y: np.ndarray, config: BaselineConfig = DEFAULT_CONFIG, *, where: str = "raw") -> Analysis:
+    """Beat grid, units, sections and per-unit scores of mono audio at config.sr.
+
+    Args:
+        y : np.ndarray [shape=(n,)], float32 mono at config.sr
+        where: the file name used in log messages.
+    """
+    sr, hop = config.sr, config.hop_length
+    fps = sr / hop
+    duration_s = len(y) / sr
+    if duration_s < 2 * config.min_segment_s:
+        raise UserError(f"{where}: only {duration_s:.1f} s long; the editor needs at least "
+                        f"{2 * config.min_segment_s:.0f} s of audio")
+    mel_db, chroma, rms_db = spectral_frames(y, config)
+    n_frames = mel_db.shape[1]
+    frame_s = np.arange(n_frames) / fps
+    loud_db = float(np.percentile(rms_db, 95))
+    sounding = rms_db > loud_db - config.silence_db
+    onset_env = librosa.onset.onset_strength(S=mel_db, sr=sr, hop_length=hop)
+    onset_env[~sounding] = 0.0
+
+    centres_s, clarity, local_bpm = pulse_clarity(onset_env, config)
+    sounding_win = np.interp(centres_s, frame_s, sounding.astype(float)) > 0.5
+    has_pulse = clarity >= config.min_pulse_clarity
+    fraction = float(has_pulse[sounding_win].mean()) if sounding_win.any() else 0.0
+    overall_clarity = float(np.median(clarity[sounding_win])) if sounding_win.any() else 0.0
+
+    if fraction >= config.min_pulse_fraction:
+        beats_s, downbeats_s, tempo = _beat_grid(onset_env, chroma, mel_db, centres_s,
+                                                 local_bpm, has_pulse & sounding_win, config)
+        bounds_s = np.unique(np.concatenate([[0.0], downbeats_s[downbeats_s > 0.05], [duration_s]]))
+        bounds_s = _merge_short(bounds_s, 0.5 * float(np.median(np.diff(downbeats_s))))
+        unit_kind = "bar"
+        grid_s = beats_s
+    else:
+        log.warning("%s: no steady beat found (pulse in %.0f%% of the playing, clarity %.2f); "
+                    "editing on phrases of about %.0f s instead of bars",
+                    where, 100 * fraction, overall_clarity, config.phrase_s)
+        beats_s = downbeats_s = np.zeros(0)
+        tempo = None
+        bounds_s = _phrase_bounds(rms_db, duration_s, config)
+        unit_kind = "phrase"
+        # Half-second steps stand in for beats in the self-similarity analysis.
+        grid_s = np.arange(0.0, duration_s, 0.5)
+
+    found = Analysis(duration_s=duration_s, tempo_bpm=tempo, pulse_clarity=overall_clarity,
+                     beats_s=beats_s, downbeats_s=downbeats_s, bounds_s=bounds_s,
+                     unit_kind=unit_kind, section_starts=np.zeros(0, np.int64))
+    _score_units(found, grid_s, mel_db, chroma, rms_db, onset_env, loud_db,
+                 centres_s, clarity, config)
+    return found
+
+
+def _beat_grid(onset_env, chroma, mel_db, centres_s, local_bpm, reliable, config):
+    """Beats (time-varying tempo) and downbeats (bar phase chosen by harmony and bass)."""
+    sr, hop = config.sr, config.hop_length
+    fps = sr / hop
+    n = len(onset_env)
+    frame_s = np.arange(n) / fps
+    # Tempo per frame: reliable windows only, octave-consistent, smoothed.
+    bpm = local_bpm[reliable] if reliable.any() else local_bpm
+    at = centres_s[reliable] if reliable.any() else centres_s
+    tempo = float(np.median(bpm))
+    bpm = bpm * 2.0 ** np.round(np.log2(tempo / bpm))  # fold octave errors onto the median
+    if len(bpm) >= 5:
+        bpm = scipy.ndimage.median_filter(bpm, size=5, mode="nearest")
+    bpm_frames = np.interp(frame_s, at, bpm)
+    _, beats = librosa.beat.beat_track(onset_envelope=onset_env, sr=sr, hop_length=hop,
+                                       bpm=bpm_frames, trim=False, units="frames")
+    beats = np.asarray(beats, np.int64)
+    if len(beats) < 2 * config.beats_per_bar:
+        beats = np.rint(np.arange(0, n, fps * 60 / tempo)).astype(np.int64)
+    beats_s = beats / fps
+
+    # Downbeat-ness of each beat: harmony change, struck notes and bass onset at the beat.
+    bars_of = config.beats_per_bar
+    sync_chroma = _sync(chroma, beats)
+    c = sync_chroma / np.maximum(np.linalg.norm(sync_chroma, axis=0, keepdims=True), 1e-9)
+    change = np.r_[0.0, 1.0 - np.sum(c[:, 1:] * c[:, :-1], axis=0)]
+    # New notes struck at the beat: positive chroma flux (log) around it.
+    log_chroma = np.log1p(chroma / max(float(chroma.max()), 1e-9) * 1000.0)
+    chroma_flux = np.r_[0.0, np.maximum(np.diff(log_chroma, axis=1), 0).sum(axis=0)]
+    struck = np.array([chroma_flux[max(0, b - 1):b + 2].max() for b in beats])
+    low = mel_db[: max(2, mel_db.shape[0] // 8)]
+    bass_flux = np.r_[0.0, np.maximum(np.diff(low, axis=1), 0).mean(axis=0)]
+    bass = np.array([bass_flux[max(0, b - 1):b + 2].max() for b in beats])
+    score = _robust_z(change) + 0.5 * _robust_z(struck) + 0.5 * _robust_z(bass)
+    # Bar phase per beat: the phase whose beats score highest over a window of 8 bars.
+    width = 8 * bars_of
+    phase_score = np.zeros((bars_of, len(beats)))
+    for p in range(bars_of):
+        hits = np.where(np.arange(len(beats)) % bars_of == p, score, 0.0)
+        phase_score[p] = scipy.ndimage.uniform_filter1d(hits, width, mode="constant")
+    phase = np.argmax(phase_score, axis=0)
+    phase = scipy.ndimage.median_filter(phase, size=2 * bars_of + 1, mode="nearest")
+    is_down = (np.arange(len(beats)) % bars_of) == phase
+    downbeats_s = beats_s[is_down]
+    return beats_s, downbeats_s, tempo
+
+
+def _phrase_bounds(rms_db: np.ndarray, duration_s: float, config: BaselineConfig) -> np.ndarray:
+    """Boundaries about phrase_s apart, each moved to the quietest moment near it."""
+    fps = config.sr / config.hop_length
+    smooth = scipy.ndimage.uniform_filter1d(rms_db, max(1, int(0.1 * fps)))
+    reach = int(config.phrase_s / 3 * fps)
+    bounds = [0.0]
+    t = config.phrase_s
+    while t < duration_s - config.phrase_s / 2:
+        c = int(t * fps)
+        lo, hi = max(int(bounds[-1] * fps) + int(fps), c - reach), min(len(smooth) - 1, c + reach)
+        best = lo + int(np.argmin(smooth[lo:hi + 1])) if hi > lo else c
+        bounds.append(best / fps)
+        t = bounds[-1] + config.phrase_s
+    bounds.append(duration_s)
+    return np.array(bounds)
+
+
+def _merge_short(bounds_s: np.ndarray, min_s: float) -> np.ndarray:
+    """Drop boundaries that leave a unit shorter than min_s (keeps the first and last)."""
+    keep = [bounds_s[0]]
+    for b in bounds_s[1:-1]:
+        if b - keep[-1] >= min_s:
+            keep.append(b)
+    if bounds_s[-1] - keep[-1] < min_s and len(keep) > 1:
+        keep.pop()
+    keep.append(bounds_s[-1])
+    return np.array(keep)
+
+
+def _sync(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Mean of x's columns from each start to the next (the last: to the end).
+
+    Args:
+        x : np.ndarray [shape=(d, t)]; starts: sorted frame indices (m,) in [0, t)
+
+    Returns:
+        np.ndarray [shape=(d, m)]
+    """
+    starts = np.asarray(starts, np.int64)
+    sums = np.add.reduceat(x, starts, axis=1)
+    counts = np.diff(np.r_[starts, x.shape[1]])
+    return sums / np.maximum(counts, 1)[None, :]
+
+
+def _robust_z(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    med = np.median(x)
+    mad = np.median(np.abs(x - med)) * 1.4826
+    return (x - med) / (mad if mad > 1e-9 else (np.std(x) + 1e-9))
+
+
+def _checkerboard_novelty(features: np.ndarray, half: int) -> np.ndarray:
+    """Foote novelty: a Gaussian-tapered checkerboard kernel slid along the diagonal of
+    the cosine self-similarity matrix, computed band-wise (memory O(t * half^2)).
+
+    Args:
+        features : np.ndarray [shape=(t, d)], rows L2-normalised
+
+    Returns:
+        novelty : np.ndarray [shape=(t,)], >= 0; novelty[i] is high where the music
+        before step i differs from the music from step i on.
+    """
+    t = len(features)
+    half = max(1, min(half, t // 2))
+    padded = np.concatenate([np.repeat(features[:1], half, 0), features,
+                             np.repeat(features[-1:], half, 0)])
+    idx = np.arange(-half, half) + 0.5
+    taper = np.exp(-0.5 * (idx / (0.5 * half)) ** 2)
+    sign = np.sign(idx)
+    kernel = np.outer(sign, sign) * np.outer(taper, taper)
+    kernel /= np.abs(kernel).sum()
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half, axis=0)[:t + 1]
+    windows = np.moveaxis(windows, -1, 1)  # (t + 1, 2 half, d)
+    novelty = np.empty(t + 1)
+    for i0 in range(0, t + 1, 1024):
+        w = windows[i0:i0 + 1024]
+        sim = np.einsum("nad,nbd->nab", w, w)
+        novelty[i0:i0 + 1024] = np.einsum("nab,ab->n", sim, kernel)
+    return np.maximum(novelty[:t], 0.0)
+
+
+def _score_units(found: Analysis, grid_s, mel_db, chroma, rms_db, onset_env, loud_db,
+                 centres_s, clarity, config) -> None:
+    """Fill found.scores, found.novelty, found.seam_cost and found.section_starts."""
+    fps = config.sr / config.hop_length
+    n_frames = mel_db.shape[1]
+    bounds_f = np.minimum(np.rint(found.bounds_s * fps).astype(np.int64), n_frames)
+    n_units = found.n_units
+
+    # Step-synchronous features (beats, or half-second steps): standardised mel + chroma.
+    grid_f = np.unique(np.clip(np.rint(np.asarray(grid_s) * fps).astype(np.int64), 0, n_frames - 1))
+    mel_z = (mel_db - mel_db.mean(axis=1, keepdims=True)) / (mel_db.std(axis=1, keepdims=True) + 1e-6)
+    step_mel = _sync(mel_z, grid_f)
+    step_chroma = _sync(chroma, grid_f)
+    step_chroma = step_chroma / np.maximum(np.linalg.norm(step_chroma, axis=0, keepdims=True), 1e-9)
+    step_mel = step_mel / np.sqrt(step_mel.shape[0])
+    feats = np.concatenate([step_mel, step_chroma], axis=0).T  # (steps, d)
+    feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-9)
+    nov_steps = _checkerboard_novelty(feats, config.novelty_beats)
+    # Novelty at each unit boundary: the strongest within half a step of it.
+    step_s = grid_f / fps
+    nov_ref = np.percentile(nov_steps, 98) + 1e-9
+    novelty = np.zeros(n_units + 1)
+    for b, t in enumerate(found.bounds_s):
+        near = np.abs(step_s - t) <= 0.26 * np.median(np.diff(step_s)) + 0.05
+        novelty[b] = min(1.0, nov_steps[near].max() / nov_ref) if near.any() else 0.0
+    novelty[0] = novelty[-1] = 1.0
+
+    # Per-unit measures.
+    power = 10 ** (rms_db / 10)
+    energy_db = np.empty(n_units)
+    silent_frac = np.empty(n_units)
+    density = np.empty(n_units)
+    pulse = np.empty(n_units)
+    peaks = librosa.util.peak_pick(onset_env, pre_max=3, post_max=3, pre_avg=10, post_avg=10,
+                                   delta=0.1 * float(onset_env.max() or 1.0), wait=3)
+    onset_count = np.zeros(n_frames + 1)
+    onset_count[peaks] = 1
+    onset_cum = np.cumsum(onset_count)
+    unit_feat = []
+    for u in range(n_units):
+        a, b = bounds_f[u], max(bounds_f[u + 1], bounds_f[u] + 1)
+        energy_db[u] = 10 * np.log10(max(power[a:b].mean(), 1e-10)) - loud_db
+        silent_frac[u] = np.mean(rms_db[a:b] < loud_db - config.silence_db)
+        seconds = (b - a) / fps
+        density[u] = (onset_cum[b - 1] - (onset_cum[a - 1] if a else 0)) / seconds
+        t0, t1 = found.bounds_s[u], found.bounds_s[u + 1]
+        inside = (centres_s >= t0) & (centres_s < t1)
+        pulse[u] = clarity[inside].mean() if inside.any() else np.interp(0.5 * (t0 + t1), centres_s, clarity)
+        # The unit as a sequence of 4 quarter-unit feature vectors (captures its pattern).
+        quarters = np.linspace(a, b, 5).astype(np.int64)
+        parts = [np.r_[mel_z[:, q0:max(q1, q0 + 1)].mean(axis=1) / np.sqrt(mel_z.shape[0]),
+                       _unit_norm(chroma[:, q0:max(q1, q0 + 1)].mean(axis=1))]
+                 for q0, q1 in zip(quarters[:-1], quarters[1:])]
+        unit_feat.append(np.concatenate(parts))
+    unit_feat = np.array(unit_feat)
+    unit_feat /= np.maximum(np.linalg.norm(unit_feat, axis=1, keepdims=True), 1e-9)
+    silent = silent_frac > 0.5
+
+    # Repetition: how closely the unit recurs elsewhere (mean of its two best matches).
+    sim = unit_feat @ unit_feat.T
+    np.fill_diagonal(sim, -1.0)
+    sim[:, silent] = -1.0
+    k = min(2, max(1, n_units - 1))
+    repetition = np.clip(np.sort(sim, axis=1)[:, -k:].mean(axis=1), 0.0, 1.0)
+    if found.unit_kind == "bar":
+        noodle = (pulse < config.min_pulse_clarity) & (repetition < config.noodle_repetition) & ~silent
+    else:
+        noodle = np.zeros(n_units, bool)
+
+    sounding = ~silent
+    quality = (0.5 * np.clip(energy_db / 6.0, -3.0, 0.0)
+               + 1.0 * _scaled(repetition, sounding)
+               + 0.5 * _scaled(pulse, sounding)
+               + 0.25 * _scaled(np.log1p(density), sounding))
+    quality = quality - 3.0 * noodle - 6.0 * silent
+
+    # Sections start at novelty peaks and where sound starts after silence.
+    is_peak = np.zeros(n_units + 1, bool)
+    if n_units > 2:
+        peak_idx = scipy.signal.find_peaks(novelty[1:-1], height=0.5)[0] + 1
+        is_peak[peak_idx] = True
+    edges = np.zeros(n_units + 1, bool)
+    edges[1:-1] = silent[:-1] != silent[1:]
+    edges[1:-1] |= noodle[:-1] != noodle[1:]
+    starts = np.flatnonzero((is_peak | edges)[:-1] | (np.arange(n_units + 1) == 0)[:-1])
+    starts = starts[~silent[starts]]
+    # Seam cost: cutting mid-section costs 1, at a clear change or beside silence 0.
+    quiet = np.zeros(n_units + 1, bool)
+    quiet[1:-1] = silent[:-1] | silent[1:]
+    seam_cost = np.where(quiet | edges, 0.0, 1.0 - novelty)
+    seam_cost[0] = seam_cost[-1] = 0.0
+
+    found.section_starts = starts.astype(np.int64)
+    found.novelty = novelty
+    found.seam_cost = seam_cost
+    found.scores = {"energy_db": energy_db, "density": density, "repetition": repetition,
+                    "pulse": pulse, "silent": silent, "noodle": noodle, "quality": quality}
+
+
+def _unit_norm(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-9)
+
+
+def _scaled(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """x mapped so that the masked units' 10th..90th percentiles span -1..1."""
+    ref = x[mask] if mask.any() else x
+    lo, hi = np.percentile(ref, [10, 90])
+    return np.clip(2 * (x - lo) / max(hi - lo, 1e-6) - 1, -2.0, 2.0)
+
+
+# ---------------------------------------------------------------------------------------
+# Search
+
+
+def plan(found: Analysis, target_s: float, config: BaselineConfig = DEFAULT_CONFIG) -> list[tuple[int, int]]:
+    """The best runs of whole units whose total length is closest to target_s.
+
+    A dynamic programme over units (bars or phrases) and kept duration (in ticks of an
+    eighth of a typical unit): it maximises the kept units' quality minus the cost of
+    each cut (cut_penalty plus the seam costs where a run ends and where the next starts),
+    with the first run starting at a section start (else intro_penalty) and the last one
+    ending at a section end (else ending_penalty). Runs keep the raw's order and are at
+    least min_segment_s long (a shorter raw or target relaxes that).
+
+    Returns:
+        runs: [(first_unit, end_unit)], end exclusive, in raw order.
+    """
+    bounds = found.bounds_s
+    n = found.n_units
+    dur = np.diff(bounds)
+    tick_s = max(float(np.median(dur)) / 8, found.duration_s / config.max_ticks)
+    cum_ticks = np.rint(bounds / tick_s).astype(np.int64)
+    ticks = np.maximum(np.diff(cum_ticks), 1)
+    target = int(round(target_s / tick_s))
+    slack = max(4, int(round(0.02 * target)))
+    cap = target + slack
+    bar_s = float(np.median(dur))
+    # Per-unit gain in "bars of good music"; units are weighed by length.
+    gain = found.scores["quality"] * dur / bar_s
+    cut = config.cut_penalty
+    c_exit = config.seam_weight * found.seam_cost
+    c_entry = config.seam_weight * found.seam_cost
+    intro = np.full(n + 1, config.intro_penalty)
+    intro[found.section_starts] = 0.0
+    ending = np.full(n + 1, config.ending_penalty)
+    silent = found.scores["silent"]
+    natural_end = np.zeros(n + 1, bool)
+    natural_end[n] = True
+    natural_end[1:n] |= silent[1:] & ~silent[:-1]
+    natural_end[1:n] |= found.novelty[1:n] >= 0.5
+    ending[natural_end] = 0.0
+    # Runs of at least min_segment_s, relaxed so that a short target fits in about 3 runs.
+    min_units = int(np.ceil(config.min_segment_s / bar_s - 1e-6))
+    min_units = max(1, min(min_units, int(target_s / bar_s / 3)))
+
+    rows = max(2, min_units)  # row r: in a run that has played r + 1 units (last: or more)
+    can_end = np.arange(rows) >= min_units - 1
+    neg = -np.inf
+    run = np.full((rows, cap + 1), neg)
+    idle = np.full(cap + 1, neg)  # at least one run finished, not in a run now
+    # Backpointers. idle_src[u, k]: row of the run that ended at boundary u, -1: idle
+    # already. start_src[u, k]: 1 a run starts at u after an earlier one, 2 the edit starts.
+    # long_src[u, k]: the last row came from itself (not from the row before).
+    idle_src = np.full((n + 1, cap + 1), -1, np.int8)
+    start_src = np.zeros((n, cap + 1), np.int8)
+    long_src = np.zeros((n, cap + 1), bool)
+    best = (neg, -1, -1, -1)  # score, boundary, row, k
+    lo = max(0, target - slack)
+    off_target = 0.05 * np.abs(np.arange(lo, cap + 1) - target)
+    for u in range(n + 1):
+        for r in np.flatnonzero(can_end):
+            ended = run[r] - cut - c_exit[u]
+            take = ended > idle
+            idle = np.where(take, ended, idle)
+            idle_src[u, take] = r
+            final = run[r, lo:] - ending[u] - off_target
+            if final.max() > best[0]:
+                best = (float(final.max()), u, int(r), lo + int(np.argmax(final)))
+        if u == n:
+            break
+        t = int(ticks[u])
+        if t > cap:
+            run = np.full_like(run, neg)
+            continue
+        start = idle - c_entry[u]
+        src = np.where(np.isfinite(start), 1, 0).astype(np.int8)
+        if -intro[u] > start[0]:
+            start[0], src[0] = -intro[u], 2
+        start_src[u] = src
+        new = np.full_like(run, neg)
+        new[0, t:] = start[:cap + 1 - t]
+        new[1:rows - 1, t:] = run[0:rows - 2, :cap + 1 - t]
+        stay = run[rows - 1, :cap + 1 - t] >= run[rows - 2, :cap + 1 - t]
+        new[rows - 1, t:] = np.where(stay, run[rows - 1, :cap + 1 - t], run[rows - 2, :cap + 1 - t])
+        long_src[u, t:] = stay
+        new[:, t:] += gain[u]
+        run = new
+
+    if best[1] < 0:
+        raise UserError("the target duration is shorter than one bar of the recording; ask for more")
+    return _backtrack(best[1], best[2], best[3], rows, ticks, idle_src, start_src, long_src)
+
+
+def _backtrack(u, row, k, rows, ticks, idle_src, start_src, long_src) -> list[tuple[int, int]]:
+    """Follow plan()'s backpointers from its best final state to the runs it kept."""
+    runs = []
+    run_end = u
+    in_run = True
+    while True:
+        if in_run:
+            v = u - 1  # the unit this row consumed
+            k_prev = k - int(ticks[v])
+            if row == 0:
+                runs.append((v, run_end))
+                if start_src[v, k_prev] == 2:
+                    return runs[::-1]
+                in_run = False
+            elif row < rows - 1 or not long_src[v, k]:
+                row -= 1
+            u, k = v, k_prev
+        else:
+            r = int(idle_src[u, k])
+            if r >= 0:
+                run_end, row, in_run = u, r, True
+            else:
+                u -= 1
+                if u < 0:
+                    raise RuntimeError("baseline search: backpointers lead nowhere")
+
+
+def to_edit(found: Analysis, runs: list[tuple[int, int]], target_s: float,
+            config: BaselineConfig = DEFAULT_CONFIG, *, raw_path: str | None = None,
+            raw_duration_s: float | None = None) -> Edit:
+    """Segments of the kept runs, the last one trimmed or extended to hit target_s exactly.
+
+    The last segment fades out unless it stops at a natural ending (the end of the
+    recording, or where the playing stops); seams get config.crossfade_s.
+    """
+    bounds = found.bounds_s
+    pieces = [[float(bounds[a]), float(bounds[b])] for a, b in runs]
+    short = target_s - sum(e - s for s, e in pieces)
+    last = pieces[-1]
+    room_after = found.duration_s - last[1]
+    natural = runs[-1][1] == found.n_units or bool(
+        found.scores["silent"][min(runs[-1][1], found.n_units - 1)])
+    if short > 1e-6:
+        grow = min(short, room_after)
+        last[1] += grow
+        short -= grow
+        if short > 1e-6:  # the raw ends: start the edit earlier instead
+            first = pieces[0]
+            prev_end = 0.0
+            grow = min(short, first[0] - prev_end)
+            first[0] -= grow
+    elif short < -1e-6:
+        cut = min(-short, last[1] - last[0] - 0.5)
+        last[1] -= cut
+        natural = False
+    if abs(target_s - sum(e - s for s, e in pieces)) > 0.05 and short > 0:
+        log.warning("the recording has %.1f s too little music for the target", short)
+    segments = []
+    for i, (s, e) in enumerate(pieces):
+        segments.append(Segment(raw_start_s=s, duration_s=e - s,
+                                crossfade_s=config.crossfade_s if i else 0.0))
+    if not natural:
+        segments[-1].fade_out_s = min(config.fade_out_s, segments[-1].duration_s / 2)
+    return Edit(segments, raw_path=raw_path, raw_duration_s=raw_duration_s)
