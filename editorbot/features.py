@@ -95,12 +95,17 @@ def mel_power(y: np.ndarray, params: FeatureParams = DEFAULT_PARAMS) -> np.ndarr
     return out
 
 
-def normalize_db(S: np.ndarray, params: FeatureParams = DEFAULT_PARAMS) -> np.ndarray:
+def normalize_db(S: np.ndarray, params: FeatureParams = DEFAULT_PARAMS, *,
+                 ref: float | None = None) -> np.ndarray:
     """Map a mel power spectrogram to [0, 1]: (dB re max, floored at -top_db + top_db) / top_db.
 
     Works in place on S (float32) and returns it.
+
+    Args:
+        ref: the power that maps to 1.0 (default: S.max()). Stems pass their mix's maximum
+            so that every stem sits on the mix's dB scale.
     """
-    ref = float(S.max(initial=0.0))
+    ref = float(S.max(initial=0.0)) if ref is None else float(ref)
     if ref <= 0.0:  # digital silence: everything sits at the floor
         S[...] = 0.0
         return S
