@@ -1,0 +1,263 @@
+"""The rule-based editor on generated jams whose structure is known exactly.
+
+A jam (120 bpm, bars of 2 s): intro 0-8 s, groove A 8-20 s, noodling 20-30 s (random notes
+off the grid), silence 30-33 s, groove B 33-45 s, ending 45-49 s, then 2 s of room tone.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from editorbot import baseline
+from editorbot.baseline import Analysis, BaselineConfig
+from editorbot.errors import UserError
+
+SECTIONS = [("intro", 4), ("groove_a", 6), ("noodle", 5), ("silence", 1.5), ("groove_b", 6),
+            ("ending", 2)]
+CHORDS = {"groove_a": [(220.0, 277.2, 329.6), (196.0, 246.9, 293.7), (174.6, 220.0, 261.6),
+                       (196.0, 246.9, 293.7)],
+          "groove_b": [(293.7, 370.0, 440.0), (246.9, 311.1, 370.0), (329.6, 415.3, 493.9),
+                       (220.0, 277.2, 329.6)],
+          "intro": [(220.0, 277.2, 329.6)] * 4, "ending": [(220.0, 277.2, 329.6)] * 4}
+
+
+def make_jam(sr: int = 22050, seed: int = 0, bpm: float = 120.0):
+    """A mono jam with drums, bass and chords on a beat grid, noodling and silence.
+
+    Returns:
+        y (n,) float32, sr, sections [(label, start_s, end_s)], beats_s, downbeats_s
+    """
+    rng = np.random.default_rng(seed)
+    beat = 60.0 / bpm
+    bar = 4 * beat
+    n = int((sum(b for _, b in SECTIONS) * bar + 2.0) * sr)
+    out = np.zeros(n)
+
+    def add(x, t0, gain):
+        i = int(round(t0 * sr))
+        j = min(n, i + len(x))
+        out[i:j] += gain * x[:j - i]
+
+    def tone(f, dur, decay, harmonics=(1.0, 0.5, 0.25)):
+        t = np.arange(int(dur * sr)) / sr
+        x = sum(a * np.sin(2 * np.pi * f * (k + 1) * t) for k, a in enumerate(harmonics))
+        return x * np.exp(-t * decay) * np.minimum(1.0, t / 0.005)
+
+    def kick():
+        t = np.arange(int(0.25 * sr)) / sr
+        return np.sin(2 * np.pi * (50 + 80 * np.exp(-t * 30)) * t) * np.exp(-t * 12)
+
+    def noise(dur, decay):
+        m = int(dur * sr)
+        return rng.standard_normal(m) * np.exp(-np.arange(m) / sr * decay)
+
+    sections, beats, downbeats = [], [], []
+    t0 = 0.0
+    for label, bars in SECTIONS:
+        sections.append((label, t0, t0 + bars * bar))
+        if label == "noodle":
+            t = t0
+            while t < t0 + bars * bar - 0.3:
+                add(tone(220 * 2 ** (rng.integers(-5, 19) / 12), 0.6, 5.0), t, 0.25)
+                t += rng.uniform(0.13, 0.7)
+        elif label != "silence":
+            for b in range(int(bars * 4)):
+                tb = t0 + b * beat
+                beats.append(tb)
+                if b % 4 == 0:
+                    downbeats.append(tb)
+                if b % 2 == 0 and (label != "ending" or b == 0):
+                    add(kick(), tb, 0.8)
+                if label.startswith("groove"):
+                    if b % 2 == 1:
+                        add(noise(0.2, 25), tb, 0.3)
+                    add(noise(0.05, 80), tb + beat / 2, 0.12)
+                add(noise(0.04, 90), tb, 0.1)
+                if b % 4 == 0 and (label != "ending" or b == 0):
+                    chord = CHORDS[label][(b // 4) % 4]
+                    ring = 3.5 if label == "ending" else bar
+                    for f in chord:
+                        add(tone(f, ring, 1.2 if label == "ending" else 0.8), tb, 0.12)
+                    add(tone(chord[0] / 2, bar, 1.5, (1.0,)), tb, 0.3)
+        t0 += bars * bar
+    out *= 0.5 / np.abs(out).max()
+    out += 1e-4 * rng.standard_normal(n)  # room tone
+    return out.astype(np.float32), sr, sections, np.array(beats), np.array(downbeats)
+
+
+def make_free_playing(sr: int = 22050, seed: int = 0, seconds: float = 40.0):
+    """Rubato phrases of 3-7 notes (0.25-0.9 s apart) separated by 0.8-2 s pauses; no pulse."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    out = np.zeros(n)
+    t = 0.2
+    while t < seconds - 2:
+        for _ in range(rng.integers(3, 8)):
+            f = 196 * 2 ** (rng.choice([0, 2, 4, 5, 7, 9, 11, 12, 14]) / 12)
+            tt = np.arange(int(1.5 * sr)) / sr
+            x = (np.sin(2 * np.pi * f * tt) + 0.4 * np.sin(4 * np.pi * f * tt)) * np.exp(-tt * 2.0)
+            x *= np.minimum(1.0, tt / 0.01)
+            i = int(t * sr)
+            j = min(n, i + len(x))
+            out[i:j] += 0.3 * x[:j - i]
+            t += rng.uniform(0.25, 0.9)
+        t += rng.uniform(0.8, 2.0)
+    out *= 0.5 / np.abs(out).max()
+    out += 1e-4 * rng.standard_normal(n)
+    return out.astype(np.float32), sr
+
+
+@pytest.fixture(scope="module")
+def jam(tmp_path_factory):
+    """The jam as a 44.1 kHz stereo file (the editor resamples it), plus its truth."""
+    y, sr, sections, beats, downbeats = make_jam()
+    up = np.repeat(y, 2)[: int(len(y) * 44100 / sr)]  # crude 2x upsample: same music
+    path = tmp_path_factory.mktemp("jam") / "jam_raw.wav"
+    sf.write(path, np.stack([up, 0.8 * up], axis=1), 44100, subtype="PCM_24")
+    return {"path": path, "y": y, "sections": dict((s[0], s[1:]) for s in sections),
+            "beats": beats, "downbeats": downbeats}
+
+
+@pytest.fixture(scope="module")
+def jam_analysis(jam):
+    return baseline.analyze(jam["y"])
+
+
+def overlap(a0, a1, b0, b1):
+    return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+def test_beat_grid_tempo_and_bars_match_the_generated_ones(jam, jam_analysis):
+    found = jam_analysis
+    assert found.unit_kind == "bar"
+    assert found.tempo_bpm == pytest.approx(120.0, rel=0.01)
+    # Every generated beat has a tracked beat within 30 ms, every downbeat a bar line.
+    assert np.max(np.min(np.abs(jam["beats"][:, None] - found.beats_s[None, :]), axis=1)) < 0.03
+    err = np.min(np.abs(jam["downbeats"][:, None] - found.bounds_s[None, :]), axis=1)
+    assert np.mean(err < 0.05) >= 0.9, err
+
+
+def test_sections_silence_and_noodling_are_found(jam, jam_analysis):
+    found = jam_analysis
+    starts_s = found.bounds_s[found.section_starts]
+    for label in ("groove_a", "groove_b"):
+        assert np.min(np.abs(starts_s - jam["sections"][label][0])) < 0.1, (label, starts_s)
+    mid = 0.5 * (found.bounds_s[:-1] + found.bounds_s[1:])
+    in_noodle = (mid > 21) & (mid < 29)
+    in_groove = ((mid > 9) & (mid < 19)) | ((mid > 34) & (mid < 44))
+    assert found.scores["noodle"][in_noodle].mean() >= 0.5
+    assert not found.scores["noodle"][in_groove].any()
+    assert not found.scores["silent"][in_groove].any()
+    assert found.scores["silent"][(mid > 31) & (mid < 33)].all()
+    assert found.scores["quality"][in_groove].min() > found.scores["quality"][in_noodle].max()
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.5])
+def test_edit_cuts_silence_and_noodling_on_bar_lines_and_meets_the_target(jam, keep):
+    edit = baseline.propose_edit(jam["path"], keep=keep, data_dir=jam["path"].parent)
+    raw_s = 51.0
+    assert edit.raw_duration_s == pytest.approx(raw_s)
+    assert abs(edit.duration_s - keep * raw_s) <= 0.05 * keep * raw_s
+    starts = [s.raw_start_s for s in edit.segments]
+    assert starts == sorted(starts)
+    for seg in edit.segments:
+        for label in ("noodle", "silence"):
+            a, b = jam["sections"][label]
+            assert overlap(seg.raw_start_s, seg.raw_end_s, a, b) < 0.1, (label, seg)
+        # Cuts sit on bar lines (within 50 ms) and segments are at least 4 s long.
+        assert np.min(np.abs(jam["downbeats"] - seg.raw_start_s)) < 0.05, seg
+        assert seg.duration_s >= 3.9
+    # The edit opens at a section start (an intro), and ends at the end of the playing or fades.
+    assert min(abs(edit.segments[0].raw_start_s - jam["sections"][k][0])
+               for k in ("intro", "groove_a", "groove_b")) < 0.05
+    last = edit.segments[-1]
+    assert last.fade_out_s > 0 or last.raw_end_s > jam["sections"]["ending"][0]
+
+
+@pytest.mark.parametrize("target_s", [9.0, 17.5, 31.0])
+def test_requested_durations_are_met_within_5_percent(jam, target_s):
+    edit = baseline.propose_edit(jam["path"], target_duration_s=target_s)
+    assert abs(edit.duration_s - target_s) <= 0.05 * target_s
+    assert all(s.raw_start_s >= 0 and s.raw_end_s <= 51.0 + 1e-6 for s in edit.segments)
+
+
+def test_free_tempo_playing_is_edited_on_phrases_and_says_so(tmp_path, caplog):
+    y, sr = make_free_playing()
+    path = tmp_path / "free_raw.wav"
+    sf.write(path, y, sr)
+    with caplog.at_level(logging.WARNING, logger="editorbot"):
+        edit = baseline.propose_edit(path, keep=0.4, data_dir=tmp_path)
+    assert any("no steady beat" in r.getMessage() for r in caplog.records)
+    assert abs(edit.duration_s - 16.0) <= 0.05 * 16.0
+    # Cuts fall in the pauses between phrases: at least 15 dB under the playing's loud level.
+    frame = int(0.05 * sr)
+    rms_db = 10 * np.log10(np.convolve(y ** 2, np.ones(frame) / frame, mode="same") + 1e-12)
+    loud = np.percentile(rms_db, 90)
+    cuts = [s.raw_start_s for s in edit.segments[1:]] + [s.raw_end_s for s in edit.segments[:-1]]
+    if edit.segments[0].raw_start_s > 0:
+        cuts.append(edit.segments[0].raw_start_s)
+    assert cuts, "a 40 % edit of free playing should cut somewhere"
+    for t in cuts:
+        assert rms_db[int(t * sr)] < loud - 15, t
+
+
+def test_steady_beat_is_not_mistaken_for_free_tempo(jam, caplog):
+    with caplog.at_level(logging.WARNING, logger="editorbot"):
+        baseline.analyze(jam["y"])
+    assert not any("no steady beat" in r.getMessage() for r in caplog.records)
+
+
+def _toy_analysis(quality, starts, unit_s=2.0):
+    n = len(quality)
+    return Analysis(duration_s=n * unit_s, tempo_bpm=120.0, pulse_clarity=1.0,
+                    beats_s=np.arange(0, n * unit_s, unit_s / 4), downbeats_s=np.arange(n) * unit_s,
+                    bounds_s=np.arange(n + 1) * unit_s, unit_kind="bar",
+                    section_starts=np.array(starts),
+                    scores={"quality": np.array(quality, float), "silent": np.zeros(n, bool)},
+                    seam_cost=np.ones(n + 1), novelty=np.r_[1.0, np.zeros(n - 1), 1.0])
+
+
+def test_search_keeps_the_best_runs_and_respects_the_shortest_segment():
+    # Units 5-9 and 14-17 are good, the rest poor; sections start at 5 and 14.
+    quality = np.full(20, -1.0)
+    quality[5:10] = 1.0
+    quality[14:18] = 1.0
+    found = _toy_analysis(quality, [5, 14])
+    found.novelty[[10, 18]] = 1.0
+    found.seam_cost[[5, 10, 14, 18]] = 0.0
+    assert baseline.plan(found, 18.0) == [(5, 10), (14, 18)]
+    # One run alone fits 10 s: no cut is worth its penalty.
+    assert baseline.plan(found, 10.0) == [(5, 10)]
+    # A lone good unit is not kept as a 2 s segment when segments must be >= 4 s.
+    quality[12] = 3.0
+    found.seam_cost[[12, 13]] = 0.0
+    runs = baseline.plan(found, 18.0, BaselineConfig(min_segment_s=4.0))
+    assert all(b - a >= 2 for a, b in runs)
+
+
+def test_default_keep_comes_from_the_training_pairs(tmp_path, jam):
+    assert baseline.default_keep(tmp_path / "nothing") == baseline.DEFAULT_KEEP
+    for folder, name, seconds in (("input", "a_raw.wav", 10.0), ("desired_output", "a_edit.wav", 4.0),
+                                  ("input", "b_raw.wav", 20.0), ("desired_output", "b_edit.wav", 10.0),
+                                  ("input", "c_raw.wav", 10.0), ("desired_output", "c_edit.wav", 3.0)):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        sf.write(tmp_path / folder / name, np.zeros(int(seconds * 8000)), 8000)
+    assert baseline.default_keep(tmp_path) == pytest.approx(0.4)
+    edit = baseline.propose_edit(jam["path"], data_dir=tmp_path)
+    assert abs(edit.duration_s - 0.4 * 51.0) <= 0.05 * 0.4 * 51.0
+
+
+def test_impossible_requests_are_user_errors(jam, tmp_path):
+    with pytest.raises(UserError, match="longer than the recording"):
+        baseline.propose_edit(jam["path"], target_duration_s=600)
+    with pytest.raises(UserError, match="not both"):
+        baseline.propose_edit(jam["path"], target_duration_s=10, keep=0.3)
+    with pytest.raises(UserError, match="fraction"):
+        baseline.propose_edit(jam["path"], keep=1.5)
+    short = tmp_path / "short_raw.wav"
+    sf.write(short, np.zeros(22050 * 3, np.float32), 22050)
+    with pytest.raises(UserError, match="short_raw.wav"):
+        baseline.propose_edit(short, keep=0.5)
