@@ -11,7 +11,7 @@ import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -211,6 +211,21 @@ def write(path: str | os.PathLike, data: np.ndarray, sr: int, *, subtype: str | 
             format's default).
         protect: input files that must never be overwritten; writing onto one is an error.
     """
+    data = np.asarray(data)
+    channels = 1 if data.ndim == 1 else data.shape[1]
+    return write_blocks(path, [data], sr, channels=channels, subtype=subtype, protect=protect)
+
+
+def write_blocks(path: str | os.PathLike, blocks: Iterable[np.ndarray], sr: int, *,
+                 channels: int, subtype: str | None = None,
+                 protect: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """Write audio that arrives in blocks, atomically, holding one block at a time.
+
+    Args:
+        blocks: arrays of shape (n,) or (n, channels), written in order.
+        channels: channels of every block.
+        subtype, protect: as in `write`.
+    """
     path = Path(path)
     for other in protect:
         if Path(other).exists() and path.exists() and path.resolve() == Path(other).resolve():
@@ -219,14 +234,13 @@ def write(path: str | os.PathLike, data: np.ndarray, sr: int, *, subtype: str | 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
-    data = np.asarray(data)
-    channels = 1 if data.ndim == 1 else data.shape[1]
     try:
         with sf.SoundFile(tmp, "w", samplerate=int(sr), channels=channels, format=fmt,
                           subtype=subtype) as fh:
-            step = _OGG_WRITE_BLOCK if fmt == "OGG" else max(len(data), 1)
-            for i in range(0, len(data), step):
-                fh.write(data[i:i + step])
+            for data in blocks:
+                step = _OGG_WRITE_BLOCK if fmt == "OGG" else max(len(data), 1)
+                for i in range(0, len(data), step):
+                    fh.write(data[i:i + step])
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -118,8 +118,7 @@ class Edit:
                 segs.append(Segment(**{k: v for k, v in d.items() if k in known}))
             except TypeError as err:
                 raise UserError(f"{where}: segment {i}: {err}") from None
-            if segs[-1].duration_s <= 0:
-                raise UserError(f"{where}: segment {i} has duration_s {segs[-1].duration_s} <= 0")
+            check_segment(segs[-1], i, where)
         return cls(segs, data.get("raw_path"), data.get("raw_duration_s"))
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -135,6 +134,60 @@ class Edit:
         except json.JSONDecodeError as err:
             raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
         return cls.from_json(data, where=str(path))
+
+
+def check_segment(seg: Segment, index: int, where: str = "segments") -> None:
+    """Raise UserError (naming `where` and the segment) unless `seg` is well formed.
+
+    Checks types and ranges only: finite numbers, duration_s > 0, raw_start_s >= 0 or None,
+    fades and crossfade >= 0, effect None or {"name": str, "params": {str: number}}.
+    Whether an effect name exists is the renderer's business (editorbot.render.EFFECTS).
+    """
+    def bad(what: str) -> UserError:
+        return UserError(f"{where}: segment {index}: {what}; fix the segment list")
+
+    numbers = {"duration_s": seg.duration_s, "gain_db": seg.gain_db, "fade_in_s": seg.fade_in_s,
+               "fade_out_s": seg.fade_out_s, "crossfade_s": seg.crossfade_s}
+    if seg.raw_start_s is not None:
+        numbers["raw_start_s"] = seg.raw_start_s
+    for name, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise bad(f"{name} must be a finite number, got {value!r}")
+    if seg.duration_s <= 0:
+        raise bad(f"duration_s {seg.duration_s} <= 0")
+    if seg.raw_start_s is not None and seg.raw_start_s < 0:
+        raise bad(f"raw_start_s {seg.raw_start_s} < 0")
+    for name in ("fade_in_s", "fade_out_s", "crossfade_s"):
+        if numbers[name] < 0:
+            raise bad(f"{name} {numbers[name]} < 0")
+    if seg.effect is not None:
+        eff = seg.effect
+        if (not isinstance(eff, dict) or not isinstance(eff.get("name"), str)
+                or not isinstance(eff.get("params", {}), dict) or set(eff) - {"name", "params"}):
+            raise bad(f'effect must be {{"name": str, "params": {{...}}}}, got {eff!r}')
+        for key, value in eff.get("params", {}).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise bad(f"effect parameter {key!r} must be a finite number, got {value!r}")
+
+
+def segment_samples(edit: Edit, sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sample positions of every segment at rate `sr`, as the renderer and exporters use them.
+
+    Edit boundaries are rounded cumulatively (so lengths add up to the rounded total) and
+    raw starts are rounded on their own.
+
+    Returns:
+        edit_starts : np.ndarray [shape=(n_segments,)], int64, first edit sample of each
+        lengths : np.ndarray [shape=(n_segments,)], int64, samples of each (may be 0 for
+            segments shorter than one sample)
+        raw_starts : np.ndarray [shape=(n_segments,)], int64, raw sample at each segment's
+            start; -1 for segments not in the raw
+    """
+    starts = edit.edit_starts_s()
+    bounds = np.rint(np.append(starts, edit.duration_s) * sr).astype(np.int64)
+    raw = np.array([-1 if s.raw_start_s is None else int(round(s.raw_start_s * sr))
+                    for s in edit.segments], np.int64)
+    return bounds[:-1], np.diff(bounds), raw
 
 
 def segments_to_pointers(edit: Edit, params: FeatureParams = DEFAULT_PARAMS,

@@ -1,0 +1,105 @@
+"""`editorbot render`: render a segment list or a pointer sequence from the raw's own samples."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "render", help="render an edit (segments or pointers) from the raw recording",
+        description="Render an edit from RAW's own samples (its rate, channels and bit depth) "
+                    "with crossfaded, searched cuts; print a report on every seam and write "
+                    "the timeline exports (.otio, .edl, .fcp.xml, Audacity labels, segment "
+                    "JSON) next to OUT.")
+    p.add_argument("raw", metavar="RAW", help="the raw recording the edit was cut from")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--pointers", metavar="P.npy",
+                     help="pointer sequence: raw analysis frame per edit frame, -1 = not in raw "
+                          "(a {sample}_info.json beside it may give sample_rate and hop_length)")
+    src.add_argument("--segments", metavar="S.json",
+                     help="segment list (.json from Edit.save, or a .otio timeline)")
+    p.add_argument("-o", "--out", required=True, metavar="OUT.wav", help="output .wav or .flac")
+    p.add_argument("--seam-search-ms", type=float, default=20.0,
+                   help="move each cut within +- this many ms to where it joins best "
+                        "(default 20; 0 = off)")
+    p.add_argument("--crossfade-ms", type=float, default=5.0,
+                   help="crossfade at hard cuts (default 5)")
+    p.add_argument("--beats", metavar="BEATS.txt",
+                   help="raw beat times, one number (seconds) per line: cuts snap to them")
+    p.add_argument("--subtype", help="output sample format, e.g. PCM_16, PCM_24, FLOAT "
+                                     "(default: the raw's)")
+    p.add_argument("--no-exports", action="store_true", help="write the audio only")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..edits import Edit
+    from ..errors import UserError, log
+    from ..export import export_all
+    from ..render import render
+
+    raw = Path(args.raw)
+    if args.segments:
+        seg_path = Path(args.segments)
+        if seg_path.suffix.lower() == ".otio":
+            from ..export import read_otio
+            edit = read_otio(seg_path)
+        else:
+            edit = Edit.load(seg_path)
+    else:
+        edit = _edit_from_pointers(Path(args.pointers))
+    if edit.raw_path and Path(edit.raw_path).name != raw.name:
+        log.warning("%s: the segments name raw %s; rendering from %s", args.segments,
+                    edit.raw_path, raw)
+    edit.raw_path = str(raw)
+    beats = None
+    if args.beats:
+        try:
+            beats = [float(line) for line in Path(args.beats).read_text().split() if line]
+        except (OSError, ValueError) as err:
+            raise UserError(f"{args.beats}: expected one beat time in seconds per line ({err})") \
+                from None
+    report = render(raw, edit, args.out, seam_search_ms=args.seam_search_ms, beats_s=beats,
+                    subtype=args.subtype, crossfade_ms=args.crossfade_ms, progress=True)
+    for line in report.lines():
+        print(line)
+    print(f"wrote {report.out_path}")
+    if not args.no_exports:
+        out = Path(args.out)
+        paths = export_all(report.edit, out.with_suffix(""), sr=report.sr,
+                           channels=report.channels)
+        print("exports: " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
+    return 0
+
+
+def _edit_from_pointers(path):
+    import json
+
+    import numpy as np
+
+    from ..edits import pointers_to_segments
+    from ..errors import UserError
+    from ..features import DEFAULT_PARAMS, FeatureParams
+
+    if not path.is_file():
+        raise UserError(f"{path}: no such pointer file")
+    try:
+        pointers = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise UserError(f"{path}: not a .npy pointer array ({err})") from None
+    if pointers.ndim != 1 or not np.issubdtype(pointers.dtype, np.integer) or len(pointers) == 0:
+        raise UserError(f"{path}: pointers must be a non-empty 1-D integer array, got "
+                        f"{pointers.dtype} {pointers.shape}")
+    params = DEFAULT_PARAMS
+    info_path = path.with_name(path.name.replace("_pointers.npy", "_info.json"))
+    if info_path != path and info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text())
+        except json.JSONDecodeError as err:
+            raise UserError(f"{info_path}: not valid JSON ({err.msg}); fix or remove it") from None
+        if "sample_rate" in info and "hop_length" in info:
+            params = FeatureParams(sr=int(info["sample_rate"]), hop_length=int(info["hop_length"]))
+    return pointers_to_segments(pointers, params)

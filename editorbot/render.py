@@ -1,0 +1,672 @@
+"""Render an edit (a list of raw segments) to audio from the raw file's own samples.
+
+Reads only the spans the segments play, block by block, at the raw's rate, channels and
+(by default) bit depth; crossfades every cut, moves each cut to where its two sides join
+best, applies gains, fades and effects, and writes WAV or FLAC atomically.
+
+How a cut is rendered. A seam sits between two segments that are not continuous in the
+raw (or whose gain or effect differ). Its crossfade (the segment's crossfade_s, or
+DEFAULT_CROSSFADE_MS for a hard cut) is centred on the seam and borrows half its length of
+raw audio from each side, as editorbot.edits describes. Its gain curves keep the power
+constant for the correlation r (clipped to [0, 1]) of the two sides over the crossfade:
+with u = t, v = 1 - t, fade_in = u / d and fade_out = v / d, d = sqrt(u^2 + v^2 + 2ruv).
+Unrelated audio (r = 0) gets an equal-power crossfade; audio that matches (r = 1, e.g.
+where seam search found the same waveform, or a gain change on continuous raw audio) gets
+a linear one, so the join neither dips nor bumps.
+Seam search rolls the cut: the seam moves by the same offset in the edit and in both raw
+positions (the outgoing segment grows by what the incoming one loses), so the edit keeps
+its length and every other sample its place.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import soundfile as sf
+
+from .audio import AudioInfo, iter_blocks, probe, write_blocks
+from .edits import Edit, check_segment, segment_samples
+from .errors import UserError, log
+from .seams import (LOUDNESS_WINDOW_MS, RawClickStats, SeamReport, raw_click_stats, rms_db,
+                    seam_click, seam_window)
+
+DEFAULT_CROSSFADE_MS = 5.0   # crossfade at a hard cut (crossfade_s == 0)
+SEAM_SEARCH_MS = 20.0        # cuts move within +- this to where the two sides join best
+MATCH_WINDOW_MS = (2.0, 20.0)  # seam-search comparison window: the crossfade, within these
+MOVE_PENALTY = 0.1           # cost added per full search radius moved (prefers small moves)
+QUIET_DB = 20.0              # a join this far below the loudest candidate counts as fully quiet
+END_TOLERANCE_S = 0.025      # segments may run this far past the raw's end (pointer rounding)
+READ_BLOCK_S = 10.0          # seconds of raw read per block
+OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+
+
+# ---------------------------------------------------------------------------- effects
+
+@dataclass(frozen=True)
+class EffectSpec:
+    """An effect a segment can name: make(sr, params) -> process(block (n, ch)) -> block.
+
+    process is called on consecutive blocks of one segment and may keep state between them.
+    """
+
+    make: Callable[[int, dict], Callable[[np.ndarray], np.ndarray]]
+    defaults: dict
+    help: str
+
+
+EFFECTS: dict[str, EffectSpec] = {}
+
+
+def register_effect(name: str, defaults: dict, help: str):
+    """Decorator: register `make(sr, params)` as effect `name` with its parameter defaults."""
+    def deco(make):
+        EFFECTS[name] = EffectSpec(make, dict(defaults), help)
+        return make
+    return deco
+
+
+@register_effect("gain", {"gain_db": 0.0}, "gain in dB")
+def _gain(sr: int, params: dict):
+    g = np.float32(10 ** (params["gain_db"] / 20))
+    return lambda block: block * g
+
+
+def _pedalboard_effect(plugin: str):
+    def make(sr: int, params: dict):
+        import pedalboard  # imported on first use: it is heavy and most renders use no effect
+        board = pedalboard.Pedalboard([getattr(pedalboard, plugin)(**params)])
+        return lambda block: board.process(np.ascontiguousarray(block.T), sr, reset=False).T
+    return make
+
+
+for _name, _plugin, _defaults, _help in [
+    ("lowpass", "LowpassFilter", {"cutoff_frequency_hz": 8000.0}, "first-order low-pass"),
+    ("highpass", "HighpassFilter", {"cutoff_frequency_hz": 40.0}, "first-order high-pass"),
+    ("eq", "PeakFilter", {"cutoff_frequency_hz": 1000.0, "gain_db": 0.0, "q": 0.7071},
+     "peaking EQ band"),
+    ("low_shelf", "LowShelfFilter", {"cutoff_frequency_hz": 200.0, "gain_db": 0.0, "q": 0.7071},
+     "low shelf"),
+    ("high_shelf", "HighShelfFilter", {"cutoff_frequency_hz": 5000.0, "gain_db": 0.0,
+                                       "q": 0.7071}, "high shelf"),
+    ("compressor", "Compressor", {"threshold_db": -20.0, "ratio": 4.0, "attack_ms": 5.0,
+                                  "release_ms": 100.0}, "dynamic range compressor"),
+]:
+    register_effect(_name, _defaults, _help)(_pedalboard_effect(_plugin))
+
+
+def effect_params(effect: dict, *, where: str) -> dict:
+    """The full parameters of a segment's effect (defaults filled in); UserError if unknown."""
+    name = effect.get("name")
+    if name not in EFFECTS:
+        raise UserError(f"{where}: unknown effect {name!r}; known effects: "
+                        f"{', '.join(sorted(EFFECTS))}")
+    spec = EFFECTS[name]
+    params = effect.get("params", {}) or {}
+    unknown = sorted(set(params) - set(spec.defaults))
+    if unknown:
+        raise UserError(f"{where}: effect {name!r} has no parameter {unknown[0]!r}; its "
+                        f"parameters: {', '.join(sorted(spec.defaults))}")
+    return {**spec.defaults, **{k: float(v) for k, v in params.items()}}
+
+
+# ------------------------------------------------------------------------------ plan
+
+@dataclass
+class _Piece:
+    """One segment in samples of the raw's rate, with its crossfades and envelope."""
+
+    index: int          # segment index in the edit
+    raw_start: int      # raw sample played at edit_start; -1: not in the raw (silence)
+    edit_start: int
+    length: int
+    gain: float         # linear
+    fade_in: int
+    fade_out: int
+    effect: dict | None
+    xf_in: int = 0      # crossfade (samples, even) centred on edit_start
+    xf_out: int = 0     # crossfade centred on edit_start + length
+    corr_in: float = 0.0  # correlation of the two sides over each crossfade, in [0, 1]
+    corr_out: float = 0.0
+
+    @property
+    def in_raw(self) -> bool:
+        return self.raw_start >= 0
+
+    @property
+    def span_start(self) -> int:
+        """First edit sample this piece sounds in (its crossfade-in starts there)."""
+        return self.edit_start - self.xf_in // 2
+
+    @property
+    def span_length(self) -> int:
+        return self.xf_in // 2 + self.length + self.xf_out // 2
+
+
+@dataclass
+class _Seam:
+    left: int           # index into pieces of the outgoing piece
+    crossfade: int      # samples, even
+    search: bool        # whether the cut may move (both sides in the raw, not continuous)
+    corr: float = 0.0   # correlation of the two sides over the crossfade, in [0, 1]
+    moved: int = 0      # samples moved by snapping and search
+
+
+def _output_subtype(info: AudioInfo, out_path: Path, subtype: str | None) -> str:
+    fmt = OUTPUT_FORMATS.get(out_path.suffix.lower())
+    if fmt is None:
+        raise UserError(f"{out_path}: render writes .wav or .flac; change the output name")
+    if subtype is not None:
+        if not sf.check_format(fmt, subtype):
+            raise UserError(f"{out_path}: {fmt} cannot hold subtype {subtype!r}; try PCM_16 or "
+                            "PCM_24")
+        return subtype
+    if sf.check_format(fmt, info.subtype):
+        return info.subtype
+    return "PCM_24"  # compressed or float raws going to FLAC: 24-bit keeps their quality
+
+
+def _read_padded(info: AudioInfo, start: int, frames: int,
+                 block_frames: int) -> Iterator[np.ndarray]:
+    """Raw samples [start, start + frames) in blocks, zeros outside the file."""
+    if start < 0:
+        n = min(-start, frames)
+        yield np.zeros((n, info.channels), np.float32)
+        start, frames = start + n, frames - n
+    inside = max(0, min(frames, info.frames - start))
+    if inside:
+        yield from iter_blocks(info.path, start=start, frames=inside, info=info,
+                               block_frames=block_frames)
+    if frames > inside:
+        yield np.zeros((frames - inside, info.channels), np.float32)
+
+
+def _read_mono(info: AudioInfo, start: int, frames: int) -> np.ndarray:
+    x = np.concatenate(list(_read_padded(info, start, frames, max(frames, 1))))
+    return x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
+
+
+def join_cost(x_out: np.ndarray, x_in: np.ndarray, window: int,
+              move_penalty: float = MOVE_PENALTY) -> np.ndarray:
+    """How badly two sides join at each candidate offset of a rolled cut (lower is better).
+
+    Candidate i compares x_out[i : i + window] (what the outgoing side would play on past
+    the cut) with x_in[i : i + window] (what the incoming side plays around it): the cost
+    is half (1 - their normalised cross-correlation) plus half (1 - quietness), where
+    quietness is how far their joint RMS lies below the loudest candidate's, 0 at 0 dB to
+    1 at QUIET_DB or more below (a few dB of random level variation barely count, a real
+    gap between notes does), plus move_penalty times the distance from the middle candidate
+    over the half-width. Silence on both sides joins perfectly.
+
+    Args:
+        x_out, x_in : np.ndarray [shape=(n_candidates + window - 1,)], mono
+    Returns:
+        cost : np.ndarray [shape=(n_candidates,)]
+    """
+    def sums(v: np.ndarray) -> np.ndarray:
+        c = np.concatenate([[0.0], np.cumsum(v, dtype=np.float64)])
+        return c[window:] - c[:-window]
+
+    xy = sums(x_out * x_in)
+    xx = sums(x_out * x_out)
+    yy = sums(x_in * x_in)
+    energy = np.maximum(xx * yy, 0.0)
+    quiet = energy <= 1e-24
+    ncc = np.where(quiet, 1.0, xy / np.sqrt(np.where(quiet, 1.0, energy)))
+    ms = np.maximum(xx + yy, 0.0)
+    below_db = 10 * np.log10(max(ms.max(), 1e-30) / np.maximum(ms, 1e-30))
+    quietness = np.clip(below_db / QUIET_DB, 0.0, 1.0)
+    n = len(xy)
+    distance = np.abs(np.arange(n) - (n - 1) / 2) / max((n - 1) / 2, 1)
+    return 0.5 * (1 - ncc) + 0.5 * (1 - quietness) + move_penalty * distance
+
+
+def _plan(edit: Edit, info: AudioInfo, *, seam_search_ms: float, beats_s,
+          crossfade_ms: float) -> tuple[list[_Piece], list[_Seam]]:
+    """Segments -> pieces in samples, seams with crossfades, cuts moved by snap and search."""
+    sr = info.sr
+    where = str(info.path)
+    for i, seg in enumerate(edit.segments):
+        check_segment(seg, i, where)
+        if seg.effect is not None:
+            effect_params(seg.effect, where=f"{where}: segment {i}")
+        if seg.raw_start_s is not None and seg.raw_end_s > info.duration_s + END_TOLERANCE_S:
+            raise UserError(
+                f"{where}: segment {i} plays raw {seg.raw_start_s:.3f}-{seg.raw_end_s:.3f} s, "
+                f"past the raw's end at {info.duration_s:.3f} s; fix the segment list or "
+                "check that it was made for this recording")
+    edit_starts, lengths, raw_starts = segment_samples(edit, sr)
+    pieces = []
+    for i, seg in enumerate(edit.segments):
+        n = int(lengths[i])
+        if n <= 0:
+            continue  # shorter than one sample at this rate
+        pieces.append(_Piece(i, int(raw_starts[i]), int(edit_starts[i]), n,
+                             float(10 ** (seg.gain_db / 20)),
+                             min(int(round(seg.fade_in_s * sr)), n),
+                             min(int(round(seg.fade_out_s * sr)), n), seg.effect))
+    if not pieces:
+        raise UserError(f"{where}: the edit has no segments to render; check the segment list")
+
+    default_xf = 2 * int(round(crossfade_ms * sr / 2000))
+    seams = []
+    for k in range(1, len(pieces)):
+        a, b = pieces[k - 1], pieces[k]
+        if not a.in_raw and not b.in_raw:
+            continue
+        contiguous = a.in_raw and b.in_raw and b.raw_start == a.raw_start + a.length
+        if contiguous and a.effect == b.effect and a.gain == b.gain:
+            continue  # the raw simply plays on
+        asked = edit.segments[b.index].crossfade_s * sr
+        xf = 2 * int(round(asked / 2)) if asked > 0 else default_xf
+        xf = min(xf, 2 * (min(a.length, b.length) // 2))
+        seams.append(_Seam(k - 1, xf, search=a.in_raw and b.in_raw and not contiguous,
+                           corr=1.0 if contiguous else 0.0))
+        a.xf_out = b.xf_in = xf
+
+    radius = int(round(seam_search_ms * sr / 1000))
+    beats = None if beats_s is None or len(beats_s) < 2 else np.sort(np.asarray(beats_s, float))
+    for seam in seams:
+        a, b = pieces[seam.left], pieces[seam.left + 1]
+        if seam.search and (radius > 0 or beats is not None):
+            _move_cut(seam, pieces, info, radius, beats)
+        if seam.search and seam.crossfade:
+            half = seam.crossfade // 2
+            seam.corr = _correlation(_read_mono(info, a.raw_start + a.length - half, seam.crossfade),
+                                     _read_mono(info, b.raw_start - half, seam.crossfade))
+        a.corr_out = b.corr_in = seam.corr
+    return pieces, seams
+
+
+def _correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Normalised correlation of two equal-length signals, clipped to [0, 1] (1: silence)."""
+    energy = float(np.dot(x, x)) * float(np.dot(y, y))
+    if energy <= 1e-24:
+        return 1.0
+    return float(np.clip(np.dot(x, y) / np.sqrt(energy), 0.0, 1.0))
+
+
+def _move_cut(seam: _Seam, pieces: list[_Piece], info: AudioInfo, radius: int,
+              beats: np.ndarray | None) -> None:
+    """Roll one cut: snap its incoming raw point to a beat, then search +-radius."""
+    a, b = pieces[seam.left], pieces[seam.left + 1]
+    half = seam.crossfade // 2
+    a_end = a.raw_start + a.length
+    lo = max(-(a.length - a.xf_in // 2 - half), half - b.raw_start)
+    hi = min(b.length - half - b.xf_out // 2, info.frames - half - a_end)
+    if lo > hi:
+        return
+    center = 0
+    if beats is not None:
+        t = b.raw_start / info.sr
+        j = int(np.clip(np.searchsorted(beats, t), 1, len(beats) - 1))
+        nearest = beats[j] if abs(beats[j] - t) < abs(beats[j - 1] - t) else beats[j - 1]
+        if abs(nearest - t) <= 0.5 * float(np.median(np.diff(beats))):
+            center = int(np.clip(round(nearest * info.sr) - b.raw_start, lo, hi))
+    lo, hi = max(lo, center - radius), min(hi, center + radius)
+    delta = center
+    if hi > lo:
+        window = int(np.clip(seam.crossfade, *(np.array(MATCH_WINDOW_MS) * info.sr / 1000)))
+        w0 = window // 2
+        x_out = _read_mono(info, a_end + lo - w0, hi - lo + window)
+        x_in = _read_mono(info, b.raw_start + lo - w0, hi - lo + window)
+        cost = join_cost(x_out, x_in, window)
+        # The move penalty is centred on the snapped position, not on the middle of a
+        # window that bounds may have cut short.
+        offsets = np.arange(lo, hi + 1)
+        mid = (lo + hi) / 2
+        cost += MOVE_PENALTY * (np.abs(offsets - center) - np.abs(offsets - mid)) / max(radius, 1)
+        delta = int(offsets[int(np.argmin(cost))])
+    a.length += delta
+    b.raw_start += delta
+    b.edit_start += delta
+    b.length -= delta
+    seam.moved = delta
+
+
+# ---------------------------------------------------------------------------- render
+
+def crossfade_gains(t: np.ndarray, corr: float) -> tuple[np.ndarray, np.ndarray]:
+    """(fade_in, fade_out) gains at fraction t in [0, 1] of a crossfade between two sides
+    whose correlation is `corr` in [0, 1]: fade_in^2 + fade_out^2 + 2 corr fade_in fade_out = 1.
+    """
+    u = np.clip(t, 0.0, 1.0)
+    v = 1.0 - u
+    d = np.sqrt(u * u + v * v + 2.0 * corr * u * v)
+    return u / d, v / d
+
+
+def fade_curve(t: np.ndarray) -> np.ndarray:
+    """Segment fade-in gain at fraction t in [0, 1] of the fade (a fade-out is its mirror)."""
+    return np.sin(0.5 * np.pi * np.clip(t, 0.0, 1.0))
+
+
+def _envelope(piece: _Piece, offset: int, n: int) -> np.ndarray | None:
+    """Gain of samples offset..offset+n of the piece's span, or None where it is flat 1."""
+    idx = None
+    env = None
+
+    def positions() -> np.ndarray:
+        nonlocal idx
+        if idx is None:
+            idx = np.arange(offset, offset + n, dtype=np.float64)
+        return idx
+
+    def mul(values: np.ndarray) -> None:
+        nonlocal env
+        env = values if env is None else env * values
+
+    span = piece.span_length
+    lead = piece.xf_in // 2
+    if piece.xf_in and offset < piece.xf_in:
+        up, _ = crossfade_gains((positions() + 0.5) / piece.xf_in, piece.corr_in)
+        mul(np.where(positions() < piece.xf_in, up, 1.0))
+    if piece.xf_out and offset + n > span - piece.xf_out:
+        t = (positions() - (span - piece.xf_out) + 0.5) / piece.xf_out
+        _, down = crossfade_gains(t, piece.corr_out)
+        mul(np.where(t > 0, down, 1.0))
+    if piece.fade_in and offset < lead + piece.fade_in:
+        mul(fade_curve((positions() - lead + 0.5) / piece.fade_in))
+    if piece.fade_out and offset + n > lead + piece.length - piece.fade_out:
+        mul(fade_curve((lead + piece.length - positions() - 0.5) / piece.fade_out))
+    if piece.gain != 1.0:
+        env = np.full(n, piece.gain) if env is None else env * piece.gain
+    return None if env is None else env.astype(np.float32)
+
+
+def _piece_blocks(info: AudioInfo, piece: _Piece,
+                  block_frames: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(edit sample, block) of one piece's span: raw samples, effect, envelope."""
+    span = piece.span_length
+    if piece.in_raw:
+        blocks = _read_padded(info, piece.raw_start - piece.xf_in // 2, span, block_frames)
+    else:
+        blocks = (np.zeros((min(block_frames, span - i), info.channels), np.float32)
+                  for i in range(0, span, block_frames))
+    process = None
+    if piece.effect is not None:
+        params = effect_params(piece.effect, where=f"{info.path}: segment {piece.index}")
+        process = EFFECTS[piece.effect["name"]].make(info.sr, params)
+    done = 0
+    for block in blocks:
+        if process is not None:
+            block = np.asarray(process(block), np.float32)
+        env = _envelope(piece, done, len(block))
+        if env is not None:
+            block = block * env[:, None]
+        yield piece.span_start + done, block
+        done += len(block)
+
+
+def _mix(info: AudioInfo, pieces: list[_Piece], total: int,
+         block_frames: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Overlap-add the pieces; yield (edit sample, block) in order, each sample once."""
+    buf = np.zeros((0, info.channels), np.float32)
+    buf_start = 0
+    for k, piece in enumerate(pieces):
+        next_start = pieces[k + 1].span_start if k + 1 < len(pieces) else total
+        for pos, block in _piece_blocks(info, piece, block_frames):
+            end = pos + len(block)
+            if len(buf) == 0 and pos == buf_start:
+                buf = block
+            else:
+                if end - buf_start > len(buf):
+                    grown = np.zeros((end - buf_start, info.channels), np.float32)
+                    grown[:len(buf)] = buf
+                    buf = grown
+                buf[pos - buf_start:end - buf_start] += block
+            ready = min(end, next_start) - buf_start
+            if ready > 0:
+                yield buf_start, buf[:ready]
+                buf, buf_start = buf[ready:], buf_start + ready
+    if len(buf):
+        yield buf_start, buf
+
+
+class _SeamTaps:
+    """Collects, from the rendered stream, what each seam's measures need."""
+
+    def __init__(self, seams: list[_Seam], pieces: list[_Piece], sr: int, total: int):
+        loud = int(round(LOUDNESS_WINDOW_MS * sr / 1000))
+        self.taps = []  # (start, end, seam number, kind)
+        for j, seam in enumerate(seams):
+            at = pieces[seam.left + 1].edit_start
+            half = seam.crossfade // 2
+            w0, w1 = seam_window(at, sr)
+            self.taps += [(w0, w1, j, "click"),
+                          (max(0, at - half - loud), max(0, at - half), j, "before"),
+                          (min(total, at + half), min(total, at + half + loud), j, "after")]
+        self.taps.sort()
+        self.windows = {j: np.zeros((w1 - w0, 0)) for w0, w1, j, kind in self.taps
+                        if kind == "click"}
+        self.click = {}
+        self.sq = {}  # (seam, kind) -> [sum of squares, count]
+        self.first = 0
+        self.total = total
+
+    def see(self, pos: int, block: np.ndarray) -> None:
+        end = pos + len(block)
+        while self.first < len(self.taps) and self.taps[self.first][1] <= pos:
+            self.first += 1
+        for t0, t1, j, kind in self.taps[self.first:]:
+            if t0 >= end:
+                break
+            a, b = max(t0, pos), min(t1, end)
+            if b <= a:
+                continue
+            part = block[a - pos:b - pos]
+            if kind == "click":
+                if j not in self.click:
+                    self.click[j] = np.zeros((t1 - t0, block.shape[1]), np.float32)
+                self.click[j][a - t0:b - t0] = part
+            else:
+                acc = self.sq.setdefault((j, kind), [0.0, 0])
+                acc[0] += float(np.square(part, dtype=np.float64).sum())
+                acc[1] += part.size
+
+    def loudness_step_db(self, j: int) -> float:
+        def ms(kind):
+            s, n = self.sq.get((j, kind), (0.0, 0))
+            return s / n if n else 0.0
+        return rms_db(ms("after")) - rms_db(ms("before"))
+
+
+@dataclass
+class RenderReport:
+    """What a render did.
+
+    edit: the edit as rendered (cuts where seam search and snapping put them), in seconds
+        at the raw's sample grid; export this one so that timelines match the audio.
+    seams: one SeamReport per seam, in edit order. raw_stats: the raw's own click
+        percentiles the seams are judged against.
+    """
+
+    out_path: Path | None
+    sr: int
+    channels: int
+    subtype: str | None
+    frames: int
+    edit: Edit
+    seams: list[SeamReport] = field(default_factory=list)
+    raw_stats: RawClickStats | None = None
+    peak_dbfs: float = float("-inf")
+    clipped_samples: int = 0
+    seconds: float = 0.0
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sr
+
+    def lines(self) -> list[str]:
+        """The seam table and a summary, for the command line."""
+        from .seams import summarize
+        out = [s.line() for s in self.seams]
+        out.append(summarize(self.seams, self.raw_stats))
+        out.append(f"{self.duration_s:.2f} s, {self.sr} Hz, {self.channels} ch, "
+                   f"{self.subtype or 'float32'}; peak {self.peak_dbfs:.1f} dBFS"
+                   + (f", {self.clipped_samples} samples clipped" if self.clipped_samples else "")
+                   + f"; rendered in {self.seconds:.2f} s")
+        return out
+
+
+def _rendered_edit(edit: Edit, pieces: list[_Piece], info: AudioInfo) -> Edit:
+    sr = info.sr
+    segs = []
+    for p in pieces:
+        seg = edit.segments[p.index]
+        segs.append(replace(seg, raw_start_s=p.raw_start / sr if p.in_raw else None,
+                            duration_s=p.length / sr))
+    return Edit(segs, edit.raw_path or str(info.path), info.duration_s)
+
+
+class _Stream:
+    """A planned render: iterate it for the output blocks; then `report` says what it did.
+
+    Planning (checks, crossfades, seam moves) happens on construction, so a bad edit fails
+    before any output file is opened.
+    """
+
+    def __init__(self, raw_path, edit: Edit, *, seam_search_ms: float, beats_s,
+                 crossfade_ms: float, clip: bool, progress: bool, out_path: Path | None,
+                 subtype: str | None):
+        self.started = time.perf_counter()
+        self.info = probe(raw_path)
+        self.edit = edit
+        self.pieces, self.seams = _plan(edit, self.info, seam_search_ms=seam_search_ms,
+                                        beats_s=beats_s, crossfade_ms=crossfade_ms)
+        self.total = self.pieces[-1].edit_start + self.pieces[-1].length
+        self.clip, self.progress = clip, progress
+        self.out_path, self.subtype = out_path, subtype
+        self.report: RenderReport | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        info = self.info
+        taps = _SeamTaps(self.seams, self.pieces, info.sr, self.total)
+        stats = raw_click_stats(info.path, info=info)
+        peak, clipped = 0.0, 0
+        bar = None
+        if self.progress:
+            import sys
+            from tqdm import tqdm
+            bar = tqdm(total=self.total / info.sr, unit="s", desc="render",
+                       file=sys.stderr, dynamic_ncols=True,
+                       bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio "
+                                  "[{elapsed}<{remaining}]")
+        for pos, block in _mix(info, self.pieces, self.total, int(READ_BLOCK_S * info.sr)):
+            taps.see(pos, block)
+            block_peak = float(np.abs(block).max(initial=0.0))
+            peak = max(peak, block_peak)
+            if self.clip and block_peak > 1.0:
+                clipped += int((np.abs(block) > 1.0).sum())
+                block = np.clip(block, -1.0, 1.0)
+            yield block
+            if bar is not None:
+                bar.update(min(len(block) / info.sr, bar.total - bar.n))
+        if bar is not None:
+            bar.close()
+        if clipped:
+            log.warning("%s: %d samples clipped at full scale; lower the gains",
+                        self.out_path or "render", clipped)
+        self.report = RenderReport(
+            self.out_path, info.sr, info.channels, self.subtype, self.total,
+            _rendered_edit(self.edit, self.pieces, info), self._seam_reports(taps, stats),
+            stats, rms_db(peak * peak) if peak > 0 else float("-inf"), clipped,
+            time.perf_counter() - self.started)
+
+    def _seam_reports(self, taps: _SeamTaps, stats: RawClickStats) -> list[SeamReport]:
+        sr = self.info.sr
+        reports = []
+        for j, seam in enumerate(self.seams):
+            a, b = self.pieces[seam.left], self.pieces[seam.left + 1]
+            step, burst = (seam_click(taps.click[j], sr) if j in taps.click
+                           else (float("nan"), float("nan")))
+            raw_step, raw_burst = self._raw_here(a, b)
+            reports.append(SeamReport(
+                index=seam.left + 1, edit_s=b.edit_start / sr,
+                raw_out_s=(a.raw_start + a.length) / sr if a.in_raw else None,
+                raw_in_s=b.raw_start / sr if b.in_raw else None,
+                moved_ms=1000 * seam.moved / sr, crossfade_ms=1000 * seam.crossfade / sr,
+                corr=seam.corr, step=step, burst=burst,
+                step_ratio=_ratio(step, stats.step_p99), burst_ratio=_ratio(burst, stats.burst_p99),
+                raw_step_ratio=_ratio(raw_step, stats.step_p99),
+                raw_burst_ratio=_ratio(raw_burst, stats.burst_p99),
+                loudness_step_db=taps.loudness_step_db(j)))
+        return reports
+
+    def _raw_here(self, a: _Piece, b: _Piece) -> tuple[float, float]:
+        """The click measures the raw itself has where seam a|b sits: each side measured on
+        its own raw audio (gain applied) on the seam's tile; steps add, bursts take the max."""
+        w0, w1 = seam_window(b.edit_start, self.info.sr)
+        steps, bursts = [], []
+        for side in (a, b):
+            if side.in_raw:
+                x = np.concatenate(list(_read_padded(
+                    self.info, side.raw_start + w0 - side.edit_start, w1 - w0, w1 - w0)))
+                step, burst = seam_click(x * np.float32(side.gain), self.info.sr)
+                steps.append(step)
+                bursts.append(burst)
+        return float(sum(steps)), float(max(bursts, default=0.0))
+
+
+def _ratio(value: float, reference: float) -> float:
+    return value / reference if reference > 0 else float("inf")
+
+
+def render(raw_path: str | os.PathLike, edit: Edit, out_path: str | os.PathLike, *,
+           seam_search_ms: float = SEAM_SEARCH_MS, beats_s=None, subtype: str | None = None,
+           crossfade_ms: float = DEFAULT_CROSSFADE_MS, progress: bool = False) -> RenderReport:
+    """Render `edit` from the raw file's samples to `out_path` (.wav or .flac), atomically.
+
+    Memory stays at a few blocks of READ_BLOCK_S seconds whatever the raw's or the edit's
+    length: only the segments' spans are read, and the output is written as it is made.
+
+    Args:
+        raw_path: the recording the segments were cut from; never overwritten.
+        edit: the segments (seconds of raw and edit time; see editorbot.edits).
+        out_path: .wav or .flac.
+        seam_search_ms: each cut may move within +- this to where its sides join best
+            (0: cuts stay where the segments put them).
+        beats_s: optional raw-time beat positions (seconds); each cut's incoming raw point
+            first snaps to the nearest beat within half a beat, then seam search refines it.
+        subtype: soundfile subtype of the output (default: the raw's, e.g. PCM_16, PCM_24;
+            PCM_24 for raws whose subtype the output format cannot hold).
+        crossfade_ms: crossfade at hard cuts (segments with crossfade_s == 0).
+        progress: show a progress bar in seconds of audio.
+
+    Returns:
+        RenderReport, with the edit as rendered and a SeamReport per seam.
+    """
+    out_path = Path(out_path)
+    info = probe(raw_path)
+    subtype = _output_subtype(info, out_path, subtype)
+    if out_path.exists() and out_path.resolve() == info.path.resolve():
+        raise UserError(f"{out_path}: is the raw recording; choose another output name")
+    stream = _Stream(raw_path, edit, seam_search_ms=seam_search_ms, beats_s=beats_s,
+                     crossfade_ms=crossfade_ms, clip=not subtype.startswith(("FLOAT", "DOUBLE")),
+                     progress=progress, out_path=out_path, subtype=subtype)
+    write_blocks(out_path, stream, info.sr, channels=info.channels, subtype=subtype,
+                 protect=(raw_path,))
+    return stream.report
+
+
+def render_array(raw_path: str | os.PathLike, edit: Edit, *,
+                 seam_search_ms: float = SEAM_SEARCH_MS, beats_s=None,
+                 crossfade_ms: float = DEFAULT_CROSSFADE_MS,
+                 with_report: bool = False):
+    """Render `edit` into memory: (audio (n, channels) float32, sr) at the raw's rate.
+
+    Same arguments as `render`; with_report=True returns (audio, sr, RenderReport).
+    Nothing is clipped (float output).
+    """
+    stream = _Stream(raw_path, edit, seam_search_ms=seam_search_ms, beats_s=beats_s,
+                     crossfade_ms=crossfade_ms, clip=False, progress=False, out_path=None,
+                     subtype=None)
+    audio = np.empty((stream.total, stream.info.channels), np.float32)
+    pos = 0
+    for block in stream:
+        audio[pos:pos + len(block)] = block
+        pos += len(block)
+    return (audio, stream.info.sr, stream.report) if with_report else (audio, stream.info.sr)
