@@ -1,0 +1,133 @@
+"""The review page: its content checked against the edit, then driven in headless Chromium."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from editorbot import render, review
+from editorbot.edits import Edit, Segment
+
+from .test_baseline import make_jam
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    """A jam, an edit with three cuts (one jumps back), its render and its review page."""
+    folder = tmp_path_factory.mktemp("review")
+    y, sr, *_ = make_jam()
+    raw = folder / "jam_raw.wav"
+    sf.write(raw, np.stack([y, 0.7 * y], axis=1), sr, subtype="PCM_24")
+    edit = Edit([Segment(8.0, 6.0), Segment(33.0, 6.0, crossfade_s=0.03),
+                 Segment(0.0, 4.0, crossfade_s=0.03), Segment(40.0, 5.0, crossfade_s=0.03,
+                                                          fade_out_s=1.0)],
+                raw_path=str(raw), raw_duration_s=len(y) / sr)
+    out = folder / "jam_edit.wav"
+    report = render.render(raw, edit, out)
+    html_path = review.write_review_page(folder / "jam_edit_review.html", raw_path=raw,
+                                         edit_audio_path=out, edit=edit, render_report=report,
+                                         notes=["made by hand for the test"])
+    return {"html": html_path, "text": html_path.read_text(), "report": report, "out": out,
+            "raw": raw, "sr": sr}
+
+
+def data_uris(text: str, mime: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(rf'"data:{mime};base64,([A-Za-z0-9+/=]+)"', text)]
+
+
+def test_page_lists_every_cut_with_its_scores_and_every_segment(page):
+    text, report = page["text"], page["report"]
+    assert len(report.seams) == 3
+    assert text.count('<li class="cut"') == 3
+    assert text.count("<tr><td>") == 4
+    for seam in report.seams:
+        assert f"&times;{seam.step_ratio:.2f}" in text
+    assert "jumps back" in text  # the third segment starts earlier in the raw
+    assert "made by hand for the test" in text
+    # No resource from the network: every src/href is inline, a fragment or the edit's file.
+    refs = re.findall(r'(?:src|href)="([^"]*)"', text)
+    assert refs and all(r.startswith(("data:", "#")) or r == "jam_edit.wav" for r in refs), refs
+
+
+def test_clips_hold_the_edit_around_each_cut_and_the_download_is_the_segment_list(page):
+    clips = data_uris(page["text"], "audio/wav")
+    assert len(clips) == 3
+    edit_audio, sr = sf.read(page["out"], always_2d=True)
+    mono = edit_audio.mean(axis=1)
+    for clip_bytes, seam in zip(clips, page["report"].seams):
+        clip, clip_sr = sf.read(io.BytesIO(clip_bytes))
+        assert clip_sr == review.CLIP_SR == sr
+        start = max(0, int(round((seam.edit_s - review.CLIP_S / 2) * sr)))
+        want = mono[start:start + len(clip)]
+        assert len(clip) == min(len(mono) - start, int(round(review.CLIP_S * sr)))
+        assert np.max(np.abs(clip - want)) < 1e-4  # 16-bit quantisation only
+    (segments,) = data_uris(page["text"], "application/json")
+    shown = Edit.from_json(json.loads(segments))
+    assert [(s.raw_start_s, s.duration_s) for s in shown.segments] == [
+        (s.raw_start_s, s.duration_s) for s in page["report"].edit.segments]
+
+
+def test_waveform_peaks_equal_the_direct_min_and_max(tmp_path):
+    sr = 8000
+    t = np.arange(45 * sr) / sr  # longer than one read block (20 s)
+    x = (np.sin(2 * np.pi * 3 * t) * np.minimum(1, t / 30)).astype(np.float32)
+    path = tmp_path / "ramp.wav"
+    sf.write(path, np.stack([x, -x * 0.5], axis=1), sr, subtype="FLOAT")
+    lo, hi, seconds = review.waveform_peaks(path, columns=100)
+    mono = (x - 0.5 * x) / 2
+    edges = np.linspace(0, len(x), 101).astype(int)
+    assert seconds == pytest.approx(45.0)
+    np.testing.assert_allclose(hi, [max(0, mono[a:b].max()) for a, b in zip(edges[:-1], edges[1:])], atol=1e-6)
+    np.testing.assert_allclose(lo, [min(0, mono[a:b].min()) for a, b in zip(edges[:-1], edges[1:])], atol=1e-6)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+                    reason="needs Debian's chromium and chromium-driver "
+                           "(apt-get install -y chromium chromium-driver)")
+def test_page_loads_in_headless_chromium_without_errors_and_its_players_load(page, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1800"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        driver.get(page["html"].as_uri())
+        assert len(driver.find_elements(By.CSS_SELECTOR, "li.cut")) == 3
+        assert len(driver.find_elements(By.CSS_SELECTOR, "line.cutline")) == 3
+        loaded = "return Array.from(document.querySelectorAll('audio')).map(a => [a.readyState, a.duration])"
+        WebDriverWait(driver, 30).until(
+            lambda d: all(state >= 1 and duration > 0 for state, duration in d.execute_script(loaded)))
+        durations = [d for _, d in driver.execute_script(loaded)]
+        assert len(durations) == 4  # three cuts and the whole edit
+        assert durations[0] == pytest.approx(page["report"].duration_s, abs=0.05)
+        assert all(d == pytest.approx(review.CLIP_S, abs=0.05) for d in durations[1:])
+        # Clicking the middle of the overview seeks the whole-edit player there.
+        svg = driver.find_element(By.ID, "overview")
+        driver.execute_script(
+            "var s = arguments[0], b = s.getBoundingClientRect();"
+            "s.dispatchEvent(new MouseEvent('click', {clientX: b.left + b.width / 2,"
+            " clientY: b.top + 5, bubbles: true}));", svg)
+        position = driver.execute_script("return document.getElementById('full').currentTime")
+        assert position == pytest.approx(page["report"].duration_s / 2, abs=0.5)
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        driver.quit()
