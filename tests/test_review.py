@@ -131,3 +131,38 @@ def test_page_loads_in_headless_chromium_without_errors_and_its_players_load(pag
         assert not errors, errors
     finally:
         driver.quit()
+
+
+@pytest.mark.parametrize("text,seconds", [("3:30", 210.0), ("210", 210.0), ("3m30s", 210.0),
+                                          ("1:02:03", 3723.0), ("90s", 90.0), ("2m", 120.0),
+                                          ("0:20.5", 20.5), ("1h5m", 3900.0)])
+def test_durations_parse_like_people_write_them(text, seconds):
+    from editorbot.commands.edit import parse_duration
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["3x", "", "3:75", "m"])
+def test_bad_durations_are_user_errors(text):
+    from editorbot.commands.edit import parse_duration
+    from editorbot.errors import UserError
+    with pytest.raises(UserError, match="target-duration"):
+        parse_duration(text)
+
+
+def test_edit_command_writes_the_edit_its_exports_and_review_page(page, tmp_path):
+    from .conftest import run_cli
+
+    out = tmp_path / "track.wav"
+    done = run_cli("edit", page["raw"], "-o", out, "--target-duration", "0:20")
+    assert done.returncode == 0, done.stderr
+    written = {"edit": out, "segments": tmp_path / "track_segments.json",
+               "timelines": tmp_path / "track.otio", "labels": tmp_path / "track_labels.txt",
+               "review": tmp_path / "track_review.html"}
+    for label, path in written.items():
+        assert path.is_file(), label
+        assert any(line.startswith(f"{label}:") and str(path) in line
+                   for line in done.stdout.splitlines()), (label, done.stdout)
+    assert abs(sf.info(out).duration - 20.0) <= 0.05 * 20.0
+    assert (tmp_path / "track.edl").is_file() and (tmp_path / "track.fcp.xml").is_file()
+    again = run_cli("edit", page["raw"], "-o", page["raw"])
+    assert again.returncode == 2 and "input recording" in again.stderr

@@ -1,0 +1,136 @@
+"""`editorbot edit`: edit a raw recording with the rule-based editor or a trained model.
+
+Propose segments, render them from the raw's own samples, write the timeline exports and
+a review page next to the output, and say where each went.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+
+from ..errors import UserError
+
+_CLOCK = re.compile(r"^(?:(\d+):)?(\d+):(\d+(?:\.\d*)?)$")
+_UNITS = re.compile(r"^(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s)?$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '3:30', '1:02:03', '210', '210.5', '3m30s', '90s', '2m' or '1h5m'."""
+    t = text.strip().lower().replace(" ", "")
+    m = _CLOCK.match(t)
+    if m:
+        hours, minutes, seconds = m.groups()
+        if float(seconds) >= 60 or (hours is not None and int(minutes) >= 60):
+            raise UserError(f"--target-duration {text}: minutes and seconds must be below 60")
+        return int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+    try:
+        return float(t)
+    except ValueError:
+        pass
+    m = _UNITS.match(t)
+    if t and m and any(m.groups()):
+        h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+        return h * 3600 + mi * 60 + s
+    raise UserError(f"--target-duration {text}: not a duration; write 3:30, 210 or 3m30s")
+
+
+def _duration_arg(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except UserError as err:
+        raise argparse.ArgumentTypeError(str(err).split(": ", 1)[-1]) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be longer than 0 s")
+    return seconds
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "edit", help="edit a raw recording into a track (no training needed)",
+        description="Edit INPUT into OUTPUT by copying raw audio: the rule-based structure "
+                    "editor by default, or a trained model with --checkpoint. Writes the audio, "
+                    "the segment list, timelines (.otio, .edl, .fcp.xml), Audacity labels and a "
+                    "review page (OUTPUT_review.html) next to OUTPUT.")
+    p.add_argument("input", metavar="INPUT", help="the raw recording (wav, flac, ogg, mp3)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT.wav",
+                   help="the edit to write (.wav or .flac)")
+    p.add_argument("--checkpoint", metavar="CKPT",
+                   help="a trained model (models/<run>/best.pt); default: the rule-based editor")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--target-duration", type=_duration_arg, metavar="DURATION",
+                        help="length of the edit: 3:30, 210 or 3m30s")
+    length.add_argument("--keep", type=float, metavar="FRACTION",
+                        help="fraction of the raw to keep, e.g. 0.3 (default: the median of "
+                             "your pairs in ./training_data, else 0.3)")
+    p.add_argument("--seam-search-ms", type=float, default=20.0,
+                   help="move each cut within +- this many ms to where it joins best (default 20)")
+    p.add_argument("--no-review", action="store_true", help="do not write the review page")
+    p.set_defaults(func=run)
+
+
+class _Warnings(logging.Handler):
+    """Keeps the warnings logged while the editor works, for the review page."""
+
+    def __init__(self):
+        super().__init__(level=logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..audio import probe
+    from ..editors import propose
+    from ..errors import log
+    from ..export import export_all
+    from ..render import render
+    from ..review import write_review_page
+
+    raw = Path(args.input)
+    out = Path(args.output)
+    if out.suffix.lower() not in (".wav", ".flac"):
+        raise UserError(f"{out}: the edit is written as .wav or .flac; name it OUTPUT.wav")
+    info = probe(raw)
+    if out.exists() and out.resolve() == raw.resolve():
+        raise UserError(f"{out}: is the input recording; choose another output name")
+
+    warnings = _Warnings()
+    log.addHandler(warnings)
+    try:
+        edit = propose(raw, checkpoint=args.checkpoint, target_duration_s=args.target_duration,
+                       keep=args.keep)
+    finally:
+        log.removeHandler(warnings)
+    edit.raw_path = str(raw)
+    edit.raw_duration_s = info.duration_s
+    editor = (f"model {args.checkpoint}" if args.checkpoint else "the rule-based structure editor")
+
+    report = render(raw, edit, out, seam_search_ms=args.seam_search_ms, progress=True)
+    exports = export_all(report.edit, out.with_suffix(""), sr=report.sr, channels=report.channels)
+    for line in report.lines()[-2:]:
+        print(line)
+    asked = args.target_duration or (args.keep * info.duration_s if args.keep else None)
+    length = f"{_clock(report.duration_s)} from {_clock(info.duration_s)} of raw by {editor}"
+    if asked:
+        length += f" (asked {_clock(asked)}, off by {100 * abs(report.duration_s / asked - 1):.1f}%)"
+    print(f"edit:       {report.out_path}  {length}")
+    print(f"segments:   {exports['segments']}  ({len(report.edit.segments)} segments)")
+    print(f"timelines:  {exports['otio']}, {exports['edl']}, {exports['fcp_xml']}")
+    print(f"labels:     {exports['labels']}  (Audacity: File > Import > Labels)")
+    if not args.no_review:
+        notes = [f"made by {editor} from {raw}"] + warnings.lines
+        page = write_review_page(out.with_name(f"{out.stem}_review.html"), raw_path=raw,
+                                 edit_audio_path=out, edit=edit, render_report=report, notes=notes)
+        print(f"review:     {page}  (open it in a browser)")
+    sys.stdout.flush()
+    return 0
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(seconds, 60.0)
+    return f"{int(m)}:{s:04.1f}"
