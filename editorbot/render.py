@@ -51,20 +51,26 @@ class EffectSpec:
     """An effect a segment can name: make(sr, params) -> process(block (n, ch)) -> block.
 
     process is called on consecutive blocks of one segment and may keep state between them.
+    whole: None for such block-wise effects. Effects that need a segment at once (reverse,
+    time stretch) give whole(params) = raw samples read per sample played; process then
+    gets the segment's span in one block and its result is cut or padded to the span.
     """
 
     make: Callable[[int, dict], Callable[[np.ndarray], np.ndarray]]
     defaults: dict
     help: str
+    whole: Callable[[dict], float] | None = None
 
 
 EFFECTS: dict[str, EffectSpec] = {}
 
 
-def register_effect(name: str, defaults: dict, help: str):
-    """Decorator: register `make(sr, params)` as effect `name` with its parameter defaults."""
+def register_effect(name: str, defaults: dict, help: str,
+                    whole: Callable[[dict], float] | None = None):
+    """Decorator: register `make(sr, params)` as effect `name` with its parameter defaults
+    (`whole`: see EffectSpec)."""
     def deco(make):
-        EFFECTS[name] = EffectSpec(make, dict(defaults), help)
+        EFFECTS[name] = EffectSpec(make, dict(defaults), help, whole)
         return make
     return deco
 
@@ -231,11 +237,15 @@ def _plan(edit: Edit, info: AudioInfo, *, seam_search_ms: float, beats_s,
     where = str(info.path)
     for i, seg in enumerate(edit.segments):
         check_segment(seg, i, where)
+        raw_end_s = seg.raw_end_s
         if seg.effect is not None:
-            effect_params(seg.effect, where=f"{where}: segment {i}")
-        if seg.raw_start_s is not None and seg.raw_end_s > info.duration_s + END_TOLERANCE_S:
+            params = effect_params(seg.effect, where=f"{where}: segment {i}")
+            whole = EFFECTS[seg.effect["name"]].whole
+            if whole is not None and seg.raw_start_s is not None:  # a time stretch
+                raw_end_s = seg.raw_start_s + seg.duration_s * whole(params)
+        if seg.raw_start_s is not None and raw_end_s > info.duration_s + END_TOLERANCE_S:
             raise UserError(
-                f"{where}: segment {i} plays raw {seg.raw_start_s:.3f}-{seg.raw_end_s:.3f} s, "
+                f"{where}: segment {i} plays raw {seg.raw_start_s:.3f}-{raw_end_s:.3f} s, "
                 f"past the raw's end at {info.duration_s:.3f} s; fix the segment list or "
                 "check that it was made for this recording")
     edit_starts, lengths, raw_starts = segment_samples(edit, sr)
@@ -386,14 +396,23 @@ def _piece_blocks(info: AudioInfo, piece: _Piece,
     else:
         blocks = (np.zeros((min(block_frames, span - i), info.channels), np.float32)
                   for i in range(0, span, block_frames))
-    process = None
+    process = whole = None
     if piece.effect is not None:
         params = effect_params(piece.effect, where=f"{info.path}: segment {piece.index}")
         process = EFFECTS[piece.effect["name"]].make(info.sr, params)
+        whole = EFFECTS[piece.effect["name"]].whole
+        if whole is not None:  # the effect takes the span in one block (see EffectSpec)
+            n_in = max(1, int(round(span * whole(params))))
+            blocks = [np.concatenate(list(_read_padded(info, piece.raw_start - piece.xf_in // 2,
+                                                       n_in, n_in)))
+                      if piece.in_raw else np.zeros((n_in, info.channels), np.float32)]
     done = 0
     for block in blocks:
         if process is not None:
             block = np.asarray(process(block), np.float32)
+        if whole is not None:
+            block = np.concatenate([block[:span], np.zeros((max(0, span - len(block)),
+                                                            info.channels), np.float32)])
         env = _envelope(piece, done, len(block))
         if env is not None:
             block = block * env[:, None]
@@ -670,3 +689,9 @@ def render_array(raw_path: str | os.PathLike, edit: Edit, *,
         audio[pos:pos + len(block)] = block
         pos += len(block)
     return (audio, stream.info.sr, stream.report) if with_report else (audio, stream.info.sr)
+
+
+# Whole-segment effects of the RL actions: reverse, speed, pitch, distortion, reverb.
+from .rl import effects as _rl_effects  # noqa: E402  (imported last: it registers into EFFECTS)
+
+_rl_effects.register(register_effect)

@@ -252,8 +252,8 @@ def test_effects_registry(tmp_path):
     spec_in = np.abs(np.fft.rfft(x[sr // 2:3 * sr // 2, 0]))
     spec_out = np.abs(np.fft.rfft(out[sr // 2:3 * sr // 2, 0]))
     assert spec_out[12000] < 0.15 * spec_in[12000] and spec_out[200] > 0.9 * spec_in[200]
-    with pytest.raises(UserError, match="unknown effect 'reverse'; known effects: compressor"):
-        render_array(tmp_path / "raw.wav", Edit([Segment(0.0, 1.0, effect={"name": "reverse"})]))
+    with pytest.raises(UserError, match="unknown effect 'flanger'; known effects: compressor"):
+        render_array(tmp_path / "raw.wav", Edit([Segment(0.0, 1.0, effect={"name": "flanger"})]))
     with pytest.raises(UserError, match="effect 'eq' has no parameter 'freq'"):
         render_array(tmp_path / "raw.wav",
                      Edit([Segment(0.0, 1.0, effect={"name": "eq", "params": {"freq": 1}})]))
