@@ -354,37 +354,37 @@ def fade_curve(t: np.ndarray) -> np.ndarray:
     return np.sin(0.5 * np.pi * np.clip(t, 0.0, 1.0))
 
 
-def _envelope(piece: _Piece, offset: int, n: int) -> np.ndarray | None:
-    """Gain of samples offset..offset+n of the piece's span, or None where it is flat 1."""
-    idx = None
-    env = None
+def _apply_envelope(block: np.ndarray, piece: _Piece, offset: int) -> None:
+    """Multiply `block`, samples offset.. of the piece's span, by its gain curve, in place.
 
-    def positions() -> np.ndarray:
-        nonlocal idx
-        if idx is None:
-            idx = np.arange(offset, offset + n, dtype=np.float64)
-        return idx
+    The curve: crossfade in and out (crossfade_gains), fade in over the piece's first
+    fade_in samples and out over its last fade_out (fade_curve; silent beyond them), gain.
+    Only the samples inside a curve are computed.
+    """
+    n = len(block)
+    span, lead = piece.span_length, piece.xf_in // 2
+    end = lead + piece.length  # where the piece proper ends in its span
 
-    def mul(values: np.ndarray) -> None:
-        nonlocal env
-        env = values if env is None else env * values
+    def region(lo: int, hi: int, gains: Callable[[np.ndarray], np.ndarray]) -> None:
+        a, b = max(lo, offset), min(hi, offset + n)
+        if b > a:
+            pos = np.arange(a, b, dtype=np.float64)
+            block[a - offset:b - offset] *= gains(pos).astype(np.float32)[:, None]
 
-    span = piece.span_length
-    lead = piece.xf_in // 2
-    if piece.xf_in and offset < piece.xf_in:
-        up, _ = crossfade_gains((positions() + 0.5) / piece.xf_in, piece.corr_in)
-        mul(np.where(positions() < piece.xf_in, up, 1.0))
-    if piece.xf_out and offset + n > span - piece.xf_out:
-        t = (positions() - (span - piece.xf_out) + 0.5) / piece.xf_out
-        _, down = crossfade_gains(t, piece.corr_out)
-        mul(np.where(t > 0, down, 1.0))
-    if piece.fade_in and offset < lead + piece.fade_in:
-        mul(fade_curve((positions() - lead + 0.5) / piece.fade_in))
-    if piece.fade_out and offset + n > lead + piece.length - piece.fade_out:
-        mul(fade_curve((lead + piece.length - positions() - 0.5) / piece.fade_out))
+    if piece.xf_in:
+        region(0, piece.xf_in,
+               lambda p: crossfade_gains((p + 0.5) / piece.xf_in, piece.corr_in)[0])
+    if piece.xf_out:
+        region(span - piece.xf_out, span, lambda p: crossfade_gains(
+            (p - (span - piece.xf_out) + 0.5) / piece.xf_out, piece.corr_out)[1])
+    if piece.fade_in:
+        region(0, lead, np.zeros_like)
+        region(lead, lead + piece.fade_in, lambda p: fade_curve((p - lead + 0.5) / piece.fade_in))
+    if piece.fade_out:
+        region(end - piece.fade_out, end, lambda p: fade_curve((end - p - 0.5) / piece.fade_out))
+        region(end, span, np.zeros_like)
     if piece.gain != 1.0:
-        env = np.full(n, piece.gain) if env is None else env * piece.gain
-    return None if env is None else env.astype(np.float32)
+        block *= np.float32(piece.gain)
 
 
 def _piece_blocks(info: AudioInfo, piece: _Piece,
@@ -413,9 +413,7 @@ def _piece_blocks(info: AudioInfo, piece: _Piece,
         if whole is not None:
             block = np.concatenate([block[:span], np.zeros((max(0, span - len(block)),
                                                             info.channels), np.float32)])
-        env = _envelope(piece, done, len(block))
-        if env is not None:
-            block = block * env[:, None]
+        _apply_envelope(block, piece, done)
         yield piece.span_start + done, block
         done += len(block)
 

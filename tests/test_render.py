@@ -323,6 +323,31 @@ def test_render_cli(tmp_path):
     assert not (tmp_path / "x.wav").exists()
 
 
+def test_reproduces_the_synthetic_corpus_unmastered_edit(tmp_path):
+    """The synth's truth segments, rendered from its raw, give back its unmastered edit."""
+    from editorbot.synth import write_corpus
+    (name,) = write_corpus(tmp_path, pairs=1, seed=0, minutes=2.0, persona="looper",
+                           mastering="none", progress=False)
+    truth = json.loads((tmp_path / "truth" / f"{name}.json").read_text())
+    edit = Edit.from_json(truth)
+    raw_path = tmp_path / "input" / f"{name}_raw.wav"
+    want, sr = audio.read(tmp_path / "unmastered" / f"{name}_edit.wav")
+    assert sr == truth["raw_sr"] and any(s.fade_in_s for s in edit.segments)
+    out, out_sr, report = render_array(raw_path, edit, seam_search_ms=0, with_report=True)
+    assert out_sr == sr and out.shape == want.shape
+    mask = np.ones(len(out), bool)
+    for seam in report.seams:  # the truth's crossfades and the renderer's hard-cut ones
+        at, half = int(round(seam.edit_s * sr)), int(round(seam.crossfade_ms * sr / 2000))
+        mask[at - half:at + half] = False
+    assert [round(s.edit_s * sr) for s in report.seams] == \
+        [round(t) for t in np.cumsum([s.duration_s * sr for s in edit.segments])[:-1]]
+    assert mask.mean() > 0.99
+    assert snr_db(want[mask].astype(np.float64), out[mask]) >= 60
+    # With seam search on, every seam is at least as clean as the raw.
+    _, _, searched = render_array(raw_path, edit, with_report=True)
+    assert all(s.clean for s in searched.seams), "\n".join(searched.lines())
+
+
 # ------------------------------------------------------------------ the edit model
 
 def test_pointers_segments_pointers_is_lossless():
