@@ -195,8 +195,7 @@ def _read_mono(info: AudioInfo, start: int, frames: int) -> np.ndarray:
     return x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
 
 
-def join_cost(x_out: np.ndarray, x_in: np.ndarray, window: int,
-              move_penalty: float = MOVE_PENALTY) -> np.ndarray:
+def join_cost(x_out: np.ndarray, x_in: np.ndarray, window: int) -> np.ndarray:
     """How badly two sides join at each candidate offset of a rolled cut (lower is better).
 
     Candidate i compares x_out[i : i + window] (what the outgoing side would play on past
@@ -204,8 +203,7 @@ def join_cost(x_out: np.ndarray, x_in: np.ndarray, window: int,
     is half (1 - their normalised cross-correlation) plus half (1 - quietness), where
     quietness is how far their joint RMS lies below the loudest candidate's, 0 at 0 dB to
     1 at QUIET_DB or more below (a few dB of random level variation barely count, a real
-    gap between notes does), plus move_penalty times the distance from the middle candidate
-    over the half-width. Silence on both sides joins perfectly.
+    gap between notes does). Silence on both sides joins perfectly.
 
     Args:
         x_out, x_in : np.ndarray [shape=(n_candidates + window - 1,)], mono
@@ -225,9 +223,7 @@ def join_cost(x_out: np.ndarray, x_in: np.ndarray, window: int,
     ms = np.maximum(xx + yy, 0.0)
     below_db = 10 * np.log10(max(ms.max(), 1e-30) / np.maximum(ms, 1e-30))
     quietness = np.clip(below_db / QUIET_DB, 0.0, 1.0)
-    n = len(xy)
-    distance = np.abs(np.arange(n) - (n - 1) / 2) / max((n - 1) / 2, 1)
-    return 0.5 * (1 - ncc) + 0.5 * (1 - quietness) + move_penalty * distance
+    return 0.5 * (1 - ncc) + 0.5 * (1 - quietness)
 
 
 def _plan(edit: Edit, info: AudioInfo, *, seam_search_ms: float, beats_s,
@@ -323,12 +319,9 @@ def _move_cut(seam: _Seam, pieces: list[_Piece], info: AudioInfo, radius: int,
         w0 = window // 2
         x_out = _read_mono(info, a_end + lo - w0, hi - lo + window)
         x_in = _read_mono(info, b.raw_start + lo - w0, hi - lo + window)
-        cost = join_cost(x_out, x_in, window)
-        # The move penalty is centred on the snapped position, not on the middle of a
-        # window that bounds may have cut short.
         offsets = np.arange(lo, hi + 1)
-        mid = (lo + hi) / 2
-        cost += MOVE_PENALTY * (np.abs(offsets - center) - np.abs(offsets - mid)) / max(radius, 1)
+        cost = join_cost(x_out, x_in, window)
+        cost += MOVE_PENALTY * np.abs(offsets - center) / max(radius, 1)  # prefer small moves
         delta = int(offsets[int(np.argmin(cost))])
     a.length += delta
     b.raw_start += delta

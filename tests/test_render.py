@@ -305,6 +305,18 @@ def test_render_cli(tmp_path):
                  str(tmp_path / "x_pointers.npy"), "-o", str(tmp_path / "p.flac")]) == 0
     assert audio.probe(tmp_path / "p.flac").frames == int(round(280 * 512 / 22050 * 44100))
 
+    # Beats (raw seconds, one per line): the cuts snap to them; the exports say where.
+    (tmp_path / "beats.txt").write_text("\n".join(f"{0.013 + 0.5 * k:.3f}" for k in range(16)))
+    assert main(["render", str(tmp_path / "raw.wav"), "--segments", str(tmp_path / "edit.json"),
+                 "-o", str(tmp_path / "b.wav"), "--beats", str(tmp_path / "beats.txt"),
+                 "--seam-search-ms", "0"]) == 0
+    snapped = Edit.load(tmp_path / "b_segments.json").segments
+    assert [snapped[i].raw_start_s for i in (1, 2, 4)] == pytest.approx([4.013, 2.013, 6.013],
+                                                                      abs=1 / 44100)
+    (tmp_path / "beats.txt").write_text("1.0\nsoon\n")
+    assert main(["render", str(tmp_path / "raw.wav"), "--segments", str(tmp_path / "edit.json"),
+                 "-o", str(tmp_path / "b.wav"), "--beats", str(tmp_path / "beats.txt")]) == 2
+
     Edit([Segment(6.0, 3.0)]).save(tmp_path / "long.json")
     assert main(["render", str(tmp_path / "raw.wav"), "--segments", str(tmp_path / "long.json"),
                  "-o", str(tmp_path / "x.wav")]) == 2
