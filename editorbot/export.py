@@ -11,7 +11,12 @@ total length is the rounded total; each source-in is rounded on its own, and the
 source-out is source-in plus the event's frame count. Every cut so moves by at most half a
 frame (16.7 ms at 30 fps) in the record timeline and in the source; segments that round to
 zero frames are left out. Crossfades become dissolves of round(crossfade_s * fps) frames,
-at least one frame, split evenly around the cut (the larger half after it).
+at least one frame, split evenly around the cut (the larger half after it); CMX writes a
+dissolve's incoming event from the dissolve's start.
+
+The cmx_3600 adapter writes exactly one video track, so the EDL is written from a video
+track and its events are relabelled as audio: 'A' for a mono raw, 'AA' (A1 + A2) for
+stereo. FCP XML gets one audio track whose clip items reference the raw file.
 """
 from __future__ import annotations
 
@@ -101,7 +106,8 @@ def to_otio(edit: Edit, *, sr: int, name: str = "editorbot edit", channels: int 
     """
     edit_starts, lengths, raw_starts = segment_samples(edit, sr)
     bounds = np.append(edit_starts, edit_starts[-1] + lengths[-1]) if len(lengths) else np.zeros(1)
-    crossfades = np.array([int(round(s.crossfade_s * sr)) for s in edit.segments])
+    # Even, as the renderer makes them: half on each side of the cut.
+    crossfades = np.array([2 * int(round(s.crossfade_s * sr / 2)) for s in edit.segments])
     return _timeline(edit, rate=sr, edit_bounds=bounds, raw_starts=raw_starts,
                      crossfades=crossfades, kind="Audio", name=name, channels=channels)
 
@@ -130,9 +136,11 @@ def read_otio(path: str | os.PathLike) -> Edit:
     if not path.is_file():
         raise UserError(f"{path}: no such timeline file")
     try:
-        timeline = otio.adapters.read_from_file(str(path))
-    except Exception as err:  # OTIO raises many types for a malformed file
+        timeline = otio.adapters.read_from_file(str(path), adapter_name="otio_json")
+    except (ValueError, otio.exceptions.OTIOError) as err:
         raise UserError(f"{path}: not a readable OpenTimelineIO file ({err})") from None
+    if not isinstance(timeline, otio.schema.Timeline):
+        raise UserError(f"{path}: holds a {type(timeline).__name__}, not an OTIO timeline")
     tracks = [t for t in timeline.tracks if t.kind == otio.schema.TrackKind.Audio]
     if not tracks:
         raise UserError(f"{path}: the timeline has no audio track")

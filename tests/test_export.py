@@ -47,7 +47,7 @@ def test_otio_round_trip_is_sample_exact(tmp_path, raw, sr):
     for a, b in zip(back.segments, edit.segments):
         assert (a.gain_db, a.fade_in_s, a.effect, a.confidence) == \
                (b.gain_db, b.fade_in_s, b.effect, b.confidence)
-        assert a.crossfade_s == pytest.approx(round(b.crossfade_s * sr) / sr, abs=1e-12)
+        assert a.crossfade_s == pytest.approx(2 * round(b.crossfade_s * sr / 2) / sr, abs=1e-12)
     assert back.raw_path == edit.raw_path
     # Times in the file are integers of samples at the raw's rate.
     track = otio.adapters.read_from_file(str(paths["otio"])).tracks[0]
@@ -151,3 +151,6 @@ def test_export_errors(tmp_path, raw):
     (tmp_path / "bad.otio").write_text("{not json")
     with pytest.raises(UserError, match="bad.otio: not a readable OpenTimelineIO file"):
         read_otio(tmp_path / "bad.otio")
+    (tmp_path / "clip.otio").write_text(otio.adapters.write_to_string(otio.schema.Clip(), "otio_json"))
+    with pytest.raises(UserError, match="clip.otio: holds a Clip, not an OTIO timeline"):
+        read_otio(tmp_path / "clip.otio")
