@@ -4,8 +4,9 @@
         [--corpus-pairs 3] [--corpus-minutes 5]
 
 Targets (issue 5): render() takes <= 5 s with <= 500 MB peak RSS, measured in a fresh
-process (peak RSS includes the imports; the time with imports is printed too); rendering a synthetic corpus's truth segments reproduces its
-unmastered edit with SNR >= 60 dB outside crossfades; seams no rougher than the raw.
+process (peak RSS includes the imports; the time with imports is printed too); rendering
+a synthetic corpus's truth segments reproduces its unmastered edit with SNR >= 60 dB
+outside crossfades; seams no rougher than the raw.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ seconds = time.perf_counter() - t
 result = {"seconds": seconds, "render_seconds": report.seconds, "frames": report.frames,
           "seams": len(report.seams), "clean": sum(s.clean for s in report.seams),
           "within_p99": sum(s.step_ratio <= 1 and s.burst_ratio <= 1 for s in report.seams),
-          "moved_ms_median": float(sorted(abs(s.moved_ms) for s in report.seams)[len(report.seams) // 2])}
+          "moved_ms_median": float(sorted(abs(s.moved_ms) for s in report.seams)
+                                   [len(report.seams) // 2])}
 """
 
 CLI = """
@@ -81,8 +83,9 @@ def corpus_figures(pairs: int, minutes: float) -> None:
             clean = sum(s.clean for s in searched.seams)
             within = sum(s.step_ratio <= 1 and s.burst_ratio <= 1 for s in searched.seams)
             worst = max((max(s.step_ratio, s.burst_ratio) for s in searched.seams), default=0)
+            verdict = "PASS" if snr >= 60 else "FAIL"
             print(f"synthetic {name}: {len(edit.segments)} segments, {edit.duration_s:.1f} s; SNR "
-                  f"outside crossfades {snr:.1f} dB (target >= 60: {'PASS' if snr >= 60 else 'FAIL'}); "
+                  f"outside crossfades {snr:.1f} dB (target >= 60: {verdict}); "
                   f"with seam search: {within}/{len(searched.seams)} seams within the raw's p99, "
                   f"{clean}/{len(searched.seams)} clean, worst ratio {worst:.2f}")
 

@@ -151,7 +151,7 @@ def check_segment(seg: Segment, index: int, where: str = "segments") -> None:
     if seg.raw_start_s is not None:
         numbers["raw_start_s"] = seg.raw_start_s
     for name, value in numbers.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        if not _finite_number(value):
             raise bad(f"{name} must be a finite number, got {value!r}")
     if seg.duration_s <= 0:
         raise bad(f"duration_s {seg.duration_s} <= 0")
@@ -166,8 +166,13 @@ def check_segment(seg: Segment, index: int, where: str = "segments") -> None:
                 or not isinstance(eff.get("params", {}), dict) or set(eff) - {"name", "params"}):
             raise bad(f'effect must be {{"name": str, "params": {{...}}}}, got {eff!r}')
         for key, value in eff.get("params", {}).items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            if not _finite_number(value):
                 raise bad(f"effect parameter {key!r} must be a finite number, got {value!r}")
+
+
+def _finite_number(value) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and bool(np.isfinite(value)))
 
 
 def segment_samples(edit: Edit, sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -244,6 +244,9 @@ def _plan(edit: Edit, info: AudioInfo, *, seam_search_ms: float, beats_s,
                 f"{where}: segment {i} plays raw {seg.raw_start_s:.3f}-{raw_end_s:.3f} s, "
                 f"past the raw's end at {info.duration_s:.3f} s; fix the segment list or "
                 "check that it was made for this recording")
+    if edit.raw_duration_s and abs(edit.raw_duration_s - info.duration_s) > 0.1:
+        log.warning("%s: the segments were made for a %.2f s raw, this one is %.2f s; check that "
+                    "they belong to this recording", where, edit.raw_duration_s, info.duration_s)
     edit_starts, lengths, raw_starts = segment_samples(edit, sr)
     pieces = []
     for i, seg in enumerate(edit.segments):
@@ -280,9 +283,9 @@ def _plan(edit: Edit, info: AudioInfo, *, seam_search_ms: float, beats_s,
         if seam.search and (radius > 0 or beats is not None):
             _move_cut(seam, pieces, info, radius, beats)
         if seam.search and seam.crossfade:
-            half = seam.crossfade // 2
-            seam.corr = _correlation(_read_mono(info, a.raw_start + a.length - half, seam.crossfade),
-                                     _read_mono(info, b.raw_start - half, seam.crossfade))
+            half, n = seam.crossfade // 2, seam.crossfade
+            seam.corr = _correlation(_read_mono(info, a.raw_start + a.length - half, n),
+                                     _read_mono(info, b.raw_start - half, n))
         a.corr_out = b.corr_in = seam.corr
     return pieces, seams
 
@@ -441,7 +444,7 @@ class _SeamTaps:
 
     def __init__(self, seams: list[_Seam], pieces: list[_Piece], sr: int, total: int):
         loud = int(round(LOUDNESS_WINDOW_MS * sr / 1000))
-        self.taps = []  # (start, end, seam number, kind)
+        self.taps: list[tuple[int, int, int, str]] = []  # (start, end, seam, kind), edit samples
         for j, seam in enumerate(seams):
             at = pieces[seam.left + 1].edit_start
             half = seam.crossfade // 2
@@ -450,12 +453,9 @@ class _SeamTaps:
                           (max(0, at - half - loud), max(0, at - half), j, "before"),
                           (min(total, at + half), min(total, at + half + loud), j, "after")]
         self.taps.sort()
-        self.windows = {j: np.zeros((w1 - w0, 0)) for w0, w1, j, kind in self.taps
-                        if kind == "click"}
-        self.click = {}
-        self.sq = {}  # (seam, kind) -> [sum of squares, count]
+        self.click: dict[int, np.ndarray] = {}  # seam -> the samples seam_click needs
+        self.sq: dict[tuple[int, str], list] = {}  # (seam, kind) -> [sum of squares, count]
         self.first = 0
-        self.total = total
 
     def see(self, pos: int, block: np.ndarray) -> None:
         end = pos + len(block)

@@ -179,7 +179,8 @@ class SeamReport:
                if self.raw_out_s is not None and self.raw_in_s is not None else
                f"raw {_fmt(self.raw_out_s):>9} -> {_fmt(self.raw_in_s):>9} s")
         return (f"{self.index:4d} {self.edit_s:9.3f} s  {raw}  moved {self.moved_ms:+6.1f} ms  "
-                f"xfade {self.crossfade_ms:5.1f} ms r {self.corr:4.2f}  step x{self.step_ratio:5.2f} "
+                f"xfade {self.crossfade_ms:5.1f} ms r {self.corr:4.2f}  "
+                f"step x{self.step_ratio:5.2f} "
                 f"(raw x{self.raw_step_ratio:5.2f})  burst x{self.burst_ratio:5.2f} "
                 f"(raw x{self.raw_burst_ratio:5.2f})  loudness {self.loudness_step_db:+5.1f} dB"
                 f"{'' if self.clean else '  ROUGH'}")

@@ -96,7 +96,8 @@ def test_edl_reads_back_with_the_right_cuts(tmp_path, raw, channels, tracks, fps
         shifted[2] = (shifted[2][0], shifted[3][0], shifted[2][2])
         assert got == shifted
         transitions = [t for t in track if isinstance(t, otio.schema.Transition)]
-        assert [round(t.duration().value) for t in transitions] == [max(1, d) for d in dissolves.values()]
+        assert [round(t.duration().value) for t in transitions] == \
+            [max(1, d) for d in dissolves.values()]
 
 
 def test_edl_cut_points_within_half_a_frame(tmp_path, raw):
@@ -151,6 +152,7 @@ def test_export_errors(tmp_path, raw):
     (tmp_path / "bad.otio").write_text("{not json")
     with pytest.raises(UserError, match="bad.otio: not a readable OpenTimelineIO file"):
         read_otio(tmp_path / "bad.otio")
-    (tmp_path / "clip.otio").write_text(otio.adapters.write_to_string(otio.schema.Clip(), "otio_json"))
+    clip = otio.adapters.write_to_string(otio.schema.Clip(), "otio_json")
+    (tmp_path / "clip.otio").write_text(clip)
     with pytest.raises(UserError, match="clip.otio: holds a Clip, not an OTIO timeline"):
         read_otio(tmp_path / "clip.otio")

@@ -23,7 +23,8 @@ from editorbot.seams import raw_click_stats, seam_click, seam_window
 from .conftest import run_cli
 
 
-def music(sr: int, seconds: float, channels: int, seed: int = 0, noise: float = 0.003) -> np.ndarray:
+def music(sr: int, seconds: float, channels: int, seed: int = 0,
+          noise: float = 0.003) -> np.ndarray:
     """Decaying tones on a 0.5 s beat plus a little noise, (n, channels) float32, peak < 0.9.
 
     Pitches change every beat, so two places in it rarely share a waveform."""
@@ -110,7 +111,8 @@ def test_float_raw_to_flac_falls_back_to_24_bit(tmp_path):
 def test_segments_past_the_raw_end_are_a_clear_error(tmp_path):
     write_raw(tmp_path / "raw.wav", seconds=8.0)
     bad = Edit([Segment(1.0, 2.0), Segment(7.0, 1.5)])
-    with pytest.raises(UserError, match=r"segment 1 plays raw 7.000-8.500 s, past the raw's end at 8.000 s"):
+    with pytest.raises(UserError, match=r"segment 1 plays raw 7.000-8.500 s, past the raw's "
+                                        r"end at 8.000 s"):
         render(tmp_path / "raw.wav", bad, tmp_path / "out.wav")
     assert not (tmp_path / "out.wav").exists()
     assert not list(tmp_path.glob(".out.wav*"))  # no temp file left behind
@@ -247,7 +249,8 @@ def test_effects_registry(tmp_path):
     gain = Edit([Segment(0.0, 1.0, effect={"name": "gain", "params": {"gain_db": -20.0}})])
     out, _ = render_array(tmp_path / "raw.wav", gain)
     assert np.allclose(out[:, 0], 0.1 * x[:sr, 0], atol=1e-6)
-    low = Edit([Segment(0.0, 2.0, effect={"name": "lowpass", "params": {"cutoff_frequency_hz": 1000}})])
+    low = Edit([Segment(0.0, 2.0, effect={"name": "lowpass",
+                                          "params": {"cutoff_frequency_hz": 1000}})])
     out, _ = render_array(tmp_path / "raw.wav", low)
     spec_in = np.abs(np.fft.rfft(x[sr // 2:3 * sr // 2, 0]))
     spec_out = np.abs(np.fft.rfft(out[sr // 2:3 * sr // 2, 0]))
