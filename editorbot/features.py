@@ -8,10 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
-import librosa
 import numpy as np
-import scipy.fft
-import scipy.signal
 
 BLOCK_FRAMES = 2048  # STFT frames per block (about 24 s at hop 256)
 
@@ -56,13 +53,16 @@ DEFAULT_PARAMS = FeatureParams()
 
 @lru_cache(maxsize=8)
 def _mel_basis(params: FeatureParams) -> np.ndarray:
+    import librosa  # imported here: it costs about a second, and most callers never need it
+
     return librosa.filters.mel(sr=params.sr, n_fft=params.n_fft, n_mels=params.n_mels,
                                fmin=params.fmin, fmax=params.fmax).astype(np.float32)
 
 
 @lru_cache(maxsize=8)
 def _window(n_fft: int) -> np.ndarray:
-    return scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+    # The periodic Hann window, as scipy.signal.get_window("hann", n_fft) and librosa use.
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
 
 
 def mel_power(y: np.ndarray, params: FeatureParams = DEFAULT_PARAMS) -> np.ndarray:
@@ -75,6 +75,8 @@ def mel_power(y: np.ndarray, params: FeatureParams = DEFAULT_PARAMS) -> np.ndarr
     Returns:
         S : np.ndarray [shape=(n_mels, t)], float32, t = 1 + n // hop_length
     """
+    import scipy.fft  # imported here to keep `import editorbot...` light
+
     y = np.asarray(y, dtype=np.float32)
     n_fft, hop = params.n_fft, params.hop_length
     half = n_fft // 2
