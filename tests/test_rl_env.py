@@ -439,6 +439,23 @@ def test_beat_tracker_finds_the_click_grid():
     assert not bf.features[:, feature_slice("stems")].any()
 
 
+def test_stems_come_from_the_stems_cache_when_present(tmp_path):
+    from editorbot.cache import save_npz
+    from editorbot.features import DEFAULT_PARAMS
+    from editorbot.layout import Layout
+    from editorbot.stems import STEMS, stems_meta
+    raw = tmp_path / "data" / "input" / "short_raw.wav"
+    audio.write(raw, beat_tones(8)[:, None], SR, subtype="FLOAT")
+    n_frames = DEFAULT_PARAMS.n_frames(8 * int(BEAT_S * SR))
+    mels = {s: np.full((128, n_frames), 0.25 * (i + 1), np.float16) for i, s in enumerate(STEMS)}
+    cache = tmp_path / "cache"
+    save_npz(Layout(raw.parent.parent, cache).stems_mel("short"), stems_meta(raw, "hpss"), **mels)
+    bf = beat_features(raw, cache_dir=cache, beats_s=np.arange(8) * BEAT_S)
+    assert bf.stems_source == "cache:hpss"
+    levels = bf.features[:, feature_slice("stems")][:, ::6]  # each stem's mean level
+    assert np.allclose(levels, [0.25, 0.5, 0.75, 1.0], atol=1e-3)
+
+
 def test_stems_fall_back_to_zeros_with_a_warning(tmp_path, monkeypatch, caplog):
     import editorbot
     monkeypatch.delattr(editorbot, "stems", raising=False)
