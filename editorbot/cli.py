@@ -17,6 +17,7 @@ from .errors import UserError
 COMMANDS = [
     "demo",
     "features",
+    "synth",
     "render",
     "edit",
 ]
