@@ -18,6 +18,7 @@ COMMANDS = [
     "demo",
     "features",
     "synth",
+    "stems",
     "render",
     "edit",
 ]
