@@ -18,7 +18,7 @@ from editorbot.errors import UserError
 from editorbot.synth import PERSONAS, SynthConfig, edit_stats, plan_pair, write_corpus
 from editorbot.synth.compose import MUSIC_LABELS, perform, plan_session
 from editorbot.synth.instruments import render_mix
-from editorbot.synth.splice import crossfade_mask, splice
+from editorbot.synth.splice import crossfade_mask
 
 from .conftest import REPO, run_cli
 
@@ -152,6 +152,23 @@ def test_heavy_mastering_mp3_round_trip_is_aligned(tmp_path):
     assert abs(lags[int(np.argmax(corr))]) <= 1
 
 
+def test_kept_codec_delay_is_reported_as_the_edit_offset():
+    from editorbot.synth.config import MasteringPreset
+    from editorbot.synth.master import master
+
+    sr = 44100
+    x = np.zeros((3 * sr, 2), np.float32)
+    x[sr::sr // 4] = 0.5  # clicks
+    p = MasteringPreset(mp3_quality="V2")
+    kept, _, chain, offset_s = master(x, sr, p, np.random.default_rng(0), keep_codec_delay=True)
+    trimmed, _, _, zero = master(x, sr, p, np.random.default_rng(0))
+    delay = chain[-1]["decoder_delay_samples"]
+    assert zero == 0.0 and offset_s == delay / sr and 500 < delay < 3000
+    assert len(trimmed) == len(x) and len(kept) == len(x) + delay
+    assert abs(int(np.argmax(np.abs(trimmed[:sr + 200, 0]))) - sr) <= 2
+    assert abs(int(np.argmax(np.abs(kept[:sr + delay + 200, 0]))) - (sr + delay)) <= 2
+
+
 def test_cuts_fall_on_the_grid_with_short_crossfades(corpus):
     out, names = corpus
     for name in names:
@@ -178,6 +195,7 @@ def test_personas_differ_within_their_ranges_over_20_seeds():
 
     assert np.all((col("radio", "duration_s") >= 180) & (col("radio", "duration_s") <= 240))
     assert np.all(col("radio", "reorders") == 0)
+    assert np.all(col("radio", "loops") <= cfg.personas.radio.max_repeats)
     assert np.all((col("trimmer", "keep_ratio") >= 0.40) & (col("trimmer", "keep_ratio") <= 0.70))
     assert np.all(col("trimmer", "loops") == 0) and np.all(col("trimmer", "reorders") == 0)
     assert np.all(col("looper", "loops") >= 3) and np.all(col("looper", "reorders") >= 1)

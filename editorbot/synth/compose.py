@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import PlayingConfig, SessionConfig, SoundConfig, SynthConfig
+from .config import PlayingConfig, SessionConfig, SynthConfig
 
 # Labels of sections that a musician would keep (MUSIC) or cut (JUNK) from a session.
 MUSIC_LABELS = ("intro", "riff", "verse", "chorus", "solo", "breakdown", "ending")
@@ -62,7 +62,8 @@ class Section:
     def to_json(self) -> dict:
         return {"label": self.label, "start_s": float(self.start_s), "end_s": float(self.end_s),
                 "song": self.song, "part": self.part, "take": self.take,
-                "energy": round(float(self.energy), 3), "n_bars": self.n_bars}
+                "energy": round(float(self.energy), 3), "n_bars": self.n_bars,
+                "natural_end": self.natural_end}
 
 
 @dataclass

@@ -47,6 +47,7 @@ class PairPlan:
 
 
 def pair_name(seed: int, index: int, persona: str) -> str:
+    """The sample name of pair `index` of corpus `seed`, e.g. jam0_003_radio."""
     return f"jam{seed}_{index:03d}_{persona}"
 
 

@@ -18,6 +18,7 @@ LOWPASS_ORDER = 8  # Butterworth, 48 dB per octave (order 4 run both ways)
 
 
 def preset(config: MasteringConfig, name: str) -> MasteringPreset:
+    """The preset called `name` ('none', 'mild' or 'heavy'); a UserError for any other."""
     if name not in PRESETS:
         raise UserError(f"unknown mastering '{name}'; choose one of {', '.join(PRESETS)}")
     return getattr(config, name)

@@ -2,6 +2,12 @@
 
 Each persona picks pieces of the raw on bar lines (a radio editor, a jam trimmer, a loop
 builder) and returns edits.py Segments quantised to the raw's samples, with crossfades.
+
+Stated ranges with the default config on 5-minute raws (tests/test_synth.py checks them
+over 20 seeds):
+    radio    edit 180 to 240 s, no reorders, at most max_repeats chorus repeats, fade-out
+    trimmer  keeps 40 to 70% of the raw, no loops, no reorders, long segments, no junk
+    looper   at least 3 loops and 1 reorder, keeps at most 35%, short segments
 """
 from __future__ import annotations
 
