@@ -283,7 +283,7 @@ def compute_beat_features(y: np.ndarray, params: FeatureParams = DEFAULT_PARAMS,
                           beats_s: np.ndarray | None = None,
                           downbeats_s: np.ndarray | None = None,
                           stem_mels: np.ndarray | None = None,
-                          stems_source: str = "zeros") -> BeatFeatures:
+                          stems_source: str = "zeros", where: str = "audio") -> BeatFeatures:
     """Beat grid and 121 features per beat of mono analysis audio (no caching).
 
     Args:
@@ -294,6 +294,7 @@ def compute_beat_features(y: np.ndarray, params: FeatureParams = DEFAULT_PARAMS,
         stem_mels : np.ndarray [shape=(4, n_mels, t)] in [0, 1] on the mix's dB scale
             (editorbot.stems), or None for zeros.
         stems_source: recorded in the result (see BeatFeatures).
+        where: names the audio in errors (the file it came from).
 
     Returns:
         BeatFeatures
@@ -302,7 +303,8 @@ def compute_beat_features(y: np.ndarray, params: FeatureParams = DEFAULT_PARAMS,
     sr, hop = params.sr, params.hop_length
     duration_s = len(y) / sr
     if duration_s < 4 * MIN_BEAT_S:
-        raise UserError(f"audio of {duration_s:.2f} s is too short for a beat grid")
+        raise UserError(f"{where}: {duration_s:.2f} s of audio is too short for a beat grid; "
+                        "use a longer recording")
     mel_db = normalize_db(mel_power(y, params), params) * params.top_db - params.top_db
     n_frames = mel_db.shape[1]
     onset = librosa.onset.onset_strength(S=mel_db, sr=sr, hop_length=hop)
@@ -312,8 +314,8 @@ def compute_beat_features(y: np.ndarray, params: FeatureParams = DEFAULT_PARAMS,
                                             bpm=global_tempo_bpm(onset, sr / hop))
         beats_s = refine_beats(onset, np.asarray(frames, np.int64), sr / hop)
         if len(beats_s) < 2 * BEATS_PER_BAR:
-            log.warning("no steady beat found (%d beats); using a %g bpm grid", len(beats_s),
-                        FALLBACK_BPM)
+            log.warning("%s: no steady beat found (%d beats); using a %g bpm grid", where,
+                        len(beats_s), FALLBACK_BPM)
             beats_s = np.arange(0.0, duration_s, 60.0 / FALLBACK_BPM)
     bounds_s = beat_bounds(beats_s, duration_s)
     starts = _beat_starts(bounds_s, n_frames, params)
@@ -423,7 +425,7 @@ def beat_features(raw_path: str | os.PathLike, *, cache_dir: str | os.PathLike =
         y = load_analysis(raw_path, sr=params.sr)
         mels, source = _stem_mels_for(raw_path, y, Path(cache_dir), params.n_frames(len(y)))
         bf = compute_beat_features(y, params, beats_s=beats_s, downbeats_s=downbeats_s,
-                                   stem_mels=mels, stems_source=source)
+                                   stem_mels=mels, stems_source=source, where=str(raw_path))
         return {"features": bf.features, "bounds_s": bf.bounds_s,
                 "tempo_bpm": np.float64(bf.tempo_bpm), "downbeat_phase": np.int64(bf.downbeat_phase),
                 "duration_s": np.float64(bf.duration_s), "stems_source": np.array(source)}
