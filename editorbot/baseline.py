@@ -299,7 +299,7 @@ def analyze(y: np.ndarray, config: BaselineConfig = DEFAULT_CONFIG, *, where: st
     overall_clarity = float(np.median(clarity[sounding_win])) if sounding_win.any() else 0.0
 
     if fraction >= config.min_pulse_fraction:
-        beats_s, downbeats_s, tempo = _beat_grid(onset_env, chroma, mel_db, centres_s, ac, lags,
+        beats_s, downbeats_s, tempo = _beat_grid(onset_env, chroma, centres_s, ac, lags,
                                                  has_pulse & sounding_win, config)
         bounds_s = np.unique(np.concatenate([[0.0], downbeats_s[downbeats_s > 0.05], [duration_s]]))
         bounds_s = _merge_short(bounds_s, 0.5 * float(np.median(np.diff(downbeats_s))))
@@ -324,8 +324,8 @@ def analyze(y: np.ndarray, config: BaselineConfig = DEFAULT_CONFIG, *, where: st
     return found
 
 
-def _beat_grid(onset_env, chroma, mel_db, centres_s, ac, lags, reliable, config):
-    """Beats (time-varying tempo) and downbeats (bar phase chosen by harmony and bass)."""
+def _beat_grid(onset_env, chroma, centres_s, ac, lags, reliable, config):
+    """Beats (time-varying tempo) and downbeats (bar phase chosen by harmonic change)."""
     sr, hop = config.sr, config.hop_length
     fps = sr / hop
     n = len(onset_env)
@@ -352,30 +352,93 @@ def _beat_grid(onset_env, chroma, mel_db, centres_s, ac, lags, reliable, config)
     # before the frame's centre (measured on generated drums: mean error < 1 ms).
     beats_s = beats / fps + config.n_fft / (4 * sr)
 
-    # Downbeat-ness of each beat: harmony change, struck notes and bass onset at the beat.
-    bars_of = config.beats_per_bar
-    sync_chroma = _sync(chroma, beats)
-    c = sync_chroma / np.maximum(np.linalg.norm(sync_chroma, axis=0, keepdims=True), 1e-9)
-    change = np.r_[0.0, 1.0 - np.sum(c[:, 1:] * c[:, :-1], axis=0)]
-    # New notes struck at the beat: positive chroma flux (log) around it.
-    log_chroma = np.log1p(chroma / max(float(chroma.max()), 1e-9) * 1000.0)
-    chroma_flux = np.r_[0.0, np.maximum(np.diff(log_chroma, axis=1), 0).sum(axis=0)]
-    struck = np.array([chroma_flux[max(0, b - 1):b + 2].max() for b in beats])
-    low = mel_db[: max(2, mel_db.shape[0] // 8)]
-    bass_flux = np.r_[0.0, np.maximum(np.diff(low, axis=1), 0).mean(axis=0)]
-    bass = np.array([bass_flux[max(0, b - 1):b + 2].max() for b in beats])
-    score = _robust_z(change) + 0.5 * _robust_z(struck) + 0.5 * _robust_z(bass)
-    # Bar phase per beat: the phase whose beats score highest over a window of 8 bars.
-    width = 8 * bars_of
-    phase_score = np.zeros((bars_of, len(beats)))
-    for p in range(bars_of):
-        hits = np.where(np.arange(len(beats)) % bars_of == p, score, 0.0)
-        phase_score[p] = scipy.ndimage.uniform_filter1d(hits, width, mode="constant")
-    phase = np.argmax(phase_score, axis=0)
-    phase = scipy.ndimage.median_filter(phase, size=2 * bars_of + 1, mode="nearest")
-    is_down = (np.arange(len(beats)) % bars_of) == phase
+    valid = np.interp(beats / fps, centres_s, reliable.astype(float)) > 0.5
+    if not valid.any():
+        valid[:] = True
+    if 2 * tempo <= config.max_bpm and len(beats) > 2:
+        # The tempo may be half the true one (a backbeat's 2-beat period often wins), and
+        # then the beats may sit on 2 and 4. Chords change on bar lines: when the phase of
+        # the half-beat grid where harmony changes most lies between the beats, move the
+        # beats there.
+        mids = (beats[:-1] + beats[1:]) // 2
+        half = np.empty(2 * len(beats) - 1, np.int64)
+        half[0::2], half[1::2] = beats, mids
+        change = _harmonic_change(half, chroma, [1, 2, 2 * config.beats_per_bar])
+        half_valid = np.zeros(len(half), bool)
+        half_valid[0::2], half_valid[1::2] = valid, valid[:-1] & valid[1:]
+        per_bar = 2 * config.beats_per_bar
+        phase_of = np.arange(len(half)) % per_bar
+        means = [change[(phase_of == p) & half_valid].mean() if ((phase_of == p) & half_valid).any()
+                 else -np.inf for p in range(per_bar)]
+        if int(np.argmax(means)) % 2 == 1:
+            log.debug("beats moved by half a beat (harmony changes between them)")
+            beats, valid = mids, valid[:-1] & valid[1:]
+            beats_s = beats / fps + config.n_fft / (4 * sr)
+    is_down = _bar_lines(beats, chroma, valid, config.beats_per_bar, [1, 2, config.beats_per_bar])
     downbeats_s = beats_s[is_down]
     return beats_s, downbeats_s, tempo
+
+
+def _harmonic_change(grid: np.ndarray, chroma: np.ndarray, widths: list[int]) -> np.ndarray:
+    """How much the harmony after each grid step differs from the harmony before it: the
+    sum over `widths` (in steps) of 1 - cosine of the chroma of the two spans, z-scored.
+
+    Returns:
+        change : np.ndarray [shape=(len(grid),)]
+    """
+    # Noise (drums) adds to every pitch class alike: take each frame's floor away.
+    tonal = chroma - chroma.min(axis=0, keepdims=True)
+    cum = np.c_[np.zeros((12, 1)), np.cumsum(_sync(tonal, grid), axis=1)]
+    m = len(grid)
+    idx = np.arange(m)
+
+    def window(a, b):
+        a, b = np.clip(a, 0, m), np.clip(b, 0, m)
+        v = cum[:, b] - cum[:, a]
+        return v / np.maximum(np.linalg.norm(v, axis=0, keepdims=True), 1e-9)
+
+    return sum(_robust_z(1.0 - np.sum(window(idx - w, idx) * window(idx, idx + w), axis=0))
+               for w in widths)
+
+
+def _bar_lines(grid: np.ndarray, chroma: np.ndarray, valid: np.ndarray, per_bar: int,
+               widths: list[int]) -> np.ndarray:
+    """Which beats start a bar, from harmonic change (chords change on bar lines;
+    onsets do not tell: a backbeat's snare on 2 and 4 is louder than the kick on 1).
+
+    Args:
+        grid : np.ndarray [shape=(m,)], frames of the beats
+        chroma : np.ndarray [shape=(12, t)]
+        valid : np.ndarray [shape=(m,)], bool: steps in playing with a pulse
+        per_bar: grid steps in a bar.
+        widths: spans (in steps) over which harmony before and after a step is compared.
+
+    Returns:
+        is_down : np.ndarray [shape=(m,)], bool
+    """
+    m = len(grid)
+    idx = np.arange(m)
+    change = _harmonic_change(grid, chroma, widths)
+    # Relative to the bar around it (one step of each phase): playing whose harmony moves
+    # on every beat (noodling) says nothing about the phase.
+    score = np.clip(change - scipy.ndimage.uniform_filter1d(change, per_bar, mode="nearest"), -3, 3)
+    # The phase whose steps score highest on average over 8 bars, valid steps only.
+    if not valid.any():
+        valid = np.ones(m, bool)
+    width = 8 * per_bar
+    phase_score = np.full((per_bar, m), -np.inf)
+    for p in range(per_bar):
+        mine = valid & (idx % per_bar == p)
+        total = scipy.ndimage.uniform_filter1d(np.where(mine, score, 0.0), width, mode="constant")
+        count = scipy.ndimage.uniform_filter1d(mine.astype(float), width, mode="constant")
+        phase_score[p] = np.where(count > 0.5 / width, total / np.maximum(count, 1e-9), -np.inf)
+    phase = np.argmax(phase_score, axis=0)
+    # Steps with no valid step near them take the phase of the nearest one that has.
+    known = np.flatnonzero(np.isfinite(phase_score.max(axis=0)))
+    if 0 < len(known) < m:
+        phase = phase[known[np.clip(np.searchsorted(known, idx), 0, len(known) - 1)]]
+    phase = scipy.ndimage.median_filter(phase, size=2 * per_bar + 1, mode="nearest")
+    return (idx % per_bar) == phase
 
 
 def _phrase_bounds(rms_db: np.ndarray, duration_s: float, config: BaselineConfig) -> np.ndarray:
