@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -17,6 +16,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .cache import atomic_write_bytes
 from .errors import AudioError, log
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
@@ -231,21 +231,16 @@ def write_blocks(path: str | os.PathLike, blocks: Iterable[np.ndarray], sr: int,
         if Path(other).exists() and path.exists() and path.resolve() == Path(other).resolve():
             raise AudioError(f"{path}: is an input file; choose another output name")
     fmt = _format_for(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+
+    def writer(tmp: Path) -> None:
         with sf.SoundFile(tmp, "w", samplerate=int(sr), channels=channels, format=fmt,
                           subtype=subtype) as fh:
             for data in blocks:
                 step = _OGG_WRITE_BLOCK if fmt == "OGG" else max(len(data), 1)
                 for i in range(0, len(data), step):
                     fh.write(data[i:i + step])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write_bytes(path, writer)
 
 
 def _format_for(path: Path) -> str:

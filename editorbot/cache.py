@@ -35,16 +35,28 @@ def file_fingerprint(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()  # what open() would give a new file; mkstemp gives 0600
+
+
 def atomic_write_bytes(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
-    """Call writer(tmp_path) then rename tmp_path onto `path`; nothing partial survives."""
+    """Call writer(tmp_path) then rename tmp_path onto `path`; nothing partial survives.
+
+    The temp file sits in the target's folder (so the rename is atomic) and gets the
+    permissions an ordinary new file would get.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
         writer(Path(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

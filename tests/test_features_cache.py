@@ -101,3 +101,18 @@ def test_truncated_cache_entry_is_recomputed(tmp_path):
     assert cache.load_npz(entry) is None
     np.testing.assert_array_equal(precache.mel_for(src, entry), good)
     assert cache.load_npz(entry) is not None
+
+
+def test_atomic_writes_get_ordinary_file_permissions(tmp_path):
+    import stat
+
+    from editorbot import audio
+
+    umask = os.umask(0o022)
+    try:
+        npz = cache.save_npz(tmp_path / "a.npz", {}, x=np.zeros(3))
+        wav = audio.write(tmp_path / "a.wav", np.zeros(100, np.float32), 22050)
+    finally:
+        os.umask(umask)
+    for path in (npz, wav):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644  # mkstemp alone gives 0600
