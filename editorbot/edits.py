@@ -75,7 +75,7 @@ class Segment:
 
     @property
     def raw_end_s(self) -> float | None:
-        return None if self.raw_start_s is None else self.raw_start_s + self.duration_s
+        return None if self.raw_start_s is None else self.raw_start_s + self.duration_s * raw_rate(self)
 
 
 @dataclass
@@ -215,8 +215,19 @@ def segments_to_pointers(edit: Edit, params: FeatureParams = DEFAULT_PARAMS,
         j1 = min(int(np.ceil((start + seg.duration_s) * fps - 1e-6)), n_frames)
         if seg.raw_start_s is None or j1 <= j0:
             continue
-        pointers[j0:j1] = np.rint((seg.raw_start_s + t[j0:j1] - start) * fps).astype(np.int64)
+        rate = raw_rate(seg)
+        pointers[j0:j1] = np.rint((seg.raw_start_s + (t[j0:j1] - start) * rate) * fps).astype(np.int64)
     return pointers
+
+
+def raw_rate(seg: Segment) -> float:
+    """Seconds of raw a segment plays per second of edit: the ratio of a 'speed' effect, else 1.
+
+    Reversed playback still reads its span forward in this mapping (the pointers say which
+    raw frames the piece is made of, in order of the raw)."""
+    if seg.effect and seg.effect.get("name") == "speed":
+        return float(seg.effect.get("params", {}).get("ratio", 1.0))
+    return 1.0
 
 
 def pointers_to_segments(pointers: np.ndarray, params: FeatureParams = DEFAULT_PARAMS,
