@@ -85,16 +85,24 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs == 1:
         # In this process: the bar moves with every block of audio, not every file.
         results, failures = {}, {}
-        with tqdm(total=round(sum(seconds.values()), 1), unit="s", desc=f"stems ({backend})",
+        with tqdm(total=sum(seconds.values()), unit="s", desc=f"stems ({backend})",
                   file=sys.stderr, dynamic_ncols=True,
                   bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]"
                   ) as bar:
             for t in tasks:
+                left = seconds[t.name]
+
+                def advance(step: float) -> None:  # never past this file's length
+                    nonlocal left
+                    step = min(step, left)
+                    left -= step
+                    bar.update(step)
                 try:
-                    results[t.name] = stem_task(t, progress=bar.update)
+                    results[t.name] = stem_task(t, progress=advance)
                 except UserError as err:
                     failures[t.name] = str(err)
                     bar.write(f"error: {err}", file=sys.stderr)
+                bar.update(left)
     else:
         report = run_jobs(stem_task, [(t.name, t, seconds[t.name]) for t in tasks],
                           jobs=args.jobs, desc=f"stems ({backend})")
