@@ -25,11 +25,20 @@ def mel_meta(path: str | os.PathLike, params: FeatureParams) -> dict:
 
 
 def mel_for(path: str | os.PathLike, cache_path: str | os.PathLike | None = None,
-            params: FeatureParams = DEFAULT_PARAMS) -> np.ndarray:
-    """The contract's mel of `path`: (n_mels, t) float32 in [0, 1], cached when cache_path is given."""
+            params: FeatureParams = DEFAULT_PARAMS, *, audio_sink: dict | None = None) -> np.ndarray:
+    """The contract's mel of `path`: (n_mels, t) float32 in [0, 1], cached when cache_path is given.
+
+    Args:
+        audio_sink: when given and the mel is computed (not read from the cache), the
+            decoded analysis audio is also stored in audio_sink["y"], for callers that
+            need it as well (alignment).
+    """
     probe(path)  # a clear error for a missing or broken file before anything else
     def compute() -> dict[str, np.ndarray]:
-        return {"mel": mel(load_analysis(path, sr=params.sr), params)}
+        y = load_analysis(path, sr=params.sr)
+        if audio_sink is not None:
+            audio_sink["y"] = y
+        return {"mel": mel(y, params)}
     if cache_path is None:
         return compute()["mel"]
     meta = mel_meta(path, params) | {"editorbot_version": __version__}

@@ -1,0 +1,10 @@
+"""Raw-to-edit alignment: which raw audio each frame of a human edit copies.
+
+    from editorbot.align import align_files
+    result = align_files("jam_raw.wav", "jam_edit.wav")
+    result.pointers, result.ops, result.edit, result.confidence, result.info
+"""
+from .core import Alignment, align_audio, align_files
+from .params import DEFAULT_ALIGN, AlignParams
+
+__all__ = ["Alignment", "AlignParams", "DEFAULT_ALIGN", "align_audio", "align_files"]

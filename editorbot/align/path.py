@@ -1,0 +1,263 @@
+"""The jump-aware path: for each edit frame, which raw offset (or "not in raw") it plays.
+
+A Viterbi search over the candidate offsets of each block of edit frames. Staying on an
+offset is free, any jump (cut, loop, reorder, of any length) costs jump_cost, and a
+"not in raw" state scores 0 against each candidate's per-frame evidence: the correlation
+of spectral-difference features minus match_threshold.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .fingerprint import Candidates
+from .params import AlignParams
+
+_FLAT = 1e-4          # feature vectors with less energy than this carry no evidence
+OUT_OF_RANGE = -1.0   # evidence of a frame whose candidate raw frame lies outside the raw
+NO_CANDIDATE = -1e6   # evidence of an empty candidate slot: never chosen
+CHUNK_FRAMES = 16384
+
+
+def match_features(mel: np.ndarray, lag: int) -> np.ndarray:
+    """Per-frame features that survive EQ, compression and gain: the change over `lag`
+    frames of the level difference between neighbouring mel bands, mean-removed and
+    scaled to unit length (zero for frames without spectral change).
+
+    A fixed EQ adds a constant to each band difference and a compressor adds the same
+    gain to every band, so both cancel in the change over time.
+
+    Args:
+        mel : np.ndarray [shape=(n_mels, t)]
+
+    Returns:
+        features : np.ndarray [shape=(t, n_mels - 1)], float32, frame-major
+    """
+    n_mels, n = mel.shape
+    out = np.zeros((n, n_mels - 1), np.float32)
+    for c0 in range(0, n, CHUNK_FRAMES):
+        c1 = min(n, c0 + CHUNK_FRAMES)
+        a = max(0, c0 - lag)
+        d = mel[:-1, a:c1] - mel[1:, a:c1]            # (n_mels - 1, c1 - a)
+        dd = np.zeros_like(d)
+        dd[:, lag:] = d[:, lag:] - d[:, :-lag]
+        x = np.ascontiguousarray(dd[:, c0 - a:].T)    # (c1 - c0, n_mels - 1)
+        x -= x.mean(axis=1, keepdims=True)
+        norm = np.sqrt(np.einsum("ij,ij->i", x, x))
+        x /= np.where(norm > _FLAT, norm, np.inf)[:, None]
+        if c0 < lag:
+            x[: lag - c0] = 0.0  # no earlier frame to compare with
+        out[c0:c1] = x
+    return out
+
+
+@dataclass
+class Path:
+    """The chosen path and the evidence behind it.
+
+    offsets : np.ndarray [shape=(n_edit_frames,)], int64, raw frame - edit frame (0 where
+        not in raw)
+    in_raw : np.ndarray [shape=(n_edit_frames,)], bool, False: "not in raw"
+    match : np.ndarray [shape=(n_edit_frames,)], float32, feature correlation at the
+        chosen offset (nan where not in raw or the edit frame has no spectral change)
+    runner_up : np.ndarray [shape=(n_edit_frames,)], float32, best correlation of any
+        other candidate more than one frame from the chosen offset (nan: none)
+    """
+
+    offsets: np.ndarray
+    in_raw: np.ndarray
+    match: np.ndarray
+    runner_up: np.ndarray
+
+
+def active_offsets(cands: Candidates, persist_blocks: int, carry: int) -> np.ndarray:
+    """Offsets tried in each block: its own candidates, those of persist_blocks blocks
+    either side, and the best `carry` candidates of the nearest blocks before and after
+    that have any (so a segment's offset survives a stretch without landmarks, such as a
+    quiet passage), without repeats.
+
+    Returns:
+        active : np.ndarray [shape=(n_blocks, width)], int64, Candidates.EMPTY padded
+    """
+    offs = cands.offsets
+    n_blocks, k = offs.shape
+    padded = np.full((n_blocks + 2 * persist_blocks, k), Candidates.EMPTY, np.int64)
+    padded[persist_blocks:persist_blocks + n_blocks] = offs
+    parts = [padded[s:s + n_blocks] for s in range(2 * persist_blocks + 1)]
+    has = offs[:, 0] != Candidates.EMPTY
+    rows = np.arange(n_blocks)
+    before = np.maximum.accumulate(np.where(has, rows, -1))
+    after = np.minimum.accumulate(np.where(has, rows, n_blocks)[::-1])[::-1]
+    for nearest in (before, after):
+        ok = (nearest >= 0) & (nearest < n_blocks)
+        parts.append(np.where(ok[:, None], offs[np.clip(nearest, 0, n_blocks - 1), :carry],
+                              Candidates.EMPTY))
+    stacked = np.concatenate(parts, axis=1)
+    stacked.sort(axis=1)
+    dup = np.zeros_like(stacked, dtype=bool)
+    dup[:, 1:] = stacked[:, 1:] == stacked[:, :-1]
+    stacked[dup] = Candidates.EMPTY
+    stacked = -np.sort(-stacked, axis=1)  # real offsets first
+    width = max(1, int((stacked != Candidates.EMPTY).sum(axis=1).max(initial=0)))
+    return np.ascontiguousarray(stacked[:, :width])
+
+
+def best_path(edit_features: np.ndarray, raw_features: np.ndarray, cands: Candidates,
+              cfg: AlignParams) -> Path:
+    """Viterbi search for the best sequence of offsets and "not in raw" runs.
+
+    The search steps step_frames frames at a time (the evidence of a step is summed over
+    its frames); joins are placed to the sample afterwards (refine.py).
+
+    Args:
+        edit_features : np.ndarray [shape=(n_edit_frames, d)], from match_features
+        raw_features : np.ndarray [shape=(n_raw_frames, d)]
+        cands: candidate offsets per block of cfg.block_frames edit frames.
+    """
+    n = len(edit_features)
+    active = active_offsets(cands, cfg.persist_blocks, cfg.carry_candidates)
+    corr = correlations(edit_features, raw_features, active, cfg.block_frames)
+    flat = ~edit_features.any(axis=1)
+    evidence = np.where(np.isnan(corr), OUT_OF_RANGE, corr - cfg.match_threshold)
+    evidence[flat] = np.where(np.isnan(corr[flat]), OUT_OF_RANGE, 0.0)
+    blocks = np.arange(n) // cfg.block_frames
+    evidence[active[blocks] == Candidates.EMPTY] = NO_CANDIDATE
+    state = _viterbi(evidence, active, cfg)
+    in_raw = state >= 0
+    rows = np.arange(n)
+    offsets = np.where(in_raw, active[blocks, np.maximum(state, 0)], 0)
+    match = np.where(in_raw, corr[rows, np.maximum(state, 0)], np.nan).astype(np.float32)
+    # Best other candidate more than a frame away from the chosen offset.
+    cand_off = active[blocks]
+    other = (cand_off != Candidates.EMPTY) & (~in_raw[:, None] | (np.abs(cand_off - offsets[:, None]) > 1))
+    alt = np.where(other & ~np.isnan(corr), corr, -np.inf).max(axis=1, initial=-np.inf)
+    runner_up = np.where(np.isfinite(alt), alt, np.nan).astype(np.float32)
+    return Path(offsets.astype(np.int64), in_raw, match, runner_up)
+
+
+def correlations(edit_features: np.ndarray, raw_features: np.ndarray, active: np.ndarray,
+                 block_frames: int) -> np.ndarray:
+    """Feature correlation of every edit frame with the raw frame at each of its block's
+    candidate offsets.
+
+    Each offset is evaluated over the whole run of consecutive blocks where it is a
+    candidate at once (contiguous slices, no copies).
+
+    Returns:
+        corr : np.ndarray [shape=(n_edit_frames, width)], float32, nan for an empty slot
+            or a raw frame outside the raw
+    """
+    n, n_raw = len(edit_features), len(raw_features)
+    n_blocks, width = active.shape
+    corr = np.full((n, width), np.nan, np.float32)
+    b, a = np.nonzero(active != Candidates.EMPTY)
+    off = active[b, a]
+    order = np.lexsort((b, off))
+    b, a, off = b[order], a[order], off[order]
+    # Runs of one offset over consecutive blocks.
+    new = np.ones(len(b), bool)
+    new[1:] = (off[1:] != off[:-1]) | (b[1:] != b[:-1] + 1)
+    starts = np.flatnonzero(new)
+    ends = np.append(starts[1:], len(b))
+    for i0, i1 in zip(starts.tolist(), ends.tolist()):
+        o = int(off[i0])
+        f0 = max(int(b[i0]) * block_frames, -o)
+        f1 = min(int(b[i1 - 1] + 1) * block_frames, n, n_raw - o)
+        if f1 <= f0:
+            continue
+        c = np.einsum("ij,ij->i", edit_features[f0:f1], raw_features[f0 + o:f1 + o])
+        cols = np.repeat(a[i0:i1], block_frames)[f0 - int(b[i0]) * block_frames:][:f1 - f0]
+        corr[np.arange(f0, f1), cols] = c
+    return corr
+
+
+def _viterbi(evidence: np.ndarray, active: np.ndarray, cfg: AlignParams) -> np.ndarray:
+    """Best state per frame: a column of `active` (the block's candidate), or -1 (not in raw).
+
+    Steps of step_frames frames; staying is free, jumping to another candidate costs
+    jump_cost, entering or leaving "not in raw" costs not_in_raw_cost. A candidate that
+    was not one in the previous block can only be entered by a jump.
+    """
+    n, width = evidence.shape
+    bf, step = cfg.block_frames, cfg.step_frames
+    n_blocks = active.shape[0]
+    # Evidence per step (steps never straddle blocks: block_frames is a multiple of step).
+    n_steps = -(-n // step)
+    padded = np.zeros((n_steps * step, width), np.float32)
+    padded[:n] = evidence
+    step_ev = padded.reshape(n_steps, step, width).sum(axis=1)
+    # Column of each candidate in the previous block (-1: not a candidate there).
+    prev_col = _previous_columns(active)
+    steps_per_block = bf // step
+    back = np.zeros((n_steps, width), np.uint8)  # 0 stay, 1 jump from best, 2 from not-in-raw
+    back_nir = np.zeros(n_steps, bool)           # True: entered from the best candidate
+    best_at = np.zeros(n_steps, np.int64)        # best candidate column of the step before
+    neg = -1e30
+    score = np.full(width, neg)
+    nir = 0.0
+    jump, enter = cfg.jump_cost, cfg.not_in_raw_cost
+    choice = np.empty(width, np.uint8)
+    for s in range(n_steps):
+        blk = s // steps_per_block
+        k = int(np.argmax(score))
+        best = float(score[k])
+        best_at[s] = k
+        if s % steps_per_block == 0 and s:
+            pc = prev_col[blk]
+            score = np.where(pc >= 0, score[np.maximum(pc, 0)], neg)
+        from_best = best - jump
+        from_nir = nir - enter if s else 0.0
+        top = max(from_best, from_nir)
+        stay = score >= top
+        choice.fill(1 if from_best >= from_nir else 2)
+        choice[stay] = 0
+        back[s] = choice
+        score = np.where(stay, score, top) + step_ev[s]
+        if best - enter > nir:
+            nir = best - enter
+            back_nir[s] = True
+    # Trace back. best_at[s] is a column of the block of step s - 1; "stay" across a block
+    # start moves to the candidate's column in the previous block.
+    states = np.empty(n_steps, np.int64)
+    k = int(np.argmax(score))
+    cur = k if score[k] > nir else -1
+    for s in range(n_steps - 1, -1, -1):
+        states[s] = cur
+        if cur < 0:
+            cur = int(best_at[s]) if back_nir[s] else -1
+        elif back[s, cur] == 0:
+            if s % steps_per_block == 0 and s:
+                cur = int(prev_col[s // steps_per_block, cur])
+        elif back[s, cur] == 1:
+            cur = int(best_at[s])
+        else:
+            cur = -1
+    return np.repeat(states, step)[:n]
+
+
+def _previous_columns(active: np.ndarray) -> np.ndarray:
+    """For each block and column, the column of the same offset in the previous block
+    (-1 where it was not a candidate there).
+
+    Returns:
+        prev_col : np.ndarray [shape=active.shape], int64
+    """
+    n_blocks, width = active.shape
+    prev_col = np.full(active.shape, -1, np.int64)
+    if n_blocks < 2:
+        return prev_col
+    blk = np.repeat(np.arange(n_blocks), width)
+    col = np.tile(np.arange(width), n_blocks)
+    off = active.ravel()
+    real = off != Candidates.EMPTY
+    blk, col, off = blk[real], col[real], off[real]
+    span = int(off.max() - off.min()) + 1
+    key = blk * span + (off - off.min())
+    order = np.argsort(key)
+    skey = key[order]
+    want = key - span                            # same offset, previous block
+    pos = np.minimum(np.searchsorted(skey, want), len(skey) - 1)
+    hit = skey[pos] == want
+    prev_col[blk[hit], col[hit]] = col[order][pos[hit]]
+    return prev_col
