@@ -17,6 +17,8 @@ from .errors import UserError
 COMMANDS = [
     "demo",
     "features",
+    "prepare",
+    "align",
     "synth",
     "stems",
     "render",
