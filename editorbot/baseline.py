@@ -25,6 +25,7 @@ from .edits import Edit, Segment
 from .errors import UserError, log
 
 DEFAULT_KEEP = 0.3  # fraction of the raw kept when the user has no training pairs
+MAX_LOOP_FACTOR = 4.0  # longest target, in lengths of the recording (looping makes up the rest)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class BaselineConfig:
     silence_db: a unit this far below the recording's loud level is silence.
     noodle_repetition: a unit without a clear pulse whose repetition score is below this
         counts as noodling (aimless playing, tuning).
+    min_quality: units below this quality are not music worth keeping: when the target
+        is longer than the rest, a passage is looped rather than keep them.
     min_segment_s: shortest kept segment.
     cut_penalty: cost of one more cut, in units of one bar of good music.
     seam_weight: weight of the seam cost (0: cut anywhere, 1: only at section changes).
@@ -72,6 +75,7 @@ class BaselineConfig:
     novelty_beats: int = 16
     silence_db: float = 35.0
     noodle_repetition: float = 0.6
+    min_quality: float = -1.0
     min_segment_s: float = 4.0
     cut_penalty: float = 1.0
     seam_weight: float = 1.0
@@ -121,23 +125,30 @@ class Analysis:
 def propose_edit(raw_path: str | os.PathLike, *, target_duration_s: float | None = None,
                  keep: float | None = None, data_dir: str | os.PathLike = "training_data",
                  config: BaselineConfig = DEFAULT_CONFIG) -> Edit:
-    """The rule-based editor's edit of `raw_path`, bar-aligned, in raw order.
+    """The rule-based editor's edit of `raw_path`: bar-aligned runs in raw order, and
+    when the target is longer than the music in the recording, one passage looped.
 
     Args:
-        target_duration_s: wanted edit length in seconds, or
+        target_duration_s: wanted edit length in seconds (up to MAX_LOOP_FACTOR times the
+            recording), or
         keep: wanted fraction of the raw (0..1]. With neither, the median keep ratio of
             the training pairs under `data_dir` is used, or DEFAULT_KEEP without any.
         data_dir: the user's training_data folder (only read for the default keep ratio).
 
     Returns:
-        Edit whose duration is the target (to a few ms when the raw has enough music).
+        Edit whose duration is the target (within config.duration_tolerance where that
+        keeps a natural ending, else to a few ms).
     """
     info = audio.probe(raw_path)
     target = resolve_target(info.duration_s, target_duration_s=target_duration_s, keep=keep,
                             data_dir=data_dir, where=str(raw_path))
     y = audio.load_analysis(raw_path, sr=config.sr)
     found = analyze(y, config, where=str(raw_path))
-    runs = plan(found, target, config)
+    music_s = float(np.diff(found.bounds_s)[found.scores["quality"] > config.min_quality].sum())
+    runs = plan(found, min(target, 0.95 * music_s), config)
+    kept_s = float(sum(found.bounds_s[b] - found.bounds_s[a] for a, b in runs))
+    if target > kept_s + config.duration_tolerance * target:
+        runs = loop_runs(found, runs, target - kept_s, config, where=str(raw_path))
     return to_edit(found, runs, target, config, raw_path=str(raw_path),
                    raw_duration_s=info.duration_s)
 
@@ -156,9 +167,9 @@ def resolve_target(raw_duration_s: float, *, target_duration_s: float | None = N
         return keep * raw_duration_s
     if target_duration_s <= 0:
         raise UserError(f"target duration {target_duration_s} s: must be positive")
-    if target_duration_s > raw_duration_s + 1e-6:
-        raise UserError(f"{where}: target duration {target_duration_s:.1f} s is longer than the "
-                        f"recording ({raw_duration_s:.1f} s); ask for less")
+    if target_duration_s > MAX_LOOP_FACTOR * raw_duration_s:
+        raise UserError(f"{where}: target duration {target_duration_s:.1f} s is more than "
+                        f"{MAX_LOOP_FACTOR:g} times the recording ({raw_duration_s:.1f} s); ask for less")
     return float(target_duration_s)
 
 
@@ -768,6 +779,40 @@ def _backtrack(u, row, k, rows, ticks, idle_src, start_src, long_src) -> list[tu
                     raise RuntimeError("baseline search: backpointers lead nowhere")
 
 
+def loop_runs(found: Analysis, runs: list[tuple[int, int]], extra_s: float,
+              config: BaselineConfig = DEFAULT_CONFIG, *, where: str = "raw") -> list[tuple[int, int]]:
+    """Make an edit longer by repeating one passage of it, as players loop a groove.
+
+    The passage is the kept window of `loop_units` units (4 bars, or 2 phrases) with the
+    best mean quality and the cheapest seams at both ends (a section start is best); it
+    plays again right after itself, as many times as `extra_s` needs (to_edit trims the end).
+
+    Returns:
+        runs with the repeats inserted, in play order.
+    """
+    length = 4 if found.unit_kind == "bar" else 2
+    gain = found.scores["quality"]
+    starts = set(found.section_starts.tolist())
+    best = None
+    for i, (a, b) in enumerate(runs):
+        span = min(length, b - a)
+        for w in range(a, b - span + 1):
+            score = (gain[w:w + span].mean() - found.seam_cost[w] - found.seam_cost[w + span]
+                     + 0.5 * (w in starts))
+            if best is None or score > best[0]:
+                best = (score, i, w, w + span)
+    _, i, w0, w1 = best
+    loop_s = found.bounds_s[w1] - found.bounds_s[w0]
+    repeats = int(np.ceil(extra_s / loop_s - 1e-9))
+    log.info("%s: %.0f s of music for a %.0f s edit; playing %.1f-%.1f s %d more times",
+             where, sum(found.bounds_s[b] - found.bounds_s[a] for a, b in runs),
+             extra_s + sum(found.bounds_s[b] - found.bounds_s[a] for a, b in runs),
+             found.bounds_s[w0], found.bounds_s[w1], repeats)
+    a, b = runs[i]
+    middle = [(a, w1)] + [(w0, w1)] * repeats + ([(w1, b)] if w1 < b else [])
+    return runs[:i] + middle + runs[i + 1:]
+
+
 def to_edit(found: Analysis, runs: list[tuple[int, int]], target_s: float,
             config: BaselineConfig = DEFAULT_CONFIG, *, raw_path: str | None = None,
             raw_duration_s: float | None = None) -> Edit:
@@ -779,26 +824,25 @@ def to_edit(found: Analysis, runs: list[tuple[int, int]], target_s: float,
     bounds = found.bounds_s
     pieces = [[float(bounds[a]), float(bounds[b])] for a, b in runs]
     short = target_s - sum(e - s for s, e in pieces)
-    last = pieces[-1]
-    room_after = found.duration_s - last[1]
     natural = bool(natural_ends(found)[runs[-1][1]])
     if natural and abs(short) <= config.duration_tolerance * target_s:
         short = 0.0  # close enough: keep the natural ending rather than fade out early
     if short > 1e-6:
-        grow = min(short, room_after)
-        last[1] += grow
-        short -= grow
-        if short > 1e-6:  # the raw ends: start the edit earlier instead
-            first = pieces[0]
-            prev_end = 0.0
-            grow = min(short, first[0] - prev_end)
-            first[0] -= grow
-    elif short < -1e-6:
-        cut = min(-short, last[1] - last[0] - 0.5)
-        last[1] -= cut
+        # Play on past the last run's end, or (at the end of the raw) start earlier.
+        grow = min(short, found.duration_s - pieces[-1][1])
+        pieces[-1][1] += grow
+        pieces[0][0] -= min(short - grow, pieces[0][0])
+        natural = natural and grow < 1e-6
+    while short < -1e-6:
+        # Stop early: drop whole pieces that the excess covers, then trim the last one.
+        length = pieces[-1][1] - pieces[-1][0]
+        if len(pieces) > 1 and -short >= length:
+            pieces.pop()
+            short += length
+        else:
+            pieces[-1][1] -= min(-short, length - 0.5)
+            short = 0.0
         natural = False
-    if abs(target_s - sum(e - s for s, e in pieces)) > 0.05 and short > 0:
-        log.warning("the recording has %.1f s too little music for the target", short)
     segments = []
     for i, (s, e) in enumerate(pieces):
         segments.append(Segment(raw_start_s=s, duration_s=e - s,

@@ -184,6 +184,18 @@ def test_requested_durations_are_met_within_5_percent(jam, target_s):
     assert all(s.raw_start_s >= 0 and s.raw_end_s <= 51.0 + 1e-6 for s in edit.segments)
 
 
+def test_a_target_longer_than_the_music_loops_a_passage_instead_of_keeping_junk(jam):
+    edit = baseline.propose_edit(jam["path"], target_duration_s=60.0)
+    assert abs(edit.duration_s - 60.0) <= 0.05 * 60.0
+    for seg in edit.segments:
+        for label in ("noodle", "silence"):
+            a, b = jam["sections"][label]
+            assert overlap(seg.raw_start_s, seg.raw_end_s, a, b) < 0.1, (label, seg)
+    # Some raw audio plays more than once: a repeat starts where an earlier segment started.
+    starts = [round(s.raw_start_s, 3) for s in edit.segments]
+    assert len(set(starts)) < len(starts)
+
+
 def test_free_tempo_playing_is_edited_on_phrases_and_says_so(tmp_path, caplog):
     y, sr = make_free_playing()
     path = tmp_path / "free_raw.wav"
@@ -251,7 +263,7 @@ def test_default_keep_comes_from_the_training_pairs(tmp_path, jam):
 
 
 def test_impossible_requests_are_user_errors(jam, tmp_path):
-    with pytest.raises(UserError, match="longer than the recording"):
+    with pytest.raises(UserError, match="4 times the recording"):
         baseline.propose_edit(jam["path"], target_duration_s=600)
     with pytest.raises(UserError, match="not both"):
         baseline.propose_edit(jam["path"], target_duration_s=10, keep=0.3)
