@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 	# tinysoundfont renders General MIDI to arrays; its pyaudio dependency (playback
 	# only) does not build here and is not needed.
 	$(BIN)/python -m pip install -q --no-deps 'tinysoundfont>=0.3'
+	# demucs (optional stems backend): its PyPI metadata pulls packages we never use;
+	# at run time it needs only these. It ships no weights (see `editorbot stems --help`).
+	$(BIN)/python -m pip install -q --no-deps 'demucs==4.1.0'
+	$(BIN)/python -m pip install -q $(PIP_C) einops julius pyyaml safetensors
 	touch $(STAMP)
 
 demo: $(STAMP)
