@@ -299,3 +299,29 @@ def test_small_config_reaches_targets(tmp_path):
     assert result["l1_ratio"] <= 0.7
     assert result["keep_accuracy"] >= 0.9
     assert result["kept_iou"] >= 0.7
+
+
+def test_untrained_treatment_is_the_offset_to_the_editors_level(gain_pair):
+    """A fresh decoder predicts no gain (zero-initialised output), so the treatment is one
+    offset that puts the loudest kept mel bin at the checkpoint's edit_ref_db."""
+    from editorbot import __version__
+    from editorbot.config import to_dict
+    from editorbot.features import mel_power
+    from editorbot.supervised.infer import propose_edit, treated_audio
+    from editorbot.supervised.model import SupervisedEditor
+
+    layout, raw, _ = gain_pair
+    cfg = load(SupervisedConfig, None, TINY)
+    ckpt = {"kind": "supervised", "config": to_dict(cfg), "feature_params": P.as_dict(),
+            "editorbot_version": __version__,
+            "model_state": SupervisedEditor(cfg.model, P).state_dict(), "edit_ref_db": -3.0}
+    raw_path = layout.input_dir / "g_raw.wav"
+    y, sr = treated_audio(raw_path, ckpt)
+    assert sr == P.sr and len(y) == len(raw)
+    ratio = float(np.dot(y, raw) / np.dot(raw, raw))
+    assert np.allclose(y, ratio * raw, atol=1e-4)
+    assert 10 * np.log10(mel_power(y).max()) == pytest.approx(-3.0, abs=0.01)
+    edit = propose_edit(raw_path, ckpt, keep=0.5)
+    expected = 20 * np.log10(ratio)  # all frames kept there; here the offset is over kept frames
+    assert all(abs(s.gain_db - edit.segments[0].gain_db) < 0.02 for s in edit.segments)
+    assert edit.segments[0].gain_db >= expected - 0.02

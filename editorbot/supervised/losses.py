@@ -115,10 +115,16 @@ def consistency_loss(gain_tokens: torch.Tensor, keep_tokens: torch.Tensor) -> to
 
 
 def compute_losses(model: SupervisedEditor, batch: dict[str, torch.Tensor], cfg: LossConfig,
-                   params: FeatureParams, stft_basis: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every loss term of one batch (see data.Batch for the keys), and 'total'.
+                   params: FeatureParams, stft_basis: torch.Tensor, *,
+                   report_audio: bool = False) -> dict[str, torch.Tensor]:
+    """Every loss term of one batch (see data.collate for the keys), and 'total'.
 
     The label head sees the raw mel alone; the decoder gets the true labels (teacher forcing).
+
+    Args:
+        stft_basis : [shape=(n_fft // 2 + 1, n_gain_bands)], from stft_gain_basis
+        report_audio: also compute the audio terms when their weight is 0, and
+            'msstft_identity' (the raw with only the file-level offset), for validation.
     """
     mel, labels, context = batch["mel"], batch["labels"], batch["context"]
     valid, recon = batch["valid"], batch["recon_mask"]
@@ -149,17 +155,21 @@ def compute_losses(model: SupervisedEditor, batch: dict[str, torch.Tensor], cfg:
 
     zero = mel.new_zeros(())
     out["msstft_loss"], out["feature_loss"] = zero, zero
-    if cfg.msstft_weight > 0 or cfg.feature_weight > 0:
+    if cfg.msstft_weight > 0 or cfg.feature_weight > 0 or report_audio:
         gain_db = params.top_db * torch.einsum("kg,bgt->bkt", stft_basis, gain)
-        gain_db = gain_db + batch["offset_db"][:, None, None]
-        treated = apply_gain(batch["raw_audio"], gain_db, n_fft=params.n_fft, hop_length=params.hop_length)
+        offset = batch["offset_db"][:, None, None]
+        treated = apply_gain(batch["raw_audio"], gain_db + offset, n_fft=params.n_fft,
+                             hop_length=params.hop_length)
         smask = batch["sample_mask"]
         treated, target_audio = treated * smask, batch["target_audio"] * smask
-        if cfg.msstft_weight > 0:
+        if cfg.msstft_weight > 0 or report_audio:
             out["msstft_loss"] = multi_scale_stft_loss(treated, target_audio, cfg.msstft_ffts)
-        if cfg.feature_weight > 0:
+        if cfg.feature_weight > 0 or report_audio:
             out["feature_loss"] = feature_loss(treated, target_audio, n_fft=params.n_fft,
                                                hop_length=params.hop_length, top_db=params.top_db)
+        if report_audio:
+            plain = batch["raw_audio"] * torch.pow(10.0, offset[:, :, 0] / 20.0) * smask
+            out["msstft_identity"] = multi_scale_stft_loss(plain, target_audio, cfg.msstft_ffts)
 
     out["total"] = (cfg.l1_weight * out["l1_loss"] + cfg.mse_weight * out["mse_loss"]
                     + cfg.msstft_weight * out["msstft_loss"] + cfg.label_weight * out["label_loss"]

@@ -199,6 +199,22 @@ def write_truth_pointers(layout: Layout, name: str, edit: Edit, n_edit_frames: i
     atomic_write_text(layout.pointer_file(name, "info.json"), json.dumps(info, indent=1))
 
 
+def write_corpus_pointers(data_dir: str | Path, params: FeatureParams = DEFAULT_PARAMS) -> list[str]:
+    """Truth pointer files for every data_dir/truth/{name}.json (a synthetic corpus from
+    editorbot.synth.write_corpus, or write_toy_corpus). Returns the names."""
+    layout = Layout(Path(data_dir))
+    names = []
+    for path in sorted((Path(data_dir) / "truth").glob("*.json")):
+        name = path.stem
+        edit = Edit.from_json(json.loads(path.read_text()), where=str(path))
+        edit_path = next(layout.output_dir.glob(f"{name}_edit.*"))
+        info = audio.probe(edit_path)
+        n_edit_frames = params.n_frames(int(np.ceil(info.frames * params.sr / info.sr)))
+        write_truth_pointers(layout, name, edit, n_edit_frames, params)
+        names.append(name)
+    return names
+
+
 def write_toy_corpus(data_dir: str | Path, *, pairs: int = 6, seed: int = 0, seconds: float = 60.0,
                      sr: int = 22050, params: FeatureParams = DEFAULT_PARAMS) -> list[str]:
     """Write `pairs` toy pairs in the data contract's layout, with truth pointers, and the

@@ -66,24 +66,29 @@ def validate(model: SupervisedEditor, recordings: list[Recording], cfg: Supervis
 
     Returns a dict with total_loss (the training loss), l1_kept (predicted mel with the
     predicted labels, on kept non-seam frames), l1_kept_true_labels, l1_identity (raw mel
-    as the prediction), l1_ratio (l1_kept / l1_identity), label_accuracy (all labels),
-    keep_accuracy and kept_iou (of the frames infer.decide_kept keeps).
+    as the prediction), l1_ratio (l1_kept / l1_identity), msstft_treated and
+    msstft_identity (audio loss of the treated raw and of the raw with only the file-level
+    offset, against the aligned edit), label_accuracy (all labels), keep_accuracy and
+    kept_iou (of the frames infer.decide_kept keeps).
     """
     model.eval()
     n_frames = cfg.model.crop_tokens * cfg.model.frames_per_token
     crops = tiled_crops(recordings, n_frames)
     total, weight, l1_true = 0.0, 0.0, 0.0
     recon_total = 0.0
+    msstft = {"msstft_loss": 0.0, "msstft_identity": 0.0}
     for b in range(0, len(crops), cfg.train.batch_size):
         chunk = crops[b:b + cfg.train.batch_size]
         batch = collate([crop(recordings[i], f0, n_frames, params) for i, f0 in chunk], stft_basis.device)
-        parts = compute_losses(model, batch, cfg.loss, params, stft_basis)
+        parts = compute_losses(model, batch, cfg.loss, params, stft_basis, report_audio=True)
         w = float(batch["valid"].sum())
         total += float(parts["total"]) * w
         weight += w
         r = float(batch["recon_mask"].sum())
         l1_true += float(parts["l1_loss"]) * r
         recon_total += r
+        for key in msstft:
+            msstft[key] += float(parts[key]) * r
     l1 = l1_id = 0.0
     n_recon = n_valid = correct = keep_ok = inter = union = 0
     for rec in recordings:
@@ -105,6 +110,8 @@ def validate(model: SupervisedEditor, recordings: list[Recording], cfg: Supervis
     out = {"total_loss": total / max(weight, 1.0),
            "l1_kept": l1 / max(n_recon, 1), "l1_identity": l1_id / max(n_recon, 1),
            "l1_kept_true_labels": l1_true / max(recon_total, 1.0),
+           "msstft_treated": msstft["msstft_loss"] / max(recon_total, 1.0),
+           "msstft_identity": msstft["msstft_identity"] / max(recon_total, 1.0),
            "label_accuracy": correct / max(n_valid, 1), "keep_accuracy": keep_ok / max(n_valid, 1),
            "kept_iou": inter / max(union, 1)}
     out["l1_ratio"] = out["l1_kept"] / max(out["l1_identity"], 1e-9)
