@@ -44,6 +44,8 @@ class AlignParams:
         lag_search_frames: half-width, in frames, of the lag search of each segment.
         lag_window_s: longest stretch of a segment used to measure its lag.
         same_lag_ms: neighbouring segments whose lags differ by less are merged.
+        fill_min_rho: a segment grows into neighbouring "not in raw" frames whose waveform
+            correlation with the raw at its lag reaches this.
         fade_db: a fade ends where the edit's gain comes within this of the segment's.
     Confidence:
         ambiguity_margin: a frame is ambiguous when another offset matches it within this
@@ -77,6 +79,7 @@ class AlignParams:
     lag_search_frames: int = 2
     lag_window_s: float = 1.5
     same_lag_ms: float = 2.0
+    fill_min_rho: float = 0.5
     fade_db: float = 1.0
     ambiguity_margin: float = 0.05
     warn_aligned_fraction: float = 0.5

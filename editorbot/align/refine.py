@@ -14,12 +14,15 @@ import scipy.signal
 
 
 PRE_EMPHASIS = 0.95    # matching runs on y[n] - 0.95 y[n - 1]
+SINC_TAPS = 16         # interpolation taps for fractional lags
 GAIN_WINDOW = 64       # samples per window when following the two sources across a join
 GAIN_RANGE = 4.0       # a side's fitted gain stays within this factor of its typical gain
-CROSSFADE_SHARE = 0.1  # both sides above this share of the summed gain: inside a crossfade
-CROSSFADE_SPAN = 0.86  # share of an equal-power crossfade where both shares exceed 0.1
-SHARE_SMOOTH = 5       # windows pooled for the two-source fit that finds crossfades
+SILENT_DB = 35.0       # an edit this far below what a source predicts does not play it
+CROSSFADE_MS = (5, 10, 15, 20, 30, 40, 50, 65, 80, 100, 130, 160, 200, 250, 320, 400)
+CROSSFADE_RESIDUAL = 0.8  # a crossfade must leave at most 80% of a hard cut's error in its ramp
+RATIO_STEPS = 2.0 ** np.arange(-2, 2.5, 0.5)  # levels of side b tried around the typical one
 SEAM_RETRIES = 3       # searches around a seam found at the edge of the window
+FILL_SMOOTH = 5        # frames over which the waveform match is averaged when filling gaps
 _EPS = 1e-12
 
 
@@ -82,6 +85,67 @@ def absorb_short_gaps(runs: list[Run], min_samples: int) -> list[Run]:
     return out
 
 
+def fill_not_in_raw(runs: list[Run], y_edit: np.ndarray, y_raw: np.ndarray, hop: int,
+                    min_rho: float) -> list[Run]:
+    """Give "not in raw" frames to a neighbouring segment when the edit's waveform there
+    matches the raw at that segment's lag (the path loses quiet passages and fade tails,
+    which have few landmarks). A segment grows frame by frame while the correlation,
+    smoothed over FILL_SMOOTH frames, stays above min_rho; digitally silent edit frames
+    neither stop nor start the growth. What is left stays "not in raw"."""
+    for i, run in enumerate(runs):
+        if run.lag is not None:
+            continue
+        j0, j1 = -(-run.start // hop), -(-run.end // hop)
+        if j1 <= j0:
+            continue
+        left = runs[i - 1] if i > 0 and runs[i - 1].lag is not None else None
+        right = runs[i + 1] if i + 1 < len(runs) and runs[i + 1].lag is not None else None
+        silent = _frame_energy_range(y_edit, hop, j0, j1) <= 0.0
+        grow_left = grow_right = 0
+        if left is not None:
+            ok = _matching(y_edit, y_raw, hop, j0, j1, left.lag, min_rho) | silent
+            grow_left = int(np.argmin(ok)) if not ok.all() else j1 - j0
+        if right is not None:
+            ok = _matching(y_edit, y_raw, hop, j0, j1, right.lag, min_rho)[::-1] | silent[::-1]
+            grow_right = int(np.argmin(ok)) if not ok.all() else j1 - j0
+        if grow_left + grow_right >= j1 - j0:
+            # The gap is covered: neighbours meet (the seam search places the join).
+            split = j0 + (grow_left if right is not None else j1 - j0)
+            if left is not None and right is not None and abs(left.lag - right.lag) < 1.0:
+                split = j1
+            split = min(max(split, j0), j1)
+            cut = run.start if split == j0 else (run.end if split == j1 else split * hop - hop // 2)
+            if left is not None:
+                left.end = cut
+            if right is not None:
+                right.start = cut
+            run.start = run.end = cut
+            continue
+        if grow_left:
+            cut = j0 + grow_left
+            left.end = run.start = cut * hop - hop // 2
+        if grow_right:
+            cut = j1 - grow_right
+            right.start = run.end = cut * hop - hop // 2
+    return merge_same_lag([r for r in runs if r.end > r.start], 0.5)
+
+
+def _frame_energy_range(y: np.ndarray, hop: int, j0: int, j1: int) -> np.ndarray:
+    """Energy of the hop samples centred on frames j0..j1-1."""
+    x = _padded(y, j0 * hop - hop // 2, j1 * hop - hop // 2).reshape(-1, hop)
+    return np.einsum("ij,ij->i", x, x)
+
+
+def _matching(y_edit: np.ndarray, y_raw: np.ndarray, hop: int, j0: int, j1: int, lag: float,
+              min_rho: float) -> np.ndarray:
+    """Frames j0..j1-1 whose smoothed waveform correlation at `lag` reaches min_rho."""
+    rho = frame_correlation(y_edit, y_raw, hop, j1, [Run(j0 * hop, j1 * hop, lag)])[j0:j1]
+    valid = np.isfinite(rho)
+    num = np.convolve(np.where(valid, rho, 0.0), np.ones(FILL_SMOOTH), mode="same")
+    den = np.convolve(valid.astype(np.float64), np.ones(FILL_SMOOTH), mode="same")
+    return np.where(den > 0, num / np.maximum(den, 1e-9), 0.0) >= min_rho
+
+
 def measure_lag(y_edit: np.ndarray, y_raw: np.ndarray, start: int, end: int, guess: float,
                 search: int, window: int) -> tuple[float, float]:
     """The lag (raw sample - edit sample) within guess +- search that best matches the
@@ -128,8 +192,18 @@ def measure_lag(y_edit: np.ndarray, y_raw: np.ndarray, start: int, end: int, gue
 
 
 def _shifted(y_raw: np.ndarray, lo: int, hi: int, lag: float) -> np.ndarray:
-    """Pre-emphasised raw samples [lo + lag, hi + lag) (lag rounded), zeros outside the raw."""
-    return _emphasised(y_raw, lo + int(round(lag)), hi + int(round(lag)))
+    """Pre-emphasised raw audio at edit samples [lo, hi) for a fractional `lag` (raw
+    sample = edit sample + lag), interpolated with a Hann-windowed sinc; zeros outside
+    the raw. A lag half a sample off already loses much of the detail pre-emphasis keeps."""
+    whole = int(np.floor(lag))
+    frac = lag - whole
+    if frac < 1e-3:
+        return _emphasised(y_raw, lo + whole, hi + whole)
+    half = SINC_TAPS // 2
+    x = _emphasised(y_raw, lo + whole - half + 1, hi + whole + half)
+    k = np.arange(-half + 1, half + 1) - frac          # taps at x[n + k] for sample n + frac
+    taps = np.sinc(k) * (0.5 + 0.5 * np.cos(np.pi * k / half))
+    return np.convolve(x, taps[::-1] / taps.sum(), mode="valid")
 
 
 def _emphasised(y: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -141,7 +215,7 @@ def _emphasised(y: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 
 def locate_seam(y_edit: np.ndarray, y_raw: np.ndarray, lo: int, hi: int, lag_a: float,
-                lag_b: float, guess: int) -> tuple[int, int, bool]:
+                lag_b: float, guess: int, sr: int) -> tuple[int, int, bool]:
     """Where, within edit samples [lo, hi), the edit stops playing the raw at lag_a and
     starts playing it at lag_b.
 
@@ -149,8 +223,8 @@ def locate_seam(y_edit: np.ndarray, y_raw: np.ndarray, lo: int, hi: int, lag_a: 
     (kept within GAIN_RANGE of the side's typical gain, so that a compressor's moving
     gain is followed but silence against loud audio still counts as a mismatch). The seam
     splits the windows, then the samples, where side a's error before plus side b's error
-    after is least. The crossfade is the stretch around the seam where a two-source fit
-    gives both sides a share of the gain.
+    after is least. Then an equal-power crossfade model (_fit_crossfade) decides between
+    a hard cut there and a crossfade, and places the crossfade's centre.
 
     Returns:
         seam (edit sample: the centre of a crossfade, or the first sample of the new side
@@ -172,11 +246,11 @@ def locate_seam(y_edit: np.ndarray, y_raw: np.ndarray, lo: int, hi: int, lag_a: 
     aa, bb, ab = (aw * aw).sum(1), (bw * bw).sum(1), (aw * bw).sum(1)
     ae, be, ee = (aw * ew).sum(1), (bw * ew).sum(1), (ew * ew).sum(1)
     third = max(2, m // 3)
-    ga = _fitted_gain(ae, aa, third, from_start=True)
-    gb = _fitted_gain(be, bb, third, from_start=False)
-    err_a = ee - 2 * ga * ae + ga * ga * aa
-    err_b = ee - 2 * gb * be + gb * gb * bb
-    cost = np.concatenate([[0.0], np.cumsum(err_a)]) + np.concatenate([np.cumsum(err_b[::-1])[::-1], [0.0]])
+    ga, typical_a = _fitted_gain(ae, aa, third, from_start=True)
+    gb, typical_b = _fitted_gain(be, bb, third, from_start=False)
+    cost_a = _mismatch(ae, aa, ee, typical_a)
+    cost_b = _mismatch(be, bb, ee, typical_b)
+    cost = np.concatenate([[0.0], np.cumsum(cost_a)]) + np.concatenate([np.cumsum(cost_b[::-1])[::-1], [0.0]])
     k = int(np.argmin(cost))                      # first window of side b
     # The same split, sample by sample, within a window either side.
     c0, c1 = max(0, k - 1) * w, min(m, k + 1) * w
@@ -184,31 +258,95 @@ def locate_seam(y_edit: np.ndarray, y_raw: np.ndarray, lo: int, hi: int, lag_a: 
     ra = np.concatenate([[0.0], np.cumsum((e[c0:c1] - gl * a[c0:c1]) ** 2)])
     rb = np.concatenate([np.cumsum(((e[c0:c1] - gr * b[c0:c1]) ** 2)[::-1])[::-1], [0.0]])
     seam = c0 + int(np.argmin(ra + rb))
-    # Crossfade: contiguous windows around the seam where both sides hold a gain share.
-    aa, bb, ab, ae, be = (_box(x, SHARE_SMOOTH) for x in (aa, bb, ab, ae, be))
-    det = aa * bb - ab * ab
-    ok = det > 1e-3 * (aa * bb + _EPS)
-    safe = np.where(ok, det, 1.0)
-    ga2 = (ae * bb - be * ab) / safe
-    gb2 = (be * aa - ae * ab) / safe
-    share = np.where(ok & (ga2 > 0) & (gb2 > 0), gb2 / np.maximum(ga2 + gb2, _EPS), np.nan)
-    both = (share > CROSSFADE_SHARE) & (share < 1 - CROSSFADE_SHARE)
-    i = min(seam // w, m - 1)
-    if not both[max(0, i - 1):i + 2].any():
-        return lo + seam, 0, False
-    i0 = i1 = i if both[i] else (i - 1 if i > 0 and both[i - 1] else i + 1)
-    while i0 > 0 and both[i0 - 1]:
-        i0 -= 1
-    while i1 < m - 1 and both[i1 + 1]:
-        i1 += 1
-    span = (i1 - i0 + 1) * w
-    if span <= 2 * w:
-        return lo + seam, 0, False
-    # A crossfade's seam is its centre (the error split leans to the quieter side).
-    return lo + (i0 + i1 + 1) * w // 2, int(round(span / CROSSFADE_SPAN)), False
+    length, centre = _fit_crossfade(e, a, b, seam, sr, typical_b / typical_a)
+    return lo + centre, length, False
 
 
-def place_seams(runs: list[Run], y_edit: np.ndarray, y_raw: np.ndarray, half: int) -> None:
+def _fit_crossfade(e: np.ndarray, a: np.ndarray, b: np.ndarray, seam: int, sr: int,
+                   ratio_ba: float) -> tuple[int, int]:
+    """The equal-power crossfade that best explains the edit around `seam`: its length in
+    samples (0: a hard cut at `seam`) and its centre.
+
+    The model of the edit is G(t) * (cos-ramp * a + r * sin-ramp * b), where the gain G(t)
+    is free in every window of GAIN_WINDOW samples (a compressor's gain acts on the mix of
+    both sides, so it cannot fake a crossfade: what decides is whether a window holds one
+    side or both) and r, the level of b against a, is the best of RATIO_STEPS around
+    ratio_ba. Before the ramp only a plays, after it only b. Every candidate is scored on
+    the whole stretch; a crossfade must beat the hard cut there and leave at most
+    CROSSFADE_RESIDUAL of the hard cut's error within its own ramp.
+
+    Args:
+        e, a, b : np.ndarray [shape=(n,)], the (pre-emphasised) edit and both raw sides,
+            n a multiple of GAIN_WINDOW
+        seam: the hard-cut seam, an index into them
+        sr: their sample rate (crossfades of CROSSFADE_MS are tried)
+        ratio_ba: typical gain of side b over that of side a
+    """
+    w = GAIN_WINDOW
+    m = len(e) // w
+    ew, aw, bw = e.reshape(m, w), a.reshape(m, w), b.reshape(m, w)
+    ee = np.einsum("ij,ij->i", ew, ew)
+    only_a = ee - _explained(np.einsum("ij,ij->i", ew, aw), np.einsum("ij,ij->i", aw, aw))
+    only_b = ee - _explained(np.einsum("ij,ij->i", ew, bw), np.einsum("ij,ij->i", bw, bw))
+    before = np.concatenate([[0.0], np.cumsum(only_a)])           # windows [0, i) on side a
+    after = np.concatenate([np.cumsum(only_b[::-1])[::-1], [0.0]])  # windows [i, m) on side b
+
+    def score(length: int, centre: int) -> tuple[float, float, float]:
+        """Total residual, and the candidate's and the hard cut's within its ramp."""
+        start = centre - length / 2
+        i0, i1 = int(np.floor(start / w)), int(np.ceil((start + length) / w))
+        if length == 0:
+            i1 = i0 + 1
+        if i0 < 0 or i1 > m:
+            return np.inf, np.inf, 0.0
+        idx = np.arange(i0 * w, i1 * w) + 0.5
+        if length:
+            t = np.clip((idx - start) / length, 0.0, 1.0)
+            xa, xb = np.cos(np.pi / 2 * t) * a[i0 * w:i1 * w], np.sin(np.pi / 2 * t) * b[i0 * w:i1 * w]
+        else:
+            xa, xb = np.where(idx < centre, a[i0 * w:i1 * w], 0.0), np.where(idx < centre, 0.0, b[i0 * w:i1 * w])
+        ramp = _ramp_residual(ew[i0:i1], xa.reshape(-1, w), xb.reshape(-1, w), ratio_ba)
+        step = np.arange(i0 * w, i1 * w) + 0.5 >= seam
+        hard = _ramp_residual(ew[i0:i1], np.where(step, 0.0, a[i0 * w:i1 * w]).reshape(-1, w),
+                              np.where(step, b[i0 * w:i1 * w], 0.0).reshape(-1, w), ratio_ba)
+        return before[i0] + ramp + after[i1], ramp, hard
+
+    hard_total = score(0, seam)[0]
+    best = (hard_total, 0, seam)
+    for ms in CROSSFADE_MS:
+        length = 2 * int(round(ms * 1e-3 * sr / 2))
+        for f in (-0.5, -0.25, 0.0, 0.25, 0.5):
+            c = seam + int(round(f * length))
+            total, ramp, hard = score(length, c)
+            if total < best[0] and ramp <= CROSSFADE_RESIDUAL * hard:
+                best = (total, length, c)
+    _, length, c0 = best
+    if length == 0:
+        return 0, seam
+    step = max(1, length // 32)
+    c0 = min((score(length, c)[0], c) for c in range(c0 - length // 4, c0 + length // 4 + 1, step))[1]
+    lengths = {2 * int(round(length * f / 2)) for f in (0.75, 0.85, 0.93, 1.0, 1.08, 1.18, 1.3)}
+    return min((score(n, c0)[0], n) for n in lengths if n > 0)[1], c0
+
+
+def _explained(xe: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """Energy a free gain on x explains of e, per window."""
+    return np.where(xx > _EPS, xe * xe / np.maximum(xx, _EPS), 0.0)
+
+
+def _ramp_residual(ew: np.ndarray, xa: np.ndarray, xb: np.ndarray, ratio_ba: float) -> float:
+    """What a free per-window gain G leaves of the edit windows ew when fitting
+    G * (xa + r * xb), for the best r of ratio_ba * RATIO_STEPS."""
+    pa, pb = np.einsum("ij,ij->i", ew, xa), np.einsum("ij,ij->i", ew, xb)
+    saa, sbb, sab = (np.einsum("ij,ij->i", xa, xa), np.einsum("ij,ij->i", xb, xb),
+                     np.einsum("ij,ij->i", xa, xb))
+    r = ratio_ba * RATIO_STEPS[:, None]
+    explained = _explained(pa[None, :] + r * pb[None, :],
+                           saa[None, :] + 2 * r * sab[None, :] + r * r * sbb[None, :]).sum(axis=1)
+    return float(np.einsum("ij,ij->", ew, ew)) - float(explained.max())
+
+
+def place_seams(runs: list[Run], y_edit: np.ndarray, y_raw: np.ndarray, half: int, sr: int) -> None:
     """Move every join between two segments to its seam (locate_seam), searching `half`
     samples either side of the path's join, and again around the seam found when it lands
     near the edge of the search (the path can be late or early in quiet passages). Sets
@@ -220,7 +358,7 @@ def place_seams(runs: list[Run], y_edit: np.ndarray, y_raw: np.ndarray, half: in
         for _ in range(SEAM_RETRIES):
             lo = max(guess - half, prev.start + (guess - prev.start) // 2)
             hi = min(guess + half, guess + (run.end - guess) // 2)
-            seam, crossfade, same = locate_seam(y_edit, y_raw, lo, hi, prev.lag, run.lag, guess)
+            seam, crossfade, same = locate_seam(y_edit, y_raw, lo, hi, prev.lag, run.lag, guess, sr)
             edge = 4 * GAIN_WINDOW
             if same or seam == guess or lo + edge < seam < hi - edge:
                 break
@@ -229,16 +367,10 @@ def place_seams(runs: list[Run], y_edit: np.ndarray, y_raw: np.ndarray, half: in
         run.crossfade, run.ambiguous_join = crossfade, same
 
 
-def _box(x: np.ndarray, width: int) -> np.ndarray:
-    """Centred moving sum over `width` windows (edges use what is there)."""
-    c = np.concatenate([[0.0], np.cumsum(x)])
-    i = np.arange(len(x))
-    return c[np.minimum(i + width // 2 + 1, len(x))] - c[np.maximum(i - width // 2, 0)]
-
-
-def _fitted_gain(xe: np.ndarray, xx: np.ndarray, n_ref: int, from_start: bool) -> np.ndarray:
+def _fitted_gain(xe: np.ndarray, xx: np.ndarray, n_ref: int, from_start: bool) -> tuple[np.ndarray, float]:
     """Per-window least-squares gain of one source, kept within GAIN_RANGE of the typical
-    gain of the n_ref windows at the source's own end of the search window."""
+    gain of the n_ref windows at the source's own end of the search window; and that
+    typical gain."""
     with np.errstate(divide="ignore", invalid="ignore"):
         g = np.where(xx > _EPS, xe / xx, np.nan)
     ref_g, ref_x = (g[:n_ref], xx[:n_ref]) if from_start else (g[-n_ref:], xx[-n_ref:])
@@ -246,7 +378,21 @@ def _fitted_gain(xe: np.ndarray, xx: np.ndarray, n_ref: int, from_start: bool) -
     typical = float(np.median(ref_g[use])) if use.sum() >= 2 else 1.0
     if not typical > 0:
         typical = 1.0
-    return np.clip(np.nan_to_num(g, nan=typical), typical / GAIN_RANGE, typical * GAIN_RANGE)
+    return np.clip(np.nan_to_num(g, nan=typical), typical / GAIN_RANGE, typical * GAIN_RANGE), typical
+
+
+def _mismatch(xe: np.ndarray, xx: np.ndarray, ee: np.ndarray, typical: float) -> np.ndarray:
+    """Per-window cost of explaining the edit by one source, whatever the gain (a
+    compressor moves it): 1 - squared correlation; 1 where the edit is SILENT_DB quieter
+    than the source at its typical gain predicts (silence against sound); 0.5 (no
+    evidence) where both are silent."""
+    floor = 1e-8 * (float(ee.max(initial=0.0)) + _EPS)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho2 = np.where((ee > floor) & (xx > _EPS), xe * xe / (xx * ee), 0.0)
+    cost = 1.0 - np.clip(rho2, 0.0, 1.0)
+    predicted = typical * typical * xx
+    cost = np.where(ee * 10 ** (SILENT_DB / 10) < predicted, 1.0, cost)
+    return np.where((ee <= floor) & (predicted <= floor), 0.5, cost)
 
 
 def frame_energy(y: np.ndarray, hop: int, n_frames: int) -> np.ndarray:
