@@ -23,6 +23,8 @@ COMMANDS = [
     "stems",
     "render",
     "edit",
+    "train",
+    "evaluate",
 ]
 
 

@@ -1,0 +1,160 @@
+"""Settings of the pointer network: the model, its training and its decoding, in one place.
+
+Loaded with editorbot.config.load(PointerConfig, path, overrides); every field is used, and
+the whole config travels inside each checkpoint so that inference rebuilds the same model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelConfig:
+    """The network's shape.
+
+    n_mels: mel bands of the input (the analysis grid's n_mels).
+    use_stems: also read the four stem mels (drums, bass, vocals, other) as input channels.
+    d_model: width of the encoder and decoder.
+    n_heads: attention heads (d_model must be a multiple).
+    n_layers: linear-attention encoder layers.
+    conv_kernel: kernel of the depthwise convolution in each encoder layer (odd).
+    ff_mult: feed-forward width as a multiple of d_model.
+    stride: the encoder layers run at 1/stride of the frame rate (1, 2 or 4); frame-rate
+        detail comes back through a convolution over the mel at full rate.
+    n_global: global summary tokens (one per equal share of the recording).
+    max_delta: the delta head covers [-max_delta, +max_delta] around the expected position.
+    n_jump_buckets: log-spaced jump buckets per direction, from max_delta + 1 frames to
+        max_jump_frames.
+    max_jump_frames: the longest jump the buckets cover (2^20 frames is 3.4 hours).
+    decoder_layers: windowed cross-attention layers of the decoder.
+    op_head: train an auxiliary head on the edit op of each frame (editorbot.edits.Op).
+    dropout: dropout in encoder and decoder.
+    """
+
+    n_mels: int = 128
+    use_stems: bool = False
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 4
+    conv_kernel: int = 9
+    ff_mult: int = 2
+    stride: int = 2
+    n_global: int = 64
+    max_delta: int = 64
+    n_jump_buckets: int = 24
+    max_jump_frames: int = 1 << 20
+    decoder_layers: int = 2
+    op_head: bool = True
+    dropout: float = 0.1
+
+
+@dataclass
+class AugmentConfig:
+    """Augmentation of the raw mel; none of it moves audio in time, so pointers stay valid.
+
+    noise_std: std of Gaussian noise added to the [0, 1] mel.
+    gain_db: a random gain in [-gain_db, +gain_db] shifts the mel by gain_db / top_db.
+    freq_masks, freq_width: SpecAugment masks of up to freq_width mel bands.
+    time_masks, time_width: SpecAugment masks of up to time_width frames.
+    """
+
+    noise_std: float = 0.02
+    gain_db: float = 6.0
+    freq_masks: int = 2
+    freq_width: int = 12
+    time_masks: int = 4
+    time_width: int = 20
+
+
+@dataclass
+class TrainConfig:
+    """How training runs.
+
+    cache_dir: holds features/{name}_raw.npz (and stems_mel/ when use_stems).
+    pointer_dir: holds {name}_pointers.npy (and {name}_ops.npy).
+    save_dir: best.pt and latest.pt go here.
+    log_dir: TensorBoard logs ("" = save_dir/logs).
+    epochs: passes over the training recordings.
+    max_minutes: stop after this much wall time (0 = no limit); latest.pt is saved.
+    batch_size: recordings per step (each encoded whole, as at inference).
+    random_steps: output steps drawn uniformly from each recording's edit per batch
+        (weighted by how many steps each stands for).
+    context_steps: steps on each side of every change (jump, small move, stop) that are
+        always trained on, where the model must learn to wait.
+    max_changes: most changes of one recording per batch.
+    val_chunk_steps: steps per forward pass in validation.
+    lr, weight_decay, warmup_steps, grad_clip: AdamW with linear warm-up, cosine decay.
+    val_fraction: share of recordings held out for validation (split by recording).
+    val_names: explicit validation recordings (overrides val_fraction when given).
+    split_seed: seed of the train/validation split.
+    seed: seed of initialisation, data order, augmentation and dropout.
+    jump_weight, use_jump_pos_weight, stop_weight, stop_pos_weight, op_weight: loss weights.
+    val_every: validate (and maybe write best.pt) every this many epochs.
+    val_decode_every: every this many validations, also decode the validation recordings
+        freely and report their kept-raw IoU (0 = never; decoding an untrained model is slow,
+        as it changes its mind at every step).
+    select_by: which validation figure picks best.pt: 'val_iou' (among validations that
+        decoded) or 'val_loss'.
+    bf16: autocast to bfloat16 on CUDA.
+    activation_checkpointing: recompute encoder activations in the backward pass
+        (for hour-long recordings).
+    max_cached_recordings: raw mels kept in memory between steps.
+    log_every: steps between TensorBoard scalars.
+    """
+
+    cache_dir: str = "cache"
+    pointer_dir: str = "training_data/pointer_sequences"
+    save_dir: str = "models/pointer"
+    log_dir: str = ""
+    epochs: int = 100
+    max_minutes: float = 0.0
+    batch_size: int = 2
+    random_steps: int = 256
+    context_steps: int = 8
+    max_changes: int = 256
+    val_chunk_steps: int = 2048
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    val_fraction: float = 0.2
+    val_names: list[str] = field(default_factory=list)
+    split_seed: int = 0
+    seed: int = 0
+    jump_weight: float = 1.0
+    use_jump_pos_weight: float = 5.0
+    stop_weight: float = 1.0
+    stop_pos_weight: float = 5.0
+    op_weight: float = 0.2
+    val_every: int = 1
+    val_decode_every: int = 1
+    select_by: str = "val_iou"
+    bf16: bool = True
+    activation_checkpointing: bool = False
+    max_cached_recordings: int = 32
+    log_every: int = 10
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class DecodeConfig:
+    """How inference turns the model's outputs into pointers and segments.
+
+    block_steps: most output steps evaluated at once while the pointer runs on.
+    min_segment_s: pieces shorter than this are merged into their neighbour.
+    crossfade_s: crossfade put on every seam of the proposed edit.
+    max_length_ratio: without a target, decoding stops at this multiple of the expected
+        edit length if the stop head has not fired.
+    """
+
+    block_steps: int = 512
+    min_segment_s: float = 0.5
+    crossfade_s: float = 0.02
+    max_length_ratio: float = 2.0
+
+
+@dataclass
+class PointerConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)

@@ -1,0 +1,462 @@
+"""Training data of the pointer network: raw mels, pointer sequences and the step table.
+
+Each output step j has an expected raw position (previous pointer + 1) and conditioning
+features that depend only on the pointers before j; `History` computes them the same way
+for teacher forcing here and for decoding in decode.py, so training sees what inference sees.
+"""
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..cache import load_npz
+from ..edits import ops_from_pointers
+from ..errors import UserError
+from ..features import FeatureParams
+from ..layout import Layout
+from .config import AugmentConfig
+from .model import N_COND, N_STEMS
+
+STEM_NAMES = ("drums", "bass", "vocals", "other")
+
+
+class History:
+    """What the decoder knows at each output step, from the pointers decided so far.
+
+    The expected raw position of the next step is the last pointer + 1 (0 before the
+    first; a run of -1 pointers keeps it where it was).
+
+    Args:
+        n_raw: frames of the raw recording.
+        target_frames: the wanted edit length in frames (conditioning).
+    """
+
+    def __init__(self, n_raw: int, target_frames: int):
+        self.n_raw = int(n_raw)
+        self.target = max(int(target_frames), 1)
+        self.played = np.zeros(self.n_raw + 1, np.int32)  # last entry: "past the end"
+        self.prev = -1
+        self.j = 0
+        self.run_len = 0
+        self.n_jumps = 0
+        self.n_distinct = 0
+
+    @property
+    def expected(self) -> int:
+        return self.prev + 1
+
+    def continuation(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Expected positions and features of the next k steps, assuming each step plays
+        its expected frame (the pointer runs on).
+
+        Returns:
+            expected : np.ndarray [shape=(k,)], int64
+            cond : np.ndarray [shape=(k, N_COND)], float32
+        """
+        e = self.expected + np.arange(k, dtype=np.int64)
+        e_idx = np.minimum(e, self.n_raw)
+        played_e = self.played[e_idx]
+        unplayed = (played_e == 0) & (e_idx < self.n_raw)
+        new = np.concatenate([[0], np.cumsum(unplayed[:-1])])[:k]
+        return e, self._features(self.j + np.arange(k), e, self.run_len + np.arange(k),
+                                 played_e, self.n_distinct + new)
+
+    def held(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Like `continuation`, for k steps that play nothing from the raw (pointer -1)."""
+        e = np.full(k, self.expected, np.int64)
+        played_e = np.full(k, self.played[min(self.expected, self.n_raw)])
+        return e, self._features(self.j + np.arange(k), e, self.run_len + np.arange(k),
+                                 played_e, np.full(k, self.n_distinct))
+
+    def _features(self, j, e, run, played_e, n_distinct) -> np.ndarray:
+        n, t = float(self.n_raw), float(self.target)
+        left = t - j
+        cond = np.empty((len(j), N_COND), np.float32)
+        cond[:, 0] = t / n
+        cond[:, 1] = j / t
+        cond[:, 2] = np.sign(left) * np.log1p(np.abs(left)) / 12.0
+        cond[:, 3] = e / n
+        cond[:, 4] = np.log1p(np.maximum(n - e, 0)) / 12.0
+        cond[:, 5] = np.log1p(run) / 12.0
+        cond[:, 6] = np.log1p(self.n_jumps) / 5.0
+        cond[:, 7] = np.minimum(played_e, 3) / 3.0
+        cond[:, 8] = e >= n
+        cond[:, 9] = j == 0
+        cond[:, 10] = np.log1p(t) / 12.0
+        cond[:, 11] = np.log1p(n) / 14.0
+        cond[:, 12] = n_distinct / n
+        return cond
+
+    def push(self, pointer: int) -> None:
+        """Record the pointer decided at the current step."""
+        pointer = int(pointer)
+        if pointer >= 0:
+            if pointer != self.expected:
+                self.n_jumps += 1
+                self.run_len = 0
+            else:
+                self.run_len += 1
+            self.n_distinct += int(self.played[pointer] == 0)
+            self.played[pointer] += 1
+            self.prev = pointer
+        else:
+            self.run_len += 1
+        self.j += 1
+
+    def push_run(self, k: int) -> None:
+        """Record k steps that each played their expected frame."""
+        if k <= 0:
+            return
+        a = self.expected
+        seg = self.played[a:a + k]
+        self.n_distinct += int((seg == 0).sum())
+        seg += 1
+        self.prev = a + k - 1
+        self.run_len += k
+        self.j += k
+
+
+def expected_positions(pointers: np.ndarray) -> np.ndarray:
+    """Expected raw position of each step: previous pointer + 1.
+
+    Steps 0..n (n + 1 of them: the last asks whether the edit stops). Before any valid
+    pointer it is 0; through a run of -1 it stays at the last valid pointer + 1.
+
+    Returns:
+        expected : np.ndarray [shape=(n + 1,)], int64
+    """
+    p = np.asarray(pointers, np.int64)
+    idx = np.where(p >= 0, np.arange(len(p)), -1)
+    last = np.maximum.accumulate(idx) if len(p) else idx
+    prev = np.where(last >= 0, p[np.maximum(last, 0)], -1)
+    return np.concatenate([[0], prev + 1])
+
+
+@dataclass
+class StepTable:
+    """Teacher-forced decoder inputs and targets of one recording, steps 0..n.
+
+    expected (n+1,) int64; cond (n+1, N_COND) float32; target (n+1,) int64 raw frame or -1
+    (masked, and the final step); stop (n+1,) float32, 1 at the final step; op (n+1,)
+    int64, -1 at the final step.
+    """
+
+    expected: np.ndarray
+    cond: np.ndarray
+    target: np.ndarray
+    stop: np.ndarray
+    op: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.expected)
+
+
+def step_table(pointers: np.ndarray, ops: np.ndarray, n_raw: int) -> StepTable:
+    """The decoder's inputs at every step when it is fed the true pointers.
+
+    Args:
+        pointers : np.ndarray [shape=(n,)], int64 raw frame per edit frame, -1 not in raw
+        ops : np.ndarray [shape=(n,)], edit op per frame
+        n_raw: frames of the raw mel
+    """
+    p = np.asarray(pointers, np.int64)
+    n = len(p)
+    hist = History(n_raw, n)
+    expected = np.empty(n + 1, np.int64)
+    cond = np.empty((n + 1, N_COND), np.float32)
+    # Runs: a run starts wherever the pointer is not the previous one + 1.
+    cont = np.zeros(n, bool)
+    cont[1:] = (p[1:] == p[:-1] + 1) & (p[:-1] >= 0)
+    j = 0
+    while j < n:
+        if p[j] < 0:
+            k = 1
+            while j + k < n and p[j + k] < 0:
+                k += 1
+            expected[j:j + k], cond[j:j + k] = hist.held(k)
+            for _ in range(k):
+                hist.push(-1)
+        else:
+            expected[j:j + 1], cond[j:j + 1] = hist.continuation(1)
+            hist.push(p[j])
+            k = 1
+            while j + k < n and cont[j + k]:
+                k += 1
+            expected[j + 1:j + k], cond[j + 1:j + k] = hist.continuation(k - 1)
+            hist.push_run(k - 1)
+        j += k
+    expected[n:], cond[n:] = hist.continuation(1)
+    stop = np.zeros(n + 1, np.float32)
+    stop[n] = 1.0
+    return StepTable(expected, cond, np.concatenate([p, [-1]]), stop,
+                     np.concatenate([np.asarray(ops, np.int64), [-1]]))
+
+
+@dataclass
+class Recording:
+    """One training pair as the pointer network sees it."""
+
+    name: str
+    n_raw: int
+    pointers: np.ndarray
+    steps: StepTable
+
+    @property
+    def keep_ratio(self) -> float:
+        return len(self.pointers) / max(self.n_raw, 1)
+
+
+class PointerData:
+    """Recordings under a cache dir and a pointer dir, with their raw mels loaded on demand.
+
+    Args:
+        cache_dir: holds features/{name}_raw.npz (and stems_mel/{name}_stems.npz).
+        pointer_dir: holds {name}_pointers.npy and, optionally, {name}_ops.npy.
+        names: recordings to use (default: every {name}_pointers.npy in pointer_dir).
+        use_stems: also load the stem mels as input channels.
+        max_cached: raw mels kept in memory.
+    """
+
+    def __init__(self, cache_dir: str | Path, pointer_dir: str | Path, *,
+                 names: list[str] | None = None, use_stems: bool = False, max_cached: int = 32):
+        self.layout = Layout(cache_dir=Path(cache_dir))
+        self.pointer_dir = Path(pointer_dir)
+        self.use_stems = use_stems
+        self.max_cached = max_cached
+        self._mels: OrderedDict[str, np.ndarray] = OrderedDict()
+        if names is None:
+            names = find_names(self.pointer_dir)
+        if not names:
+            raise UserError(f"{self.pointer_dir}: no *_pointers.npy files; run `editorbot prepare` "
+                            "on your training pairs first")
+        self.params: FeatureParams | None = None
+        self.recordings: dict[str, Recording] = {}
+        for name in names:
+            self.recordings[name] = self._load_recording(name)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.recordings)
+
+    def _load_recording(self, name: str) -> Recording:
+        path = self.pointer_dir / f"{name}_pointers.npy"
+        if not path.is_file():
+            raise UserError(f"{path}: no such pointer file; run `editorbot prepare {name}`")
+        pointers = np.load(path).astype(np.int64)
+        if pointers.ndim != 1 or len(pointers) == 0:
+            raise UserError(f"{path}: expected a non-empty 1-D array of raw frames; run "
+                            f"`editorbot prepare {name}` again")
+        ops_path = self.pointer_dir / f"{name}_ops.npy"
+        if ops_path.is_file():
+            ops = np.load(ops_path).astype(np.int64)
+            if ops.shape != pointers.shape:
+                raise UserError(f"{ops_path}: {len(ops)} ops for {len(pointers)} pointers; run "
+                                f"`editorbot prepare {name}` again")
+        else:
+            ops = ops_from_pointers(pointers).astype(np.int64)
+        mel = self._read_mel(name)
+        n_raw = mel.shape[1]
+        if pointers.max() >= n_raw:
+            raise UserError(f"{path}: points at raw frame {int(pointers.max())} but the raw mel "
+                            f"has {n_raw} frames; run `editorbot prepare {name}` again")
+        self._remember(name, mel)
+        return Recording(name, n_raw, pointers, step_table(pointers, ops, n_raw))
+
+    def _read_mel(self, name: str) -> np.ndarray:
+        path = self.layout.features(name, "raw")
+        entry = load_npz(path)
+        if entry is None or "mel" not in entry[0]:
+            raise UserError(f"{path}: missing or unreadable; run `editorbot features {name}` "
+                            "(or `editorbot prepare`) with this --cache-dir")
+        arrays, meta = entry
+        params = FeatureParams(**meta["params"]) if "params" in meta else None
+        if params is None:
+            raise UserError(f"{path}: records no feature parameters; delete it and run "
+                            f"`editorbot features {name}` again")
+        if self.params is None:
+            self.params = params
+        elif params != self.params:
+            raise UserError(f"{path}: made with other feature parameters than the other "
+                            "recordings; re-run `editorbot features` on all pairs")
+        mel = arrays["mel"].astype(np.float32, copy=False)
+        if self.use_stems:
+            stems = load_npz(self.layout.stems_mel(name))
+            if stems is None or any(s not in stems[0] for s in STEM_NAMES):
+                raise UserError(f"{self.layout.stems_mel(name)}: missing stem mels; compute the "
+                                "stems first or set model.use_stems to false")
+            parts = [stems[0][s][:, :mel.shape[1]] for s in STEM_NAMES]
+            if any(p.shape != mel.shape for p in parts):
+                raise UserError(f"{self.layout.stems_mel(name)}: stem mels do not match the raw "
+                                "mel's shape; recompute the stems")
+            mel = np.concatenate([mel] + parts, axis=0)
+        assert mel.shape[0] % (1 + N_STEMS * self.use_stems) == 0
+        return mel
+
+    def _remember(self, name: str, mel: np.ndarray) -> None:
+        self._mels[name] = mel
+        self._mels.move_to_end(name)
+        while len(self._mels) > self.max_cached:
+            self._mels.popitem(last=False)
+
+    def mel(self, name: str) -> np.ndarray:
+        """The raw mel of `name`: (C, T) float32 (C = n_mels, x5 with stems)."""
+        if name in self._mels:
+            self._mels.move_to_end(name)
+            return self._mels[name]
+        mel = self._read_mel(name)
+        self._remember(name, mel)
+        return mel
+
+
+def find_names(pointer_dir: str | Path) -> list[str]:
+    """Names of the recordings with a {name}_pointers.npy in pointer_dir, sorted."""
+    pointer_dir = Path(pointer_dir)
+    if not pointer_dir.is_dir():
+        raise UserError(f"{pointer_dir}: no such folder; run `editorbot prepare` to write the "
+                        "pointer sequences, or pass --pointer-dir")
+    return sorted(p.name[: -len("_pointers.npy")] for p in pointer_dir.glob("*_pointers.npy"))
+
+
+def split_by_recording(names: list[str], *, val_fraction: float, seed: int,
+                       val_names: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """Split recordings (never frames) into training and validation sets.
+
+    Args:
+        val_names: use exactly these for validation (each must be among `names`).
+
+    Returns:
+        (train, val): disjoint sorted lists; val is empty only when there is one recording.
+    """
+    names = sorted(names)
+    if val_names:
+        unknown = sorted(set(val_names) - set(names))
+        if unknown:
+            raise UserError(f"train.val_names: no recording named {', '.join(unknown)}")
+        val = sorted(set(val_names))
+    else:
+        n_val = int(np.ceil(val_fraction * len(names))) if len(names) > 1 else 0
+        n_val = min(max(n_val, 1 if len(names) > 1 and val_fraction > 0 else 0), len(names) - 1)
+        order = np.random.default_rng(seed).permutation(len(names))
+        val = sorted(names[i] for i in order[:n_val])
+    train = [n for n in names if n not in set(val)]
+    if not train:
+        raise UserError("train.val_names: every recording is held out; leave some for training")
+    return train, val
+
+
+def change_steps(steps: StepTable) -> np.ndarray:
+    """Steps where the editor does not simply play on: jumps, small moves and the stop step."""
+    valid = steps.target >= 0
+    return np.flatnonzero((valid & (steps.target != steps.expected)) | (steps.stop > 0))
+
+
+def sample_steps(steps: StepTable, rng: np.random.Generator, *, random_steps: int,
+                 context_steps: int, max_changes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Steps of one recording for one training batch, with importance weights.
+
+    The decoder's inputs at a step depend only on the pointers before it (teacher
+    forcing), so any set of steps can be trained on: every change (up to max_changes),
+    the context_steps steps on each side of it (where the model must wait), and
+    random_steps drawn uniformly from the rest, weighted by how many steps each stands for,
+    so that weighted means estimate the mean over the whole edit.
+
+    Returns:
+        idx : np.ndarray [shape=(m,)], int64 sorted step indices
+        weight : np.ndarray [shape=(m,)], float32
+    """
+    n = len(steps)
+    changes = change_steps(steps)
+    if len(changes) > max_changes:
+        changes = np.sort(rng.choice(changes, size=max_changes, replace=False))
+    near = np.zeros(n, bool)
+    for d in range(-context_steps, context_steps + 1):
+        j = changes + d
+        near[j[(j >= 0) & (j < n)]] = True
+    rest = np.flatnonzero(~near)
+    k = min(random_steps, len(rest))
+    picked = np.sort(rng.choice(rest, size=k, replace=False)) if k else rest[:0]
+    idx = np.concatenate([np.flatnonzero(near), picked])
+    weight = np.concatenate([np.ones(int(near.sum()), np.float32),
+                             np.full(k, len(rest) / max(k, 1), np.float32)])
+    order = np.argsort(idx, kind="stable")
+    return idx[order], weight[order]
+
+
+def augment(mel: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator, *,
+            top_db: float, n_mels: int) -> np.ndarray:
+    """A copy of `mel` with a random gain, noise and SpecAugment masks, clipped to [0, 1].
+
+    Nothing moves in time, so the pointers stay valid.
+
+    Args:
+        mel : np.ndarray [shape=(C, T)], C a multiple of n_mels (raw, then stems)
+    """
+    out = mel + np.float32(rng.uniform(-cfg.gain_db, cfg.gain_db) / top_db)
+    if cfg.noise_std > 0:
+        out += rng.normal(0.0, cfg.noise_std, size=out.shape).astype(np.float32)
+    np.clip(out, 0.0, 1.0, out=out)
+    bands = out.reshape(-1, n_mels, out.shape[1])
+    for _ in range(cfg.freq_masks):
+        w = int(rng.integers(0, cfg.freq_width + 1))
+        f0 = int(rng.integers(0, max(n_mels - w, 0) + 1))
+        bands[:, f0:f0 + w] = 0.0
+    t = out.shape[1]
+    for _ in range(cfg.time_masks):
+        w = int(rng.integers(0, cfg.time_width + 1))
+        t0 = int(rng.integers(0, max(t - w, 0) + 1))
+        out[:, t0:t0 + w] = 0.0
+    return out
+
+
+def make_batch(data: PointerData, items: list[tuple[str, np.ndarray, np.ndarray]], *,
+               rng: np.random.Generator | None = None,
+               augment_cfg: AugmentConfig | None = None) -> dict[str, np.ndarray]:
+    """Stack recordings and chosen steps of each into one batch of numpy arrays.
+
+    Args:
+        items: (name, step indices, step weights) per recording.
+        rng, augment_cfg: augment the mels when both are given.
+
+    Returns:
+        dict: mel (B, C, T) float32 zero-padded; lengths (B,); and per step (N total):
+        rec, expected, cond (N, N_COND), target, stop, op, weight.
+    """
+    mels = []
+    for name, _, _ in items:
+        m = data.mel(name)
+        if rng is not None and augment_cfg is not None:
+            m = augment(m, augment_cfg, rng, top_db=data.params.top_db, n_mels=data.params.n_mels)
+        mels.append(m)
+    t_max = max(m.shape[1] for m in mels)
+    mel = np.zeros((len(mels), mels[0].shape[0], t_max), np.float32)
+    for i, m in enumerate(mels):
+        mel[i, :, :m.shape[1]] = m
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("rec", "expected", "cond", "target", "stop", "op", "weight")}
+    for i, (name, idx, weight) in enumerate(items):
+        st = data.recordings[name].steps
+        rows["rec"].append(np.full(len(idx), i, np.int64))
+        rows["expected"].append(st.expected[idx])
+        rows["cond"].append(st.cond[idx])
+        rows["target"].append(st.target[idx])
+        rows["stop"].append(st.stop[idx])
+        rows["op"].append(st.op[idx])
+        rows["weight"].append(np.asarray(weight, np.float32))
+    batch = {k: np.concatenate(v) for k, v in rows.items()}
+    batch["mel"] = mel
+    batch["lengths"] = np.array([m.shape[1] for m in mels], np.int64)
+    return batch
+
+
+def read_info(pointer_dir: str | Path, name: str) -> dict:
+    """{name}_info.json from the pointer dir, or {} when there is none."""
+    path = Path(pointer_dir) / f"{name}_info.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON ({err.msg}); run `editorbot prepare {name}` again") from None

@@ -1,0 +1,149 @@
+"""Edit a raw recording with a trained pointer network: mel -> encoder -> pointers -> segments.
+
+`propose_edit` is what editorbot.editors.propose calls for checkpoints of kind 'pointer'.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import replace
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..audio import probe
+from ..config import from_dict
+from ..edits import Edit, Op, pointers_to_segments, with_crossfades
+from ..errors import UserError
+from ..features import FeatureParams
+from ..precache import mel_for
+from .config import PointerConfig
+from .decode import Decoded, decode_pointers, merge_fragments, model_step_fns
+from .model import PointerNet
+
+
+def load_model(checkpoint: dict, device: str | torch.device = "cpu") -> tuple[PointerNet, PointerConfig, FeatureParams]:
+    """Rebuild the network of a pointer checkpoint, in eval mode."""
+    if checkpoint.get("kind") != "pointer":
+        raise UserError(f"checkpoint of kind {checkpoint.get('kind')!r} is not a pointer network")
+    cfg = from_dict(PointerConfig, checkpoint["config"], where="checkpoint config")
+    params = FeatureParams(**checkpoint["feature_params"])
+    model = PointerNet(cfg.model)
+    model.load_state_dict(checkpoint["model_state"])
+    model.to(device).eval()
+    return model, cfg, params
+
+
+def raw_features(raw_path: str | os.PathLike, params: FeatureParams, use_stems: bool) -> np.ndarray:
+    """The network's input for a raw file: its mel (C, T), plus stem mels when use_stems."""
+    mel = mel_for(raw_path, params=params)
+    if use_stems:
+        raise UserError(f"{raw_path}: this checkpoint reads stems, and stem separation is not "
+                        "available in this editorbot; use a checkpoint trained without stems")
+    return mel
+
+
+def target_frames_for(n_raw: int, checkpoint: dict, params: FeatureParams, *,
+                      target_duration_s: float | None, keep: float | None) -> tuple[int, bool]:
+    """The edit length to aim at, in frames, and whether it is fixed by the user.
+
+    Without a target or keep ratio, the median keep ratio of the training pairs is used
+    and the stop head decides where the edit ends.
+    """
+    if target_duration_s is not None:
+        if target_duration_s <= 0:
+            raise UserError(f"--target-duration {target_duration_s}: must be positive")
+        return max(int(round(target_duration_s * params.frames_per_s)), 1), True
+    if keep is not None:
+        return max(int(round(keep * n_raw)), 1), True
+    return max(int(round(checkpoint.get("keep_ratio", 0.3) * n_raw)), 1), False
+
+
+@torch.no_grad()
+def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target_frames: int,
+               fixed_length: bool, frames_per_s: float, progress: bool = False) -> Decoded:
+    """Encode a raw mel and decode its pointers.
+
+    Args:
+        mel : np.ndarray [shape=(C, T)], float32
+        target_frames: wanted edit length in frames.
+        fixed_length: decode exactly target_frames (else the stop head ends the edit, at
+            most cfg.decode.max_length_ratio * target_frames).
+        frames_per_s: frame rate of the mel (for the progress bar, in seconds of edit).
+    """
+    device = next(model.parameters()).device
+    n_raw = mel.shape[1]
+    x = torch.from_numpy(np.ascontiguousarray(mel))[None].to(device)
+    enc = model.encode(x, torch.tensor([n_raw], device=device))
+    step, jump = model_step_fns(model, enc)
+    max_frames = target_frames if fixed_length else max(
+        int(cfg.decode.max_length_ratio * target_frames), 1)
+    bar = tqdm(total=round(max_frames / frames_per_s, 1), unit="s", desc="decode",
+               disable=not progress, file=sys.stderr, dynamic_ncols=True, leave=False,
+               bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of edit [{elapsed}<{remaining}]")
+    # The decoding loop runs many small operations: on the CPU, intra-op threads cost more
+    # than they give (on a loaded machine, 20x more), so the loop runs on one thread.
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        return decode_pointers(
+            step, jump, n_raw=n_raw, target_frames=target_frames, max_frames=max_frames,
+            use_stop=not fixed_length, block_steps=cfg.decode.block_steps,
+            progress=lambda k: bar.update(k / frames_per_s))
+    finally:
+        torch.set_num_threads(threads)
+        bar.close()
+
+
+def pointers_to_edit(decoded: Decoded, cfg: PointerConfig, params: FeatureParams,
+                     n_raw: int) -> Edit:
+    """Segments of decoded pointers: tiny fragments merged, crossfades on every seam, and
+    the fades the op head asked for at the start and the end."""
+    min_frames = int(round(cfg.decode.min_segment_s * params.frames_per_s))
+    pointers = merge_fragments(decoded.pointers, min_frames, n_raw)
+    edit = pointers_to_segments(pointers, params, decoded.confidence)
+    edit = with_crossfades(edit, cfg.decode.crossfade_s)
+    if len(decoded.ops) and edit.segments and (decoded.ops >= 0).all():
+        fps = params.frames_per_s
+        ops = decoded.ops
+        n_in = int(np.argmin(ops == Op.FADE_IN)) if not (ops == Op.FADE_IN).all() else len(ops)
+        tail = ops[::-1]
+        fading = (tail == Op.FADE_OUT) | (tail == Op.STOP)
+        n_out = int(np.argmin(fading)) if not fading.all() else len(ops)
+        first, last = edit.segments[0], edit.segments[-1]
+        if n_in > 1:
+            edit.segments[0] = replace(first, fade_in_s=min(n_in / fps, first.duration_s))
+            last = edit.segments[-1]
+        if n_out > 1:
+            edit.segments[-1] = replace(last, fade_out_s=min(n_out / fps, last.duration_s))
+    return edit
+
+
+def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
+                 target_duration_s: float | None = None, keep: float | None = None,
+                 progress: bool = True) -> Edit:
+    """The edit a pointer network proposes for a raw recording.
+
+    Args:
+        raw_path: the raw recording (any format editorbot reads).
+        checkpoint: a loaded checkpoint dict of kind 'pointer'.
+        target_duration_s: wanted edit length in seconds, or
+        keep: wanted fraction of the raw to keep; neither: the training pairs' median.
+        progress: show a progress bar.
+
+    Returns:
+        Edit whose segments point into raw_path.
+    """
+    model, cfg, params = load_model(checkpoint)
+    mel = raw_features(raw_path, params, cfg.model.use_stems)
+    n_raw = mel.shape[1]
+    target, fixed = target_frames_for(n_raw, checkpoint, params,
+                                      target_duration_s=target_duration_s, keep=keep)
+    decoded = decode_mel(model, cfg, mel, target_frames=target, fixed_length=fixed,
+                         frames_per_s=params.frames_per_s, progress=progress)
+    edit = pointers_to_edit(decoded, cfg, params, n_raw)
+    edit.raw_path = str(raw_path)
+    edit.raw_duration_s = probe(raw_path).duration_s
+    return edit

@@ -1,0 +1,460 @@
+"""The pointer network: for each edit frame, which raw frame to copy.
+
+A linear-attention encoder (ELU+1 feature map, O(T) time and memory) reads the whole raw
+mel; 64 global tokens summarise it. The decoder builds one query per output step from the
+encoder at the expected raw position (previous pointer + 1) and conditioning features,
+attends to a window around that position plus the global tokens, and predicts: a delta in
+[-max_delta, +max_delta] from the expected position, or a jump (a log-spaced bucket of
+relative distance, both directions, then the exact frame inside it), whether to jump,
+whether the edit stops here, and the edit op of the frame.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..edits import Op
+from .config import ModelConfig
+
+N_STEMS = 4  # drums, bass, vocals, other
+N_COND = 13  # conditioning features per output step, see data.step_features
+N_POS = 8  # sinusoid frequencies of the position encoding
+
+
+def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
+    """phi(x) = elu(x) + 1 > 0: the kernel feature map of linear attention."""
+    return F.elu(x) + 1.0
+
+
+def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     key_mask: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
+    """Non-causal linear attention, out_i = sum_j phi(q_i).phi(k_j) v_j / sum_j phi(q_i).phi(k_j).
+
+    O(T) time and memory: phi(K)^T V is (d, d) per head, whatever T is. Computed in float32.
+
+    Args:
+        q, k : torch.Tensor [shape=(B, H, T, d)]
+        v : torch.Tensor [shape=(B, H, T, e)]
+        key_mask : torch.Tensor [shape=(B, T)], bool, True where a key is real (not padding)
+
+    Returns:
+        out : torch.Tensor [shape=(B, H, T, e)]
+    """
+    q, k, v = elu_feature_map(q.float()), elu_feature_map(k.float()), v.float()
+    if key_mask is not None:
+        k = k * key_mask[:, None, :, None].to(k.dtype)
+    kv = torch.einsum("bhtd,bhte->bhde", k, v)
+    z = k.sum(dim=2)
+    num = torch.einsum("bhtd,bhde->bhte", q, kv)
+    den = torch.einsum("bhtd,bhd->bht", q, z).unsqueeze(-1)
+    return num / (den + eps)
+
+
+def position_encoding(length: torch.Tensor, t_max: int) -> torch.Tensor:
+    """Sinusoids of each frame's position as a fraction of its recording's length.
+
+    Args:
+        length : torch.Tensor [shape=(B,)], frames of each recording
+        t_max : padded length
+
+    Returns:
+        pe : torch.Tensor [shape=(B, t_max, 2 * N_POS)]
+    """
+    t = torch.arange(t_max, device=length.device, dtype=torch.float32)
+    frac = t[None, :] / length.clamp(min=1).float()[:, None]
+    freqs = math.pi * 2.0 ** torch.arange(N_POS, device=length.device, dtype=torch.float32)
+    ang = frac[..., None] * freqs
+    return torch.cat([torch.sin(ang), torch.cos(ang)], dim=-1)
+
+
+class EncoderLayer(nn.Module):
+    """Pre-norm: linear self-attention, a depthwise convolution over time, a feed-forward."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.n_heads = cfg.n_heads
+        self.norm_attn = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.norm_conv = nn.LayerNorm(d)
+        self.conv = nn.Conv1d(d, d, cfg.conv_kernel, padding=cfg.conv_kernel // 2, groups=d)
+        self.norm_ff = nn.LayerNorm(d)
+        self.ff = nn.Sequential(nn.Linear(d, cfg.ff_mult * d), nn.GELU(),
+                                nn.Linear(cfg.ff_mult * d, d))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.norm_attn(x)).view(b, t, 3, self.n_heads, d // self.n_heads).unbind(2)
+        att = linear_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask)
+        x = x + self.drop(self.out(att.transpose(1, 2).reshape(b, t, d).to(x.dtype)))
+        h = self.norm_conv(x) * mask[..., None].to(x.dtype)
+        x = x + self.drop(self.conv(h.transpose(1, 2)).transpose(1, 2))
+        x = x + self.drop(self.ff(self.norm_ff(x)))
+        return x * mask[..., None].to(x.dtype)
+
+
+class Encoded:
+    """What the decoder reads about the raw recordings (a batch of B).
+
+    mem : (B, T, D) per-frame memory; kv : per decoder layer (B, T, 2D) keys and values;
+    delta_keys, jump_keys : (B, T, Dk); globals_ : (B, G, D); lengths : (B,) frames.
+    """
+
+    def __init__(self, mem, kv, delta_keys, jump_keys, globals_, lengths):
+        self.mem, self.kv, self.delta_keys, self.jump_keys = mem, kv, delta_keys, jump_keys
+        self.globals_, self.lengths = globals_, lengths
+
+
+class PointerNet(nn.Module):
+    """Encoder over the raw mel and a step decoder over output frames."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.d_model % cfg.n_heads:
+            raise ValueError(f"d_model {cfg.d_model} is not a multiple of n_heads {cfg.n_heads}")
+        if cfg.stride not in (1, 2, 4):
+            raise ValueError(f"stride {cfg.stride}: must be 1, 2 or 4")
+        self.cfg = cfg
+        d = cfg.d_model
+        self.d_key = max(d // 2, 16)
+        in_ch = cfg.n_mels * (1 + N_STEMS * cfg.use_stems)
+        # Full-rate front end: pointwise projection, depthwise conv over time, pointwise mix.
+        self.front = nn.Sequential(nn.Conv1d(in_ch, d, 1), nn.GELU(),
+                                   nn.Conv1d(d, d, 5, padding=2, groups=d), nn.Conv1d(d, d, 1))
+        self.pos = nn.Linear(2 * N_POS, d)
+        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layers))
+        self.enc_norm = nn.LayerNorm(d)
+        self.coarse_out = nn.Linear(d, d)
+        self.mem_norm = nn.LayerNorm(d)
+        self.global_embed = nn.Parameter(torch.randn(cfg.n_global, d) * 0.02)
+        self.global_mix = nn.TransformerEncoderLayer(d, cfg.n_heads, cfg.ff_mult * d, cfg.dropout,
+                                                     batch_first=True, norm_first=True)
+        # Decoder.
+        self.cond = nn.Sequential(nn.Linear(N_COND, d), nn.GELU(), nn.Linear(d, d))
+        self.dec_kv = nn.ModuleList(nn.Linear(d, 2 * d) for _ in range(cfg.decoder_layers))
+        self.dec_norm_q = nn.ModuleList(nn.LayerNorm(d) for _ in range(cfg.decoder_layers))
+        self.dec_q = nn.ModuleList(nn.Linear(d, d) for _ in range(cfg.decoder_layers))
+        self.dec_out = nn.ModuleList(nn.Linear(d, d) for _ in range(cfg.decoder_layers))
+        self.dec_norm_ff = nn.ModuleList(nn.LayerNorm(d) for _ in range(cfg.decoder_layers))
+        self.dec_ff = nn.ModuleList(
+            nn.Sequential(nn.Linear(d, cfg.ff_mult * d), nn.GELU(), nn.Linear(cfg.ff_mult * d, d))
+            for _ in range(cfg.decoder_layers))
+        n_win = 2 * cfg.max_delta + 1
+        self.rel_bias = nn.Parameter(torch.zeros(cfg.decoder_layers, cfg.n_heads, n_win + 1))
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head_norm = nn.LayerNorm(d)
+        self.delta_prior = nn.Linear(d, n_win)
+        self.delta_query = nn.Linear(d, self.d_key)
+        self.delta_key = nn.Linear(d, self.d_key)
+        self.use_jump = nn.Linear(d, 1)
+        self.stop = nn.Linear(d, 1)
+        self.jump_bucket = nn.Linear(d, 2 * cfg.n_jump_buckets)
+        self.jump_query = nn.Linear(d, self.d_key)
+        self.jump_key = nn.Linear(d, self.d_key)
+        self.op = nn.Linear(d, len(Op)) if cfg.op_head else None
+        self.register_buffer("bucket_edges", torch.from_numpy(
+            jump_bucket_edges(cfg.max_delta, cfg.n_jump_buckets, cfg.max_jump_frames)),
+            persistent=False)
+        self.activation_checkpointing = False
+
+    # ---------------------------------------------------------------- encoder
+    def encode(self, mel: torch.Tensor, lengths: torch.Tensor) -> Encoded:
+        """Encode raw mels.
+
+        Args:
+            mel : torch.Tensor [shape=(B, C, T)], C = n_mels (x 5 with stems), zero-padded
+            lengths : torch.Tensor [shape=(B,)], int64 frames of each recording
+        """
+        cfg = self.cfg
+        b, _, t = mel.shape
+        mask = torch.arange(t, device=mel.device)[None, :] < lengths[:, None]
+        fine = self.front(mel).transpose(1, 2) * mask[..., None].to(mel.dtype)  # (B, T, D)
+        x = fine + self.pos(position_encoding(lengths, t)).to(fine.dtype)
+        s = cfg.stride
+        if s > 1:
+            pad = (-t) % s
+            x = F.avg_pool1d(F.pad(x.transpose(1, 2), (0, pad)), s).transpose(1, 2)
+            cmask = F.max_pool1d(F.pad(mask[:, None].float(), (0, pad)), s)[:, 0] > 0
+        else:
+            cmask = mask
+        for layer in self.layers:
+            if self.activation_checkpointing and self.training:
+                x = checkpoint(layer, x, cmask, use_reentrant=False)
+            else:
+                x = layer(x, cmask)
+        x = self.enc_norm(x)
+        globals_ = self._global_tokens(x, cmask)
+        coarse = self.coarse_out(x)
+        if s > 1:
+            coarse = coarse.repeat_interleave(s, dim=1)[:, :t]
+        mem = self.mem_norm(fine + coarse) * mask[..., None].to(fine.dtype)
+        kv = [proj(mem) for proj in self.dec_kv]
+        return Encoded(mem, kv, self.delta_key(mem), self.jump_key(mem), globals_, lengths)
+
+    def _global_tokens(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean of the encoder over each of n_global equal shares of each recording."""
+        b, t, d = x.shape
+        g = self.cfg.n_global
+        n = mask.sum(dim=1).clamp(min=1)
+        idx = (torch.arange(t, device=x.device)[None, :] * g) // n[:, None]
+        idx = idx.clamp(max=g - 1) + g * torch.arange(b, device=x.device)[:, None]
+        w = mask.to(x.dtype)
+        sums = torch.zeros(b * g, d, device=x.device, dtype=x.dtype)
+        sums.index_add_(0, idx.reshape(-1), (x * w[..., None]).reshape(-1, d))
+        counts = torch.zeros(b * g, device=x.device, dtype=x.dtype)
+        counts.index_add_(0, idx.reshape(-1), w.reshape(-1))
+        tokens = sums.view(b, g, d) / counts.view(b, g, 1).clamp(min=1)
+        return self.global_mix(tokens + self.global_embed)
+
+    # ---------------------------------------------------------------- decoder
+    def decode_steps(self, enc: Encoded, rec: torch.Tensor, expected: torch.Tensor,
+                     cond: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Head outputs for N output steps, each at its expected raw position.
+
+        Args:
+            enc: from `encode`.
+            rec : torch.Tensor [shape=(N,)], int64 which recording of the batch
+            expected : torch.Tensor [shape=(N,)], int64 expected raw frame (previous
+                pointer + 1; may equal the recording's length when the raw ran out)
+            cond : torch.Tensor [shape=(N, N_COND)], float conditioning features
+
+        Returns:
+            dict with 'query' (N, D) and logits 'delta' (N, 2W+1), out-of-range offsets at
+            -inf; 'use_jump' (N,); 'stop' (N,); 'jump_bucket' (N, 2 n_jump_buckets),
+            unreachable buckets at -inf; 'op' (N, len(Op)) when op_head.
+        """
+        cfg = self.cfg
+        w = cfg.max_delta
+        length = enc.lengths[rec]
+        win = _Window(enc, rec, expected, w)
+        here = torch.minimum(expected, length - 1).clamp(min=0)
+        q = enc.mem[rec, here] + self.cond(cond.to(enc.mem.dtype))
+        n = q.shape[0]
+        heads, dh = cfg.n_heads, cfg.d_model // cfg.n_heads
+        b, g, d = enc.globals_.shape
+        glob = enc.globals_.view(b, g, heads, dh)
+        in_rec = F.one_hot(rec, b).to(q.dtype)  # (N, B): which recording's globals a query sees
+        scale = 1.0 / math.sqrt(dh)
+        for i in range(cfg.decoder_layers):
+            keys, values = enc.kv[i].chunk(2, dim=-1)
+            qh = self.dec_q[i](self.dec_norm_q[i](q)).view(n, heads, dh)
+            bias = self.rel_bias[i]  # (H, 2W+2): one per window offset, one for all globals
+            s_win = (win.scores(keys, qh) * scale + bias[None, :, :-1]).masked_fill(
+                ~win.valid[:, None, :], float("-inf"))
+            s_glob = torch.einsum("nhc,bghc->nhbg", qh, glob) * scale + bias[None, :, -1:, None]
+            s_glob = s_glob.masked_fill(in_rec[:, None, :, None] == 0, float("-inf")).reshape(n, heads, b * g)
+            att = torch.softmax(torch.cat([s_win, s_glob], dim=-1).float(), dim=-1).to(q.dtype)
+            a_win, a_glob = att[..., :2 * w + 1], att[..., 2 * w + 1:].reshape(n, heads, b, g)
+            ctx = win.mix(a_win, values) + torch.einsum("nhbg,bghc->nhc", a_glob, glob)
+            q = q + self.drop(self.dec_out[i](ctx.reshape(n, -1)))
+            q = q + self.drop(self.dec_ff[i](self.dec_norm_ff[i](q)))
+        h = self.head_norm(q)
+        pointer = win.scores(enc.delta_keys, self.delta_query(h)[:, None, :])[:, 0]
+        delta = self.delta_prior(h) + pointer / math.sqrt(self.d_key)
+        out = {
+            "query": h,
+            "delta": delta.float().masked_fill(~win.valid, float("-inf")),
+            "use_jump": self.use_jump(h).squeeze(-1).float(),
+            "stop": self.stop(h).squeeze(-1).float(),
+            "jump_bucket": self.jump_bucket(h).float().masked_fill(
+                ~self.reachable_buckets(expected, length), float("-inf")),
+        }
+        if self.op is not None:
+            out["op"] = self.op(h).float()
+        return out
+
+    def reachable_buckets(self, expected: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        """(N, 2 n_jump_buckets) bool: buckets holding at least one raw frame."""
+        lo, hi = bucket_offset_ranges(self.bucket_edges)  # (2nb,) offsets [lo, hi)
+        a = expected[:, None] + lo[None, :]
+        b = expected[:, None] + hi[None, :]
+        return (b > 0) & (a < length[:, None])
+
+    def jump_scores(self, enc: Encoded, rec: int, query: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        """Scores of raw frames lo..hi-1 of recording `rec` as the target of a jump.
+
+        Args:
+            query : torch.Tensor [shape=(D,)], the step's 'query' output
+
+        Returns:
+            scores : torch.Tensor [shape=(hi - lo,)]
+        """
+        jq = self.jump_query(query)
+        return (enc.jump_keys[rec, lo:hi] @ jq).float() / math.sqrt(self.d_key)
+
+    def jump_target(self, enc: Encoded, rec: int, query: torch.Tensor, bucket_logits: torch.Tensor,
+                    expected: int) -> tuple[int, float]:
+        """The most likely target of a jump, over the whole recording.
+
+        log p(t) = log p(bucket of t - expected) + log p(t | that bucket), the second a
+        softmax of `jump_scores` over the frames of the bucket: the factorisation that
+        training fits (bucket cross-entropy + exact-frame cross-entropy inside the bucket).
+
+        Args:
+            query : torch.Tensor [shape=(D,)], the step's 'query' output
+            bucket_logits : torch.Tensor [shape=(2 n_jump_buckets,)], the step's 'jump_bucket'
+            expected: the step's expected raw frame.
+
+        Returns:
+            (frame, probability); (-1, 0.0) when no frame is farther than max_delta
+        """
+        n = int(enc.lengths[rec])
+        if not torch.isfinite(bucket_logits).any():
+            return -1, 0.0  # no bucket holds a frame (a raw shorter than the delta head's reach)
+        scores = self.jump_scores(enc, rec, query, 0, n)
+        offsets = torch.arange(n, device=scores.device) - expected
+        cls = bucket_of(offsets, self.bucket_edges)
+        scores = scores.masked_fill(offsets.abs() <= self.cfg.max_delta, float("-inf"))
+        n_cls = len(bucket_logits)
+        peak = torch.full((n_cls,), float("-inf"), device=scores.device).scatter_reduce(
+            0, cls, scores, reduce="amax")
+        peak_t = peak[cls]
+        finite = torch.isfinite(peak_t)
+        sums = torch.zeros(n_cls, device=scores.device).index_add_(
+            0, cls, torch.where(finite, torch.exp(scores - torch.where(finite, peak_t, 0.0)), 0.0))
+        lse = peak + torch.log(sums)
+        log_p = torch.log_softmax(bucket_logits.float(), dim=-1)[cls] + scores - lse[cls]
+        log_p = torch.where(torch.isfinite(scores), log_p, float("-inf"))
+        t = int(torch.argmax(log_p))
+        if not torch.isfinite(log_p[t]):
+            return -1, 0.0
+        return t, float(torch.exp(log_p[t]))
+
+
+class _Window:
+    """The 2W+1 raw frames around each query's expected position.
+
+    Two ways to the same numbers: a gather of each query's window (any batch of steps), and,
+    when the steps are a run (one recording, expected positions e0, e0+1, ...; what the
+    decoder evaluates while the pointer runs on) and no gradient is needed, one matrix
+    product against the slab of frames the run covers, read along its diagonals. The run
+    avoids copying N x (2W+1) keys.
+    """
+
+    def __init__(self, enc: Encoded, rec: torch.Tensor, expected: torch.Tensor, w: int):
+        n = len(expected)
+        self.w, self.n = w, n
+        self.run = (not torch.is_grad_enabled() and n > 1 and bool((rec == rec[0]).all())
+                    and bool((expected[1:] - expected[:-1] == 1).all()))
+        if self.run:
+            self.r = int(rec[0])
+            self.lo = int(expected[0]) - w
+            self.width = n + 2 * w
+            self.a = max(self.lo, 0)
+            self.b = min(self.lo + self.width, int(enc.lengths[self.r]))
+            slab_valid = torch.zeros(self.width, dtype=torch.bool, device=expected.device)
+            slab_valid[max(self.a - self.lo, 0):max(self.b - self.lo, 0)] = True
+            self.valid = slab_valid.as_strided((n, 2 * w + 1), (1, 1))
+        else:
+            length = enc.lengths[rec]
+            pos = expected[:, None] + torch.arange(-w, w + 1, device=expected.device)
+            self.valid = (pos >= 0) & (pos < length[:, None])
+            self.pos = torch.minimum(pos.clamp(min=0), (length[:, None] - 1).clamp(min=0))
+            self.rec = rec
+
+    def _slab(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.new_zeros(self.width, x.shape[-1])
+        if self.a < self.b:
+            out[self.a - self.lo:self.b - self.lo] = x[self.r, self.a:self.b]
+        return out
+
+    def _band(self, full: torch.Tensor) -> torch.Tensor:
+        """(H, N, width) contiguous -> view (H, N, 2W+1) of row i, columns i..i+2W."""
+        h = full.shape[0]
+        return full.as_strided((h, self.n, 2 * self.w + 1), (self.n * self.width, self.width + 1, 1))
+
+    def scores(self, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """Dot products of queries with the window's keys.
+
+        Args:
+            x : torch.Tensor [shape=(B, T, H * c)], keys of every frame
+            q : torch.Tensor [shape=(N, H, c)]
+
+        Returns:
+            torch.Tensor [shape=(N, H, 2W+1)]
+        """
+        n, h, c = q.shape
+        if self.run:
+            full = torch.einsum("nhc,lhc->hnl", q, self._slab(x).view(self.width, h, c)).contiguous()
+            return self._band(full).permute(1, 0, 2)
+        k = x[self.rec[:, None], self.pos].view(n, 2 * self.w + 1, h, c)
+        return torch.einsum("nhc,nkhc->nhk", q, k)
+
+    def mix(self, att: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Attention-weighted sum of the window's values.
+
+        Args:
+            att : torch.Tensor [shape=(N, H, 2W+1)]
+            x : torch.Tensor [shape=(B, T, H * c)], values of every frame
+
+        Returns:
+            torch.Tensor [shape=(N, H, c)]
+        """
+        n, h, _ = att.shape
+        c = x.shape[-1] // h
+        if self.run:
+            full = att.new_zeros(h, n, self.width)
+            self._band(full).copy_(att.permute(1, 0, 2))
+            return torch.einsum("hnl,lhc->nhc", full, self._slab(x).view(self.width, h, c))
+        v = x[self.rec[:, None], self.pos].view(n, 2 * self.w + 1, h, c)
+        return torch.einsum("nhk,nkhc->nhc", att, v)
+
+
+def jump_bucket_edges(max_delta: int, n_buckets: int, max_jump_frames: int) -> np.ndarray:
+    """Log-spaced edges of jump distances: bucket k holds |offset| in [edges[k], edges[k+1]).
+
+    The first edge is max_delta + 1 (smaller moves belong to the delta head); the last
+    bucket also takes every distance beyond max_jump_frames.
+
+    Returns:
+        edges : np.ndarray [shape=(n_buckets + 1,)], int64, strictly increasing
+    """
+    lo = max_delta + 1
+    edges = np.rint(np.geomspace(lo, max(max_jump_frames, lo + n_buckets), n_buckets + 1))
+    edges = edges.astype(np.int64)
+    for k in range(1, len(edges)):
+        edges[k] = max(edges[k], edges[k - 1] + 1)
+    return edges
+
+
+def bucket_of(offset, edges):
+    """Jump class of a signed offset (|offset| > max_delta): classes 0..nb-1 go backwards
+    (nb - 1 is the shortest backward bucket), nb..2nb-1 forwards (nb the shortest).
+
+    Works on numpy arrays and torch tensors of offsets.
+    """
+    nb = len(edges) - 1
+    if isinstance(offset, torch.Tensor):
+        k = torch.searchsorted(edges.to(offset.device), offset.abs(), right=True) - 1
+        k = k.clamp(0, nb - 1)
+        return torch.where(offset > 0, nb + k, nb - 1 - k)
+    offset = np.asarray(offset)
+    k = np.clip(np.searchsorted(edges, np.abs(offset), side="right") - 1, 0, nb - 1)
+    return np.where(offset > 0, nb + k, nb - 1 - k)
+
+
+def bucket_offset_ranges(edges):
+    """Signed offsets [lo, hi) of each jump class (numpy or torch, like `edges`).
+
+    The outermost buckets are open-ended: their range runs to +-2^40.
+    """
+    big = 1 << 40
+    if isinstance(edges, torch.Tensor):
+        upper = torch.cat([edges[1:-1], edges.new_tensor([big])])
+        lower = edges[:-1]
+        lo = torch.cat([(-upper + 1).flip(0), lower])
+        hi = torch.cat([(-lower + 1).flip(0), upper])
+        return lo, hi
+    edges = np.asarray(edges, np.int64)
+    upper = np.concatenate([edges[1:-1], [big]])
+    lower = edges[:-1]
+    lo = np.concatenate([(-upper + 1)[::-1], lower])
+    hi = np.concatenate([(-lower + 1)[::-1], upper])
+    return lo, hi

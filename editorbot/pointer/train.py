@@ -1,0 +1,467 @@
+"""Train the pointer network: whole-recording encodings, teacher-forced output steps.
+
+`train(config)` runs in one process, or in several under torchrun (DistributedDataParallel,
+NCCL on GPUs, gloo on CPUs); rank 0 validates, logs to TensorBoard and writes best.pt and
+latest.pt atomically. Ctrl-C saves latest.pt; `resume=` carries on from one.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .. import __version__
+from ..cache import atomic_write_bytes
+from ..config import from_dict, to_dict
+from ..errors import UserError, log
+from ..evaluate import kept_iou
+from .config import PointerConfig
+from .data import PointerData, make_batch, sample_steps, split_by_recording
+from .infer import decode_mel
+from .model import Encoded, PointerNet, bucket_of, bucket_offset_ranges
+
+CHANGE_TOLERANCE_FRAMES = 4  # 50 ms at hop 256 / 22050 Hz
+
+
+@dataclass
+class TrainResult:
+    """What a training run left behind."""
+
+    save_dir: Path
+    global_step: int
+    epochs_done: int
+    metrics: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+
+
+class Objective(nn.Module):
+    """The network plus its losses, so that DistributedDataParallel sees one forward."""
+
+    def __init__(self, net: PointerNet, cfg: PointerConfig):
+        super().__init__()
+        self.net = net
+        self.cfg = cfg
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        enc = self.net.encode(batch["mel"], batch["lengths"])
+        out = self.net.decode_steps(enc, batch["rec"], batch["expected"], batch["cond"])
+        parts = step_losses(self.net, enc, out, batch, self.cfg)
+        t = self.cfg.train
+        total = (parts["delta_loss"] + parts["use_jump_loss"] + t.jump_weight * parts["jump_loss"]
+                 + t.stop_weight * parts["stop_loss"] + t.op_weight * parts["op_loss"])
+        return total, parts
+
+
+def _wmean(x: torch.Tensor, w: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Weighted mean of x (0 with a gradient path when x is empty)."""
+    if x.numel() == 0:
+        return like.sum() * 0.0
+    return (x * w).sum() / w.sum().clamp(min=1e-9)
+
+
+def step_losses(net: PointerNet, enc: Encoded, out: dict[str, torch.Tensor],
+                batch: dict[str, torch.Tensor], cfg: PointerConfig) -> dict[str, torch.Tensor]:
+    """Weighted losses of a batch of steps; steps whose pointer is -1 are masked out of
+    the pointer losses.
+
+    delta_loss: cross-entropy of the delta head where the true move is within max_delta;
+    use_jump_loss: BCE of jump-or-delta; jump_loss: cross-entropy of the jump bucket plus
+    that of the exact frame inside the true bucket; stop_loss: BCE of the stop head at
+    every step; op_loss: cross-entropy of the op head.
+    """
+    w = cfg.model.max_delta
+    t = cfg.train
+    target, expected, weight = batch["target"], batch["expected"], batch["weight"]
+    valid = target >= 0
+    d = target - expected
+    is_delta = valid & (d.abs() <= w)
+    is_jump = valid & ~is_delta
+    ce = F.cross_entropy(out["delta"][is_delta], d[is_delta] + w, reduction="none")
+    delta_loss = _wmean(ce, weight[is_delta], out["delta"])
+    bce = F.binary_cross_entropy_with_logits(
+        out["use_jump"][valid], is_jump[valid].float(), reduction="none",
+        pos_weight=out["use_jump"].new_tensor(t.use_jump_pos_weight))
+    use_jump_loss = _wmean(bce, weight[valid], out["use_jump"])
+    jump_idx = torch.nonzero(is_jump).flatten()
+    if len(jump_idx):
+        classes = bucket_of(d[jump_idx], net.bucket_edges)
+        bucket_ce = F.cross_entropy(out["jump_bucket"][jump_idx], classes, reduction="none")
+        lo_off, hi_off = bucket_offset_ranges(net.bucket_edges)
+        fine = []
+        for i, c in zip(jump_idx.tolist(), classes.tolist()):
+            r = int(batch["rec"][i])
+            e = int(expected[i])
+            lo, hi = max(e + int(lo_off[c]), 0), min(e + int(hi_off[c]), int(enc.lengths[r]))
+            scores = net.jump_scores(enc, r, out["query"][i], lo, hi)
+            fine.append(F.cross_entropy(scores[None], target[i:i + 1] - lo))
+        jump_loss = _wmean(bucket_ce + torch.stack(fine), weight[jump_idx], bucket_ce)
+    else:
+        jump_loss = out["jump_bucket"][:0].sum() + net.jump_query.weight.sum() * 0.0
+    stop_bce = F.binary_cross_entropy_with_logits(
+        out["stop"], batch["stop"], reduction="none",
+        pos_weight=out["stop"].new_tensor(t.stop_pos_weight))
+    stop_loss = _wmean(stop_bce, weight, out["stop"])
+    if "op" in out:
+        has_op = batch["op"] >= 0
+        op_ce = F.cross_entropy(out["op"][has_op], batch["op"][has_op], reduction="none")
+        op_loss = _wmean(op_ce, weight[has_op], out["op"])
+    else:
+        op_loss = stop_loss.new_zeros(())
+    return {"delta_loss": delta_loss, "use_jump_loss": use_jump_loss, "jump_loss": jump_loss,
+            "stop_loss": stop_loss, "op_loss": op_loss}
+
+
+@torch.no_grad()
+def predicted_pointers(net: PointerNet, enc: Encoded, out: dict[str, torch.Tensor],
+                       batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The pointer the model would choose at each teacher-forced step: expected + delta,
+    or, where it wants to jump, its most likely jump target."""
+    w = net.cfg.max_delta
+    expected = batch["expected"]
+    pred = expected + out["delta"].argmax(dim=-1) - w
+    for i in torch.nonzero(out["use_jump"] > 0).flatten().tolist():
+        pred[i] = net.jump_target(enc, int(batch["rec"][i]), out["query"][i], out["jump_bucket"][i],
+                                  int(expected[i]))[0]
+    return pred
+
+
+def _to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerConfig,
+             device: torch.device, *, keep_ratio: float, decode: bool) -> dict[str, float]:
+    """Teacher-forced losses and accuracies over every step of the validation recordings,
+    and (decode) the kept-raw IoU of freely decoded edits, with the stop head deciding
+    their length.
+
+    val_delta_accuracy: share of steps (pointer not -1) whose predicted pointer equals the
+    true one exactly. val_change_accuracy: the same within 50 ms, over the steps where the
+    editor does not simply play on (jumps and small moves), where a model that always
+    plays on scores 0.
+    """
+    net.eval()
+    sums: dict[str, float] = {}
+    counted = 0
+    hit = total = change_hit = change_total = 0
+    ious, duration_ratios = [], []
+    for name in names:
+        rec = data.recordings[name]
+        n_steps = len(rec.steps)
+        whole = make_batch(data, [(name, np.arange(n_steps), np.ones(n_steps, np.float32))])
+        mel = torch.from_numpy(whole["mel"]).to(device)
+        enc = net.encode(mel, torch.from_numpy(whole["lengths"]).to(device))
+        for a in range(0, n_steps, cfg.train.val_chunk_steps):
+            chunk = {k: torch.from_numpy(v[a:a + cfg.train.val_chunk_steps]).to(device)
+                     for k, v in whole.items() if k not in ("mel", "lengths")}
+            out = net.decode_steps(enc, chunk["rec"], chunk["expected"], chunk["cond"])
+            parts = step_losses(net, enc, out, chunk, cfg)
+            m = len(chunk["rec"])
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * m
+            counted += m
+            pred = predicted_pointers(net, enc, out, chunk)
+            valid = chunk["target"] >= 0
+            change = valid & (chunk["target"] != chunk["expected"])
+            hit += int((pred[valid] == chunk["target"][valid]).sum())
+            total += int(valid.sum())
+            change_hit += int(((pred - chunk["target"]).abs()[change] <= CHANGE_TOLERANCE_FRAMES).sum())
+            change_total += int(change.sum())
+        if decode:
+            decoded = decode_mel(net, cfg, data.mel(name), target_frames=int(round(keep_ratio * rec.n_raw)),
+                                 fixed_length=False, frames_per_s=data.params.frames_per_s)
+            ious.append(kept_iou(decoded.pointers, rec.pointers, rec.n_raw))
+            duration_ratios.append(len(decoded.pointers) / len(rec.pointers))
+    metrics = {f"val/{k}": v / max(counted, 1) for k, v in sums.items()}
+    metrics["val/loss"] = (metrics["val/delta_loss"] + metrics["val/use_jump_loss"]
+                           + cfg.train.jump_weight * metrics["val/jump_loss"]
+                           + cfg.train.stop_weight * metrics["val/stop_loss"]
+                           + cfg.train.op_weight * metrics["val/op_loss"])
+    metrics["val_delta_accuracy"] = hit / max(total, 1)
+    metrics["val/change_accuracy"] = change_hit / max(change_total, 1)
+    if ious:
+        metrics["val/iou"] = float(np.mean(ious))
+        metrics["val/duration_ratio"] = float(np.mean(duration_ratios))
+    return metrics
+
+
+def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(warmup, 1)
+        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return f
+
+
+def _seed_for(*keys: int) -> int:
+    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
+
+
+def save_checkpoint(path: Path, payload: dict) -> Path:
+    """torch.save `payload` to `path` atomically."""
+    return atomic_write_bytes(path, lambda tmp: torch.save(payload, tmp))
+
+
+class _Dist:
+    """This process's place in a torchrun job (world size 1 without torchrun)."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = self.world > 1
+        if torch.cuda.is_available():
+            self.device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device("cpu")
+        if self.enabled and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def any(self, flag: bool) -> bool:
+        """True on every process when it is true on any."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([int(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def params_in_sync(self, model: nn.Module) -> bool:
+        if not self.enabled:
+            return True
+        total = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum()
+        lo, hi = total.clone(), total.clone()
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        return bool(torch.isclose(lo, hi, rtol=0, atol=1e-9 * max(1.0, abs(float(hi)))))
+
+    def close(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
+          progress: bool = True,
+          on_step: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+    """Train a pointer network; write best.pt and latest.pt to config.train.save_dir.
+
+    Args:
+        config: the model, training and decoding settings.
+        resume: a latest.pt to carry on from (same model settings; its split is kept).
+        progress: show a progress bar (rank 0), in seconds of raw audio encoded.
+        on_step: called after every optimiser step with (global_step, losses).
+
+    Returns:
+        TrainResult (interrupted=True after Ctrl-C, with latest.pt saved).
+    """
+    started = time.time()
+    tc = config.train
+    _selection_score({"val/iou": 0.0, "val/loss": 0.0} if tc.val_decode_every else {"val/loss": 0.0},
+                     tc.select_by)
+    ddp = _Dist()
+    torch.manual_seed(tc.seed)
+    save_dir = Path(tc.save_dir)
+    state = None
+    if resume is not None:
+        state = _load_resume(Path(resume), config)
+    data_names = None if state is None else sorted(state["split"]["train"] + state["split"]["val"])
+    data = PointerData(tc.cache_dir, tc.pointer_dir, names=data_names,
+                       use_stems=config.model.use_stems, max_cached=tc.max_cached_recordings)
+    if data.params.n_mels != config.model.n_mels:
+        raise UserError(f"model.n_mels is {config.model.n_mels} but the cached mels in "
+                        f"{tc.cache_dir} have {data.params.n_mels} bands; set model.n_mels")
+    if state is None:
+        train_names, val_names = split_by_recording(data.names, val_fraction=tc.val_fraction,
+                                                    seed=tc.split_seed, val_names=tc.val_names)
+    else:
+        train_names, val_names = state["split"]["train"], state["split"]["val"]
+    keep_ratio = float(np.median([data.recordings[n].keep_ratio for n in train_names]))
+    net = PointerNet(config.model).to(ddp.device)
+    net.activation_checkpointing = tc.activation_checkpointing
+    objective: nn.Module = Objective(net, config)
+    if ddp.enabled:
+        objective = nn.parallel.DistributedDataParallel(
+            objective, device_ids=[ddp.device.index] if ddp.device.type == "cuda" else None,
+            find_unused_parameters=True)
+    opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    per_step = tc.batch_size * ddp.world
+    steps_per_epoch = max(1, math.ceil(len(train_names) / per_step))
+    total_steps = tc.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tc.warmup_steps, total_steps))
+    epoch, step_in_epoch, global_step = 0, 0, 0
+    best = -math.inf
+    history: list[dict] = []
+    metrics: dict = {}
+    if state is not None:
+        net.load_state_dict(state["model_state"])
+        opt.load_state_dict(state["optimizer_state"])
+        sched.load_state_dict(state["scheduler_state"])
+        epoch, step_in_epoch, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
+        best, history, metrics = state["best_metric"], state["history"], state["metrics"]
+    use_bf16 = tc.bf16 and ddp.device.type == "cuda"
+    writer = None
+    if ddp.main:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(tc.log_dir or str(save_dir / "logs"))
+        log.info("pointer: %d training and %d validation recordings (split by recording), "
+                 "%d parameters, %s%s", len(train_names), len(val_names),
+                 sum(p.numel() for p in net.parameters()), ddp.device,
+                 f", {ddp.world} processes" if ddp.enabled else "")
+    seconds_per_rec = float(np.mean([data.recordings[n].n_raw for n in train_names])) / data.params.frames_per_s
+    bar = tqdm(total=round(total_steps * per_step * seconds_per_rec), initial=round(global_step * per_step * seconds_per_rec),
+               unit="s", desc="train pointer", disable=not (progress and ddp.main), file=sys.stderr,
+               dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}{postfix}]")
+
+    def payload(with_optimizer: bool) -> dict:
+        p = {
+            "kind": "pointer", "config": to_dict(config), "feature_params": data.params.as_dict(),
+            "editorbot_version": __version__, "torch_version": torch.__version__,
+            "model_state": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "keep_ratio": keep_ratio, "split": {"train": list(train_names), "val": list(val_names)},
+            "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
+            "metrics": metrics, "best_metric": best, "select_by": tc.select_by,
+            "history": history, "world_size": ddp.world,
+        }
+        if with_optimizer:
+            p["optimizer_state"] = opt.state_dict()
+            p["scheduler_state"] = sched.state_dict()
+        return p
+
+    interrupted = False
+    n_val = len(history)
+    deadline = started + tc.max_minutes * 60 if tc.max_minutes > 0 else math.inf
+    out_of_time = False
+    try:
+        while epoch < tc.epochs and not out_of_time:
+            order = np.random.default_rng(_seed_for(tc.seed, epoch)).permutation(len(train_names))
+            while step_in_epoch < steps_per_epoch:
+                rng = np.random.default_rng(_seed_for(tc.seed, epoch, step_in_epoch, ddp.rank))
+                torch.manual_seed(_seed_for(tc.seed, global_step, ddp.rank, 1))
+                first = (step_in_epoch * ddp.world + ddp.rank) * tc.batch_size
+                names = [train_names[order[(first + i) % len(train_names)]] for i in range(tc.batch_size)]
+                items = [(n, *sample_steps(data.recordings[n].steps, rng, random_steps=tc.random_steps,
+                                           context_steps=tc.context_steps, max_changes=tc.max_changes))
+                         for n in names]
+                batch = _to_tensors(make_batch(data, items, rng=rng, augment_cfg=tc.augment), ddp.device)
+                t0 = time.time()
+                objective.train()
+                with torch.autocast(device_type=ddp.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    loss, parts = objective(batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip))
+                opt.step()
+                sched.step()
+                step_in_epoch += 1
+                global_step += 1
+                frames = int(batch["lengths"].sum())
+                losses = {k: float(v.detach()) for k, v in parts.items()} | {"loss": float(loss.detach())}
+                if writer is not None and (global_step % tc.log_every == 0 or global_step == 1):
+                    for k, v in losses.items():
+                        writer.add_scalar(f"train/{k}", v, global_step)
+                    writer.add_scalar("grad_norm", grad_norm, global_step)
+                    writer.add_scalar("lr", sched.get_last_lr()[0], global_step)
+                    dt = max(time.time() - t0, 1e-9)
+                    writer.add_scalar("throughput/raw_frames_per_s", frames * ddp.world / dt, global_step)
+                    writer.add_scalar("throughput/steps_per_s", len(batch["rec"]) * ddp.world / dt, global_step)
+                bar.update(round(frames / data.params.frames_per_s * ddp.world))
+                bar.set_postfix_str(f", loss {losses['loss']:.3f}", refresh=False)
+                if on_step is not None:
+                    on_step(global_step, losses)
+                if ddp.any(time.time() > deadline):
+                    out_of_time = True
+                    break
+            if not out_of_time:
+                epoch += 1
+                step_in_epoch = 0
+            validate_now = out_of_time or epoch % tc.val_every == 0 or epoch == tc.epochs
+            if ddp.main and val_names and validate_now:
+                n_val += 1
+                decode = tc.val_decode_every > 0 and (n_val % tc.val_decode_every == 0 or epoch == tc.epochs)
+                metrics = validate(net, data, val_names, config, ddp.device, keep_ratio=keep_ratio,
+                                   decode=decode)
+                metrics["epoch"] = epoch
+                metrics["global_step"] = global_step
+                history.append(metrics)
+                for k, v in metrics.items():
+                    if k not in ("epoch", "global_step"):
+                        writer.add_scalar(k, v, global_step)
+                score = _selection_score(metrics, tc.select_by) if decode or tc.select_by != "val_iou" else -math.inf
+                bar.write(f"epoch {epoch}: " + ", ".join(
+                    f"{k.removeprefix('val/')} {v:.4g}" for k, v in metrics.items()
+                    if k not in ("epoch", "global_step")), file=sys.stderr)
+                if score > best:
+                    best = score
+                    save_checkpoint(save_dir / "best.pt", payload(with_optimizer=False))
+            elif ddp.main and not val_names:
+                save_checkpoint(save_dir / "best.pt", payload(with_optimizer=False))
+            if ddp.main:
+                save_checkpoint(save_dir / "latest.pt", payload(with_optimizer=True))
+            ddp.barrier()
+        if out_of_time and ddp.main:
+            log.info("pointer: stopped after train.max_minutes = %g; latest.pt saved", tc.max_minutes)
+        if ddp.enabled:
+            ok = ddp.params_in_sync(net)
+            if ddp.main:
+                log.info("pointer: %d processes, parameters %s", ddp.world, "in sync" if ok else "OUT OF SYNC")
+    except KeyboardInterrupt:
+        interrupted = True
+        if ddp.main:
+            save_checkpoint(save_dir / "latest.pt", payload(with_optimizer=True))
+            log.warning("interrupted: saved %s; carry on with --resume %s", save_dir / "latest.pt",
+                        save_dir / "latest.pt")
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+        if not interrupted:
+            ddp.close()
+    return TrainResult(save_dir, global_step, epoch, metrics, history, interrupted, time.time() - started)
+
+
+def _selection_score(metrics: dict, select_by: str) -> float:
+    if select_by == "val_iou":
+        if "val/iou" not in metrics:
+            raise UserError("train.select_by is 'val_iou' but train.val_decode_every is 0; "
+                            "set one of them differently")
+        return metrics["val/iou"]
+    if select_by == "val_loss":
+        return -metrics["val/loss"]
+    raise UserError(f"train.select_by {select_by!r}: must be 'val_iou' or 'val_loss'")
+
+
+def _load_resume(path: Path, config: PointerConfig) -> dict:
+    from ..editors import load_checkpoint
+
+    state = load_checkpoint(path)
+    if state.get("kind") != "pointer" or "optimizer_state" not in state:
+        raise UserError(f"{path}: not a pointer latest.pt (best.pt carries no optimiser state); "
+                        "resume from latest.pt")
+    saved = from_dict(PointerConfig, state["config"], where=str(path))
+    if saved.model != config.model:
+        raise UserError(f"{path}: trained with other model settings than the config; resume "
+                        "with the config it was trained with")
+    return state
