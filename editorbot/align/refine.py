@@ -288,45 +288,54 @@ def _fit_crossfade(e: np.ndarray, a: np.ndarray, b: np.ndarray, seam: int, sr: i
     ee = np.einsum("ij,ij->i", ew, ew)
     only_a = ee - _explained(np.einsum("ij,ij->i", ew, aw), np.einsum("ij,ij->i", aw, aw))
     only_b = ee - _explained(np.einsum("ij,ij->i", ew, bw), np.einsum("ij,ij->i", bw, bw))
-    before = np.concatenate([[0.0], np.cumsum(only_a)])           # windows [0, i) on side a
+    before = np.concatenate([[0.0], np.cumsum(only_a)])             # windows [0, i) on side a
     after = np.concatenate([np.cumsum(only_b[::-1])[::-1], [0.0]])  # windows [i, m) on side b
+    k = min(seam // w, m - 1)  # the window the hard cut falls in
+    pos = np.arange(k * w, (k + 1) * w) + 0.5 < seam
+    straddle = _ramp_residual(ew[k:k + 1], np.where(pos, a[k * w:(k + 1) * w], 0.0)[None, None],
+                              np.where(pos, 0.0, b[k * w:(k + 1) * w])[None, None], ratio_ba)[0]
+    hard_w = np.concatenate([only_a[:k], [straddle], only_b[k + 1:]])
+    hard_cum = np.concatenate([[0.0], np.cumsum(hard_w)])
 
-    def score(length: int, centre: int) -> tuple[float, float, float]:
-        """Total residual, and the candidate's and the hard cut's within its ramp."""
-        start = centre - length / 2
-        i0, i1 = int(np.floor(start / w)), int(np.ceil((start + length) / w))
-        if length == 0:
-            i1 = i0 + 1
-        if i0 < 0 or i1 > m:
-            return np.inf, np.inf, 0.0
-        idx = np.arange(i0 * w, i1 * w) + 0.5
-        if length:
-            t = np.clip((idx - start) / length, 0.0, 1.0)
-            xa, xb = np.cos(np.pi / 2 * t) * a[i0 * w:i1 * w], np.sin(np.pi / 2 * t) * b[i0 * w:i1 * w]
-        else:
-            xa, xb = np.where(idx < centre, a[i0 * w:i1 * w], 0.0), np.where(idx < centre, 0.0, b[i0 * w:i1 * w])
-        ramp = _ramp_residual(ew[i0:i1], xa.reshape(-1, w), xb.reshape(-1, w), ratio_ba)
-        step = np.arange(i0 * w, i1 * w) + 0.5 >= seam
-        hard = _ramp_residual(ew[i0:i1], np.where(step, 0.0, a[i0 * w:i1 * w]).reshape(-1, w),
-                              np.where(step, b[i0 * w:i1 * w], 0.0).reshape(-1, w), ratio_ba)
-        return before[i0] + ramp + after[i1], ramp, hard
+    def scores(lengths: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Total residual of each candidate, and whether its ramp is good enough."""
+        starts = centres - lengths / 2
+        i0 = np.floor(starts / w).astype(int)
+        i1 = np.ceil((starts + lengths) / w).astype(int)
+        ok = (i0 >= 0) & (i1 <= m) & (lengths > 0)
+        total = np.full(len(centres), np.inf)
+        good = np.zeros(len(centres), bool)
+        if not ok.any():
+            return total, good
+        # Each candidate's own ramp windows, padded to the longest.
+        j0, j1 = i0[ok], i1[ok]
+        nw = int((j1 - j0).max())
+        win = j0[:, None] + np.arange(nw)[None, :]                    # (k, nw)
+        inside = win < j1[:, None]
+        win = np.minimum(win, m - 1)
+        sample = (win[:, :, None] * w + np.arange(w)[None, None, :])  # (k, nw, w)
+        t = np.clip((sample + 0.5 - starts[ok, None, None]) / lengths[ok, None, None], 0.0, 1.0)
+        xa = np.cos(np.pi / 2 * t) * a[sample]
+        xb = np.sin(np.pi / 2 * t) * b[sample]
+        ramp = _ramp_residual(ew[win], xa, xb, ratio_ba, inside)
+        total[ok] = before[i0[ok]] + ramp + after[i1[ok]]
+        good[ok] = ramp <= CROSSFADE_RESIDUAL * (hard_cum[i1[ok]] - hard_cum[i0[ok]])
+        return total, good
 
-    hard_total = score(0, seam)[0]
-    best = (hard_total, 0, seam)
-    for ms in CROSSFADE_MS:
-        length = 2 * int(round(ms * 1e-3 * sr / 2))
-        for f in (-0.5, -0.25, 0.0, 0.25, 0.5):
-            c = seam + int(round(f * length))
-            total, ramp, hard = score(length, c)
-            if total < best[0] and ramp <= CROSSFADE_RESIDUAL * hard:
-                best = (total, length, c)
-    _, length, c0 = best
-    if length == 0:
+    hard_total = float(hard_cum[-1])
+    lengths = np.array([2 * int(round(ms * 1e-3 * sr / 2)) for ms in CROSSFADE_MS])
+    grid_len = np.repeat(lengths, 5)
+    grid_centre = seam + np.round(np.tile([-0.5, -0.25, 0.0, 0.25, 0.5], len(lengths)) * grid_len)
+    total, good = scores(grid_len, grid_centre)
+    total = np.where(good, total, np.inf)
+    best = int(np.argmin(total))
+    if not total[best] < hard_total:
         return 0, seam
-    step = max(1, length // 32)
-    c0 = min((score(length, c)[0], c) for c in range(c0 - length // 4, c0 + length // 4 + 1, step))[1]
-    lengths = {2 * int(round(length * f / 2)) for f in (0.75, 0.85, 0.93, 1.0, 1.08, 1.18, 1.3)}
-    return min((score(n, c0)[0], n) for n in lengths if n > 0)[1], c0
+    length, c0 = int(grid_len[best]), int(grid_centre[best])
+    centres = np.arange(c0 - length // 4, c0 + length // 4 + 1, max(1, length // 32))
+    c0 = int(centres[int(np.argmin(scores(np.full(len(centres), length), centres)[0]))])
+    near = np.array(sorted({2 * int(round(length * f / 2)) for f in (0.75, 0.85, 0.93, 1.0, 1.08, 1.18, 1.3)}))
+    return int(near[int(np.argmin(scores(near, np.full(len(near), c0))[0]))]), c0
 
 
 def _explained(xe: np.ndarray, xx: np.ndarray) -> np.ndarray:
@@ -334,16 +343,30 @@ def _explained(xe: np.ndarray, xx: np.ndarray) -> np.ndarray:
     return np.where(xx > _EPS, xe * xe / np.maximum(xx, _EPS), 0.0)
 
 
-def _ramp_residual(ew: np.ndarray, xa: np.ndarray, xb: np.ndarray, ratio_ba: float) -> float:
-    """What a free per-window gain G leaves of the edit windows ew when fitting
-    G * (xa + r * xb), for the best r of ratio_ba * RATIO_STEPS."""
-    pa, pb = np.einsum("ij,ij->i", ew, xa), np.einsum("ij,ij->i", ew, xb)
-    saa, sbb, sab = (np.einsum("ij,ij->i", xa, xa), np.einsum("ij,ij->i", xb, xb),
-                     np.einsum("ij,ij->i", xa, xb))
-    r = ratio_ba * RATIO_STEPS[:, None]
-    explained = _explained(pa[None, :] + r * pb[None, :],
-                           saa[None, :] + 2 * r * sab[None, :] + r * r * sbb[None, :]).sum(axis=1)
-    return float(np.einsum("ij,ij->", ew, ew)) - float(explained.max())
+def _ramp_residual(ew: np.ndarray, xa: np.ndarray, xb: np.ndarray, ratio_ba: float,
+                   inside: np.ndarray | None = None) -> np.ndarray:
+    """What a free per-window gain G leaves of the edit windows when fitting
+    G * (xa + r * xb), summed over each candidate's windows `inside`, for its best r of
+    ratio_ba * RATIO_STEPS.
+
+    Args:
+        ew : np.ndarray [shape=(m, w) or (k, m, w)], the edit in windows
+        xa, xb : np.ndarray [shape=(k, m, w)], k candidates' two sources
+        inside : np.ndarray [shape=(k, m)], bool (default: all windows)
+
+    Returns:
+        residual : np.ndarray [shape=(k,)]
+    """
+    ew = np.broadcast_to(ew, xa.shape)
+    pa, pb = np.einsum("kij,kij->ki", ew, xa), np.einsum("kij,kij->ki", ew, xb)
+    saa, sbb = np.einsum("kij,kij->ki", xa, xa), np.einsum("kij,kij->ki", xb, xb)
+    sab = np.einsum("kij,kij->ki", xa, xb)
+    ee = np.einsum("kij,kij->ki", ew, ew)
+    if inside is None:
+        inside = np.ones(pa.shape, bool)
+    r = ratio_ba * RATIO_STEPS[:, None, None]
+    left = ee - _explained(pa + r * pb, saa + 2 * r * sab + r * r * sbb)   # (steps, k, m)
+    return (left * inside).sum(axis=2).min(axis=0)
 
 
 def place_seams(runs: list[Run], y_edit: np.ndarray, y_raw: np.ndarray, half: int, sr: int) -> None:
