@@ -196,10 +196,12 @@ def segment_samples(edit: Edit, sr: int) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def segments_to_pointers(edit: Edit, params: FeatureParams = DEFAULT_PARAMS,
-                         n_frames: int | None = None) -> np.ndarray:
+                         n_frames: int | None = None, raw_frames: int | None = None) -> np.ndarray:
     """Pointers of an edit: for each edit frame, the raw frame it plays (-1: not in raw).
 
     Edit frame j sits at edit time j * hop / sr. Frames past the last segment are -1.
+    With `raw_frames` (the raw's mel length), a segment that ends at the raw's very end
+    points at the last raw frame, not at the frame centre just past it that rounding gives.
 
     Returns:
         pointers : np.ndarray [shape=(n_frames,)], int64
@@ -217,6 +219,8 @@ def segments_to_pointers(edit: Edit, params: FeatureParams = DEFAULT_PARAMS,
             continue
         rate = raw_rate(seg)
         pointers[j0:j1] = np.rint((seg.raw_start_s + (t[j0:j1] - start) * rate) * fps).astype(np.int64)
+    if raw_frames is not None:
+        np.minimum(pointers, raw_frames - 1, out=pointers)
     return pointers
 
 

@@ -35,6 +35,16 @@ TINY = ["model.d_model=16", "model.n_heads=2", "model.n_layers=1", "model.n_glob
         "train.warmup_steps=1", "train.val_decode_every=0", "train.select_by=val_loss"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run many small operations: one intra-op thread is faster, much faster on
+    a loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ------------------------------------------------------------------ toy corpus
 
 def toy_pair(rng: np.random.Generator, seconds: float, bpm: float = 120.0):
@@ -89,7 +99,7 @@ def write_toy_corpus(root: Path, n_pairs: int, *, seed: int = 0, seconds: float 
         pieces = [y[int(round(s.raw_start_s * SR)):int(round(s.raw_end_s * SR))] for s in edit.segments]
         audio.write(layout.output_dir / f"{name}_edit.wav", np.concatenate(pieces), SR, subtype="FLOAT")
         mel = mel_for(raw, layout.features(name, "raw"))
-        pointers = segments_to_pointers(edit, DEFAULT_PARAMS)
+        pointers = segments_to_pointers(edit, DEFAULT_PARAMS, raw_frames=mel.shape[1])
         assert pointers.max() < mel.shape[1]
         layout.pointer_dir.mkdir(parents=True, exist_ok=True)
         np.save(layout.pointer_dir / f"{name}_pointers.npy", pointers)

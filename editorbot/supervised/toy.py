@@ -185,10 +185,10 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def write_truth_pointers(layout: Layout, name: str, edit: Edit, n_edit_frames: int,
-                         params: FeatureParams = DEFAULT_PARAMS) -> None:
+                         params: FeatureParams = DEFAULT_PARAMS, raw_frames: int | None = None) -> None:
     """Write pointer_sequences/{name}_pointers.npy, _ops.npy and _info.json from a known
     edit, as `editorbot prepare` writes them from an alignment."""
-    pointers = segments_to_pointers(edit, params, n_edit_frames)
+    pointers = segments_to_pointers(edit, params, n_edit_frames, raw_frames)
     fps = params.frames_per_s
     ops = ops_from_pointers(pointers, fade_in_frames=int(round(edit.segments[0].fade_in_s * fps)),
                             fade_out_frames=int(round(edit.segments[-1].fade_out_s * fps)))
@@ -210,7 +210,9 @@ def write_corpus_pointers(data_dir: str | Path, params: FeatureParams = DEFAULT_
         edit_path = next(layout.output_dir.glob(f"{name}_edit.*"))
         info = audio.probe(edit_path)
         n_edit_frames = params.n_frames(int(np.ceil(info.frames * params.sr / info.sr)))
-        write_truth_pointers(layout, name, edit, n_edit_frames, params)
+        raw = audio.probe(next(layout.input_dir.glob(f"{name}_raw.*")))
+        raw_frames = params.n_frames(int(round(raw.frames * params.sr / raw.sr)))
+        write_truth_pointers(layout, name, edit, n_edit_frames, params, raw_frames)
         names.append(name)
     return names
 
@@ -231,6 +233,7 @@ def write_toy_corpus(data_dir: str | Path, *, pairs: int = 6, seed: int = 0, sec
         edit.raw_path = str(raw_path)
         edit.save(Path(data_dir) / "truth" / f"{name}.json")
         n_edit_frames = params.n_frames(int(round(len(edit_audio) * params.sr / sr)))
-        write_truth_pointers(layout, name, edit, n_edit_frames, params)
+        raw_frames = params.n_frames(int(round(len(raw) * params.sr / sr)))
+        write_truth_pointers(layout, name, edit, n_edit_frames, params, raw_frames)
         names.append(name)
     return names
