@@ -1,57 +1,158 @@
-"""The one-command demo: generate pairs, run every stage that exists, say where things went."""
+"""The one-command demo: the whole pipeline on a synthetic corpus, in about 10 minutes on CPU.
+
+Generate (raw, edit) pairs, align them, train a small pointer model for a few minutes, edit
+held-out recordings with it and with the rule-based editor, evaluate both against the
+held-out human edits, and say where every output went.
+"""
 from __future__ import annotations
 
+import importlib
 import time
 from pathlib import Path
 
-import numpy as np
+from .errors import UserError, log
 
-from . import audio
-from .edits import Edit, Segment, segments_to_pointers
-from .jobs import run_jobs
-from .layout import Layout, discover
-from .precache import PairTask, cache_pair, pair_seconds
-
-
-def _toy_pair(rng: np.random.Generator, sr: int = 44100, seconds: float = 40.0):
-    """A raw of decaying tones on a beat grid and an edit cut from it, with its segments."""
-    n = int(seconds * sr)
-    t = np.arange(n) / sr
-    raw = np.zeros((n, 2), np.float32)
-    beat = 60 / 120
-    for k, onset in enumerate(np.arange(0, seconds, beat)):
-        i = int(onset * sr)
-        f = 110 * 2 ** (rng.integers(0, 24) / 12)
-        tail = t[: min(n - i, int(beat * sr))]
-        tone = 0.3 * np.sin(2 * np.pi * f * tail) * np.exp(-tail * 6)
-        raw[i:i + len(tone), 0] += tone
-        raw[i:i + len(tone), 1] += 0.8 * tone
-    edit = Edit([Segment(2.0, 8.0), Segment(20.0, 6.0), Segment(12.0, 4.0)])
-    pieces = [raw[int(s.raw_start_s * sr):int((s.raw_start_s + s.duration_s) * sr)]
-              for s in edit.segments]
-    return raw, np.concatenate(pieces), edit, sr
+REPO = Path(__file__).resolve().parents[1]
+SMALL_POINTER_CONFIG = REPO / "configs" / "pointer" / "small.json"
+# What the demo needs, and which part of editorbot provides it.
+NEEDS = [("editorbot.synth", "write_corpus", "the synthetic corpus (issue 3)"),
+         ("editorbot.align.prepare", "prepare_pair", "alignment (issue 4)"),
+         ("editorbot.render", "render", "rendering (issue 5)"),
+         ("editorbot.export", "export_all", "timeline exports (issue 5)"),
+         ("editorbot.pointer.train", "train", "pointer-model training (issue 6)"),
+         ("editorbot.pointer.config", "PointerConfig", "pointer-model settings (issue 6)"),
+         ("editorbot.pointer.infer", "propose_edit", "pointer-model inference (issue 6)"),
+         ("editorbot.evaluate", "evaluate_editors", "evaluation (issue 6)"),
+         ("editorbot.supervised.toy", "write_corpus_pointers", "truth pointers of a corpus")]
 
 
-def run_demo(out: str = "demo_output", seed: int = 0) -> int:
-    out_dir = Path(out)
-    layout = Layout(out_dir / "training_data", out_dir / "cache")
-    rng = np.random.default_rng(seed)
+def missing_pieces() -> list[str]:
+    """The parts of editorbot the demo needs that this checkout lacks, one line each."""
+    missing = []
+    for module, name, what in NEEDS:
+        try:
+            found = hasattr(importlib.import_module(module), name)
+        except ImportError as err:
+            missing.append(f"{module}.{name} ({what}): {err}")
+            continue
+        if not found:
+            missing.append(f"{module}.{name} ({what}): {module} has no {name}")
+    if not SMALL_POINTER_CONFIG.is_file():
+        missing.append(f"{SMALL_POINTER_CONFIG} (the small pointer-model config, issue 6)")
+    return missing
+
+
+def _step(title: str, started: float) -> None:
+    print(f"\n== {title}  [{time.time() - started:.0f} s]", flush=True)
+
+
+def run_demo(out: str = "demo_output", seed: int = 0, *, pairs: int = 6, heldout: int = 2,
+             minutes: float = 2.0, train_minutes: float = 3.0, jobs: int = 1) -> int:
+    """Run the demo into `out`; returns the exit status.
+
+    Args:
+        out: folder for everything (made if missing; earlier demo files are reused).
+        seed: seed of the corpora and the training run.
+        pairs: training pairs (one in five or so is held out by training for validation).
+        heldout: further pairs, never seen in training, that both editors edit.
+        minutes: length of each raw recording.
+        train_minutes: wall-clock budget of the pointer-model training.
+        jobs: worker processes for generation and alignment.
+    """
+    missing = missing_pieces()
+    if missing:
+        raise UserError("the demo needs parts of editorbot that this checkout lacks: "
+                        + "; ".join(missing))
+    from .align.prepare import describe
+    from .baseline import propose_edit as rule_based
+    from .commands.edit import edit_to_files
+    from .config import load
+    from .editors import load_checkpoint
+    from .evaluate import evaluate_editors
+    from .jobs import run_jobs
+    from .layout import Layout, discover
+    from .pointer.config import PointerConfig
+    from .pointer.infer import propose_edit as pointer_edit
+    from .pointer.train import train
+    from .supervised.toy import write_corpus_pointers
+    from .synth import write_corpus
+
     started = time.time()
-    for i in range(3):
-        raw, edit_audio, edit, sr = _toy_pair(rng)
-        audio.write(layout.input_dir / f"toy{i}_raw.wav", raw, sr, subtype="PCM_24")
-        audio.write(layout.output_dir / f"toy{i}_edit.wav", edit_audio, sr, subtype="PCM_24")
-        edit.save(out_dir / "truth" / f"toy{i}_segments.json")
-    found = discover(layout.data_dir)
-    items = [(p.name, PairTask(p, layout), pair_seconds(p)) for p in found.pairs]
-    report = run_jobs(cache_pair, items, jobs=1, desc="features")
-    print(f"generated {len(found.pairs)} pairs in {layout.data_dir}")
-    for name, frames in sorted(report.results.items()):
-        truth = Edit.load(out_dir / "truth" / f"{name}_segments.json")
-        pointers = segments_to_pointers(truth, n_frames=frames["edit_frames"])
-        print(f"  {name}: raw {frames['raw_frames']} mel frames, edit {frames['edit_frames']} "
-              f"frames, {len(truth.segments)} segments, {int((pointers >= 0).sum())} frames point into the raw")
-    print(f"mel features cached in {layout.cache_dir / 'features'}")
-    print(f"done in {time.time() - started:.1f} s; later stages (synth, prepare, train, edit) "
-          "join this demo as they land")
-    return 0 if report.ok else 2
+    root = Path(out)
+    train_dir, held_dir = root / "training_data", root / "heldout"
+    cache_dir, model_dir, edits_dir = root / "cache", root / "models" / "pointer", root / "edits"
+
+    _step(f"1/6 generating {pairs} training and {heldout} held-out jam sessions "
+          f"({minutes:g} min each) with editorbot.synth", started)
+    write_corpus(train_dir, pairs=pairs, seed=seed, minutes=minutes, write_unmastered=False, jobs=jobs)
+    held_names = write_corpus(held_dir, pairs=heldout, seed=seed + 1000, minutes=minutes,
+                              write_unmastered=False, jobs=jobs)
+
+    _step("2/6 aligning each training edit to its raw (editorbot.align.prepare_pair)", started)
+    layout = Layout(train_dir, cache_dir)
+    found = discover(train_dir)
+    report = run_jobs(_prepare, [(p.name, (p, layout), 0.0) for p in found.pairs], jobs=jobs,
+                      desc="align", progress=False)
+    for name, summary in sorted(report.results.items()):
+        print(f"  {describe(summary)}")
+    for name, err in sorted(report.failures.items()):
+        log.warning("%s: not aligned (%s)", name, err)
+    # The held-out pairs are judged against their exact truth, not an alignment.
+    write_corpus_pointers(held_dir)
+
+    _step(f"3/6 training a small pointer model for {train_minutes:g} min on the CPU", started)
+    cfg = load(PointerConfig, SMALL_POINTER_CONFIG, [
+        f"train.cache_dir={cache_dir}", f"train.pointer_dir={layout.pointer_dir}",
+        f"train.save_dir={model_dir}", f"train.max_minutes={train_minutes}", "train.bf16=false",
+        f"train.seed={seed}"])
+    result = train(cfg)
+    checkpoint = model_dir / "best.pt"
+    if not checkpoint.is_file():
+        checkpoint = model_dir / "latest.pt"
+    print(f"  {result.global_step} steps in {result.seconds:.0f} s; checkpoint {checkpoint}")
+
+    _step("4/6 editing the held-out recordings with the model and with the rule-based editor",
+          started)
+    held = Layout(held_dir, root / "cache_heldout")
+    outputs = {}
+    for name in held_names:
+        raw = next(held.input_dir.glob(f"{name}_raw.*"))
+        human_s = _duration(next(held.output_dir.glob(f"{name}_edit.*")))
+        for tag, ckpt in (("rule-based", None), ("pointer", checkpoint)):
+            done = edit_to_files(raw, edits_dir / f"{name}_{tag}.wav", checkpoint=ckpt,
+                                 target_duration_s=human_s)
+            outputs[(name, tag)] = done["paths"]
+            said = next(line for line in done["lines"] if line.startswith("edit:"))
+            print(f"  {name}, {tag}: {said.split(None, 1)[1]}")
+
+    _step("5/6 evaluating both editors against the held-out human edits "
+          "(each asked for the human edit's length)", started)
+    model = load_checkpoint(checkpoint)
+    editors = {"rule-based": rule_based,
+               "pointer (demo, few minutes)": lambda raw, **kw: pointer_edit(raw, model, progress=False, **kw)}
+    evaluate_editors(held_dir, editors, cache_dir=held.cache_dir, match_duration=True, progress=False)
+
+    _step("6/6 where everything went", started)
+    print(f"  corpus:            {train_dir} (input/, desired_output/, truth/)")
+    print(f"  pointer sequences: {layout.pointer_dir}")
+    print(f"  mel cache:         {cache_dir / 'features'}")
+    print(f"  model:             {checkpoint} (TensorBoard logs: {model_dir / 'logs'})")
+    print(f"  held-out pairs:    {held_dir}")
+    for (name, tag), paths in outputs.items():
+        print(f"  {name} by {tag}: {paths['edit']}, review page {paths['review']}")
+    print(f"  timelines and segment lists sit next to each edit in {edits_dir}")
+    print(f"\ndone in {time.time() - started:.0f} s. Open a review page in a browser to hear the cuts.")
+    return 0
+
+
+def _prepare(task):
+    from .align.prepare import prepare_pair
+
+    pair, layout = task
+    return prepare_pair(pair, layout)
+
+
+def _duration(path: Path) -> float:
+    from .audio import probe
+
+    return probe(path).duration_s

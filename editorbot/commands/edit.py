@@ -82,6 +82,30 @@ class _Warnings(logging.Handler):
 
 
 def run(args: argparse.Namespace) -> int:
+    done = edit_to_files(args.input, args.output, checkpoint=args.checkpoint,
+                         target_duration_s=args.target_duration, keep=args.keep,
+                         seam_search_ms=args.seam_search_ms, review=not args.no_review)
+    for line in done["lines"]:
+        print(line)
+    sys.stdout.flush()
+    return 0
+
+
+def edit_to_files(raw, output, *, checkpoint=None, target_duration_s: float | None = None,
+                  keep: float | None = None, seam_search_ms: float = 20.0,
+                  review: bool = True) -> dict:
+    """Propose an edit of `raw`, render it to `output` and write its exports and review page.
+
+    Args:
+        raw: the raw recording.
+        output: the edit's audio (.wav or .flac); the other files go next to it.
+        checkpoint: a trained model's checkpoint path; None: the rule-based editor.
+        target_duration_s, keep: the wanted length (see editorbot.editors.propose).
+
+    Returns:
+        {"edit": Edit as rendered, "report": RenderReport, "paths": {kind: Path},
+         "lines": what to tell the user, one line per output}
+    """
     from pathlib import Path
 
     from ..audio import probe
@@ -91,8 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from ..render import render
     from ..review import write_review_page
 
-    raw = Path(args.input)
-    out = Path(args.output)
+    raw, out = Path(raw), Path(output)
     if out.suffix.lower() not in (".wav", ".flac"):
         raise UserError(f"{out}: the edit is written as .wav or .flac; name it OUTPUT.wav")
     info = probe(raw)
@@ -102,33 +125,32 @@ def run(args: argparse.Namespace) -> int:
     warnings = _Warnings()
     log.addHandler(warnings)
     try:
-        edit = propose(raw, checkpoint=args.checkpoint, target_duration_s=args.target_duration,
-                       keep=args.keep)
+        edit = propose(raw, checkpoint=checkpoint, target_duration_s=target_duration_s, keep=keep)
     finally:
         log.removeHandler(warnings)
     edit.raw_path = str(raw)
     edit.raw_duration_s = info.duration_s
-    editor = (f"model {args.checkpoint}" if args.checkpoint else "the rule-based structure editor")
+    editor = f"model {checkpoint}" if checkpoint else "the rule-based structure editor"
 
-    report = render(raw, edit, out, seam_search_ms=args.seam_search_ms, progress=True)
-    exports = export_all(report.edit, out.with_suffix(""), sr=report.sr, channels=report.channels)
-    for line in report.lines()[-2:]:
-        print(line)
-    asked = args.target_duration or (args.keep * info.duration_s if args.keep else None)
+    report = render(raw, edit, out, seam_search_ms=seam_search_ms, progress=True)
+    paths = {"edit": report.out_path}
+    paths.update(export_all(report.edit, out.with_suffix(""), sr=report.sr, channels=report.channels))
+    lines = report.lines()[-2:]
+    asked = target_duration_s or (keep * info.duration_s if keep else None)
     length = f"{_clock(report.duration_s)} from {_clock(info.duration_s)} of raw by {editor}"
     if asked:
         length += f" (asked {_clock(asked)}, off by {100 * abs(report.duration_s / asked - 1):.1f}%)"
-    print(f"edit:       {report.out_path}  {length}")
-    print(f"segments:   {exports['segments']}  ({len(report.edit.segments)} segments)")
-    print(f"timelines:  {exports['otio']}, {exports['edl']}, {exports['fcp_xml']}")
-    print(f"labels:     {exports['labels']}  (Audacity: File > Import > Labels)")
-    if not args.no_review:
+    lines += [f"edit:       {paths['edit']}  {length}",
+              f"segments:   {paths['segments']}  ({len(report.edit.segments)} segments)",
+              f"timelines:  {paths['otio']}, {paths['edl']}, {paths['fcp_xml']}",
+              f"labels:     {paths['labels']}  (Audacity: File > Import > Labels)"]
+    if review:
         notes = [f"made by {editor} from {raw}"] + warnings.lines
-        page = write_review_page(out.with_name(f"{out.stem}_review.html"), raw_path=raw,
-                                 edit_audio_path=out, edit=edit, render_report=report, notes=notes)
-        print(f"review:     {page}  (open it in a browser)")
-    sys.stdout.flush()
-    return 0
+        paths["review"] = write_review_page(out.with_name(f"{out.stem}_review.html"), raw_path=raw,
+                                            edit_audio_path=out, edit=edit, render_report=report,
+                                            notes=notes)
+        lines.append(f"review:     {paths['review']}  (open it in a browser)")
+    return {"edit": report.edit, "report": report, "paths": paths, "lines": lines}
 
 
 def _clock(seconds: float) -> str:
