@@ -24,6 +24,7 @@ COMMANDS = [
     "render",
     "edit",
     "train",
+    "bc",
     "evaluate",
 ]
 
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter())
     logger = logging.getLogger("editorbot")
+    before = logger.handlers[:], logger.level, logger.propagate
     logger.handlers[:] = [handler]
     logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     logger.propagate = False
@@ -66,3 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("editorbot: interrupted", file=sys.stderr)
         return 130
+    finally:
+        # Called in-process (tests, notebooks), leave logging as it was: the handler
+        # holds this call's stderr, which may be closed afterwards.
+        logger.handlers[:], level, logger.propagate = before[0], before[1], before[2]
+        logger.setLevel(level)

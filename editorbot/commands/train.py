@@ -1,6 +1,7 @@
 """`editorbot train PARADIGM`: train a model on the aligned training pairs.
 
-One subcommand per paradigm (pointer now; supervised and rl add their own subparser here).
+One subcommand per paradigm: pointer, supervised, rl. The supervised and rl parsers live
+beside their trainers (editorbot.supervised.train, editorbot.rl.train).
 """
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import json
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train a model on aligned pairs (pointer, ...)",
+        "train", help="train a model on aligned pairs (pointer, supervised, rl)",
         description="Train a model on the pairs that `editorbot prepare` aligned. "
                     "Choose the paradigm as a subcommand.")
     paradigms = p.add_subparsers(dest="paradigm", metavar="PARADIGM")
     _add_pointer(paradigms)
+    _add_lazily(paradigms, "supervised", "supervised mel reconstruction on aligned pairs")
+    _add_lazily(paradigms, "rl", "behavioral cloning + PPO over factored beat actions")
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -37,6 +40,14 @@ def _add_pointer(paradigms: argparse._SubParsersAction) -> None:
                    help="override any setting, e.g. --set model.d_model=96 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_pointer)
+
+
+def _add_lazily(paradigms: argparse._SubParsersAction, name: str, summary: str) -> None:
+    """Add `train NAME` with the parser its trainer module defines (`add_NAME_parser`)."""
+    import importlib
+
+    module = importlib.import_module(f"editorbot.{name}.train")
+    getattr(module, f"add_{name}_parser")(paradigms)
 
 
 def run_pointer(args: argparse.Namespace) -> int:
