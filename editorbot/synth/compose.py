@@ -156,11 +156,17 @@ def plan_session(config: SynthConfig, rng: np.random.Generator, duration_s: floa
         t = sections[-1].end_s if sections else 0.0
         sections.append(Section(label, t, t + seconds, energy=ENERGY[label]))
 
-    free("silence", rng.uniform(*cs.preroll_s))
+    # What comes before the first song takes at most a quarter of the session, so that a
+    # short session still holds music (long sessions are rarely affected).
+    budget = 0.25 * duration_s
+    opening = [("silence", rng.uniform(*cs.preroll_s))]
     if rng.random() < cs.tuning_prob:
-        free("tuning", rng.uniform(*cs.tuning_s))
+        opening.append(("tuning", rng.uniform(*cs.tuning_s)))
     if rng.random() < cs.noodling_prob:
-        free("noodling", rng.uniform(*cs.noodling_s))
+        opening.append(("noodling", rng.uniform(*cs.noodling_s)))
+    scale = min(1.0, budget / sum(seconds for _, seconds in opening))
+    for label, seconds in opening:
+        free(label, seconds * scale)
     while sections[-1].end_s < duration_s:
         lo, hi = cp.tempo_bpm
         bpm = float(np.clip(session_bpm * (1 + rng.uniform(-1, 1) * cp.song_tempo_spread), lo, hi))
