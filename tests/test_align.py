@@ -293,3 +293,16 @@ def test_align_command(raw22, tmp_path):
         assert (tmp_path / "out" / f"one_{what}").is_file()
     missing = run_cli("align", tmp_path / "nope.wav", edit_path, "--out", tmp_path / "out")
     assert missing.returncode == 2 and "nope.wav: no such file" in missing.stderr
+
+
+def test_segment_kinds_name_what_each_piece_does():
+    """A piece that carries straight on is a copy, a forward skip a cut, a backward move a
+    reorder, and a piece not from the raw says so."""
+    from editorbot.align.plot import segment_kinds
+    from editorbot.edits import Edit, Segment, ops_from_pointers, segments_to_pointers
+    from editorbot.features import DEFAULT_PARAMS
+
+    edit = Edit([Segment(10.0, 4.0), Segment(14.0, 2.0), Segment(30.0, 3.0), Segment(5.0, 2.0),
+                 Segment(None, 1.0)])
+    ops = ops_from_pointers(segments_to_pointers(edit, DEFAULT_PARAMS))
+    assert segment_kinds(edit, ops, DEFAULT_PARAMS) == ["copy", "copy", "cut", "reorder", "not in raw"]

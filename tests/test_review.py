@@ -157,7 +157,7 @@ def test_edit_command_writes_the_edit_its_exports_and_review_page(page, tmp_path
     assert done.returncode == 0, done.stderr
     written = {"edit": out, "segments": tmp_path / "track_segments.json",
                "timelines": tmp_path / "track.otio", "labels": tmp_path / "track_labels.txt",
-               "review": tmp_path / "track_review.html"}
+               "review": tmp_path / "track_review.html", "plot": tmp_path / "track_decision.png"}
     for label, path in written.items():
         assert path.is_file(), label
         assert any(line.startswith(f"{label}:") and str(path) in line

@@ -21,7 +21,7 @@ STRIP_COLUMNS = 3000  # confidence values drawn (worst frame of each column)
 
 def segment_kinds(edit: Edit, ops: np.ndarray, params: FeatureParams) -> list[str]:
     """What each segment is, from the op at its first frame: 'copy' (the first segment,
-    or after "not in raw"), 'cut', 'reorder', 'loop' or 'not in raw'."""
+    or after "not in raw", or carrying straight on), 'cut', 'reorder', 'loop' or 'not in raw'."""
     fps = params.frames_per_s
     kinds = []
     prev_end = None
@@ -37,6 +37,8 @@ def segment_kinds(edit: Edit, ops: np.ndarray, params: FeatureParams) -> list[st
             kinds.append("copy")
         elif seg.raw_start_s < prev_end - 1.5 / fps:
             kinds.append("reorder")
+        elif seg.raw_start_s <= prev_end + 1.5 / fps:  # carries straight on (a split piece)
+            kinds.append("copy")
         else:
             kinds.append("cut")
         prev_end = seg.raw_end_s

@@ -135,6 +135,8 @@ def edit_to_files(raw, output, *, checkpoint=None, target_duration_s: float | No
     report = render(raw, edit, out, seam_search_ms=seam_search_ms, progress=True)
     paths = {"edit": report.out_path}
     paths.update(export_all(report.edit, out.with_suffix(""), sr=report.sr, channels=report.channels))
+    paths["plot"] = _decision_plot(out.with_name(f"{out.stem}_decision.png"), report.edit,
+                                   info.duration_s, title=f"{out.name}: {editor}")
     lines = report.lines()[-2:]
     asked = target_duration_s or (keep * info.duration_s if keep else None)
     length = f"{_clock(report.duration_s)} from {_clock(info.duration_s)} of raw by {editor}"
@@ -143,7 +145,8 @@ def edit_to_files(raw, output, *, checkpoint=None, target_duration_s: float | No
     lines += [f"edit:       {paths['edit']}  {length}",
               f"segments:   {paths['segments']}  ({len(report.edit.segments)} segments)",
               f"timelines:  {paths['otio']}, {paths['edl']}, {paths['fcp_xml']}",
-              f"labels:     {paths['labels']}  (Audacity: File > Import > Labels)"]
+              f"labels:     {paths['labels']}  (Audacity: File > Import > Labels)",
+              f"plot:       {paths['plot']}  (raw time against edit time, as `prepare` draws alignments)"]
     if review:
         notes = [f"made by {editor} from {raw}"] + warnings.lines
         paths["review"] = write_review_page(out.with_name(f"{out.stem}_review.html"), raw_path=raw,
@@ -151,6 +154,29 @@ def edit_to_files(raw, output, *, checkpoint=None, target_duration_s: float | No
                                             notes=notes)
         lines.append(f"review:     {paths['review']}  (open it in a browser)")
     return {"edit": report.edit, "report": report, "paths": paths, "lines": lines}
+
+
+def _decision_plot(path, edit, raw_duration_s: float, *, title: str):
+    """The editor's decision drawn like an alignment: raw time against edit time, each
+    segment coloured by what it does (cut, loop, reorder). Confidence is the editor's own
+    where the segments carry one, else 1."""
+    import numpy as np
+
+    from ..align.plot import plot_alignment
+    from ..edits import ops_from_pointers, segments_to_pointers
+    from ..features import DEFAULT_PARAMS
+
+    fps = DEFAULT_PARAMS.frames_per_s
+    pointers = segments_to_pointers(edit, DEFAULT_PARAMS)
+    ops = ops_from_pointers(pointers, fade_in_frames=int(round(edit.segments[0].fade_in_s * fps)),
+                            fade_out_frames=int(round(edit.segments[-1].fade_out_s * fps)))
+    confidence = np.ones(len(pointers), np.float32)
+    for seg, start in zip(edit.segments, edit.edit_starts_s()):
+        if seg.confidence is not None:
+            j0 = int(np.ceil(start * fps - 1e-6))
+            confidence[j0:int(np.ceil((start + seg.duration_s) * fps - 1e-6))] = seg.confidence
+    return plot_alignment(path, edit=edit, ops=ops, confidence=confidence, params=DEFAULT_PARAMS,
+                          raw_duration_s=raw_duration_s, title=title)
 
 
 def _clock(seconds: float) -> str:
