@@ -1,0 +1,568 @@
+"""`editorbot train rl`: behavioral-cloning pretraining and PPO (with the BC loss mixed in)
+of the RL editor, validated on held-out recordings, saved as models/<run>/best.pt and latest.pt.
+
+    editorbot bc-labels --data-dir training_data --out bc_rich.npz
+    editorbot train rl --bc-pretrain bc_rich.npz --bc-pretrain-epochs 50 \\
+        --bc-mixed bc_rich.npz --bc-weight 0.5 --save-dir models/rl
+
+Recordings are split by name (train.val_fraction); augmented BC examples made from a
+held-out recording stay out of training. The beat-feature normalizer is fitted on the
+training recordings and saved in the checkpoint, which inference uses as it is.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from .. import __version__
+from ..cache import atomic_write_bytes
+from ..config import from_dict, load, to_dict
+from ..edits import segments_to_pointers
+from ..errors import UserError, log
+from ..evaluate import kept_iou
+from ..features import DEFAULT_PARAMS
+from ..layout import Layout, discover
+from .actions import ActionType
+from .agent import Agent, AgentConfig
+from .bc_labels import BCDataset, Recording, build_bc_dataset, human_source
+from .beat_features import FEATURE_VERSION
+from .env import EditEnv, EnvConfig, make_vec_env
+from .ppo import BCSource, PPOConfig, UpdateReport, bc_loss, learn
+from .replay import track_to_edit
+from .state import FeatureNormalizer
+
+
+@dataclass
+class TrainConfig:
+    """How training runs.
+
+    n_updates: PPO updates (0: BC only).
+    n_envs: parallel environments; subprocess: run them in worker processes.
+    bc_pretrain_epochs: passes over the BC samples before PPO (--bc-pretrain-epochs).
+    bc_batch_size, bc_learning_rate: BC pretraining minibatch and step size.
+    val_fraction: share of recordings held out (by name; at least one when there are two).
+    eval_every: PPO updates between validation runs (and best.pt checks).
+    grid: beat grid for recordings labelled here (no BC file): 'auto', 'truth', 'tracker'.
+    seed: same seed, same split and initial weights.
+    """
+
+    n_updates: int = 50
+    n_envs: int = 4
+    subprocess: bool = False
+    bc_pretrain_epochs: int = 0
+    bc_batch_size: int = 128
+    bc_learning_rate: float = 1e-3
+    val_fraction: float = 0.25
+    eval_every: int = 5
+    grid: str = "auto"
+    seed: int = 0
+
+
+@dataclass
+class InferConfig:
+    """How the trained policy edits.
+
+    keep_tolerance: the edit may miss the wanted length by this share before inference
+        asks the policy again with a corrected target (and trims what is too long).
+    retries: how many times it asks again.
+    crossfade_s: crossfade at every jump (0: the renderer's short default).
+    """
+
+    keep_tolerance: float = 0.1
+    retries: int = 2
+    crossfade_s: float = 0.0
+
+
+@dataclass
+class RLConfig:
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+
+
+# ---------------------------------------------------------------------------- environments
+
+class RecordingsEnv(gym.Env):
+    """EditEnvs of several recordings behind one environment: each reset moves on to the
+    next recording (a shuffled cycle). info['recording'] names the one playing by its
+    index in the trainer's list (`ids`)."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, specs: list[dict], ids: list[int], seed: int):
+        super().__init__()
+        self.envs = [EditEnv(**spec) for spec in specs]
+        self.ids = ids
+        self.order_rng = np.random.default_rng(seed)
+        self.queue: list[int] = []
+        self.current = 0
+        self.action_space = self.envs[0].action_space
+        self.observation_space = self.envs[0].observation_space
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if not self.queue:
+            self.queue = [int(i) for i in self.order_rng.permutation(len(self.envs))]
+        self.current = self.queue.pop()
+        obs, info = self.envs[self.current].reset()
+        return obs, info | {"recording": self.ids[self.current]}
+
+    def step(self, action):
+        obs, reward, term, trunc, info = self.envs[self.current].step(action)
+        return obs, reward, term, trunc, info | {"recording": self.ids[self.current]}
+
+    def action_masks(self):
+        return self.envs[self.current].action_masks()
+
+
+def _env_spec(rec: Recording, pointers: np.ndarray | None, normalizer: FeatureNormalizer,
+              env_config: EnvConfig) -> dict:
+    return {"raw_path": rec.raw_path, "pointers": pointers, "features": rec.features,
+            "normalizer": normalizer, "config": env_config, "target_keep_ratio": rec.target_keep_ratio}
+
+
+def make_envs(recs: list[Recording], pointers: list[np.ndarray | None], normalizer: FeatureNormalizer,
+              env_config: EnvConfig, n_envs: int, *, subprocess: bool, seed: int):
+    """A VecEnv of n_envs environments sharing the recordings round robin."""
+    n_envs = max(1, min(n_envs, len(recs)))
+    fns = []
+    for e in range(n_envs):
+        ids = list(range(e, len(recs), n_envs))
+        specs = [_env_spec(recs[i], pointers[i], normalizer, env_config) for i in ids]
+        fns.append(functools.partial(RecordingsEnv, specs, ids, seed * 1000 + e))
+    return make_vec_env(fns, subprocess=subprocess, start_method="fork" if subprocess else None)
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+@dataclass
+class EpisodeResult:
+    """A deterministic episode of the policy on one recording."""
+
+    name: str
+    reward: float
+    components: dict[str, float]
+    kept_iou: float
+    type_counts: np.ndarray
+    duration_s: float
+
+
+def run_episode(agent: Agent, env: EditEnv, *, deterministic: bool = True, play_limit_s: float | None = None,
+                device=torch.device("cpu")):
+    """Run the policy through one episode of `env` with its masks.
+
+    Args:
+        play_limit_s: once the edit is this long, only actions that play nothing and move
+            on (CUT, SKIP) stay allowed, so that the episode ends without playing more.
+
+    Returns:
+        (reward, components) of the finished episode; env.track holds what it did.
+    """
+    obs, info = env.reset()
+    reward, components = 0.0, {}
+    agent.eval()
+    while True:
+        mask = info["action_mask"]
+        if play_limit_s is not None and env.output_s >= play_limit_s:
+            only = np.zeros_like(mask)
+            only[[ActionType.CUT, ActionType.SKIP]] = mask[[ActionType.CUT, ActionType.SKIP]]
+            mask = only if only.any() else mask
+        with torch.no_grad():
+            actions, _, _ = agent.act(torch.as_tensor(obs[None], device=device),
+                                      torch.as_tensor(mask[None], device=device), deterministic=deterministic)
+        obs, reward, term, trunc, info = env.step(actions[0].cpu().numpy())
+        if term or trunc:
+            return float(reward), info.get("reward_components", {})
+
+
+def evaluate_recordings(agent: Agent, recs: list[Recording], pointers: list[np.ndarray],
+                        normalizer: FeatureNormalizer, env_config: EnvConfig,
+                        device=torch.device("cpu")) -> list[EpisodeResult]:
+    """Deterministic episodes on recordings with a human edit: reward and kept-raw IoU."""
+    out = []
+    for rec, ptr in zip(recs, pointers):
+        env = EditEnv(**_env_spec(rec, ptr, normalizer, env_config))
+        reward, components = run_episode(agent, env, device=device)
+        edit = track_to_edit(env.track, rec.features.bounds_s, raw_path=rec.raw_path)
+        raw_frames = DEFAULT_PARAMS.n_frames(int(round(rec.features.duration_s * DEFAULT_PARAMS.sr)))
+        iou = kept_iou(segments_to_pointers(edit), ptr, raw_frames)
+        out.append(EpisodeResult(rec.name, reward, components, iou, env.track.type_counts.copy(),
+                                 edit.duration_s))
+    return out
+
+
+def summarize_episodes(results: list[EpisodeResult]) -> dict[str, float]:
+    if not results:
+        return {}
+    counts = np.sum([r.type_counts for r in results], axis=0)
+    out = {"episode_reward": float(np.mean([r.reward for r in results])),
+           "kept_iou": float(np.mean([r.kept_iou for r in results])),
+           "max_type_share": float(counts.max() / max(counts.sum(), 1)),
+           "keep_share": float(counts[ActionType.KEEP] / max(counts.sum(), 1))}
+    for name in sorted({k for r in results for k in r.components}):
+        out[f"reward_{name}"] = float(np.mean([r.components.get(name, np.nan) for r in results]))
+    return out
+
+
+# ---------------------------------------------------------------------------- data
+
+def split_names(names: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(train, val) recording names: a seeded shuffle, at least one held out when there are two."""
+    names = sorted(names)
+    if len(names) < 2 or val_fraction <= 0:
+        return names, []
+    n_val = min(len(names) - 1, max(1, round(val_fraction * len(names))))
+    order = np.random.default_rng(seed).permutation(len(names))
+    val = sorted(names[i] for i in order[:n_val])
+    return [n for n in names if n not in val], val
+
+
+def _pointers_for(recs: list[Recording], data_dir: Path, cache_dir: Path) -> list[np.ndarray]:
+    layout = Layout(data_dir, cache_dir)
+    pairs = {p.name: p for p in discover(data_dir).pairs}
+    out = []
+    for r in recs:
+        if r.name not in pairs:
+            raise UserError(f"{data_dir}: no pair named {r.name} (it is in the BC file); train with "
+                            "the --data-dir the labels were made from")
+        out.append(human_source(pairs[r.name], layout).pointers)
+    return out
+
+
+def _tensor_bc(data: BCDataset, normalizer: FeatureNormalizer, seed: int) -> BCSource:
+    return BCSource(data.observations(normalizer), data.masks, data.actions, data.aux_targets(),
+                    np.random.default_rng(seed))
+
+
+def bc_accuracy(agent: Agent, source: BCSource, device, batch: int = 1024) -> dict[str, float]:
+    """Share of labelled steps where the deterministic policy picks the labelled type, and
+    the whole (type, size, amount)."""
+    if len(source) == 0:
+        return {}
+    agent.eval()
+    hits_type, hits_all = 0, 0
+    with torch.no_grad():
+        for lo in range(0, len(source), batch):
+            b = source.batch(0, device, rows=np.arange(lo, min(lo + batch, len(source))))
+            got = agent.policy(b["obs"], b["masks"], deterministic=True).actions
+            hits_type += int((got[:, 0] == b["actions"][:, 0]).sum())
+            hits_all += int((got == b["actions"]).all(1).sum())
+    return {"type_accuracy": hits_type / len(source), "action_accuracy": hits_all / len(source)}
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path: Path, state: dict) -> Path:
+    """torch.save `state` to `path` atomically."""
+    return atomic_write_bytes(path, lambda tmp: torch.save(state, tmp))
+
+
+@dataclass
+class TrainResult:
+    save_dir: Path
+    bc_metrics: dict[str, float]
+    val_after_bc: dict[str, float]
+    val_final: dict[str, float]
+    train_names: list[str]
+    val_names: list[str]
+    updates: int
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
+          cache_dir: str | os.PathLike = "cache", save_dir: str | os.PathLike = "models/rl",
+          log_dir: str | os.PathLike | None = None, bc_pretrain: str | os.PathLike | None = None,
+          bc_mixed: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
+          progress: bool = True) -> TrainResult:
+    """Train the RL editor: optional BC pretraining, then PPO (BC loss mixed in when
+    bc_mixed is given and config.ppo.bc_weight > 0), validating on held-out recordings.
+
+    Args:
+        config: the settings (when resuming, the checkpoint's agent settings must match).
+        data_dir: the pairs (with pointer_sequences/ or truth/) the envs and labels use.
+        bc_pretrain, bc_mixed: BC label files (`editorbot bc-labels` / `bc-augment`).
+        checkpoint: a best.pt / latest.pt to continue from (weights, optimizer, normalizer, split).
+
+    Returns:
+        TrainResult (validation figures after BC and at the end).
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    started = time.perf_counter()
+    data_dir, cache_dir, save_dir = Path(data_dir), Path(cache_dir), Path(save_dir)
+    tc = config.train
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    state = None
+    if checkpoint is not None:
+        from ..editors import load_checkpoint
+        state = load_checkpoint(checkpoint)
+        if state["kind"] != "rl":
+            raise UserError(f"{checkpoint}: a '{state['kind']}' checkpoint, not 'rl'")
+        if state["config"]["agent"] != to_dict(config.agent):
+            raise UserError(f"{checkpoint}: its agent settings differ from the config's; resume "
+                            "without changing agent.*")
+
+    # Labelled data: the BC files, else label the pairs here (for the recordings and figures).
+    files = [f for f in dict.fromkeys([bc_pretrain, bc_mixed]) if f is not None]
+    datasets = [BCDataset.load(f) for f in files]
+    for f, d in zip(files, datasets):
+        if d.env_config != to_dict(config.env):
+            raise UserError(f"{f}: labelled under other env settings than the config's; run "
+                            "`editorbot bc-labels --config` with this config")
+    if datasets:
+        base = datasets[0]
+        for d in datasets[1:]:
+            known = {r.name for r in base.recordings}
+            base = base.merge(d.subset(lambda r: r.name not in known))
+    else:
+        base, _ = build_bc_dataset(data_dir, cache_dir=cache_dir, grid=tc.grid, env_config=config.env,
+                                   progress=progress)
+    real = [r for r in base.recordings if not r.origin]
+    names = sorted({r.name for r in real})
+    if state is not None:
+        train_names = [n for n in state["split"]["train"] if n in names]
+        val_names = [n for n in state["split"]["val"] if n in names]
+    else:
+        train_names, val_names = split_names(names, tc.val_fraction, tc.seed)
+    if not train_names:
+        raise UserError(f"{data_dir}: no training recordings left after the split")
+    train_recs = [r for r in real if r.name in train_names]
+    val_recs = [r for r in real if r.name in val_names]
+    normalizer = (FeatureNormalizer.from_dict(state["normalizer"], where=str(checkpoint)) if state
+                  else FeatureNormalizer.fit([r.features.features for r in train_recs]))
+    train_ptr = _pointers_for(train_recs, data_dir, cache_dir)
+    val_ptr = _pointers_for(val_recs, data_dir, cache_dir)
+
+    def in_training(rec: Recording) -> bool:
+        return rec.real_name in train_names
+
+    sources = {}
+    for name, path in (("pretrain", bc_pretrain), ("mixed", bc_mixed)):
+        if path is not None:
+            d = datasets[files.index(path)].subset(in_training)
+            if len(d) == 0:
+                raise UserError(f"{path}: no labelled steps of the training recordings")
+            sources[name] = _tensor_bc(d, normalizer, tc.seed)
+    val_bc = _tensor_bc(base.subset(lambda r: r.name in val_names), normalizer, tc.seed) if val_names else None
+
+    torch.manual_seed(tc.seed)
+    agent = Agent(config.agent).to(device)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=config.ppo.learning_rate, eps=1e-5)
+    update0, best = 0, -math.inf
+    if state is not None:
+        agent.load_state_dict(state["model_state"])
+        optimizer.load_state_dict(state["optimizer_state"])
+        update0, best = int(state["update"]), float(state.get("best_score", -math.inf))
+    writer = SummaryWriter(str(log_dir or save_dir / "logs"))
+    train_keep = float(np.median([r.target_keep_ratio for r in train_recs]))
+
+    def checkpoint_state(update: int, phase: str, metrics: dict) -> dict:
+        return {"kind": "rl", "config": to_dict(config), "feature_params": DEFAULT_PARAMS.as_dict(),
+                "beat_feature_version": FEATURE_VERSION, "editorbot_version": __version__,
+                "model_state": agent.state_dict(), "optimizer_state": optimizer.state_dict(),
+                "normalizer": normalizer.to_dict(), "update": update, "phase": phase,
+                "best_score": best, "val_metrics": metrics, "split": {"train": train_names, "val": val_names},
+                "train_keep_ratio": train_keep, "grid": sorted({r.grid for r in train_recs})}
+
+    def validate(step: int, tag: str) -> dict[str, float]:
+        recs, ptrs = (val_recs, val_ptr) if val_recs else (train_recs, train_ptr)
+        m = summarize_episodes(evaluate_recordings(agent, recs, ptrs, normalizer, config.env, device))
+        if val_bc is not None:
+            m |= {f"bc_{k}": v for k, v in bc_accuracy(agent, val_bc, device).items()}
+        for k, v in m.items():
+            writer.add_scalar(f"{tag}/{k}", v, step)
+        return m
+
+    def save(update: int, phase: str, metrics: dict, score: float | None) -> None:
+        nonlocal best
+        improved = score is not None and score > best
+        if improved:
+            best = score
+        ckpt = checkpoint_state(update, phase, metrics)
+        save_checkpoint(save_dir / "latest.pt", ckpt)
+        if improved or not (save_dir / "best.pt").exists():
+            save_checkpoint(save_dir / "best.pt", ckpt)
+
+    # -- behavioral cloning
+    bc_metrics: dict[str, float] = {}
+    val_after_bc: dict[str, float] = {}
+    if "pretrain" in sources and tc.bc_pretrain_epochs > 0:
+        bc_metrics = pretrain_bc(agent, sources["pretrain"], tc, config.ppo.aux_weight, device, writer,
+                                 progress=progress)
+        val_after_bc = validate(0, "val")
+        log.info("BC: %d epochs, train type accuracy %.3f; validation %s", tc.bc_pretrain_epochs,
+                 bc_metrics.get("type_accuracy", float("nan")), _short(val_after_bc))
+        save(update0, "bc", val_after_bc, val_after_bc.get("episode_reward"))
+
+    # -- PPO
+    history: list[dict] = []
+    val_final = dict(val_after_bc)
+    if tc.n_updates > 0:
+        tables = [r.aux() for r in train_recs]
+
+        def aux_fn(recording: np.ndarray, cursors: np.ndarray) -> dict[str, np.ndarray]:
+            out = {}
+            for i, table in enumerate(tables):
+                sel = recording == i
+                if sel.any():
+                    for k, v in table.at(cursors[sel]).items():
+                        out.setdefault(k, np.zeros(recording.shape + v.shape[1:], np.float32))[sel] = v
+            return out
+
+        venv = make_envs(train_recs, train_ptr, normalizer, config.env, tc.n_envs,
+                         subprocess=tc.subprocess, seed=tc.seed)
+        bar = _bar(tc.n_updates, progress)
+
+        def on_update(report: UpdateReport) -> None:
+            nonlocal val_final
+            bar.update(1)
+            if report.episodes:
+                bar.set_postfix_str(f"reward {np.mean([e.reward for e in report.episodes]):.2f}", refresh=False)
+            entry = {"update": report.update, **{k: v for k, v in report.stats.items()}}
+            if (report.update - update0) % tc.eval_every == 0 or report.update == update0 + tc.n_updates:
+                val_final = validate(report.update, "val")
+                entry |= {f"val_{k}": v for k, v in val_final.items()}
+                save(report.update, "ppo", val_final, val_final.get("episode_reward"))
+            history.append(entry)
+
+        try:
+            learn(venv, agent, config.ppo, tc.n_updates, device=device, optimizer=optimizer,
+                  bc=sources.get("mixed"), aux_fn=aux_fn, writer=writer, start_update=update0,
+                  seed=tc.seed, on_update=on_update)
+        finally:
+            bar.close()
+            venv.close()
+    elif not val_after_bc:
+        val_final = validate(update0, "val")
+        save(update0, "bc", val_final, val_final.get("episode_reward"))
+    writer.close()
+    return TrainResult(save_dir, bc_metrics, val_after_bc, val_final, train_names, val_names,
+                       update0 + tc.n_updates, time.perf_counter() - started, history)
+
+
+def pretrain_bc(agent: Agent, source: BCSource, tc: TrainConfig, aux_weight: float, device, writer, *,
+                progress: bool = True) -> dict[str, float]:
+    """tc.bc_pretrain_epochs passes of BC (+ auxiliary) loss over the labelled steps;
+    logs train/bc_loss, train/bc_entropy and aux/<task> per epoch. Returns the last
+    epoch's means and the training accuracy."""
+    from tqdm import tqdm
+
+    opt = torch.optim.Adam(agent.policy.parameters(), lr=tc.bc_learning_rate)
+    rng = np.random.default_rng(tc.seed)
+    means: dict[str, float] = {}
+    bar = tqdm(range(tc.bc_pretrain_epochs), desc="bc", unit="epoch", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    for epoch in bar:
+        agent.train()
+        order = rng.permutation(len(source))
+        sums: dict[str, float] = {}
+        n = 0
+        for lo in range(0, len(order), tc.bc_batch_size):
+            b = source.batch(0, device, rows=order[lo:lo + tc.bc_batch_size])
+            nll, entropy, aux = bc_loss(agent, b)
+            loss = nll + aux_weight * sum(aux.values()) if aux else nll
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(agent.policy.parameters(), 1.0)
+            opt.step()
+            for k, v in {"bc_loss": nll, "bc_entropy": entropy, **{f"aux_{t}": x for t, x in aux.items()}}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(b["obs"])
+            n += len(b["obs"])
+        means = {k: v / n for k, v in sums.items()}
+        for k, v in means.items():
+            writer.add_scalar(f"aux/{k[4:]}" if k.startswith("aux_") else f"train/{k}", v, epoch + 1)
+        bar.set_postfix_str(f"bc_loss {means['bc_loss']:.3f}", refresh=False)
+    return means | bc_accuracy(agent, source, device)
+
+
+def _bar(total: int, progress: bool):
+    from tqdm import tqdm
+    return tqdm(total=total, desc="ppo", unit="update", disable=not progress, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def _short(m: dict) -> str:
+    keys = ("episode_reward", "kept_iou", "max_type_share", "bc_type_accuracy")
+    return ", ".join(f"{k} {m[k]:.3f}" for k in keys if k in m)
+
+
+# ---------------------------------------------------------------------------- command line
+
+def add_rl_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `rl` to the subparsers of `editorbot train`."""
+    p = sub.add_parser(
+        "rl", help="behavioral cloning + PPO over factored beat actions",
+        description="Train the RL editor on the pairs under DATA_DIR: BC pretraining on labels "
+                    "from `editorbot bc-labels` (--bc-pretrain), then PPO with the BC loss mixed "
+                    "in (--bc-mixed, --bc-weight). Settings: --config (configs/rl/*.json), then "
+                    "the flags, then --set.")
+    p.add_argument("--data-dir", default="training_data", help="default: training_data")
+    p.add_argument("--cache-dir", default="cache", help="default: cache")
+    p.add_argument("--save-dir", default="models/rl", help="where best.pt and latest.pt go (default models/rl)")
+    p.add_argument("--log-dir", help="TensorBoard folder (default: SAVE_DIR/logs)")
+    p.add_argument("--config", help="a JSON config, e.g. configs/rl/small.json")
+    p.add_argument("--bc-pretrain", metavar="FILE", help="BC labels to pretrain on (bc_rich.npz)")
+    p.add_argument("--bc-pretrain-epochs", type=int, help="train.bc_pretrain_epochs")
+    p.add_argument("--bc-mixed", metavar="FILE", help="BC labels whose loss is mixed into PPO")
+    p.add_argument("--bc-weight", type=float, help="ppo.bc_weight (default 0.5 with --bc-mixed)")
+    p.add_argument("--checkpoint", metavar="PT", help="continue from a best.pt / latest.pt")
+    p.add_argument("--updates", type=int, help="train.n_updates (PPO updates)")
+    p.add_argument("--n-envs", type=int, help="train.n_envs")
+    p.add_argument("--subprocess", action="store_true", help="environments in worker processes")
+    p.add_argument("--seed", type=int, help="train.seed")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set ppo.ent_coef=0.02 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> RLConfig:
+    """The config: --config (or the checkpoint's when resuming without one), the flags, --set."""
+    flags = {"train.bc_pretrain_epochs": args.bc_pretrain_epochs, "train.n_updates": args.updates,
+             "train.n_envs": args.n_envs, "train.seed": args.seed,
+             "train.subprocess": True if args.subprocess else None, "ppo.bc_weight": args.bc_weight}
+    if args.bc_mixed and args.bc_weight is None:
+        flags["ppo.bc_weight"] = 0.5
+    overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + args.set
+    if args.checkpoint and not args.config:
+        from ..config import apply_overrides
+        from ..editors import load_checkpoint
+        data = load_checkpoint(args.checkpoint)["config"]
+        return from_dict(RLConfig, apply_overrides(data, overrides), where=f"{args.checkpoint} config")
+    try:
+        return load(RLConfig, args.config, overrides)
+    except UserError as err:
+        if args.config is None or str(args.config) in str(err):
+            raise
+        raise UserError(f"{args.config}: {err}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.bc_pretrain_epochs and not args.bc_pretrain:
+        raise UserError("--bc-pretrain-epochs needs --bc-pretrain FILE (labels from `editorbot bc-labels`)")
+    config = config_from_args(args)
+    result = train(config, data_dir=args.data_dir, cache_dir=args.cache_dir, save_dir=args.save_dir,
+                   log_dir=args.log_dir, bc_pretrain=args.bc_pretrain, bc_mixed=args.bc_mixed,
+                   checkpoint=args.checkpoint, progress=not args.no_progress)
+    if result.val_after_bc:
+        print(f"after BC:  {_short(result.val_after_bc)}")
+    if result.val_final:
+        print(f"final:     {_short(result.val_final)}")
+    print(f"{result.updates} PPO updates in {result.seconds:.0f} s on {len(result.train_names)} recordings "
+          f"({len(result.val_names)} held out); checkpoints in {result.save_dir}")
+    return 0
