@@ -2,12 +2,13 @@
 recordings held out of training.
 
     .venv/bin/python benchmarks/bench_rl_train.py [--pairs 10] [--minutes 2.5] \\
-        [--persona trimmer] [--seed 11] [--train-seeds 0,1,2] [--bc-epochs 60] [--updates 30] [--config configs/rl/small.json]
+        [--persona trimmer] [--seed 11] [--train-seeds 0,1,2] [--bc-epochs 60] [--bc-detours 4] [--updates 30] [--config configs/rl/small.json]
     .venv/bin/python benchmarks/bench_rl_train.py --ci-only
 
 1. `editorbot synth` writes the corpus and `editorbot bc-labels` labels it (both reused
    when present under benchmarks/out/rl_train/); the labels' own replay IoU is printed.
-2. One `train` run per --train-seeds seed (each its own split): BC pretraining (--bc-pretrain), then PPO with the BC loss mixed in
+2. One `train` run per --train-seeds seed (each its own split): BC pretraining (--bc-pretrain,
+   with --bc-detours extra plans of each training edit), then PPO with the BC loss mixed in
    (--bc-mixed, bc_weight 0.5). The held-out recordings (train.val_fraction) are edited
    deterministically after BC and again after PPO: kept-raw IoU against the human edit,
    episode reward, largest action-type share (and the labels' largest share, for the
@@ -76,6 +77,7 @@ def must_reach(args) -> dict:
     runs = []
     for seed in args.train_seeds:
         config = load(RLConfig, args.config, [f"train.bc_pretrain_epochs={args.bc_epochs}",
+                                              f"train.bc_detours={args.bc_detours}",
                                               f"train.n_updates={args.updates}", "ppo.bc_weight=0.5",
                                               f"train.seed={seed}", f"train.eval_every={max(args.updates, 1)}"])
         started = time.perf_counter()
@@ -94,7 +96,7 @@ def must_reach(args) -> dict:
     mean = {phase: {k: round(float(np.mean([r[phase][k] for r in runs])), 3) for k in keys
                     if all(k in r[phase] for r in runs)}
             for phase in ("held_out_after_bc", "held_out_after_ppo")}
-    return {"corpus": str(root), "bc_epochs": args.bc_epochs, "ppo_updates": args.updates,
+    return {"corpus": str(root), "bc_epochs": args.bc_epochs, "bc_detours": args.bc_detours, "ppo_updates": args.updates,
             "splits": len(runs), "mean_over_splits": mean}
 
 
@@ -134,6 +136,8 @@ def main() -> None:
     p.add_argument("--train-seeds", default="0,1,2",
                    help="one train run per seed (its split and initial weights), e.g. 0,1,2")
     p.add_argument("--bc-epochs", type=int, default=60)
+    p.add_argument("--bc-detours", type=int, default=4,
+                   help="train.bc_detours: detour plans per training recording in the BC data")
     p.add_argument("--updates", type=int, default=30)
     p.add_argument("--config", default=str(REPO / "configs" / "rl" / "small.json"))
     p.add_argument("--ci-only", action="store_true", help="only the CI-sized end-to-end run")

@@ -26,7 +26,8 @@ from editorbot.errors import UserError
 from editorbot.rl import agent as agent_mod
 from editorbot.rl.actions import ACTION_DIMS, N_AMOUNTS, N_SIZES, N_TYPES, ActionType
 from editorbot.rl.agent import Agent, AgentConfig, na1d, na1d_reference, na1d_torch
-from editorbot.rl.bc_labels import BCDataset, build_bc_dataset
+from editorbot.rl.bc_labels import (BCDataset, build_bc_dataset, detour_dataset, edit_to_pieces,
+                                    human_source, label_pieces)
 from editorbot.rl.beat_features import feature_slice
 from editorbot.rl.ppo import BCSource, PPOConfig, Rollout, collect, compute_gae, learn, start, update
 from editorbot.rl.state import STATE_DIM, FeatureNormalizer
@@ -296,6 +297,34 @@ def test_bc_labels_replay_the_aligned_edits(corpus):
     again = BCDataset.load(corpus[4])
     np.testing.assert_array_equal(again.actions, dataset.actions)
     np.testing.assert_array_equal(again.masks, dataset.masks)
+
+
+def test_detour_labels_reproduce_the_same_edit_from_other_cursors(corpus):
+    """Plans with detours play the same raw frames as the human edit (IoU >= 0.95), their
+    labels are valid under their masks, and they label cursors the canonical plan never
+    stands on; detour_dataset names the real recording as their origin."""
+    from editorbot.layout import Layout, discover
+    from editorbot.rl.env import EnvConfig
+
+    data_dir, cache_dir, dataset, labels, _ = corpus
+    pairs = {p.name: p for p in discover(data_dir).pairs}
+    rng = np.random.default_rng(0)
+    new_cursors = 0
+    for rec in dataset.recordings:
+        src = human_source(pairs[rec.name], Layout(data_dir, cache_dir))
+        pieces = edit_to_pieces(src.edit, rec.features.bounds_s)
+        for _ in range(3):
+            lab = label_pieces(rec.raw_path, rec.features, pieces, config=EnvConfig(),
+                               pointers=src.pointers, target_keep_ratio=rec.target_keep_ratio, rng=rng)
+            assert lab.kept_iou(rec.features.duration_s) >= 0.95, rec.name
+            assert lab.masks[np.arange(len(lab.actions)), lab.actions[:, 0], lab.actions[:, 1],
+                             lab.actions[:, 2]].all()
+            new_cursors += len(set(lab.cursors.tolist()) - set(labels[rec.name].cursors.tolist()))
+    assert new_cursors > 0
+    extra = detour_dataset(dataset, data_dir, cache_dir=cache_dir, n_detours=2, seed=0)
+    assert len(extra.recordings) == 2 * len(dataset.recordings) and len(extra) > 0
+    assert {r.real_name for r in extra.recordings} == {r.name for r in dataset.recordings}
+    assert all(r.origin for r in extra.recordings)
 
 
 def test_bc_augment_makes_rare_types_from_changed_audio(corpus, tmp_path):

@@ -120,25 +120,46 @@ def _largest_amount(t: ActionType, at_most: int) -> Amount | None:
 
 
 class _Planner:
-    """Builds the action list on an EditTrack, checking every action against its mask."""
+    """Builds the action list on an EditTrack, checking every action against its mask.
 
-    def __init__(self, track: EditTrack):
+    With an `rng`, a run of KEEP / GAIN / CUT steps may start with a random smaller step (a
+    detour, flagged not canonical in `canonical`) before the largest sizes that fit: the
+    same edit reached through other cursors (see `label_pieces`, detours)."""
+
+    def __init__(self, track: EditTrack, rng: np.random.Generator | None = None):
         self.track = track
+        self.rng = rng
         self.actions: list[tuple[int, int, int]] = []
+        self.canonical: list[bool] = []
 
     def can(self, t, s, a) -> bool:
         return bool(self.track.mask()[int(t), int(s), int(a)])
 
-    def do(self, t, s, a) -> None:
+    def do(self, t, s, a, canonical: bool = True) -> None:
         action = (int(t), int(s), int(a))
         self.track.apply(action)  # raises if not valid: a planner bug
         self.actions.append(action)
+        self.canonical.append(canonical)
+
+    def _detour(self, n: int, t: ActionType, amount: Amount) -> int:
+        """With an rng, half the time: one step of t with a random size smaller than both
+        n and the largest that fits (not canonical); returns the beats it covered."""
+        if self.rng is None or self.rng.random() < 0.5:
+            return 0
+        largest = next(SIZE_BEATS[s] for s in _BY_SIZE_DOWN if SIZE_BEATS[s] <= n)
+        smaller = [s for s in Size if SIZE_BEATS[s] < largest and self.can(t, s, amount)]
+        if not smaller:
+            return 0
+        s = smaller[int(self.rng.integers(len(smaller)))]
+        self.do(t, s, amount, canonical=False)
+        return int(SIZE_BEATS[s])
 
     def _fits(self, n: int) -> bool:
         return n <= self.track.n_beats - self.track.cursor
 
     def keep(self, n: int, t: ActionType = T.KEEP, amount: Amount = A.NEUTRAL) -> None:
         """Play n beats from the cursor with KEEP (or GAIN at `amount`), largest sizes first."""
+        n -= self._detour(n, t, amount) if n > 0 else 0
         while n > 0:
             s = next(s for s in _BY_SIZE_DOWN if SIZE_BEATS[s] <= n)
             self.do(t, s, amount)
@@ -203,7 +224,8 @@ class _Planner:
             self.fade(T.FADE_OUT, p.fade_out_beats, tail)
 
 
-def plan_actions(pieces: list[HumanPiece], track: EditTrack) -> list[tuple[int, int, int]]:
+def plan_actions(pieces: list[HumanPiece], track: EditTrack, *,
+                 rng: np.random.Generator | None = None) -> list[tuple[int, int, int]]:
     """The actions that play `pieces` on `track` (from its current cursor to the end).
 
     At each piece, the first that applies: a block played again right away -> LOOP (then
@@ -212,11 +234,18 @@ def plan_actions(pieces: list[HumanPiece], track: EditTrack) -> list[tuple[int, 
     or REORDER; else the cursor moves to the piece (CUT / SKIP forward, JUMP_BACK back) and
     plays it (KEEP, FADE_IN, FADE_OUT, GAIN). Beats after the last piece are cut.
 
+    Args:
+        rng: take detours (see _Planner); None: the canonical plan.
+
     Returns:
         (type, size, amount) triples, each valid where it is applied; `track` is left at
         the episode's end.
     """
-    plan = _Planner(track)
+    return _plan(pieces, track, rng).actions
+
+
+def _plan(pieces: list[HumanPiece], track: EditTrack, rng: np.random.Generator | None) -> _Planner:
+    plan = _Planner(track, rng)
     i = 0
     while i < len(pieces) and not track.done:
         p = pieces[i]
@@ -258,7 +287,7 @@ def plan_actions(pieces: list[HumanPiece], track: EditTrack) -> list[tuple[int, 
         plan.play(p)
         i += 1
     plan.cut(track.n_beats - track.cursor)
-    return plan.actions
+    return plan
 
 
 # ---------------------------------------------------------------------------- one recording
@@ -311,13 +340,16 @@ def label_recording(raw_path: str | os.PathLike, features: BeatFeatures, pointer
 
 def label_pieces(raw_path: str | os.PathLike, features: BeatFeatures, pieces: list[HumanPiece], *,
                  config: EnvConfig, pointers: np.ndarray | None = None,
-                 target_keep_ratio: float | None = None) -> RecordingLabels:
+                 target_keep_ratio: float | None = None,
+                 rng: np.random.Generator | None = None) -> RecordingLabels:
     """Plan the actions that play `pieces` and replay them in an EditEnv.
 
     Args:
         pointers: the human edit's pointers (for the human_match reward); None: those of
             the planned edit itself.
         target_keep_ratio: wanted edit length / raw length; None: the planned edit's.
+        rng: plan with detours (random smaller first steps of KEEP / GAIN / CUT runs) and
+            label only the canonical steps: the same edit, labelled from other cursors.
     """
     track = EditTrack(features.n_beats, downbeat_phase=features.downbeat_phase,
                       max_played_beats=math.floor(config.max_played_ratio * features.n_beats))
@@ -326,7 +358,8 @@ def label_pieces(raw_path: str | os.PathLike, features: BeatFeatures, pieces: li
         raise UserError(f"{raw_path}: the human edit plays {played} beats, more than the episode's "
                         f"{track.max_played_beats} ({config.max_played_ratio:g} x {features.n_beats} "
                         "beats); raise env.max_played_ratio")
-    actions = plan_actions(pieces, track)
+    plan = _plan(pieces, track, rng)
+    actions = plan.actions
     if pointers is None or target_keep_ratio is None:
         planned = track_to_edit(track, features.bounds_s)
         if pointers is None:
@@ -341,14 +374,16 @@ def label_pieces(raw_path: str | os.PathLike, features: BeatFeatures, pieces: li
     obs, info = env.reset()
     cursors, tails, masks = [], [], []
     reward, components = 0.0, {}
-    for action in actions:
-        cursors.append(info["cursor"])
-        tails.append(obs[CONTEXT.stop:])
-        masks.append(info["action_mask"])
+    for action, canonical in zip(actions, plan.canonical):
+        if canonical:
+            cursors.append(info["cursor"])
+            tails.append(obs[CONTEXT.stop:])
+            masks.append(info["action_mask"])
         obs, reward, term, trunc, info = env.step(action)
         assert not info["resolved"], describe(action)
         components = info.get("reward_components", components)
-    return RecordingLabels(np.array(actions, np.int64).reshape(-1, 3), np.array(cursors, np.int64),
+    labelled = [a for a, canonical in zip(actions, plan.canonical) if canonical]
+    return RecordingLabels(np.array(labelled, np.int64).reshape(-1, 3), np.array(cursors, np.int64),
                            np.array(tails, np.float32).reshape(-1, N_TAIL),
                            np.array(masks, bool).reshape((-1,) + ACTION_DIMS),
                            track_to_edit(env.track, features.bounds_s, raw_path=str(raw_path)),
@@ -677,3 +712,32 @@ def build_bc_dataset(data_dir: str | os.PathLike, *, cache_dir: str | os.PathLik
                         + "; ".join(sorted(set(report.failures.values()))))
     dataset = BCDataset.from_labels(done, cfg, {"data_dir": str(data_dir), "grid": grid})
     return dataset, {r.name: lab for r, lab in done}
+
+
+def detour_dataset(data: BCDataset, data_dir: str | os.PathLike, *, cache_dir: str | os.PathLike = "cache",
+                   n_detours: int = 1, seed: int = 0) -> BCDataset:
+    """More labelled steps of the real recordings of `data`: each human edit planned again
+    n_detours times with random detours (`label_pieces` with an rng), so that the labels
+    also cover cursors the canonical plan steps over. The new recordings are named
+    '<name>~detour<k>' with origin <name>; every one reproduces the same human edit.
+    """
+    layout = Layout(Path(data_dir), Path(cache_dir))
+    pairs = {p.name: p for p in discover(data_dir).pairs}
+    config = from_dict(EnvConfig, data.env_config, where="env config")
+    rng = np.random.default_rng(seed)
+    items = []
+    for rec in (r for r in data.recordings if not r.origin):
+        if rec.name not in pairs:
+            raise UserError(f"{data_dir}: no pair named {rec.name} (it is in the BC data); use the "
+                            "--data-dir the labels were made from")
+        src = human_source(pairs[rec.name], layout, grid=rec.grid)
+        pieces = edit_to_pieces(src.edit, rec.features.bounds_s)
+        for k in range(n_detours):
+            labels = label_pieces(rec.raw_path, rec.features, pieces, config=config, pointers=src.pointers,
+                                  target_keep_ratio=rec.target_keep_ratio, rng=rng)
+            items.append((Recording(f"{rec.name}~detour{k}", rec.raw_path, rec.features, rec.mels,
+                                    rec.section, rec.target_keep_ratio, rec.source, rec.grid,
+                                    origin=rec.name), labels))
+    if not items:
+        return data.subset(lambda r: False)
+    return BCDataset.from_labels(items, data.env_config, data.meta)

@@ -35,7 +35,7 @@ from ..features import DEFAULT_PARAMS
 from ..layout import Layout, discover
 from .actions import ActionType
 from .agent import Agent, AgentConfig
-from .bc_labels import BCDataset, Recording, build_bc_dataset, human_source
+from .bc_labels import BCDataset, Recording, build_bc_dataset, detour_dataset, human_source
 from .beat_features import FEATURE_VERSION
 from .env import EditEnv, EnvConfig, make_vec_env
 from .ppo import BCSource, PPOConfig, UpdateReport, bc_loss, learn
@@ -51,6 +51,8 @@ class TrainConfig:
     n_envs: parallel environments; subprocess: run them in worker processes.
     bc_pretrain_epochs: passes over the BC samples before PPO (--bc-pretrain-epochs).
     bc_batch_size, bc_learning_rate: BC pretraining minibatch and step size.
+    bc_detours: extra plans of each training recording's human edit, with random detours,
+        added to the BC data (bc_labels.detour_dataset): labels at more cursors.
     val_fraction: share of recordings held out (by name; at least one when there are two).
     eval_every: PPO updates between validation runs (and best.pt checks).
     grid: beat grid for recordings labelled here (no BC file): 'auto', 'truth', 'tracker'.
@@ -63,6 +65,7 @@ class TrainConfig:
     bc_pretrain_epochs: int = 0
     bc_batch_size: int = 128
     bc_learning_rate: float = 1e-3
+    bc_detours: int = 0
     val_fraction: float = 0.25
     eval_every: int = 5
     grid: str = "auto"
@@ -350,10 +353,15 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
     def in_training(rec: Recording) -> bool:
         return rec.real_name in train_names
 
+    detours = None
+    if tc.bc_detours > 0 and datasets:
+        detours = detour_dataset(base.subset(in_training), data_dir, cache_dir=cache_dir,
+                                 n_detours=tc.bc_detours, seed=tc.seed)
     sources = {}
     for name, path in (("pretrain", bc_pretrain), ("mixed", bc_mixed)):
         if path is not None:
             d = datasets[files.index(path)].subset(in_training)
+            d = d.merge(detours) if detours is not None and len(d) else d
             if len(d) == 0:
                 raise UserError(f"{path}: no labelled steps of the training recordings")
             sources[name] = _tensor_bc(d, normalizer, tc.seed)
