@@ -121,7 +121,7 @@ def scaling_one(frames: int, config: str, keep: float) -> dict:
     from editorbot.config import load
     from editorbot.pointer.config import PointerConfig
     from editorbot.pointer.decode import decode_pointers, model_step_fns
-    from editorbot.pointer.model import PointerNet
+    from editorbot.pointer.model import N_COND, PointerNet
 
     torch.manual_seed(0)
     cfg = load(PointerConfig, config)
@@ -149,10 +149,11 @@ def scaling_one(frames: int, config: str, keep: float) -> dict:
         assert len(out.pointers) == n_out
         # The cost of one change of mind (a jump): a fresh block of 16 steps and the search
         # for the target over the whole recording.
+        played = np.zeros(frames + 1, np.int32)
         t0 = time.time()
         for e in range(0, frames, max(frames // 20, 1))[:20]:
-            step(np.arange(e, e + 16), np.zeros((16, 13), np.float32))
-            jump(0, e)
+            step(np.arange(e, e + 16), np.zeros((16, N_COND), np.float32))
+            jump(0, e, True, played)
         jump_ms = (time.time() - t0) / 20 * 1000
         torch.set_num_threads(threads)
     return {"frames": frames, "encoder_s": enc_s, "encoder_cpu_s": enc_cpu,

@@ -24,7 +24,7 @@ from editorbot.pointer.config import ModelConfig, PointerConfig
 from editorbot.pointer.data import (History, PointerData, expected_positions, make_batch,
                                     sample_steps, split_by_recording, step_table)
 from editorbot.pointer.decode import StepDecision, decode_pointers, merge_fragments
-from editorbot.pointer.model import (PointerNet, bucket_of, bucket_offset_ranges,
+from editorbot.pointer.model import (N_COND, SKIP_UNIT, PointerNet, bucket_of, bucket_offset_ranges,
                                      jump_bucket_edges, linear_attention)
 
 SR = 22050
@@ -62,6 +62,9 @@ def toy_pair(rng: np.random.Generator, seconds: float, bpm: float = 120.0):
         length = min(int(rng.integers(1, 4)), n_bars - b)
         sections.append((kind, b, b + length))
         b += length
+    if all(kind != "groove" for kind, _, _ in sections):
+        # A trimmer keeps nothing of a raw without a groove; the last section becomes one.
+        sections[-1] = ("groove", *sections[-1][1:])
     for kind, b0, b1 in sections:
         f = 110 * 2 ** (rng.integers(0, 12) / 12)
         for k in range(4 * b0, 4 * b1):
@@ -81,8 +84,6 @@ def toy_pair(rng: np.random.Generator, seconds: float, bpm: float = 120.0):
             keep[-1][1] += (b1 - b0) * bar
         else:
             keep.append([b0 * bar, (b1 - b0) * bar])
-    if not keep:
-        keep = [[sections[-1][1] * bar, (sections[-1][2] - sections[-1][1]) * bar]]
     return y, Edit([Segment(s, d) for s, d in keep])
 
 
@@ -158,7 +159,7 @@ def test_run_of_steps_equals_gathered_windows(e0):
     enc = net.encode(mel, torch.tensor([200, 150]))
     expected = torch.arange(e0, e0 + 11)
     rec = torch.zeros(11, dtype=torch.long)
-    cond = torch.rand(11, 13)
+    cond = torch.rand(11, N_COND)
     with torch.no_grad():
         fast = net.decode_steps(enc, rec, expected, cond)
     with torch.enable_grad():
@@ -167,29 +168,45 @@ def test_run_of_steps_equals_gathered_windows(e0):
         torch.testing.assert_close(fast[key], slow[key].detach(), rtol=1e-5, atol=1e-5)
 
 
-def test_jump_target_is_the_joint_argmax_of_bucket_and_frame():
-    """jump_target maximises log p(bucket) + log softmax-within-bucket(frame), the
-    factorisation training fits; checked by brute force over every frame."""
+def test_jump_logits_equal_their_formula_and_jump_target_is_their_argmax():
+    """Every frame's jump logit is content + keep + played + skip cost + distance prior
+    (log-spaced bucket values, linear in log distance between bucket centres, less log
+    distance), the end of the edit is the stop logit less the cost of skipping the rest;
+    checked frame by frame. jump_target is the argmax of their softmax."""
     torch.manual_seed(1)
     net = PointerNet(ModelConfig(d_model=16, n_heads=2, n_layers=1, n_global=4, decoder_layers=1,
                                  max_delta=8, n_jump_buckets=6, max_jump_frames=400)).eval()
+    n, w, nb = 500, 8, 6
     with torch.no_grad():
-        enc = net.encode(torch.rand(1, 128, 500), torch.tensor([500]))
-        for e in (0, 120, 499):
-            out = net.decode_steps(enc, torch.tensor([0]), torch.tensor([e]), torch.rand(1, 13))
-            t, p = net.jump_target(enc, 0, out["query"][0], out["jump_bucket"][0], e)
-            scores = net.jump_scores(enc, 0, out["query"][0], 0, 500).numpy()
-            log_b = torch.log_softmax(out["jump_bucket"][0], -1).numpy()
-            cls = bucket_of(np.arange(500) - e, net.bucket_edges.numpy())
-            best, best_t = -np.inf, -1
-            for f in range(500):
-                if abs(f - e) <= 8:
+        net.keep_gain[0], net.played_gain[...], net.skip_gain[...] = 0.7, -1.3, 2.1
+        enc = net.encode(torch.rand(1, 128, n), torch.tensor([n]))
+        played = torch.rand(n) < 0.3
+        edges = np.log(net.bucket_edges.numpy().astype(float))
+        centre = 0.5 * (edges[:-1] + edges[1:])
+        keep = enc.keep[0].numpy().astype(float)
+        fresh = 1 / (1 + np.exp(-keep)) * ~played.numpy()
+        for e in (0, 120, 499, 500):
+            out = net.decode_steps(enc, torch.tensor([0]), torch.tensor([e]), torch.rand(1, N_COND))
+            q, bucket, stop = out["query"][0], out["jump_bucket"][0].numpy(), out["stop"][0]
+            logits = net.jump_logits(enc, 0, q[None], out["jump_bucket"], out["stop"], torch.tensor([e]),
+                                     played[None])[0].numpy()
+            content = (enc.jump_keys[0] @ net.jump_query(q)).numpy() / np.sqrt(net.d_key)
+            for t in range(n):
+                d = t - e
+                if abs(d) <= w:
+                    assert logits[t] == -np.inf
                     continue
-                members = [g for g in range(500) if cls[g] == cls[f] and abs(g - e) > 8]
-                lp = log_b[cls[f]] + scores[f] - np.logaddexp.reduce(scores[members])
-                if lp > best:
-                    best, best_t = lp, f
-            assert t == best_t and p == pytest.approx(np.exp(best), rel=1e-4)
+                values = bucket[nb:] if d > 0 else bucket[:nb][::-1]  # nearest bucket first
+                prior = np.interp(np.log(abs(d)), centre, values) - np.log(abs(d))
+                skipped = fresh[e:t].sum() if d > 0 else fresh[t + 1:min(e, n - 1) + 1].sum()
+                want = (content[t] + 0.7 * keep[t] - 1.3 * played[t].item() - 2.1 * skipped / SKIP_UNIT
+                        + prior)
+                assert logits[t] == pytest.approx(want, abs=1e-4)
+            assert logits[n] == pytest.approx(float(stop) - 2.1 * fresh[e:].sum() / SKIP_UNIT, abs=1e-4)
+            t, p = net.jump_target(enc, 0, q, out["jump_bucket"][0], out["stop"][0], e, played)
+            soft = np.exp(logits - logits.max())
+            soft /= soft.sum()
+            assert t == int(np.argmax(logits)) and p == pytest.approx(soft[t], rel=1e-4)
 
 
 # ------------------------------------------------------------------ step targets
@@ -228,10 +245,12 @@ def test_expected_position_is_previous_pointer_plus_one():
     assert (np.abs(p - old_line)[valid] <= 64).mean() < 0.01  # what the original trained on
 
 
-def test_history_features_equal_teacher_forcing_and_oracle_decode_reproduces_truth():
+@pytest.mark.parametrize("target_given", [True, False])
+def test_history_features_equal_teacher_forcing_and_oracle_decode_reproduces_truth(target_given):
     """Block decoding with an oracle that answers from the truth gives back the truth
     exactly, and sees at each step the same expected position and features that teacher
-    forcing trains on."""
+    forcing trains on (with the edit's length given, or not), and at each jump the frames
+    played so far."""
     p = kept_028_pointers()
     p = p[p >= 0]  # the decoder emits raw frames only
     n_raw = int(1200 * DEFAULT_PARAMS.frames_per_s) + 1
@@ -244,27 +263,73 @@ def test_history_features_equal_teacher_forcing_and_oracle_decode_reproduces_tru
         idx = j[0] + np.arange(k)
         truth = np.where(idx < len(p), p[np.minimum(idx, len(p) - 1)], -1)
         d = truth - expected
-        stop = idx >= len(p)
-        jump = ~stop & (np.abs(d) > 64)
-        runs_on = ~stop & ~jump & (d == 0)
+        leave = (idx >= len(p)) | (np.abs(d) > 64)  # the stop is a jump to the end
+        runs_on = ~leave & (d == 0)
         n_ok = k if runs_on.all() else int(np.argmin(runs_on))
         for i in range(min(n_ok + 1, k)):  # the steps the decoder accepts
             seen[int(idx[i])] = (int(expected[i]), cond[i].copy())
         j[0] += n_ok if n_ok == k else n_ok + 1
-        return StepDecision(stop, jump, np.where(jump | stop, 0, d), np.ones(k, np.float32),
-                            np.zeros(k, np.int64))
+        return StepDecision(leave, np.where(leave, 0, d), np.ones(k, np.float32), np.zeros(k, np.int64))
 
-    def jump(i, e):
-        return int(p[j[0] - 1]), 1.0
+    def jump(i, e, allow_stop, played):
+        assert allow_stop
+        np.testing.assert_array_equal(np.flatnonzero(played), np.unique(p[:j[0] - 1]))
+        return (int(p[j[0] - 1]) if j[0] - 1 < len(p) else n_raw), 1.0
 
-    out = decode_pointers(step, jump, n_raw=n_raw, target_frames=len(p), max_frames=2 * len(p),
-                          use_stop=True, block_steps=512)
+    out = decode_pointers(step, jump, n_raw=n_raw, target_frames=len(p) if target_given else None,
+                          max_frames=2 * len(p), use_stop=True, block_steps=512)
     np.testing.assert_array_equal(out.pointers, p)
     assert out.stopped
     assert sorted(seen) == list(range(len(p) + 1))
+    cond = table.cond if target_given else table.cond_free
     for idx, (e, c) in seen.items():
         assert e == table.expected[idx]
-        np.testing.assert_allclose(c, table.cond[idx], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(c, cond[idx], rtol=1e-6, atol=1e-6)
+    assert (table.cond_free[:, :5] == 0).all() and (table.cond[:, 0] == 1).all()
+
+
+def test_drift_rows_are_late_states_that_still_target_the_change():
+    """Inference that decides a change k frames late is in a state teacher forcing never
+    visits; the drift rows are those states (played on k more frames, features as the
+    decoder would see them), still targeting the change, and training sees the frames
+    they played."""
+    from editorbot.pointer.train import played_before
+
+    p = np.concatenate([np.arange(100, 150), np.arange(400, 420), np.arange(152, 160)])
+    table = step_table(p, ops_from_pointers(p), n_raw=425, drift_steps=6)
+    n = len(p)
+    assert table.n_path == n + 1
+    np.testing.assert_array_equal(table.expected[:n + 1], expected_positions(p))
+    by_source = {j: np.flatnonzero(table.source == j) + n + 1 for j in np.unique(table.source)}
+    assert sorted(by_source) == [0, 50, 70, 78]  # the first frame, two cuts, the stop
+    rows = by_source[50]  # 150 -> 400: drifted to 151..156, still going to 400
+    np.testing.assert_array_equal(table.expected[rows], np.arange(151, 157))
+    assert (table.target[rows] == 400).all() and (table.stop[rows] == 0).all()
+    rows = by_source[70]  # 420 -> 152, but the raw ends at 425: 421..424 only
+    np.testing.assert_array_equal(table.expected[rows], np.arange(421, 425))
+    rows = by_source[78]  # the stop, drifted to 161..166
+    assert (table.stop[rows] == 1).all() and (table.target[rows] == -1).all()
+    rows = by_source[0]  # 0 -> 100: drifted from 1 on
+    np.testing.assert_array_equal(table.expected[rows], np.arange(1, 7))
+    # the drift of a small forward move stops short of its target
+    q = np.concatenate([np.arange(10, 20), np.arange(23, 30)])
+    small = step_table(q, ops_from_pointers(q), n_raw=40, drift_steps=6)
+    np.testing.assert_array_equal(small.expected[small.n_path:][small.source == 10], [21, 22])
+    # features of a drift row: those of the decoder that played on instead
+    h = History(425, n)
+    for x in p[:50]:
+        h.push(x)
+    e, c = h.continuation(4)
+    row = by_source[50][2]
+    assert e[3] == table.expected[row]
+    np.testing.assert_allclose(c[3], table.cond[row], atol=1e-6)
+    # the frames played before a drift row: the edit so far and the drift
+    batch = {"pointers": torch.from_numpy(p)[None], "rec": torch.zeros(len(table.expected), dtype=torch.long),
+             "step": torch.from_numpy(table.step), "run_start": torch.from_numpy(table.run_start),
+             "expected": torch.from_numpy(table.expected)}
+    played = played_before(batch, torch.tensor([row, 60]), 425).numpy()
+    np.testing.assert_array_equal(np.flatnonzero(played[0]), np.arange(100, 153))
+    np.testing.assert_array_equal(np.flatnonzero(played[1]), np.concatenate([np.arange(100, 150), np.arange(400, 410)]))
 
 
 def test_history_continuation_matches_single_steps():
@@ -293,9 +358,9 @@ def test_missing_pointers_are_masked_out_of_the_loss(tmp_path):
     data = PointerData(layout.cache_dir, layout.pointer_dir)
     steps = data.recordings[name].steps
     assert (steps.op[40:60] == Op.NOT_IN_RAW).all()
-    idx = np.arange(len(steps))
+    idx = np.arange(steps.n_path)
     batch = {k: torch.from_numpy(v) for k, v in
-             make_batch(data, [(name, idx, np.ones(len(idx), np.float32))]).items()}
+             make_batch(data, [(name, idx, np.ones(len(idx), np.float32), True)]).items()}
     cfg = PointerConfig(model=ModelConfig(d_model=16, n_heads=2, n_layers=1, n_global=4,
                                           decoder_layers=1, max_delta=8, n_jump_buckets=6))
     net = PointerNet(cfg.model).eval()
@@ -303,8 +368,8 @@ def test_missing_pointers_are_masked_out_of_the_loss(tmp_path):
         enc = net.encode(batch["mel"], batch["lengths"])
         out = net.decode_steps(enc, batch["rec"], batch["expected"], batch["cond"])
         base = step_losses(net, enc, out, batch, cfg)
-        masked = batch["target"] < 0
-        assert masked.sum() == 21  # the gap and the final (stop) step
+        masked = (batch["target"] < 0) & (batch["stop"] == 0)
+        assert masked.sum() == 20  # the gap
         spoiled = dict(out)
         for key in ("delta", "use_jump", "jump_bucket"):
             spoiled[key] = out[key].clone()
@@ -330,7 +395,7 @@ def test_sampled_steps_include_every_change_and_weigh_the_rest():
                           max_changes=100)
     changes = np.flatnonzero((table.target >= 0) & (table.target != table.expected) | (table.stop > 0))
     assert set(changes) <= set(idx.tolist())
-    assert w.sum() == pytest.approx(len(table), rel=1e-6)  # the weights stand for every step
+    assert w.sum() == pytest.approx(table.n_path, rel=1e-6)  # the weights stand for every step
 
 
 def test_merge_fragments_keeps_length_and_removes_short_runs():

@@ -28,6 +28,9 @@ class ModelConfig:
     max_jump_frames: the longest jump the buckets cover (2^20 frames is 3.4 hours).
     decoder_layers: windowed cross-attention layers of the decoder.
     op_head: train an auxiliary head on the edit op of each frame (editorbot.edits.Op).
+    keep_head: train an auxiliary head on whether the editor keeps each raw frame (plays
+        it anywhere in the edit): a label on every raw frame, where the pointer losses
+        have a few per cut, so the encoder learns early what this editor keeps.
     dropout: dropout in encoder and decoder.
     """
 
@@ -45,6 +48,7 @@ class ModelConfig:
     max_jump_frames: int = 1 << 20
     decoder_layers: int = 2
     op_head: bool = True
+    keep_head: bool = True
     dropout: float = 0.1
 
 
@@ -56,6 +60,8 @@ class AugmentConfig:
     gain_db: a random gain in [-gain_db, +gain_db] shifts the mel by gain_db / top_db.
     freq_masks, freq_width: SpecAugment masks of up to freq_width mel bands.
     time_masks, time_width: SpecAugment masks of up to time_width frames.
+    shift_bands: shift the whole mel up or down by up to this many bands (a crude pitch
+        shift: what an editor keeps rarely depends on the key it is played in).
     """
 
     noise_std: float = 0.02
@@ -64,6 +70,7 @@ class AugmentConfig:
     freq_width: int = 12
     time_masks: int = 4
     time_width: int = 20
+    shift_bands: int = 0
 
 
 @dataclass
@@ -82,13 +89,22 @@ class TrainConfig:
     context_steps: steps on each side of every change (jump, small move, stop) that are
         always trained on, where the model must learn to wait.
     max_changes: most changes of one recording per batch.
+    drift_steps: also train on the states 1..drift_steps frames past each change, as if
+        the decoder had played on instead of changing; their target is still that change
+        (see data.StepTable).
+    target_given_fraction: share of the recordings of a batch whose edit length the model
+        is told (as with `editorbot edit --target-duration`); the others it is not, as
+        when the stop head decides the length.
     val_chunk_steps: steps per forward pass in validation.
-    lr, weight_decay, warmup_steps, grad_clip: AdamW with linear warm-up, cosine decay.
+    lr, weight_decay, warmup_steps, grad_clip: AdamW with linear warm-up, then a cosine
+        decay to 0.1 x lr by the end of the epochs, or of max_minutes if that comes first.
     val_fraction: share of recordings held out for validation (split by recording).
     val_names: explicit validation recordings (overrides val_fraction when given).
     split_seed: seed of the train/validation split.
     seed: seed of initialisation, data order, augmentation and dropout.
-    jump_weight, use_jump_pos_weight, stop_weight, stop_pos_weight, op_weight: loss weights.
+    jump_weight, use_jump_pos_weight, stop_weight, op_weight, keep_weight: loss weights.
+    jump_sigma_frames: the jump target is a Gaussian of this many frames around the true
+        frame (0: the exact frame); frame-grid rounding moves a cut by a frame either way.
     val_every: validate (and maybe write best.pt) every this many epochs.
     val_decode_every: every this many validations, also decode the validation recordings
         freely and report their kept-raw IoU (0 = never; decoding an untrained model is slow,
@@ -112,6 +128,8 @@ class TrainConfig:
     random_steps: int = 256
     context_steps: int = 8
     max_changes: int = 256
+    drift_steps: int = 32
+    target_given_fraction: float = 0.5
     val_chunk_steps: int = 2048
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -124,8 +142,9 @@ class TrainConfig:
     jump_weight: float = 1.0
     use_jump_pos_weight: float = 5.0
     stop_weight: float = 1.0
-    stop_pos_weight: float = 5.0
     op_weight: float = 0.2
+    keep_weight: float = 2.0
+    jump_sigma_frames: float = 1.0
     val_every: int = 1
     val_decode_every: int = 1
     select_by: str = "val_iou"
@@ -144,7 +163,8 @@ class DecodeConfig:
     min_segment_s: pieces shorter than this are merged into their neighbour.
     crossfade_s: crossfade put on every seam of the proposed edit.
     max_length_ratio: without a target, decoding stops at this multiple of the expected
-        edit length if the stop head has not fired.
+        edit length, or at the raw's length if that is longer, if the model has not ended
+        the edit by then.
     """
 
     block_steps: int = 512

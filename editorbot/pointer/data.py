@@ -1,8 +1,9 @@
 """Training data of the pointer network: raw mels, pointer sequences and the step table.
 
 Each output step j has an expected raw position (previous pointer + 1) and conditioning
-features that depend only on the pointers before j; `History` computes them the same way
-for teacher forcing here and for decoding in decode.py, so training sees what inference sees.
+features that depend only on the pointers before j and, when the user fixes it, on the
+wanted edit length; `History` computes them the same way for teacher forcing here and for
+decoding in decode.py, so training sees what inference sees.
 """
 from __future__ import annotations
 
@@ -32,12 +33,14 @@ class History:
 
     Args:
         n_raw: frames of the raw recording.
-        target_frames: the wanted edit length in frames (conditioning).
+        target_frames: the wanted edit length in frames, when the user fixes it (the
+            compression ratio the model is conditioned on); None when the model decides
+            the length itself (the stop head ends the edit).
     """
 
-    def __init__(self, n_raw: int, target_frames: int):
+    def __init__(self, n_raw: int, target_frames: int | None):
         self.n_raw = int(n_raw)
-        self.target = max(int(target_frames), 1)
+        self.target = None if target_frames is None else max(int(target_frames), 1)
         self.played = np.zeros(self.n_raw + 1, np.int32)  # last entry: "past the end"
         self.prev = -1
         self.j = 0
@@ -73,22 +76,26 @@ class History:
                                  played_e, np.full(k, self.n_distinct))
 
     def _features(self, j, e, run, played_e, n_distinct) -> np.ndarray:
-        n, t = float(self.n_raw), float(self.target)
-        left = t - j
-        cond = np.empty((len(j), N_COND), np.float32)
-        cond[:, 0] = t / n
-        cond[:, 1] = j / t
-        cond[:, 2] = np.sign(left) * np.log1p(np.abs(left)) / 12.0
-        cond[:, 3] = e / n
-        cond[:, 4] = np.log1p(np.maximum(n - e, 0)) / 12.0
-        cond[:, 5] = np.log1p(run) / 12.0
-        cond[:, 6] = np.log1p(self.n_jumps) / 5.0
-        cond[:, 7] = np.minimum(played_e, 3) / 3.0
-        cond[:, 8] = e >= n
-        cond[:, 9] = j == 0
-        cond[:, 10] = np.log1p(t) / 12.0
-        cond[:, 11] = np.log1p(n) / 14.0
-        cond[:, 12] = n_distinct / n
+        n = float(self.n_raw)
+        cond = np.zeros((len(j), N_COND), np.float32)
+        if self.target is not None:  # columns 0-4: the wanted length; all 0 when free
+            t = float(self.target)
+            left = t - j
+            cond[:, 0] = 1.0
+            cond[:, 1] = t / n
+            cond[:, 2] = j / t
+            cond[:, 3] = np.sign(left) * np.log1p(np.abs(left)) / 12.0
+            cond[:, 4] = np.log1p(t) / 12.0
+        cond[:, 5] = e / n
+        cond[:, 6] = np.log1p(np.maximum(n - e, 0)) / 12.0
+        cond[:, 7] = np.log1p(run) / 12.0
+        cond[:, 8] = np.log1p(self.n_jumps) / 5.0
+        cond[:, 9] = np.minimum(played_e, 3) / 3.0
+        cond[:, 10] = e >= n
+        cond[:, 11] = j == 0
+        cond[:, 12] = np.log1p(j) / 12.0
+        cond[:, 13] = np.log1p(n) / 14.0
+        cond[:, 14] = n_distinct / n
         return cond
 
     def push(self, pointer: int) -> None:
@@ -138,36 +145,89 @@ def expected_positions(pointers: np.ndarray) -> np.ndarray:
 
 @dataclass
 class StepTable:
-    """Teacher-forced decoder inputs and targets of one recording, steps 0..n.
+    """Decoder inputs and targets of one recording: rows 0..n are the edit's steps 0..n
+    (teacher forcing: row j is step j), the rows after them are drift rows.
 
-    expected (n+1,) int64; cond (n+1, N_COND) float32; target (n+1,) int64 raw frame or -1
-    (masked, and the final step); stop (n+1,) float32, 1 at the final step; op (n+1,)
-    int64, -1 at the final step.
+    A drift row is a state the decoder reaches when it plays on past a change it should
+    have made (a jump, a move or the stop), i frames too far (1 <= i <= drift_steps, and
+    not as far as the change's target): its target is still that change. Inference meets
+    these states whenever it decides a change late; training on them teaches the model to
+    recover, and gives the rare change decisions more examples.
+
+    expected (rows,) int64; cond (rows, N_COND) float32 with the edit's length given (as
+    when the user fixes it); cond_free (rows, N_COND) the same without it (as when the stop
+    head decides); target (rows,) int64 raw frame or -1 (masked, and the stop); stop
+    (rows,) float32, 1 at the stop; op (rows,) int64, -1 at the stop and on drift rows;
+    source (rows - n - 1,) int64, the step each drift row drifted from.
     """
 
     expected: np.ndarray
     cond: np.ndarray
+    cond_free: np.ndarray
     target: np.ndarray
     stop: np.ndarray
     op: np.ndarray
+    source: np.ndarray
 
-    def __len__(self) -> int:
-        return len(self.expected)
+    @property
+    def n_path(self) -> int:
+        """Steps of the edit (n + 1, the last one the stop); the rows before the drift rows."""
+        return len(self.expected) - len(self.source)
+
+    @property
+    def step(self) -> np.ndarray:
+        """(rows,) int64: how many of the edit's pointers were decided before each row
+        (the step itself; for a drift row, the step it drifted from)."""
+        return np.concatenate([np.arange(self.n_path), self.source])
+
+    @property
+    def run_start(self) -> np.ndarray:
+        """(rows,) int64: first raw frame of a drift row's drift, which played the frames
+        run_start..expected-1 after the pointers before it (= expected on the edit's steps)."""
+        return np.concatenate([self.expected[:self.n_path], self.expected[self.source]])
 
 
-def step_table(pointers: np.ndarray, ops: np.ndarray, n_raw: int) -> StepTable:
-    """The decoder's inputs at every step when it is fed the true pointers.
+def step_table(pointers: np.ndarray, ops: np.ndarray, n_raw: int, *, drift_steps: int = 0) -> StepTable:
+    """The decoder's inputs at every step when it is fed the true pointers, and (with
+    drift_steps) in the states just past each change (see StepTable).
 
     Args:
         pointers : np.ndarray [shape=(n,)], int64 raw frame per edit frame, -1 not in raw
         ops : np.ndarray [shape=(n,)], edit op per frame
         n_raw: frames of the raw mel
+        drift_steps: most frames of drift after each change.
     """
     p = np.asarray(pointers, np.int64)
     n = len(p)
-    hist = History(n_raw, n)
+    expected, cond, source = _teacher_forced(p, History(n_raw, n), drift_steps)
+    cond_free = _teacher_forced(p, History(n_raw, None), drift_steps)[1]
+    stop = np.zeros(n + 1, np.float32)
+    stop[n] = 1.0
+    target = np.concatenate([p, [-1]])
+    op = np.concatenate([np.asarray(ops, np.int64), [-1]])
+    return StepTable(expected, cond, cond_free, np.concatenate([target, target[source]]),
+                     np.concatenate([stop, stop[source]]),
+                     np.concatenate([op, np.full(len(source), -1, np.int64)]), source)
+
+
+def _teacher_forced(p: np.ndarray, hist: History,
+                    drift_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expected positions (rows,) and features (rows, N_COND) of pointers p fed to `hist`
+    (steps 0..n, then the drift rows), and the step each drift row drifted from."""
+    n = len(p)
     expected = np.empty(n + 1, np.int64)
     cond = np.empty((n + 1, N_COND), np.float32)
+    drift: list[tuple[int, np.ndarray, np.ndarray]] = []
+
+    def add_drift(j: int, target: int) -> None:
+        if drift_steps <= 0:
+            return
+        e, c = hist.continuation(drift_steps + 1)
+        keep = (e < hist.n_raw) & (np.arange(drift_steps + 1) > 0)
+        if target > e[0]:
+            keep &= e < target
+        drift.append((j, e[keep], c[keep]))
+
     # Runs: a run starts wherever the pointer is not the previous one + 1.
     cont = np.zeros(n, bool)
     cont[1:] = (p[1:] == p[:-1] + 1) & (p[:-1] >= 0)
@@ -182,6 +242,8 @@ def step_table(pointers: np.ndarray, ops: np.ndarray, n_raw: int) -> StepTable:
                 hist.push(-1)
         else:
             expected[j:j + 1], cond[j:j + 1] = hist.continuation(1)
+            if p[j] != expected[j]:
+                add_drift(j, int(p[j]))
             hist.push(p[j])
             k = 1
             while j + k < n and cont[j + k]:
@@ -190,10 +252,11 @@ def step_table(pointers: np.ndarray, ops: np.ndarray, n_raw: int) -> StepTable:
             hist.push_run(k - 1)
         j += k
     expected[n:], cond[n:] = hist.continuation(1)
-    stop = np.zeros(n + 1, np.float32)
-    stop[n] = 1.0
-    return StepTable(expected, cond, np.concatenate([p, [-1]]), stop,
-                     np.concatenate([np.asarray(ops, np.int64), [-1]]))
+    add_drift(n, -1)
+    source = np.concatenate([np.full(len(e), j, np.int64) for j, e, _ in drift] + [np.zeros(0, np.int64)])
+    expected = np.concatenate([expected] + [e for _, e, _ in drift])
+    cond = np.concatenate([cond] + [c for _, _, c in drift])
+    return expected, cond, source
 
 
 @dataclass
@@ -219,14 +282,17 @@ class PointerData:
         names: recordings to use (default: every {name}_pointers.npy in pointer_dir).
         use_stems: also load the stem mels as input channels.
         max_cached: raw mels kept in memory.
+        drift_steps: drift rows after each change in the step tables (see StepTable).
     """
 
     def __init__(self, cache_dir: str | Path, pointer_dir: str | Path, *,
-                 names: list[str] | None = None, use_stems: bool = False, max_cached: int = 32):
+                 names: list[str] | None = None, use_stems: bool = False, max_cached: int = 32,
+                 drift_steps: int = 0):
         self.layout = Layout(cache_dir=Path(cache_dir))
         self.pointer_dir = Path(pointer_dir)
         self.use_stems = use_stems
         self.max_cached = max_cached
+        self.drift_steps = drift_steps
         self._mels: OrderedDict[str, np.ndarray] = OrderedDict()
         if names is None:
             names = find_names(self.pointer_dir)
@@ -264,7 +330,8 @@ class PointerData:
             raise UserError(f"{path}: points at raw frame {int(pointers.max())} but the raw mel "
                             f"has {n_raw} frames; run `editorbot prepare {name}` again")
         self._remember(name, mel)
-        return Recording(name, n_raw, pointers, step_table(pointers, ops, n_raw))
+        return Recording(name, n_raw, pointers,
+                         step_table(pointers, ops, n_raw, drift_steps=self.drift_steps))
 
     def _read_mel(self, name: str) -> np.ndarray:
         path = self.layout.features(name, "raw")
@@ -350,8 +417,9 @@ def split_by_recording(names: list[str], *, val_fraction: float, seed: int,
 
 def change_steps(steps: StepTable) -> np.ndarray:
     """Steps where the editor does not simply play on: jumps, small moves and the stop step."""
-    valid = steps.target >= 0
-    return np.flatnonzero((valid & (steps.target != steps.expected)) | (steps.stop > 0))
+    n = steps.n_path
+    target, expected = steps.target[:n], steps.expected[:n]
+    return np.flatnonzero(((target >= 0) & (target != expected)) | (steps.stop[:n] > 0))
 
 
 def sample_steps(steps: StepTable, rng: np.random.Generator, *, random_steps: int,
@@ -362,13 +430,14 @@ def sample_steps(steps: StepTable, rng: np.random.Generator, *, random_steps: in
     forcing), so any set of steps can be trained on: every change (up to max_changes),
     the context_steps steps on each side of it (where the model must wait), and
     random_steps drawn uniformly from the rest, weighted by how many steps each stands for,
-    so that weighted means estimate the mean over the whole edit.
+    so that weighted means estimate the mean over the whole edit; then the drift rows of
+    the chosen changes, weight 1 each.
 
     Returns:
-        idx : np.ndarray [shape=(m,)], int64 sorted step indices
+        idx : np.ndarray [shape=(m,)], int64 row indices, the edit's steps sorted, then drift rows
         weight : np.ndarray [shape=(m,)], float32
     """
-    n = len(steps)
+    n = steps.n_path
     changes = change_steps(steps)
     if len(changes) > max_changes:
         changes = np.sort(rng.choice(changes, size=max_changes, replace=False))
@@ -383,12 +452,15 @@ def sample_steps(steps: StepTable, rng: np.random.Generator, *, random_steps: in
     weight = np.concatenate([np.ones(int(near.sum()), np.float32),
                              np.full(k, len(rest) / max(k, 1), np.float32)])
     order = np.argsort(idx, kind="stable")
-    return idx[order], weight[order]
+    drift = n + np.flatnonzero(np.isin(steps.source, changes))
+    return (np.concatenate([idx[order], drift]),
+            np.concatenate([weight[order], np.ones(len(drift), np.float32)]))
 
 
 def augment(mel: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator, *,
             top_db: float, n_mels: int) -> np.ndarray:
-    """A copy of `mel` with a random gain, noise and SpecAugment masks, clipped to [0, 1].
+    """A copy of `mel` with a random gain, band shift, noise and SpecAugment masks,
+    clipped to [0, 1].
 
     Nothing moves in time, so the pointers stay valid.
 
@@ -396,6 +468,15 @@ def augment(mel: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator, *,
         mel : np.ndarray [shape=(C, T)], C a multiple of n_mels (raw, then stems)
     """
     out = mel + np.float32(rng.uniform(-cfg.gain_db, cfg.gain_db) / top_db)
+    if cfg.shift_bands > 0:
+        k = int(rng.integers(-cfg.shift_bands, cfg.shift_bands + 1))
+        bands = out.reshape(-1, n_mels, out.shape[1])
+        if k > 0:
+            bands[:, k:] = bands[:, :-k].copy()
+            bands[:, :k] = bands[:, k:k + 1]
+        elif k < 0:
+            bands[:, :k] = bands[:, -k:].copy()
+            bands[:, k:] = bands[:, k - 1:k]
     if cfg.noise_std > 0:
         out += rng.normal(0.0, cfg.noise_std, size=out.shape).astype(np.float32)
     np.clip(out, 0.0, 1.0, out=out)
@@ -412,21 +493,24 @@ def augment(mel: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator, *,
     return out
 
 
-def make_batch(data: PointerData, items: list[tuple[str, np.ndarray, np.ndarray]], *,
+def make_batch(data: PointerData, items: list[tuple[str, np.ndarray, np.ndarray, bool]], *,
                rng: np.random.Generator | None = None,
                augment_cfg: AugmentConfig | None = None) -> dict[str, np.ndarray]:
     """Stack recordings and chosen steps of each into one batch of numpy arrays.
 
     Args:
-        items: (name, step indices, step weights) per recording.
+        items: (name, step indices, step weights, whether the edit's length is given)
+            per recording.
         rng, augment_cfg: augment the mels when both are given.
 
     Returns:
-        dict: mel (B, C, T) float32 zero-padded; lengths (B,); and per step (N total):
-        rec, expected, cond (N, N_COND), target, stop, op, weight.
+        dict: mel (B, C, T) float32 zero-padded; lengths (B,); kept (B, T) float32, 1
+        where the editor plays the raw frame; pointers (B, L) the edits, padded with -1;
+        and per row (N total): rec, expected, cond (N, N_COND), target, stop, op, weight,
+        step and run_start (see StepTable).
     """
     mels = []
-    for name, _, _ in items:
+    for name, *_ in items:
         m = data.mel(name)
         if rng is not None and augment_cfg is not None:
             m = augment(m, augment_cfg, rng, top_db=data.params.top_db, n_mels=data.params.n_mels)
@@ -435,18 +519,28 @@ def make_batch(data: PointerData, items: list[tuple[str, np.ndarray, np.ndarray]
     mel = np.zeros((len(mels), mels[0].shape[0], t_max), np.float32)
     for i, m in enumerate(mels):
         mel[i, :, :m.shape[1]] = m
-    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("rec", "expected", "cond", "target", "stop", "op", "weight")}
-    for i, (name, idx, weight) in enumerate(items):
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("rec", "expected", "cond", "target", "stop", "op",
+                                                         "weight", "step", "run_start")}
+    for i, (name, idx, weight, target_given) in enumerate(items):
         st = data.recordings[name].steps
+        rows["step"].append(st.step[idx])
+        rows["run_start"].append(st.run_start[idx])
         rows["rec"].append(np.full(len(idx), i, np.int64))
         rows["expected"].append(st.expected[idx])
-        rows["cond"].append(st.cond[idx])
+        rows["cond"].append((st.cond if target_given else st.cond_free)[idx])
         rows["target"].append(st.target[idx])
         rows["stop"].append(st.stop[idx])
         rows["op"].append(st.op[idx])
         rows["weight"].append(np.asarray(weight, np.float32))
     batch = {k: np.concatenate(v) for k, v in rows.items()}
     batch["mel"] = mel
+    batch["kept"] = np.zeros((len(mels), t_max), np.float32)
+    batch["pointers"] = np.full((len(mels), max(len(data.recordings[name].pointers) for name, *_ in items)),
+                                -1, np.int64)
+    for i, (name, *_) in enumerate(items):
+        p = data.recordings[name].pointers
+        batch["kept"][i, p[p >= 0]] = 1.0
+        batch["pointers"][i, :len(p)] = p
     batch["lengths"] = np.array([m.shape[1] for m in mels], np.int64)
     return batch
 

@@ -3,8 +3,8 @@
 The decoder is Markov in its History (previous pointer, run length, what was played), so
 while the pointer runs on, the next K steps are known in advance: they are evaluated in
 one batch and accepted up to the first step where the model wants something else (a delta,
-a jump or a stop). This gives exactly the step-by-step greedy result at a fraction of the
-cost, and memory stays at one block of queries.
+or to leave the run: a jump or the stop). This gives exactly the step-by-step greedy result
+at a fraction of the cost, and memory stays at one block of queries.
 """
 from __future__ import annotations
 
@@ -36,15 +36,14 @@ class Decoded:
 class StepDecision:
     """What the model chose at each of k steps evaluated together (numpy arrays)."""
 
-    stop: np.ndarray  # bool
-    jump: np.ndarray  # bool
-    delta: np.ndarray  # int64, pointer - expected when not jumping
+    jump: np.ndarray  # bool: leave the run (a jump or the stop)
+    delta: np.ndarray  # int64, pointer - expected when not leaving
     prob: np.ndarray  # probability of the choice
     op: np.ndarray
 
 
 StepFn = Callable[[np.ndarray, np.ndarray], StepDecision]
-JumpFn = Callable[[int, int], tuple[int, float]]
+JumpFn = Callable[[int, int, bool, np.ndarray], tuple[int, float]]
 
 
 def model_step_fns(model: PointerNet, enc: Encoded, rec: int = 0) -> tuple[StepFn, JumpFn]:
@@ -52,7 +51,9 @@ def model_step_fns(model: PointerNet, enc: Encoded, rec: int = 0) -> tuple[StepF
 
     Returns:
         step(expected (k,), cond (k, N_COND)) -> StepDecision
-        jump(index of the step in the last block, expected) -> (raw frame, its probability)
+        jump(index of the step in the last block, expected, allow_stop, played (n_raw,)
+            play counts so far) -> (raw frame or n_raw for the stop, its probability);
+            (-1, 0.0) when nothing is allowed
     """
     w = model.cfg.max_delta
     device = enc.mem.device
@@ -61,34 +62,35 @@ def model_step_fns(model: PointerNet, enc: Encoded, rec: int = 0) -> tuple[StepF
     def step(expected: np.ndarray, cond: np.ndarray) -> StepDecision:
         e = torch.from_numpy(expected).to(device)
         out = model.decode_steps(enc, torch.full_like(e, rec), e, torch.from_numpy(cond).to(device))
-        last.update(query=out["query"], bucket=out["jump_bucket"])
+        last.update(query=out["query"], bucket=out["jump_bucket"], stop=out["stop"])
         delta_p = torch.softmax(out["delta"], dim=-1)
         d_prob, d_idx = delta_p.max(dim=-1)
         p_jump = torch.sigmoid(out["use_jump"])
-        p_stop = torch.sigmoid(out["stop"])
         jump = p_jump > 0.5
-        stop = p_stop > 0.5
-        prob = torch.where(stop, p_stop, (1 - p_stop) * torch.where(jump, p_jump, (1 - p_jump) * d_prob))
+        prob = torch.where(jump, p_jump, (1 - p_jump) * d_prob)
         op = out["op"].argmax(dim=-1) if "op" in out else torch.full_like(e, -1)
-        return StepDecision(stop.cpu().numpy(), jump.cpu().numpy(), (d_idx - w).cpu().numpy(),
+        return StepDecision(jump.cpu().numpy(), (d_idx - w).cpu().numpy(),
                             prob.float().cpu().numpy(), op.cpu().numpy())
 
-    def jump(i: int, expected: int) -> tuple[int, float]:
-        return model.jump_target(enc, rec, last["query"][i], last["bucket"][i], expected)
+    def jump(i: int, expected: int, allow_stop: bool, played: np.ndarray) -> tuple[int, float]:
+        return model.jump_target(enc, rec, last["query"][i], last["bucket"][i], last["stop"][i],
+                                 expected, torch.from_numpy(played > 0).to(device),
+                                 allow_stop=allow_stop)
 
     return step, jump
 
 
-def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: int,
+def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: int | None,
                     max_frames: int, use_stop: bool, block_steps: int = 512, progress: Callable[[int], None] | None = None) -> Decoded:
     """Decode pointers greedily, K steps at a time while the pointer runs on.
 
     Args:
         step, jump: decision functions (see model_step_fns).
         n_raw: frames of the raw recording.
-        target_frames: wanted edit length in frames (a conditioning input).
+        target_frames: wanted edit length in frames (a conditioning input), or None when
+            the model decides the length.
         max_frames: hard limit on the edit length.
-        use_stop: let the stop head end the edit (else it runs to max_frames).
+        use_stop: let the model end the edit (else it runs to max_frames).
         block_steps: most steps evaluated at once.
         progress: called with the number of output steps each block adds.
     """
@@ -102,8 +104,8 @@ def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: in
         k = min(k_block, max_frames - hist.j)
         expected, cond = hist.continuation(k)
         dec = step(expected, cond)
-        stop = dec.stop if use_stop else np.zeros(k, bool)
-        runs_on = ~stop & ~dec.jump & (dec.delta == 0) & (expected < n_raw)
+        dec.jump |= expected >= n_raw  # the raw ran out: nothing to play on; jump or stop
+        runs_on = ~dec.jump & (dec.delta == 0)
         n_ok = int(np.argmin(runs_on)) if not runs_on.all() else k
         j0 = hist.j
         pointers[j0:j0 + n_ok] = expected[:n_ok]
@@ -116,15 +118,15 @@ def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: in
                 progress(n_ok)
             continue
         i = n_ok
-        if stop[i]:
-            stopped = True
-            if progress:
-                progress(n_ok)
-            break
         e = int(expected[i])
         pointer, prob = e + int(dec.delta[i]), float(dec.prob[i])
         if dec.jump[i]:
-            target, p_target = jump(i, e)
+            target, p_target = jump(i, e, use_stop, hist.played[:n_raw])
+            if target >= n_raw:
+                stopped = True
+                if progress:
+                    progress(n_ok)
+                break
             if target >= 0:
                 pointer, prob = target, prob * p_target
         pointers[hist.j] = pointer

@@ -68,8 +68,10 @@ def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target
     Args:
         mel : np.ndarray [shape=(C, T)], float32
         target_frames: wanted edit length in frames.
-        fixed_length: decode exactly target_frames (else the stop head ends the edit, at
-            most cfg.decode.max_length_ratio * target_frames).
+        fixed_length: decode exactly target_frames, with the model conditioned on it (else
+            target_frames is a guess: the model is not told it, the stop head ends the edit,
+            at most cfg.decode.max_length_ratio * target_frames or the raw's length,
+            whichever is longer).
         frames_per_s: frame rate of the mel (for the progress bar, in seconds of edit).
     """
     device = next(model.parameters()).device
@@ -78,7 +80,7 @@ def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target
     enc = model.encode(x, torch.tensor([n_raw], device=device))
     step, jump = model_step_fns(model, enc)
     max_frames = target_frames if fixed_length else max(
-        int(cfg.decode.max_length_ratio * target_frames), 1)
+        int(cfg.decode.max_length_ratio * target_frames), n_raw, 1)
     bar = tqdm(total=round(max_frames / frames_per_s, 1), unit="s", desc="decode",
                disable=not progress, file=sys.stderr, dynamic_ncols=True, leave=False,
                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of edit [{elapsed}<{remaining}]")
@@ -89,7 +91,8 @@ def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target
         torch.set_num_threads(1)
     try:
         return decode_pointers(
-            step, jump, n_raw=n_raw, target_frames=target_frames, max_frames=max_frames,
+            step, jump, n_raw=n_raw, target_frames=target_frames if fixed_length else None,
+            max_frames=max_frames,
             use_stop=not fixed_length, block_steps=cfg.decode.block_steps,
             progress=lambda k: bar.update(k / frames_per_s))
     finally:

@@ -4,9 +4,10 @@ A linear-attention encoder (ELU+1 feature map, O(T) time and memory) reads the w
 mel; 64 global tokens summarise it. The decoder builds one query per output step from the
 encoder at the expected raw position (previous pointer + 1) and conditioning features,
 attends to a window around that position plus the global tokens, and predicts: a delta in
-[-max_delta, +max_delta] from the expected position, or a jump (a log-spaced bucket of
-relative distance, both directions, then the exact frame inside it), whether to jump,
-whether the edit stops here, and the edit op of the frame.
+[-max_delta, +max_delta] from the expected position; whether to leave the run instead
+(use_jump); where to then: any raw frame farther away (a content score plus a log-spaced
+distance prior, both directions) or the end of the edit (the stop head), in one softmax;
+and the edit op of the frame.
 """
 from __future__ import annotations
 
@@ -22,8 +23,12 @@ from ..edits import Op
 from .config import ModelConfig
 
 N_STEMS = 4  # drums, bass, vocals, other
-N_COND = 13  # conditioning features per output step, see data.step_features
-N_POS = 8  # sinusoid frequencies of the position encoding
+N_COND = 15  # conditioning features per output step, see data.History
+# The [0, 1] mel (dB + 80) / 80 goes in as (mel - MEL_CENTER) * MEL_SCALE, about zero mean
+# and unit spread: a first layer fed values of 0.1 to 0.9 learns several times slower.
+MEL_CENTER = 0.3
+MEL_SCALE = 4.0
+SKIP_UNIT = 100.0  # frames: a jump over this much unplayed keepable audio costs skip_gain
 
 
 def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
@@ -53,23 +58,6 @@ def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     num = torch.einsum("bhtd,bhde->bhte", q, kv)
     den = torch.einsum("bhtd,bhd->bht", q, z).unsqueeze(-1)
     return num / (den + eps)
-
-
-def position_encoding(length: torch.Tensor, t_max: int) -> torch.Tensor:
-    """Sinusoids of each frame's position as a fraction of its recording's length.
-
-    Args:
-        length : torch.Tensor [shape=(B,)], frames of each recording
-        t_max : padded length
-
-    Returns:
-        pe : torch.Tensor [shape=(B, t_max, 2 * N_POS)]
-    """
-    t = torch.arange(t_max, device=length.device, dtype=torch.float32)
-    frac = t[None, :] / length.clamp(min=1).float()[:, None]
-    freqs = math.pi * 2.0 ** torch.arange(N_POS, device=length.device, dtype=torch.float32)
-    ang = frac[..., None] * freqs
-    return torch.cat([torch.sin(ang), torch.cos(ang)], dim=-1)
 
 
 class EncoderLayer(nn.Module):
@@ -104,12 +92,13 @@ class Encoded:
     """What the decoder reads about the raw recordings (a batch of B).
 
     mem : (B, T, D) per-frame memory; kv : per decoder layer (B, T, 2D) keys and values;
-    delta_keys, jump_keys : (B, T, Dk); globals_ : (B, G, D); lengths : (B,) frames.
+    delta_keys, jump_keys : (B, T, Dk); keep : (B, T) keep-head logits (None without a
+    keep head); globals_ : (B, G, D); lengths : (B,) frames.
     """
 
-    def __init__(self, mem, kv, delta_keys, jump_keys, globals_, lengths):
+    def __init__(self, mem, kv, delta_keys, jump_keys, keep, globals_, lengths):
         self.mem, self.kv, self.delta_keys, self.jump_keys = mem, kv, delta_keys, jump_keys
-        self.globals_, self.lengths = globals_, lengths
+        self.keep, self.globals_, self.lengths = keep, globals_, lengths
 
 
 class PointerNet(nn.Module):
@@ -128,7 +117,6 @@ class PointerNet(nn.Module):
         # Full-rate front end: pointwise projection, depthwise conv over time, pointwise mix.
         self.front = nn.Sequential(nn.Conv1d(in_ch, d, 1), nn.GELU(),
                                    nn.Conv1d(d, d, 5, padding=2, groups=d), nn.Conv1d(d, d, 1))
-        self.pos = nn.Linear(2 * N_POS, d)
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layers))
         self.enc_norm = nn.LayerNorm(d)
         self.coarse_out = nn.Linear(d, d)
@@ -159,6 +147,14 @@ class PointerNet(nn.Module):
         self.jump_query = nn.Linear(d, self.d_key)
         self.jump_key = nn.Linear(d, self.d_key)
         self.op = nn.Linear(d, len(Op)) if cfg.op_head else None
+        self.keep = nn.Linear(d, 1) if cfg.keep_head else None
+        # Learned scalars of `jump_logits` and use_jump, initialised to priors that hold for
+        # most editors (training moves them): how much the keep logit counts for a jump
+        # target and against playing on; a frame played already is a 50x less likely
+        # target; passing over SKIP_UNIT frames of keepable, unplayed audio costs 3 nats.
+        self.keep_gain = nn.Parameter(torch.tensor([1.0, 2.0])) if cfg.keep_head else None
+        self.played_gain = nn.Parameter(torch.full((), -4.0))
+        self.skip_gain = nn.Parameter(torch.full((), 3.0)) if cfg.keep_head else None
         self.register_buffer("bucket_edges", torch.from_numpy(
             jump_bucket_edges(cfg.max_delta, cfg.n_jump_buckets, cfg.max_jump_frames)),
             persistent=False)
@@ -175,8 +171,12 @@ class PointerNet(nn.Module):
         cfg = self.cfg
         b, _, t = mel.shape
         mask = torch.arange(t, device=mel.device)[None, :] < lengths[:, None]
-        fine = self.front(mel).transpose(1, 2) * mask[..., None].to(mel.dtype)  # (B, T, D)
-        x = fine + self.pos(position_encoding(lengths, t)).to(fine.dtype)
+        # No absolute position goes in: a frame is what it sounds like and what surrounds it
+        # (with equal-length training recordings, "the frame at 60% of the recording" is a
+        # name the model can memorise targets by instead of learning what the editor hears).
+        x = (mel - MEL_CENTER) * MEL_SCALE * mask[:, None, :].to(mel.dtype)  # padding as the convs pad
+        fine = self.front(x).transpose(1, 2) * mask[..., None].to(mel.dtype)  # (B, T, D)
+        x = fine
         s = cfg.stride
         if s > 1:
             pad = (-t) % s
@@ -196,7 +196,8 @@ class PointerNet(nn.Module):
             coarse = coarse.repeat_interleave(s, dim=1)[:, :t]
         mem = self.mem_norm(fine + coarse) * mask[..., None].to(fine.dtype)
         kv = [proj(mem) for proj in self.dec_kv]
-        return Encoded(mem, kv, self.delta_key(mem), self.jump_key(mem), globals_, lengths)
+        keep = self.keep(mem).squeeze(-1).float() if self.keep is not None else None
+        return Encoded(mem, kv, self.delta_key(mem), self.jump_key(mem), keep, globals_, lengths)
 
     def _global_tokens(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean of the encoder over each of n_global equal shares of each recording."""
@@ -227,8 +228,10 @@ class PointerNet(nn.Module):
 
         Returns:
             dict with 'query' (N, D) and logits 'delta' (N, 2W+1), out-of-range offsets at
-            -inf; 'use_jump' (N,); 'stop' (N,); 'jump_bucket' (N, 2 n_jump_buckets),
-            unreachable buckets at -inf; 'op' (N, len(Op)) when op_head.
+            -inf; 'use_jump' (N,), whether the pointer leaves its run (a jump or the stop);
+            'jump_bucket' (N, 2 n_jump_buckets), the distance prior of a jump, and 'stop'
+            (N,), the end of the edit, both inside `jump_logits`; 'op' (N, len(Op)) when
+            op_head.
         """
         cfg = self.cfg
         w = cfg.max_delta
@@ -258,73 +261,89 @@ class PointerNet(nn.Module):
         h = self.head_norm(q)
         pointer = win.scores(enc.delta_keys, self.delta_query(h)[:, None, :])[:, 0]
         delta = self.delta_prior(h) + pointer / math.sqrt(self.d_key)
+        use_jump = self.use_jump(h).squeeze(-1).float()
+        if enc.keep is not None:  # leave where the editor would not keep what comes next
+            use_jump = use_jump - self.keep_gain[1] * enc.keep[rec, here]
         out = {
             "query": h,
             "delta": delta.float().masked_fill(~win.valid, float("-inf")),
-            "use_jump": self.use_jump(h).squeeze(-1).float(),
+            "use_jump": use_jump,
             "stop": self.stop(h).squeeze(-1).float(),
-            "jump_bucket": self.jump_bucket(h).float().masked_fill(
-                ~self.reachable_buckets(expected, length), float("-inf")),
+            "jump_bucket": self.jump_bucket(h).float(),
         }
         if self.op is not None:
             out["op"] = self.op(h).float()
         return out
 
-    def reachable_buckets(self, expected: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
-        """(N, 2 n_jump_buckets) bool: buckets holding at least one raw frame."""
-        lo, hi = bucket_offset_ranges(self.bucket_edges)  # (2nb,) offsets [lo, hi)
-        a = expected[:, None] + lo[None, :]
-        b = expected[:, None] + hi[None, :]
-        return (b > 0) & (a < length[:, None])
+    def jump_logits(self, enc: Encoded, rec: int, query: torch.Tensor, bucket_logits: torch.Tensor,
+                    stop_logit: torch.Tensor, expected: torch.Tensor, played: torch.Tensor) -> torch.Tensor:
+        """Log-odds of where the pointer goes when it leaves its run, for m steps of one
+        recording: every raw frame of recording `rec`, and the end of the edit.
 
-    def jump_scores(self, enc: Encoded, rec: int, query: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-        """Scores of raw frames lo..hi-1 of recording `rec` as the target of a jump.
-
-        Args:
-            query : torch.Tensor [shape=(D,)], the step's 'query' output
-
-        Returns:
-            scores : torch.Tensor [shape=(hi - lo,)]
-        """
-        jq = self.jump_query(query)
-        return (enc.jump_keys[rec, lo:hi] @ jq).float() / math.sqrt(self.d_key)
-
-    def jump_target(self, enc: Encoded, rec: int, query: torch.Tensor, bucket_logits: torch.Tensor,
-                    expected: int) -> tuple[int, float]:
-        """The most likely target of a jump, over the whole recording.
-
-        log p(t) = log p(bucket of t - expected) + log p(t | that bucket), the second a
-        softmax of `jump_scores` over the frames of the bucket: the factorisation that
-        training fits (bucket cross-entropy + exact-frame cross-entropy inside the bucket).
+        logit(t) = jump_key(t) . jump_query(query) / sqrt(Dk) + keep_gain * keep(t)
+        + played_gain * played(t) - skip_gain * skipped(t) / SKIP_UNIT + prior(t - expected):
+        what the frame is (a pointer score, and the keep head's logit: would this editor
+        play it at all), whether this edit has played it already (editors who loop learn a
+        positive gain, trimmers a negative one), how much keepable audio not yet played the
+        jump passes over (frames expected..t-1 forward, t+1..expected backward, weighted by
+        sigmoid(keep)), and how far it is (`distance_prior` of the log-spaced bucket logits,
+        both directions). The end of the edit has the stop head's logit, less the cost of
+        passing over everything from expected to the end. One softmax over all of them, so
+        every frame competes with every other, near or far, and the edit ends where nothing
+        ahead is worth a jump. Frames the delta head covers (|t - expected| <= max_delta)
+        are -inf.
 
         Args:
-            query : torch.Tensor [shape=(D,)], the step's 'query' output
-            bucket_logits : torch.Tensor [shape=(2 n_jump_buckets,)], the step's 'jump_bucket'
-            expected: the step's expected raw frame.
+            query : torch.Tensor [shape=(m, D)], the steps' 'query' outputs
+            bucket_logits : torch.Tensor [shape=(m, 2 n_jump_buckets)], their 'jump_bucket'
+            stop_logit : torch.Tensor [shape=(m,)], their 'stop'
+            expected : torch.Tensor [shape=(m,)], int64 their expected raw frames
+            played : torch.Tensor [shape=(m, n)], bool: raw frames the edit played before each step
 
         Returns:
-            (frame, probability); (-1, 0.0) when no frame is farther than max_delta
+            logits : torch.Tensor [shape=(m, n + 1)], float32: frames 0..n-1 of the
+            recording, then (index n) the end of the edit
         """
         n = int(enc.lengths[rec])
-        if not torch.isfinite(bucket_logits).any():
-            return -1, 0.0  # no bucket holds a frame (a raw shorter than the delta head's reach)
-        scores = self.jump_scores(enc, rec, query, 0, n)
-        offsets = torch.arange(n, device=scores.device) - expected
-        cls = bucket_of(offsets, self.bucket_edges)
-        scores = scores.masked_fill(offsets.abs() <= self.cfg.max_delta, float("-inf"))
-        n_cls = len(bucket_logits)
-        peak = torch.full((n_cls,), float("-inf"), device=scores.device).scatter_reduce(
-            0, cls, scores, reduce="amax")
-        peak_t = peak[cls]
-        finite = torch.isfinite(peak_t)
-        sums = torch.zeros(n_cls, device=scores.device).index_add_(
-            0, cls, torch.where(finite, torch.exp(scores - torch.where(finite, peak_t, 0.0)), 0.0))
-        lse = peak + torch.log(sums)
-        log_p = torch.log_softmax(bucket_logits.float(), dim=-1)[cls] + scores - lse[cls]
-        log_p = torch.where(torch.isfinite(scores), log_p, float("-inf"))
-        t = int(torch.argmax(log_p))
-        if not torch.isfinite(log_p[t]):
+        scores = (self.jump_query(query) @ enc.jump_keys[rec, :n].T).float() / math.sqrt(self.d_key)
+        t = torch.arange(n, device=scores.device)
+        offsets = t[None, :] - expected[:, None]
+        logits = scores + distance_prior(offsets, bucket_logits.float(), self.bucket_edges)
+        logits = logits + self.played_gain * played.float()
+        stop_logit = stop_logit.float()[:, None]
+        if enc.keep is not None:  # what the editor keeps is where jumps go ...
+            keep = enc.keep[rec, :n]
+            logits = logits + self.keep_gain[0] * keep
+            # ... and what they would keep and have not played yet, they rarely pass over.
+            fresh = torch.sigmoid(keep)[None, :] * (~played).float()
+            before = F.pad(torch.cumsum(fresh, dim=1), (1, 0))  # before[:, t] = sum of fresh[:, :t]
+            e = expected.clamp(0, n)[:, None]
+            forward = before[:, 1:] - before.gather(1, e)  # frames e..t-1 (t > e)
+            backward = before.gather(1, (e + 1).clamp(max=n)) - before[:, 1:]  # frames t+1..e
+            skipped = torch.where(offsets > 0, forward - fresh, backward)
+            logits = logits - self.skip_gain * skipped / SKIP_UNIT
+            stop_logit = stop_logit - self.skip_gain * (before[:, -1:] - before.gather(1, e)) / SKIP_UNIT
+        logits = logits.masked_fill(offsets.abs() <= self.cfg.max_delta, float("-inf"))
+        return torch.cat([logits, stop_logit], dim=1)
+
+    def jump_target(self, enc: Encoded, rec: int, query: torch.Tensor, bucket_logits: torch.Tensor,
+                    stop_logit: torch.Tensor, expected: int, played: torch.Tensor, *,
+                    allow_stop: bool = True) -> tuple[int, float]:
+        """Where the pointer goes when it leaves its run: the argmax of `jump_logits` (the
+        distribution training fits) and its probability.
+
+        Returns:
+            (frame, probability): frame n (the recording's length) is the end of the edit;
+            (-1, 0.0) when nothing is allowed (no frame farther than max_delta, and no stop)
+        """
+        logits = self.jump_logits(enc, rec, query[None], bucket_logits[None], stop_logit.reshape(1),
+                                  torch.tensor([expected], device=query.device), played[None])[0]
+        if not allow_stop:
+            logits[-1] = float("-inf")
+        if not torch.isfinite(logits).any():
             return -1, 0.0
+        log_p = torch.log_softmax(logits, dim=-1)
+        t = int(torch.argmax(log_p))
         return t, float(torch.exp(log_p[t]))
 
 
@@ -422,6 +441,34 @@ def jump_bucket_edges(max_delta: int, n_buckets: int, max_jump_frames: int) -> n
     for k in range(1, len(edges)):
         edges[k] = max(edges[k], edges[k - 1] + 1)
     return edges
+
+
+def distance_prior(offset: torch.Tensor, values: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """The jump head's distance prior at signed offsets: -log |offset| (with equal values,
+    every octave of distance is equally likely, so of two equally good frames the nearer
+    wins) plus the values of the buckets, each at the bucket's centre (geometric mean of
+    its edges), linear in log distance between two centres and flat beyond the outermost
+    ones. So the prior tells near from far inside a bucket too (an editor who skips a
+    passage lands on the next good frame, not on any good frame of the right order of
+    distance).
+
+    Args:
+        offset : torch.Tensor [shape=(m, n)], int64, |offset| > max_delta
+        values : torch.Tensor [shape=(m, 2 nb)], per jump class as in `bucket_of`
+        edges : torch.Tensor [shape=(nb + 1,)], from `jump_bucket_edges`
+
+    Returns:
+        prior : torch.Tensor [shape=(m, n)], float32
+    """
+    nb = len(edges) - 1
+    centre = 0.5 * torch.log(edges[:-1].double() * edges[1:].double()).float()
+    u = torch.log(offset.abs().clamp(min=1).float())
+    k = (torch.searchsorted(centre, u.reshape(-1), right=True) - 1).reshape(u.shape).clamp(0, max(nb - 2, 0))
+    k1 = (k + 1).clamp(max=nb - 1)
+    frac = ((u - centre[k]) / (centre[k1] - centre[k]).clamp(min=1e-6)).clamp(0, 1)
+    by_distance = torch.where(offset > 0, nb + k, nb - 1 - k), torch.where(offset > 0, nb + k1, nb - 1 - k1)
+    v0, v1 = values.gather(1, by_distance[0]), values.gather(1, by_distance[1])
+    return v0 * (1 - frac) + v1 * frac - u
 
 
 def bucket_of(offset, edges):

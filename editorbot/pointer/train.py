@@ -29,9 +29,10 @@ from ..evaluate import kept_iou
 from .config import PointerConfig
 from .data import PointerData, make_batch, sample_steps, split_by_recording
 from .infer import decode_mel
-from .model import Encoded, PointerNet, bucket_of, bucket_offset_ranges
+from .model import Encoded, PointerNet
 
 CHANGE_TOLERANCE_FRAMES = 4  # 50 ms at hop 256 / 22050 Hz
+LEAVE_ROWS_PER_PASS = 64  # jump distributions over the whole recording computed at once
 
 
 @dataclass
@@ -59,10 +60,29 @@ class Objective(nn.Module):
         enc = self.net.encode(batch["mel"], batch["lengths"])
         out = self.net.decode_steps(enc, batch["rec"], batch["expected"], batch["cond"])
         parts = step_losses(self.net, enc, out, batch, self.cfg)
-        t = self.cfg.train
-        total = (parts["delta_loss"] + parts["use_jump_loss"] + t.jump_weight * parts["jump_loss"]
-                 + t.stop_weight * parts["stop_loss"] + t.op_weight * parts["op_loss"])
-        return total, parts
+        parts["keep_loss"] = keep_loss(self.net, enc, batch["kept"])
+        return total_loss(parts, self.cfg), parts
+
+
+def total_loss(parts: dict, cfg: PointerConfig):
+    """The weighted sum of the loss parts (tensors or floats)."""
+    t = cfg.train
+    return (parts["delta_loss"] + parts["use_jump_loss"] + t.jump_weight * parts["jump_loss"]
+            + t.stop_weight * parts["stop_loss"] + t.op_weight * parts["op_loss"]
+            + t.keep_weight * parts["keep_loss"])
+
+
+def keep_loss(net: PointerNet, enc: Encoded, kept: torch.Tensor) -> torch.Tensor:
+    """BCE of the keep head over every raw frame of the batch (padding masked out); 0
+    without a keep head.
+
+    Args:
+        kept : torch.Tensor [shape=(B, T)], float 1 where the editor plays the raw frame
+    """
+    if enc.keep is None:
+        return kept.new_zeros(())
+    real = torch.arange(kept.shape[1], device=kept.device)[None, :] < enc.lengths[:, None]
+    return F.binary_cross_entropy_with_logits(enc.keep[real], kept[real])
 
 
 def _wmean(x: torch.Tensor, w: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -72,50 +92,93 @@ def _wmean(x: torch.Tensor, w: torch.Tensor, like: torch.Tensor) -> torch.Tensor
     return (x * w).sum() / w.sum().clamp(min=1e-9)
 
 
+def played_before(batch: dict[str, torch.Tensor], rows: torch.Tensor, n_raw: int) -> torch.Tensor:
+    """(m, n_raw) bool: the raw frames the edit played before each of `rows` (rows of one
+    recording of the batch)."""
+    p = batch["pointers"][int(batch["rec"][rows[0]])]
+    steps = torch.arange(len(p), device=p.device)
+    first = torch.full((n_raw,), len(p), dtype=torch.long, device=p.device)
+    first.scatter_reduce_(0, p[p >= 0], steps[p >= 0], reduce="amin")
+    t = torch.arange(n_raw, device=p.device)[None, :]
+    return ((first[None, :] < batch["step"][rows, None])
+            | ((t >= batch["run_start"][rows, None]) & (t < batch["expected"][rows, None])))
+
+
+def soft_targets(goal: torch.Tensor, allowed: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(m, n + 1) target distributions: a Gaussian of sigma frames (cut at 2 sigma) around
+    each goal frame, over the allowed candidates only; goals at index n (the end) and
+    sigma 0 give one-hot targets."""
+    m, width = allowed.shape
+    radius = int(2 * sigma)
+    target = torch.zeros(m, width, device=allowed.device)
+    end = goal == width - 1
+    for k in range(-radius, radius + 1):
+        at = (goal + k).clamp(0, width - 2)
+        ok = ~end & (goal + k >= 0) & (goal + k <= width - 2) & allowed.gather(1, at[:, None])[:, 0]
+        target[torch.arange(m), at] += ok.float() * math.exp(-0.5 * (k / max(sigma, 1e-9)) ** 2)
+    target[torch.arange(m), goal] += (target.sum(1) == 0).float()  # the end, or no neighbour allowed
+    return target / target.sum(1, keepdim=True)
+
+
+def row_kinds(batch: dict[str, torch.Tensor], lengths: torch.Tensor, max_delta: int) -> dict[str, torch.Tensor]:
+    """Which rows of a batch each step loss is over (bool masks, by loss name)."""
+    target, expected = batch["target"], batch["expected"]
+    valid = target >= 0
+    is_stop = batch["stop"] > 0
+    is_delta = valid & ((target - expected).abs() <= max_delta)
+    # Where the raw has run out there is nothing to play on: the decoder leaves the run
+    # whatever use_jump says (see decode.decode_pointers), so use_jump is not trained there.
+    decided = (valid | is_stop) & (expected < lengths[batch["rec"]])
+    return {"delta_loss": is_delta, "use_jump_loss": decided, "jump_loss": valid & ~is_delta,
+            "stop_loss": is_stop, "op_loss": batch["op"] >= 0}
+
+
 def step_losses(net: PointerNet, enc: Encoded, out: dict[str, torch.Tensor],
                 batch: dict[str, torch.Tensor], cfg: PointerConfig) -> dict[str, torch.Tensor]:
     """Weighted losses of a batch of steps; steps whose pointer is -1 are masked out of
     the pointer losses.
 
     delta_loss: cross-entropy of the delta head where the true move is within max_delta;
-    use_jump_loss: BCE of jump-or-delta; jump_loss: cross-entropy of the jump bucket plus
-    that of the exact frame inside the true bucket; stop_loss: BCE of the stop head at
-    every step; op_loss: cross-entropy of the op head.
+    use_jump_loss: BCE of leaving the run (a jump or the stop) against a delta, where the
+    raw has not run out; jump_loss: KL divergence of `PointerNet.jump_logits` from the
+    target frame, softened to a Gaussian of train.jump_sigma_frames (the frame grid cannot
+    tell a cut's frame from its neighbours); stop_loss: the same for the end of the edit
+    at the stop steps; op_loss: cross-entropy of the op head.
     """
     w = cfg.model.max_delta
     t = cfg.train
     target, expected, weight = batch["target"], batch["expected"], batch["weight"]
-    valid = target >= 0
+    kinds = row_kinds(batch, enc.lengths, w)
+    is_delta, is_jump, is_stop, decided = (kinds["delta_loss"], kinds["jump_loss"], kinds["stop_loss"],
+                                           kinds["use_jump_loss"])
     d = target - expected
-    is_delta = valid & (d.abs() <= w)
-    is_jump = valid & ~is_delta
     ce = F.cross_entropy(out["delta"][is_delta], d[is_delta] + w, reduction="none")
     delta_loss = _wmean(ce, weight[is_delta], out["delta"])
     bce = F.binary_cross_entropy_with_logits(
-        out["use_jump"][valid], is_jump[valid].float(), reduction="none",
+        out["use_jump"][decided], (is_jump | is_stop)[decided].float(), reduction="none",
         pos_weight=out["use_jump"].new_tensor(t.use_jump_pos_weight))
-    use_jump_loss = _wmean(bce, weight[valid], out["use_jump"])
-    jump_idx = torch.nonzero(is_jump).flatten()
-    if len(jump_idx):
-        classes = bucket_of(d[jump_idx], net.bucket_edges)
-        bucket_ce = F.cross_entropy(out["jump_bucket"][jump_idx], classes, reduction="none")
-        lo_off, hi_off = bucket_offset_ranges(net.bucket_edges)
-        fine = []
-        for i, c in zip(jump_idx.tolist(), classes.tolist()):
-            r = int(batch["rec"][i])
-            e = int(expected[i])
-            lo, hi = max(e + int(lo_off[c]), 0), min(e + int(hi_off[c]), int(enc.lengths[r]))
-            scores = net.jump_scores(enc, r, out["query"][i], lo, hi)
-            fine.append(F.cross_entropy(scores[None], target[i:i + 1] - lo))
-        jump_loss = _wmean(bucket_ce + torch.stack(fine), weight[jump_idx], bucket_ce)
-    else:
-        jump_loss = out["jump_bucket"][:0].sum() + net.jump_query.weight.sum() * 0.0
-    stop_bce = F.binary_cross_entropy_with_logits(
-        out["stop"], batch["stop"], reduction="none",
-        pos_weight=out["stop"].new_tensor(t.stop_pos_weight))
-    stop_loss = _wmean(stop_bce, weight, out["stop"])
+    use_jump_loss = _wmean(bce, weight[decided], out["use_jump"])
+    leave = is_jump | is_stop
+    ce = torch.zeros(len(target), device=target.device)
+    for r in torch.unique(batch["rec"][leave]).tolist():
+        rows = torch.nonzero(leave & (batch["rec"] == r)).flatten()
+        n = int(enc.lengths[r])
+        for chunk in rows.split(LEAVE_ROWS_PER_PASS):
+            logits = net.jump_logits(enc, r, out["query"][chunk], out["jump_bucket"][chunk],
+                                     out["stop"][chunk], expected[chunk], played_before(batch, chunk, n))
+            goal = torch.where(is_stop[chunk], n, target[chunk])
+            soft = soft_targets(goal, torch.isfinite(logits), t.jump_sigma_frames)
+            log_p = torch.log_softmax(logits, dim=1)
+            # KL(soft || p): the cross-entropy less the targets' own entropy, so 0 is perfect.
+            kl = -(soft * torch.where(soft > 0, log_p - torch.log(soft.clamp(min=1e-30)), 0.0)).sum(1)
+            ce = ce.index_put((chunk,), kl)
+    jump_loss = _wmean(ce[is_jump], weight[is_jump], ce)
+    stop_loss = _wmean(ce[is_stop], weight[is_stop], ce)
+    if not leave.any():  # keep every head in the graph (DistributedDataParallel)
+        zero = (out["jump_bucket"].sum() + out["stop"].sum() + net.jump_query.weight.sum()) * 0.0
+        jump_loss, stop_loss = jump_loss + zero, stop_loss + zero
     if "op" in out:
-        has_op = batch["op"] >= 0
+        has_op = kinds["op_loss"]
         op_ce = F.cross_entropy(out["op"][has_op], batch["op"][has_op], reduction="none")
         op_loss = _wmean(op_ce, weight[has_op], out["op"])
     else:
@@ -128,13 +191,18 @@ def step_losses(net: PointerNet, enc: Encoded, out: dict[str, torch.Tensor],
 def predicted_pointers(net: PointerNet, enc: Encoded, out: dict[str, torch.Tensor],
                        batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The pointer the model would choose at each teacher-forced step: expected + delta,
-    or, where it wants to jump, its most likely jump target."""
+    or, where it leaves the run, its most likely target (the recording's length for the
+    end of the edit)."""
     w = net.cfg.max_delta
     expected = batch["expected"]
     pred = expected + out["delta"].argmax(dim=-1) - w
-    for i in torch.nonzero(out["use_jump"] > 0).flatten().tolist():
-        pred[i] = net.jump_target(enc, int(batch["rec"][i]), out["query"][i], out["jump_bucket"][i],
-                                  int(expected[i]))[0]
+    leave = (out["use_jump"] > 0) | (expected >= enc.lengths[batch["rec"]])
+    for r in torch.unique(batch["rec"][leave]).tolist():
+        rows = torch.nonzero(leave & (batch["rec"] == r)).flatten()
+        for chunk in rows.split(LEAVE_ROWS_PER_PASS):
+            logits = net.jump_logits(enc, r, out["query"][chunk], out["jump_bucket"][chunk], out["stop"][chunk],
+                                     expected[chunk], played_before(batch, chunk, int(enc.lengths[r])))
+            pred[chunk] = logits.argmax(dim=1)
     return pred
 
 
@@ -147,7 +215,8 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
              device: torch.device, *, keep_ratio: float, decode: bool) -> dict[str, float]:
     """Teacher-forced losses and accuracies over every step of the validation recordings,
     and (decode) the kept-raw IoU of freely decoded edits, with the stop head deciding
-    their length.
+    their length. Both without telling the model the edit's length, as at inference
+    without a target duration.
 
     val_delta_accuracy: share of steps (pointer not -1) whose predicted pointer equals the
     true one exactly. val_change_accuracy: the same within 50 ms, over the steps where the
@@ -156,24 +225,24 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     """
     net.eval()
     sums: dict[str, float] = {}
-    counted = 0
+    counts: dict[str, float] = {}
     hit = total = change_hit = change_total = 0
     ious, duration_ratios = [], []
     for name in names:
         rec = data.recordings[name]
-        n_steps = len(rec.steps)
-        whole = make_batch(data, [(name, np.arange(n_steps), np.ones(n_steps, np.float32))])
+        n_steps = rec.steps.n_path
+        whole = make_batch(data, [(name, np.arange(n_steps), np.ones(n_steps, np.float32), False)])
         mel = torch.from_numpy(whole["mel"]).to(device)
         enc = net.encode(mel, torch.from_numpy(whole["lengths"]).to(device))
         for a in range(0, n_steps, cfg.train.val_chunk_steps):
             chunk = {k: torch.from_numpy(v[a:a + cfg.train.val_chunk_steps]).to(device)
-                     for k, v in whole.items() if k not in ("mel", "lengths")}
+                     for k, v in whole.items() if k not in ("mel", "lengths", "kept", "pointers")}
+            chunk["pointers"] = torch.from_numpy(whole["pointers"]).to(device)
             out = net.decode_steps(enc, chunk["rec"], chunk["expected"], chunk["cond"])
             parts = step_losses(net, enc, out, chunk, cfg)
-            m = len(chunk["rec"])
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * m
-            counted += m
+            for k, rows in row_kinds(chunk, enc.lengths, cfg.model.max_delta).items():
+                sums[k] = sums.get(k, 0.0) + float(parts[k]) * int(rows.sum())
+                counts[k] = counts.get(k, 0) + int(rows.sum())
             pred = predicted_pointers(net, enc, out, chunk)
             valid = chunk["target"] >= 0
             change = valid & (chunk["target"] != chunk["expected"])
@@ -181,16 +250,18 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
             total += int(valid.sum())
             change_hit += int(((pred - chunk["target"]).abs()[change] <= CHANGE_TOLERANCE_FRAMES).sum())
             change_total += int(change.sum())
+        n_raw = int(enc.lengths[0])
+        sums["keep_loss"] = sums.get("keep_loss", 0.0) + float(
+            keep_loss(net, enc, torch.from_numpy(whole["kept"]).to(device))) * n_raw
+        counts["keep_loss"] = counts.get("keep_loss", 0) + n_raw
         if decode:
             decoded = decode_mel(net, cfg, data.mel(name), target_frames=int(round(keep_ratio * rec.n_raw)),
                                  fixed_length=False, frames_per_s=data.params.frames_per_s)
             ious.append(kept_iou(decoded.pointers, rec.pointers, rec.n_raw))
             duration_ratios.append(len(decoded.pointers) / len(rec.pointers))
-    metrics = {f"val/{k}": v / max(counted, 1) for k, v in sums.items()}
-    metrics["val/loss"] = (metrics["val/delta_loss"] + metrics["val/use_jump_loss"]
-                           + cfg.train.jump_weight * metrics["val/jump_loss"]
-                           + cfg.train.stop_weight * metrics["val/stop_loss"]
-                           + cfg.train.op_weight * metrics["val/op_loss"])
+    means = {k: v / max(counts[k], 1) for k, v in sums.items()}
+    metrics = {f"val/{k}": v for k, v in means.items()}
+    metrics["val/loss"] = float(total_loss(means, cfg))
     metrics["val_delta_accuracy"] = hit / max(total, 1)
     metrics["val/change_accuracy"] = change_hit / max(change_total, 1)
     if ious:
@@ -199,12 +270,16 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     return metrics
 
 
-def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
+def _lr_lambda(warmup: int, total: int, started: float, max_minutes: float) -> Callable[[int], float]:
+    """Linear warm-up, then a cosine to 0.1 x lr over the run: over the steps of all the
+    epochs, or over max_minutes of wall time if that ends the run first."""
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / max(warmup, 1)
-        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
+        progress = (step - warmup) / max(total - warmup, 1)
+        if max_minutes > 0:
+            progress = max(progress, (time.time() - started) / (60.0 * max_minutes))
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
     return f
 
 
@@ -289,7 +364,8 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
         state = _load_resume(Path(resume), config)
     data_names = None if state is None else sorted(state["split"]["train"] + state["split"]["val"])
     data = PointerData(tc.cache_dir, tc.pointer_dir, names=data_names,
-                       use_stems=config.model.use_stems, max_cached=tc.max_cached_recordings)
+                       use_stems=config.model.use_stems, max_cached=tc.max_cached_recordings,
+                       drift_steps=tc.drift_steps)
     if data.params.n_mels != config.model.n_mels:
         raise UserError(f"model.n_mels is {config.model.n_mels} but the cached mels in "
                         f"{tc.cache_dir} have {data.params.n_mels} bands; set model.n_mels")
@@ -310,7 +386,8 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
     per_step = tc.batch_size * ddp.world
     steps_per_epoch = max(1, math.ceil(len(train_names) / per_step))
     total_steps = tc.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tc.warmup_steps, total_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, _lr_lambda(tc.warmup_steps, total_steps, started, tc.max_minutes))
     epoch, step_in_epoch, global_step = 0, 0, 0
     best = -math.inf
     history: list[dict] = []
@@ -363,7 +440,8 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
                 first = (step_in_epoch * ddp.world + ddp.rank) * tc.batch_size
                 names = [train_names[order[(first + i) % len(train_names)]] for i in range(tc.batch_size)]
                 items = [(n, *sample_steps(data.recordings[n].steps, rng, random_steps=tc.random_steps,
-                                           context_steps=tc.context_steps, max_changes=tc.max_changes))
+                                           context_steps=tc.context_steps, max_changes=tc.max_changes),
+                          bool(rng.random() < tc.target_given_fraction))
                          for n in names]
                 batch = _to_tensors(make_batch(data, items, rng=rng, augment_cfg=tc.augment), ddp.device)
                 t0 = time.time()
