@@ -149,7 +149,7 @@ def scaling_one(frames: int, config: str, keep: float) -> dict:
         assert len(out.pointers) == n_out
         # The cost of one change of mind (a jump): a fresh block of 16 steps and the search
         # for the target over the whole recording.
-        played = np.zeros(frames + 1, np.int32)
+        played = np.zeros(frames, np.int32)
         t0 = time.time()
         for e in range(0, frames, max(frames // 20, 1))[:20]:
             step(np.arange(e, e + 16), np.zeros((16, N_COND), np.float32))
