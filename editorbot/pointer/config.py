@@ -32,6 +32,15 @@ class ModelConfig:
         it anywhere in the edit): a label on every raw frame, where the pointer losses
         have a few per cut, so the encoder learns early what this editor keeps.
     dropout: dropout in encoder and decoder.
+    repeat_context: also feed the encoder two channels that say how closely each moment
+        repeats earlier and later material (see model.repeat_context): editors drop the
+        second verse, keep the first; a false start is what comes next, played badly.
+    repeat_block: frames per block of the repeat comparison (32 = 0.37 s at the default
+        analysis grid).
+    repeat_min_lag, repeat_max_lag: the shortest and longest distance, in frames, at which
+        material counts as a repeat (344 = 4 s, 20480 = 3.96 min); the longest bounds the
+        cost, linear in the recording's length.
+    repeat_smooth: blocks a match must last along the diagonal (8 = 3 s).
     """
 
     n_mels: int = 128
@@ -50,6 +59,11 @@ class ModelConfig:
     op_head: bool = True
     keep_head: bool = True
     dropout: float = 0.1
+    repeat_context: bool = False
+    repeat_block: int = 32
+    repeat_min_lag: int = 344
+    repeat_max_lag: int = 20480
+    repeat_smooth: int = 8
 
 
 @dataclass

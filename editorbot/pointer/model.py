@@ -36,6 +36,58 @@ def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
     return F.elu(x) + 1.0
 
 
+@torch.no_grad()
+def repeat_context(mel: torch.Tensor, *, block: int, min_lag: int, max_lag: int,
+                   smooth: int) -> torch.Tensor:
+    """How closely each moment of one recording repeats earlier and later material.
+
+    The mel is averaged over blocks of `block` frames; each block's bands are centred on the
+    recording's mean and the block normalised, so that two blocks compare by cosine. For every
+    lag from min_lag to max_lag frames (in whole blocks) the similarity of each block with the
+    block `lag` earlier is averaged over `smooth` blocks along the diagonal: a repeat is a
+    stretch that matches for seconds, not one chord. Then, per block, the best match at any lag
+    in the past and in the future. Cost and memory are linear in T (the lags are bounded).
+
+    Args:
+        mel : torch.Tensor [shape=(C, T)], one recording's mel (no padding)
+
+    Returns:
+        context : torch.Tensor [shape=(2, T)], float32 in [-1, 1]: best match with earlier
+            material, best match with later material (-1 where there is none within max_lag)
+    """
+    c, t = mel.shape
+    nb = t // block
+    out = torch.full((2, t), -1.0, device=mel.device)
+    lo, hi = max(min_lag // block, 1), min(max_lag // block, nb - 1)
+    if nb < 2 or hi < lo:
+        return out
+    v = mel[:, :nb * block].float().reshape(c, nb, block).mean(-1).T  # (nb, C)
+    v = F.normalize(v - v.mean(0, keepdim=True), dim=1)
+    n_lags = hi - lo + 1
+    # sim[l, j]: block j against block j - (lo + l); pairs that do not exist stay at 0 and
+    # are left out of the diagonal mean by `real`.
+    sim = torch.zeros(n_lags, nb, device=mel.device)
+    real = torch.zeros(n_lags, nb, device=mel.device)
+    for l, lag in enumerate(range(lo, hi + 1)):
+        sim[l, lag:] = (v[lag:] * v[:-lag]).sum(1)
+        real[l, lag:] = 1.0
+    pad = smooth // 2
+    num = F.avg_pool1d(sim[:, None], smooth, 1, padding=pad, count_include_pad=True)[:, 0, :nb]
+    den = F.avg_pool1d(real[:, None], smooth, 1, padding=pad, count_include_pad=True)[:, 0, :nb]
+    sim = torch.where(real > 0, num / den.clamp(min=1e-6), torch.full_like(sim, -1.0))
+    past = sim.max(0).values
+    # Seen from the earlier block of each pair (j - lag), the later one is a future match.
+    for l, lag in enumerate(range(lo, hi + 1)):
+        sim[l, :nb - lag] = sim[l, lag:].clone()
+        sim[l, nb - lag:] = -1.0
+    future = sim.max(0).values
+    out[0, :nb * block] = past.repeat_interleave(block)
+    out[1, :nb * block] = future.repeat_interleave(block)
+    if nb * block < t:  # the last partial block takes the last whole block's values
+        out[:, nb * block:] = out[:, nb * block - 1:nb * block]
+    return out
+
+
 def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      key_mask: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
     """Non-causal linear attention, out_i = sum_j phi(q_i).phi(k_j) v_j / sum_j phi(q_i).phi(k_j).
@@ -113,7 +165,7 @@ class PointerNet(nn.Module):
         self.cfg = cfg
         d = cfg.d_model
         self.d_key = max(d // 2, 16)
-        in_ch = cfg.n_mels * (1 + N_STEMS * cfg.use_stems)
+        in_ch = cfg.n_mels * (1 + N_STEMS * cfg.use_stems) + 2 * cfg.repeat_context
         # Full-rate front end: pointwise projection, depthwise conv over time, pointwise mix.
         self.front = nn.Sequential(nn.Conv1d(in_ch, d, 1), nn.GELU(),
                                    nn.Conv1d(d, d, 5, padding=2, groups=d), nn.Conv1d(d, d, 1))
@@ -175,6 +227,8 @@ class PointerNet(nn.Module):
         # (with equal-length training recordings, "the frame at 60% of the recording" is a
         # name the model can memorise targets by instead of learning what the editor hears).
         x = (mel - MEL_CENTER) * MEL_SCALE * mask[:, None, :].to(mel.dtype)  # padding as the convs pad
+        if cfg.repeat_context:
+            x = torch.cat([x, self._repeat_channels(mel, lengths).to(x.dtype)], dim=1)
         fine = self.front(x).transpose(1, 2) * mask[..., None].to(mel.dtype)  # (B, T, D)
         x = fine
         s = cfg.stride
@@ -198,6 +252,16 @@ class PointerNet(nn.Module):
         kv = [proj(mem) for proj in self.dec_kv]
         keep = self.keep(mem).squeeze(-1).float() if self.keep is not None else None
         return Encoded(mem, kv, self.delta_key(mem), self.jump_key(mem), keep, globals_, lengths)
+
+    def _repeat_channels(self, mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """repeat_context of each recording's own mel (not its stems), zero on padding."""
+        cfg = self.cfg
+        out = torch.zeros(mel.shape[0], 2, mel.shape[2], device=mel.device)
+        for i, n in enumerate(lengths.tolist()):
+            out[i, :, :n] = repeat_context(mel[i, :cfg.n_mels, :n], block=cfg.repeat_block,
+                                           min_lag=cfg.repeat_min_lag, max_lag=cfg.repeat_max_lag,
+                                           smooth=cfg.repeat_smooth)
+        return out
 
     def _global_tokens(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean of the encoder over each of n_global equal shares of each recording."""
