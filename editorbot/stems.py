@@ -555,9 +555,47 @@ def check_backend(expected: str | None, found: str, where: str | os.PathLike) ->
             f"'{found}' stems)")
 
 
+def read_stem_mels(path: str | os.PathLike, *, backend: str | None = None,
+                   source_fingerprint: str | None = None,
+                   frames: int | None = None) -> tuple[np.ndarray, str]:
+    """Cached stem mels from one cache/stems_mel/{name}_stems.npz, checked.
+
+    Args:
+        path: the stem-mel cache file
+        backend: the backend a model was trained on; other stems are refused with a
+            UserError (`check_backend`). None accepts whichever backend made them.
+        source_fingerprint: `file_fingerprint` of the raw they must come from (None: not
+            checked); stems of another or an older file are refused
+        frames: the expected frame count (the raw mel's); a mismatch is an error
+
+    Returns:
+        mels : np.ndarray [shape=(4, n_mels, t)], float32 in [0, 1], STEMS order
+        backend : str, 'hpss' or 'demucs'
+    """
+    path = Path(path)
+    name = path.name.removesuffix("_stems.npz")
+    entry = load_npz(path)
+    if entry is None:
+        raise UserError(f"{path}: no stems for '{name}'; run `editorbot stems "
+                        f"--backend {backend or 'hpss'} {name}` first")
+    arrays, meta = entry
+    found = meta.get("backend", "unknown")
+    check_backend(backend, found, path)
+    redo = f"run `editorbot stems --backend {found} {name}` again"
+    if meta.get("params") != DEFAULT_PARAMS.as_dict() or any(s not in arrays for s in STEMS):
+        raise UserError(f"{path}: made with other analysis settings or by another version; {redo}")
+    if source_fingerprint is not None and source_fingerprint != meta.get("source_fingerprint"):
+        raise UserError(f"{path}: made from an older version of {meta.get('source', name)}; {redo}")
+    mels = np.stack([arrays[s] for s in STEMS]).astype(np.float32)
+    if frames is not None and mels.shape[2] != frames:
+        raise UserError(f"{path}: {mels.shape[2]} frames where {frames} were expected; {redo}")
+    return mels, found
+
+
 def load_stem_mels(layout: Layout, name: str, backend: str | None = None, *,
                    frames: int | None = None) -> tuple[np.ndarray, str]:
-    """The cached stem mels of a sample, for models (pointer `use_stems`, RL beat features).
+    """The cached stem mels of a sample, for models (RL beat features), checked against
+    the sample's raw in layout.input_dir when it is there (see `read_stem_mels`).
 
     Args:
         layout: where the cache is (cache/stems_mel/{name}_stems.npz)
@@ -570,36 +608,36 @@ def load_stem_mels(layout: Layout, name: str, backend: str | None = None, *,
         mels : np.ndarray [shape=(4, n_mels, t)], float32 in [0, 1], STEMS order
         backend : str, 'hpss' or 'demucs'
     """
-    path = layout.stems_mel(name)
-    entry = load_npz(path)
-    if entry is None:
-        raise UserError(f"{path}: no stems for '{name}'; run `editorbot stems "
-                        f"--backend {backend or 'hpss'} {name}` first")
-    arrays, meta = entry
-    found = meta.get("backend", "unknown")
-    check_backend(backend, found, path)
-    if meta.get("params") != DEFAULT_PARAMS.as_dict() or any(s not in arrays for s in STEMS):
-        raise UserError(f"{path}: made with other analysis settings or by another version; "
-                        f"run `editorbot stems --backend {found} {name}` again")
     raws = [p for p in layout.input_dir.glob(f"{name}{RAW_SUFFIX}.*")
             if p.suffix.lower() in AUDIO_EXTENSIONS]
-    if raws and file_fingerprint(raws[0]) != meta.get("source_fingerprint"):
-        raise UserError(f"{path}: made from an older version of {raws[0]}; run `editorbot "
-                        f"stems --backend {found} {name}` again")
-    mels = np.stack([arrays[s] for s in STEMS]).astype(np.float32)
-    if frames is not None and mels.shape[2] != frames:
-        raise UserError(f"{path}: {mels.shape[2]} frames where {frames} were expected; run "
-                        f"`editorbot stems --backend {found} {name}` again")
-    return mels, found
+    return read_stem_mels(layout.stems_mel(name), backend=backend, frames=frames,
+                          source_fingerprint=file_fingerprint(raws[0]) if raws else None)
 
 
-def stem_mels_for(path: str | os.PathLike, backend: str, *, weights=None,
+def stem_mels_for(path: str | os.PathLike, backend: str, *, cache_dir: str | os.PathLike | None = None,
+                  frames: int | None = None, weights=None,
                   progress: Progress | None = None) -> np.ndarray:
-    """Stem mels of any audio file (no cache), for editing a new recording with a model
-    trained on `backend`'s stems.
+    """Stem mels of any audio file, for editing a recording with a model trained on
+    `backend`'s stems: the cached ones when cache_dir holds stems of this very file
+    (stems_mel/{name}_stems.npz, name = the file name less '_raw'; another backend's are
+    refused with a UserError), else computed now with `backend` (nothing is written).
+
+    Args:
+        frames: the raw mel's frame count; stems on another grid are an error
 
     Returns:
         mels : np.ndarray [shape=(4, n_mels, t)], float32 in [0, 1], STEMS order
     """
+    path = Path(path)
+    if cache_dir is not None:
+        cached_path = Layout(cache_dir=Path(cache_dir)).stems_mel(path.stem.removesuffix(RAW_SUFFIX))
+        entry = load_npz(cached_path)
+        if entry is not None and entry[1].get("source_fingerprint") == file_fingerprint(path):
+            return read_stem_mels(cached_path, backend=backend, frames=frames)[0]
     stems, y_mix = separate(path, backend, weights=weights, progress=progress)
-    return stem_mels(stems, y_mix)
+    mels = stem_mels(stems, y_mix)
+    if frames is not None and mels.shape[2] != frames:
+        raise UserError(f"{path}: its stems have {mels.shape[2]} mel frames where the raw mel has "
+                        f"{frames}; the model's feature parameters differ from the stems' "
+                        "(retrain on the default analysis settings)")
+    return mels
