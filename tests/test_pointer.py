@@ -541,3 +541,72 @@ def test_learns_the_toy_trimmer(tmp_path):
     assert last["val/loss"] < 0.5 * first["val/loss"]
     assert last["val/change_accuracy"] > (0.2 if ci else 0.5)
     assert last["val/iou"] > (0.4 if ci else 0.7)
+
+
+# ------------------------------------------------------------------ stems (model.use_stems)
+
+def test_stems_model_records_its_backend_and_refuses_another(corpus, tmp_path, monkeypatch):
+    """A model trained on cached hpss stems records stems_backend 'hpss', edits a raw
+    whose stems are computed at edit time on the raw mel's frame grid (equal to the cached
+    ones), reads cached stems in `evaluate`, and a model trained on demucs stems refuses the
+    cached hpss stems, when editing and when resuming."""
+    import shutil
+
+    from editorbot import stems
+    from editorbot.cache import load_npz, save_npz
+    from editorbot.cli import main
+    from editorbot.errors import UserError
+    from editorbot.pointer.infer import propose_edit, raw_features
+    from editorbot.pointer.train import train
+
+    assert main(["stems", "--backend", "hpss", "--data-dir", str(corpus.data_dir),
+                 "--cache-dir", str(corpus.cache_dir)]) == 0
+    cfg = tiny_config(corpus, tmp_path / "run", "model.use_stems=true", "train.epochs=1")
+    train(cfg, progress=False)
+    ckpt = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
+    assert ckpt["stems_backend"] == "hpss" and ckpt["config"]["model"]["use_stems"]
+    name = ckpt["split"]["val"][0]
+    raw = corpus.input_dir / f"{name}_raw.wav"
+
+    # Stems computed now sit on the raw mel's grid and equal the cached ones (float16).
+    fresh = raw_features(raw, DEFAULT_PARAMS, "hpss")
+    cached = raw_features(raw, DEFAULT_PARAMS, "hpss", cache_dir=corpus.cache_dir)
+    n_mels = DEFAULT_PARAMS.n_mels
+    n_raw = load_npz(corpus.features(name, "raw"))[0]["mel"].shape[1]
+    assert fresh.shape == cached.shape == (5 * n_mels, n_raw)
+    np.testing.assert_array_equal(fresh[:n_mels], cached[:n_mels])
+    np.testing.assert_allclose(fresh[n_mels:], cached[n_mels:], atol=1e-3)
+    drums = fresh[n_mels:2 * n_mels].max(axis=0)
+    assert drums.max() > 0.5  # the toy grooves' kicks are in the percussive stem
+
+    edit = propose_edit(raw, ckpt, target_duration_s=5.0, progress=False)  # stems made now
+    assert edit.duration_s == pytest.approx(5.0, abs=0.02)
+
+    def no_separation(*args, **kwargs):
+        raise AssertionError("stems were computed although they are cached")
+    with monkeypatch.context() as m:
+        m.setattr(stems, "separate", no_separation)
+        assert main(["evaluate", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--no-baseline",
+                     "--data-dir", str(corpus.data_dir), "--cache-dir", str(corpus.cache_dir)]) == 0
+
+    demucs_ckpt = dict(ckpt, stems_backend="demucs")
+    with pytest.raises(UserError) as err:
+        propose_edit(raw, demucs_ckpt, cache_dir=corpus.cache_dir, progress=False)
+    msg = str(err.value)
+    assert "holds 'hpss' stems" in msg and "trained on 'demucs'" in msg
+    assert str(corpus.cache_dir / "stems_mel" / f"{name}_stems.npz") in msg
+    assert "editorbot stems --backend demucs" in msg
+
+    latest = torch.load(tmp_path / "run" / "latest.pt", weights_only=False)
+    torch.save(dict(latest, stems_backend="demucs"), tmp_path / "demucs_latest.pt")
+    with pytest.raises(UserError, match="holds 'hpss' stems but the model was trained on 'demucs'"):
+        train(cfg, resume=tmp_path / "demucs_latest.pt", progress=False)
+
+    # Recordings whose stems come from two backends are refused before training.
+    mixed = tmp_path / "mixed_cache"
+    shutil.copytree(corpus.cache_dir, mixed)
+    path = Layout(cache_dir=mixed).stems_mel(name)
+    arrays, meta = load_npz(path)
+    save_npz(path, meta | {"backend": "demucs"}, **arrays)
+    with pytest.raises(UserError, match="one backend for all"):
+        PointerData(mixed, corpus.pointer_dir, use_stems=True)

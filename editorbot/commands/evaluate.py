@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         ckpt = load_checkpoint(path)
         infer = importlib.import_module(f"editorbot.{ckpt['kind']}.infer")
         label = f"{ckpt['kind']}:{Path(path).parent.name}/{Path(path).name}"
-        editors[label] = _checkpoint_editor(infer.propose_edit, ckpt)
+        editors[label] = _checkpoint_editor(infer.propose_edit, ckpt, args.cache_dir)
         for name in ckpt.get("split", {}).get("train", []):
             trained_on.setdefault(name, path)
     if not args.no_baseline:
@@ -73,10 +73,17 @@ def run(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
-def _checkpoint_editor(propose_edit, ckpt: dict):
-    """An editor callable(raw_path, **kwargs) -> Edit over a loaded checkpoint."""
-    def editor(raw_path, **kwargs):
-        return propose_edit(raw_path, ckpt, **kwargs)
+def _checkpoint_editor(propose_edit, ckpt: dict, cache_dir):
+    """An editor callable(raw_path, **kwargs) -> Edit over a loaded checkpoint; editors that
+    read cached features (stems) are given --cache-dir."""
+    import inspect
+
+    if "cache_dir" in inspect.signature(propose_edit).parameters:
+        def editor(raw_path, **kwargs):
+            return propose_edit(raw_path, ckpt, cache_dir=cache_dir, **kwargs)
+    else:
+        def editor(raw_path, **kwargs):
+            return propose_edit(raw_path, ckpt, **kwargs)
     return editor
 
 

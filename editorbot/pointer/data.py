@@ -19,10 +19,9 @@ from ..edits import ops_from_pointers
 from ..errors import UserError
 from ..features import FeatureParams
 from ..layout import Layout
+from ..stems import read_stem_mels
 from .config import AugmentConfig
 from .model import N_COND, N_STEMS
-
-STEM_NAMES = ("drums", "bass", "vocals", "other")
 
 
 class History:
@@ -280,17 +279,22 @@ class PointerData:
         cache_dir: holds features/{name}_raw.npz (and stems_mel/{name}_stems.npz).
         pointer_dir: holds {name}_pointers.npy and, optionally, {name}_ops.npy.
         names: recordings to use (default: every {name}_pointers.npy in pointer_dir).
-        use_stems: also load the stem mels as input channels.
+        use_stems: also load the stem mels as input channels (stems_mel/{name}_stems.npz,
+            all made by one backend, which `stems_backend` then names).
+        stems_backend: the backend the stems must come from (a resumed checkpoint's); None
+            takes the first recording's.
         max_cached: raw mels kept in memory.
         drift_steps: drift rows after each change in the step tables (see StepTable).
     """
 
     def __init__(self, cache_dir: str | Path, pointer_dir: str | Path, *,
-                 names: list[str] | None = None, use_stems: bool = False, max_cached: int = 32,
-                 drift_steps: int = 0):
+                 names: list[str] | None = None, use_stems: bool = False,
+                 stems_backend: str | None = None, max_cached: int = 32, drift_steps: int = 0):
         self.layout = Layout(cache_dir=Path(cache_dir))
         self.pointer_dir = Path(pointer_dir)
         self.use_stems = use_stems
+        self._trained_on = stems_backend if use_stems else None
+        self.stems_backend = self._trained_on
         self.max_cached = max_cached
         self.drift_steps = drift_steps
         self._mels: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -351,17 +355,23 @@ class PointerData:
                             "recordings; re-run `editorbot features` on all pairs")
         mel = arrays["mel"].astype(np.float32, copy=False)
         if self.use_stems:
-            stems = load_npz(self.layout.stems_mel(name))
-            if stems is None or any(s not in stems[0] for s in STEM_NAMES):
-                raise UserError(f"{self.layout.stems_mel(name)}: missing stem mels; compute the "
-                                "stems first or set model.use_stems to false")
-            parts = [stems[0][s][:, :mel.shape[1]] for s in STEM_NAMES]
-            if any(p.shape != mel.shape for p in parts):
-                raise UserError(f"{self.layout.stems_mel(name)}: stem mels do not match the raw "
-                                "mel's shape; recompute the stems")
-            mel = np.concatenate([mel] + parts, axis=0)
+            mel = np.concatenate([mel, self._read_stems(name, mel.shape[1], meta)], axis=0)
         assert mel.shape[0] % (1 + N_STEMS * self.use_stems) == 0
         return mel
+
+    def _read_stems(self, name: str, frames: int, raw_meta: dict) -> np.ndarray:
+        """The stem mels of `name` as (4 n_mels, T), made from the file the raw mel was
+        made from, by the same backend as every other recording's (`stems_backend`)."""
+        path = self.layout.stems_mel(name)
+        mels, found = read_stem_mels(path, backend=self._trained_on, frames=frames,
+                                     source_fingerprint=raw_meta.get("source_fingerprint"))
+        if self.stems_backend is None:
+            self.stems_backend = found
+        elif found != self.stems_backend:
+            raise UserError(f"{path}: holds '{found}' stems but the other recordings' are "
+                            f"'{self.stems_backend}'; run `editorbot stems --backend "
+                            f"{self.stems_backend}` on every pair (one backend for all)")
+        return mels.reshape(-1, frames)
 
     def _remember(self, name: str, mel: np.ndarray) -> None:
         self._mels[name] = mel

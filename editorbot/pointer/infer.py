@@ -18,6 +18,7 @@ from ..edits import Edit, Op, pointers_to_segments, with_crossfades
 from ..errors import UserError
 from ..features import FeatureParams
 from ..precache import mel_for
+from ..stems import stem_mels_for
 from .config import PointerConfig
 from .decode import Decoded, decode_pointers, merge_fragments, model_step_fns
 from .model import PointerNet
@@ -35,13 +36,25 @@ def load_model(checkpoint: dict, device: str | torch.device = "cpu") -> tuple[Po
     return model, cfg, params
 
 
-def raw_features(raw_path: str | os.PathLike, params: FeatureParams, use_stems: bool) -> np.ndarray:
-    """The network's input for a raw file: its mel (C, T), plus stem mels when use_stems."""
+def raw_features(raw_path: str | os.PathLike, params: FeatureParams, stems_backend: str | None = None,
+                 *, cache_dir: str | os.PathLike | None = None) -> np.ndarray:
+    """The network's input for a raw file: its mel, then its four stem mels when the model
+    reads stems, on one frame grid (as PointerData stacks them in training).
+
+    Args:
+        stems_backend: the checkpoint's 'stems_backend' (None: a model without stems).
+        cache_dir: where `editorbot stems` may have cached this raw's stem mels
+            (stems_mel/{name}_stems.npz); other backends' are refused. Without them the
+            stems are computed now with stems_backend (see editorbot.stems.stem_mels_for).
+
+    Returns:
+        mel : np.ndarray [shape=(C, T)], float32; C = n_mels, or 5 n_mels with stems
+    """
     mel = mel_for(raw_path, params=params)
-    if use_stems:
-        raise UserError(f"{raw_path}: this checkpoint reads stems, and stem separation is not "
-                        "available in this editorbot; use a checkpoint trained without stems")
-    return mel
+    if stems_backend is None:
+        return mel
+    stems = stem_mels_for(raw_path, stems_backend, cache_dir=cache_dir, frames=mel.shape[1])
+    return np.concatenate([mel, stems.reshape(-1, mel.shape[1])], axis=0)
 
 
 def target_frames_for(n_raw: int, checkpoint: dict, params: FeatureParams, *,
@@ -126,7 +139,7 @@ def pointers_to_edit(decoded: Decoded, cfg: PointerConfig, params: FeatureParams
 
 def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
                  target_duration_s: float | None = None, keep: float | None = None,
-                 progress: bool = True) -> Edit:
+                 cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Edit:
     """The edit a pointer network proposes for a raw recording.
 
     Args:
@@ -134,13 +147,19 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
         checkpoint: a loaded checkpoint dict of kind 'pointer'.
         target_duration_s: wanted edit length in seconds, or
         keep: wanted fraction of the raw to keep; neither: the training pairs' median.
+        cache_dir: a cache holding this raw's stems (models trained with stems; see
+            `raw_features`).
         progress: show a progress bar.
 
     Returns:
         Edit whose segments point into raw_path.
     """
     model, cfg, params = load_model(checkpoint)
-    mel = raw_features(raw_path, params, cfg.model.use_stems)
+    stems_backend = checkpoint.get("stems_backend") if cfg.model.use_stems else None
+    if cfg.model.use_stems and stems_backend is None:
+        raise UserError("this checkpoint reads stems but records no stems_backend (made "
+                        "before stems were recorded); retrain it")
+    mel = raw_features(raw_path, params, stems_backend, cache_dir=cache_dir)
     n_raw = mel.shape[1]
     target, fixed = target_frames_for(n_raw, checkpoint, params,
                                       target_duration_s=target_duration_s, keep=keep)

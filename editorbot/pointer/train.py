@@ -363,9 +363,12 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
     if resume is not None:
         state = _load_resume(Path(resume), config)
     data_names = None if state is None else sorted(state["split"]["train"] + state["split"]["val"])
+    # With use_stems, every recording's stems come from one backend, recorded in the
+    # checkpoint as stems_backend; a resumed run reads only that backend's stems.
     data = PointerData(tc.cache_dir, tc.pointer_dir, names=data_names,
-                       use_stems=config.model.use_stems, max_cached=tc.max_cached_recordings,
-                       drift_steps=tc.drift_steps)
+                       use_stems=config.model.use_stems,
+                       stems_backend=None if state is None else state.get("stems_backend"),
+                       max_cached=tc.max_cached_recordings, drift_steps=tc.drift_steps)
     if data.params.n_mels != config.model.n_mels:
         raise UserError(f"model.n_mels is {config.model.n_mels} but the cached mels in "
                         f"{tc.cache_dir} have {data.params.n_mels} bands; set model.n_mels")
@@ -415,6 +418,7 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
     def payload(with_optimizer: bool) -> dict:
         p = {
             "kind": "pointer", "config": to_dict(config), "feature_params": data.params.as_dict(),
+            "stems_backend": data.stems_backend,
             "editorbot_version": __version__, "torch_version": torch.__version__,
             "model_state": {k: v.detach().cpu() for k, v in net.state_dict().items()},
             "keep_ratio": keep_ratio, "split": {"train": list(train_names), "val": list(val_names)},
