@@ -4,12 +4,17 @@
     python benchmarks/bench_pointer.py scaling [--frames 10000 50000 100000 300000]
     python benchmarks/bench_pointer.py edit60  [--checkpoint models/.../best.pt]
     python benchmarks/bench_pointer.py all     (the three, one after another)
+    python benchmarks/bench_pointer.py stems   [--pairs 10 --test-pairs 4 --minutes 2.5 --max-minutes 8
+                                                --config configs/pointer/small.json]
 
 train: writes a synthetic corpus of one persona (truth pointers in the pointer_sequences
 layout, the format `editorbot prepare` writes), trains for at most --max-minutes on the
 CPU, then evaluates on held-out recordings from another seed, beside the rule-based editor.
 Targets: val_delta_accuracy >= 0.90 and kept-raw IoU >= 0.8 on held-out recordings.
 scaling: encoder and decoder time and peak memory at each T, each T in a fresh process.
+stems: whether stems help: `editorbot stems --backend hpss` on both corpora, then the same
+config, seed and time budget trained twice, without and with model.use_stems, on one torch
+thread; both evaluated on the held-out recordings, free length and asked the human length.
 edit60: a 60-minute raw edited end to end (mel, model, segments, render) in <= 60 s.
 """
 from __future__ import annotations
@@ -108,6 +113,61 @@ def bench_train(args: argparse.Namespace) -> dict:
           "seen in training or validation")
     return {"val_delta_accuracy": best["val_delta_accuracy"], "held_out_iou": iou,
             "train_s": train_s, "steps": result.global_step}
+
+
+def bench_stems(args: argparse.Namespace) -> dict:
+    import torch
+
+    from editorbot.cli import main as cli
+    from editorbot.config import load
+    from editorbot.editors import load_checkpoint
+    from editorbot.evaluate import evaluate_editors
+    from editorbot.pointer.config import PointerConfig
+    from editorbot.pointer.infer import propose_edit
+    from editorbot.pointer.train import train
+
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    t0 = time.time()
+    train_layout = prepare_corpus(out / "train", pairs=args.pairs, seed=args.seed, minutes=args.minutes,
+                                  persona=args.persona)
+    test_layout = prepare_corpus(out / "test", pairs=args.test_pairs, seed=args.seed + 1000,
+                                 minutes=args.minutes, persona=args.persona)
+    print(f"corpus: {args.pairs} training and {args.test_pairs} test pairs of {args.minutes} min "
+          f"({args.persona}) in {time.time() - t0:.0f} s", flush=True)
+    t0 = time.time()
+    for layout in (train_layout, test_layout):
+        status = cli(["stems", "--backend", "hpss", "--data-dir", str(layout.data_dir),
+                      "--cache-dir", str(layout.cache_dir)])
+        if status:
+            raise SystemExit(status)
+    print(f"hpss stems of {args.pairs + args.test_pairs} raws in {time.time() - t0:.0f} s", flush=True)
+    editors, summary = {}, {}
+    for label, use_stems in (("no stems", False), ("hpss stems", True)):
+        save_dir = out / ("model_stems" if use_stems else "model_plain")
+        cfg = load(PointerConfig, args.config, [
+            f"train.cache_dir={json.dumps(str(train_layout.cache_dir))}",
+            f"train.pointer_dir={json.dumps(str(train_layout.pointer_dir))}",
+            f"train.save_dir={json.dumps(str(save_dir))}", f"train.max_minutes={args.max_minutes}",
+            f"train.epochs={args.epochs}", f"model.use_stems={'true' if use_stems else 'false'}",
+            *args.set])
+        t0, cpu0 = time.time(), time.process_time()
+        result = train(cfg, progress=False)
+        ckpt = load_checkpoint(save_dir / "best.pt")
+        best = ckpt["metrics"]
+        print(f"{label}: {result.global_step} steps, {result.epochs_done} epochs in {time.time() - t0:.0f} s "
+              f"({time.process_time() - cpu0:.0f} s CPU); best.pt at step {ckpt['global_step']}: val IoU "
+              f"{best.get('val/iou', float('nan')):.3f}, change accuracy {best['val/change_accuracy']:.3f}, "
+              f"stems_backend {ckpt['stems_backend']}", flush=True)
+        editors[label] = (lambda c: lambda raw, **kw: propose_edit(
+            raw, c, cache_dir=test_layout.cache_dir, progress=False, **kw))(ckpt)
+        summary[label] = {"steps": result.global_step, "train_s": result.seconds}
+    for match in (False, True):
+        results = evaluate_editors(test_layout.data_dir, editors, cache_dir=test_layout.cache_dir,
+                                   match_duration=match, progress=False)
+        for label, res in results.items():
+            summary[label]["match_duration" if match else "free"] = res["mean"]
+    return summary
 
 
 def _peak_rss_mb() -> float:
@@ -228,7 +288,7 @@ def main() -> None:
         print(json.dumps(scaling_one(int(sys.argv[2]), sys.argv[3], float(sys.argv[4]))))
         return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["train", "scaling", "edit60", "all"])
+    p.add_argument("what", choices=["train", "scaling", "edit60", "all", "stems"])
     p.add_argument("--out", default="/tmp/bench_pointer", help="work folder (default /tmp/bench_pointer)")
     p.add_argument("--config", default=str(REPO / "configs" / "pointer" / "full.json"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
@@ -250,6 +310,8 @@ def main() -> None:
         bench_scaling(args)
     if args.what in ("edit60", "all"):
         bench_edit60(args)
+    if args.what == "stems":
+        bench_stems(args)
 
 
 if __name__ == "__main__":
