@@ -1,5 +1,5 @@
 """The RL editing environment: every action type's effect on rendered audio, masks,
-reward components on hand-made episodes, the 121/861 layouts, caching, the env checker,
+reward components on hand-made episodes, the 121/882 layouts, caching, the env checker,
 subprocess vector envs, and replaying an aligned edit exactly.
 
 Budget: about 60 s on a loaded 2-core machine (24 s of generated audio; beat features
@@ -28,8 +28,8 @@ from editorbot.rl.beat_features import (BEAT_FEATURE_LAYOUT, BEAT_FEATURE_NAMES,
 from editorbot.rl.effects import apply_effect
 from editorbot.rl.env import EditEnv, EnvConfig, env_fn, load_pointers, make_vec_env
 from editorbot.rl.replay import load_actions, render_replay, replay, save_actions
-from editorbot.rl.state import (CONTEXT_BEATS, STATE_DIM, STATE_LAYOUT, FeatureNormalizer,
-                                state_names, state_slice)
+from editorbot.rl.state import (CONTEXT_BEATS, STATE_DIM, STATE_LAYOUT, STRUCTURE_NAMES,
+                                FeatureNormalizer, state_names, state_slice, structure_table)
 
 T, S, A = ActionType, Size, Amount
 SR = 22050
@@ -408,9 +408,32 @@ def test_layouts_add_up():
     assert [g for g, _ in BEAT_FEATURE_LAYOUT] == ["spectral", "mfcc", "deltas", "chroma",
                                                      "rhythm", "stems"]
     assert len(BEAT_FEATURE_NAMES) == 121 and len(set(BEAT_FEATURE_NAMES)) == 121
-    assert sum(n for _, n in STATE_LAYOUT) == STATE_DIM == 861
+    assert sum(n for _, n in STATE_LAYOUT) == STATE_DIM == 882
     assert dict(STATE_LAYOUT)["context"] == (2 * CONTEXT_BEATS + 1) * 121 == 847
-    assert len(state_names()) == 861 and state_slice("position") == slice(859, 861)
+    assert len(state_names()) == 882 and state_slice("position") == slice(880, 882)
+
+
+def test_structure_table_finds_the_change_ahead_and_the_repeat():
+    """A loud part A (beats 0-31), a quiet part B (32-63), A again (64-95): the novelty
+    peaks in the bar that holds beat 32, loudness drops there, the second A was heard
+    before, and the detected sections put the next start 32 beats from the first."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(N_BEAT_FEATURES), rng.standard_normal(N_BEAT_FEATURES)
+    x = np.concatenate([np.tile(a, (32, 1)), np.tile(b, (32, 1)), np.tile(a, (32, 1))])
+    x = x + 0.05 * rng.standard_normal(x.shape)
+    x[:, 0] = np.r_[np.full(32, 1.0), np.full(32, 0.2), np.full(32, 1.0)]     # rms_db/80+1
+    table = structure_table(x)
+    col = {name: i for i, name in enumerate(STRUCTURE_NAMES)}
+    assert table.shape == (97, 20) and table.dtype == np.float32
+    novelty_ahead = table[16, [col[f"novelty_bar+{k}"] for k in range(8)]]
+    assert novelty_ahead.argmax() == 4                             # beats 32-35, from cursor 16
+    rms_ahead = table[16, [col[f"rms_bar+{k}"] for k in range(8)]]
+    assert (rms_ahead[:4] > 0).all() and (rms_ahead[4:] < 0).all()
+    assert table[96, col["rms_bar+0"]] == -3.0                     # past the end
+    heard = col["phrase_ahead_heard_before"]
+    assert table[64, heard] > 0.99 and table[32, heard] < 0.5 and table[0, heard] == 0
+    assert table[0, col["beats_to_section/64"]] == pytest.approx(32 / 64)
+    assert table[40, col["beats_since_section/64"]] == pytest.approx(8 / 64)
 
 
 def test_beat_features_on_known_audio(feats, raw, cache_dir, monkeypatch):
@@ -503,7 +526,7 @@ def test_env_passes_the_checker_and_ends_with_the_reward(raw, feats):
     rewards, done = [], False
     while not done:
         obs, r, term, trunc, info = env.step(sample_valid(info["action_mask"], rng))
-        assert obs.shape == (861,) and obs.dtype == np.float32
+        assert obs.shape == (882,) and obs.dtype == np.float32
         rewards.append(r)
         done = term or trunc
     assert all(r == 0 for r in rewards[:-1])
@@ -593,7 +616,7 @@ def test_subprocess_vector_env(raw, cache_dir, feats):
     venv = make_vec_env(fns, subprocess=True, start_method="fork")
     try:
         obs = venv.reset()
-        assert obs.shape == (2, 861)
+        assert obs.shape == (2, 882)
         assert obs[0, state_slice("target")][1] == pytest.approx(0.3)
         assert obs[1, state_slice("target")][1] == pytest.approx(0.6)
         rng = np.random.default_rng(0)
@@ -603,6 +626,6 @@ def test_subprocess_vector_env(raw, cache_dir, feats):
             actions = np.stack([[rng.choice(np.flatnonzero(m[o:o + n]))
                                  for o, n in ((0, 20), (20, 5), (25, 5))] for m in masks])
             obs, rewards, dones, infos = venv.step(actions)
-            assert obs.shape == (2, 861) and all("action_mask" in i for i in infos)
+            assert obs.shape == (2, 882) and all("action_mask" in i for i in infos)
     finally:
         venv.close()

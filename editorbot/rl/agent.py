@@ -1,9 +1,9 @@
 """The RL editor's networks: a policy with three heads (type, then size and amount given
 the type) and a value network, each over the observation read as a sequence of tokens.
 
-The 861-number state is 7 beat tokens (cursor-3 .. cursor+3, 121 features each) and 2
-global tokens (the recording's 3 numbers; the edit's 11 numbers of history, target and
-position). Beat tokens talk to each other through 1-D neighbourhood attention (NATTEN's
+The 882-number state is 7 beat tokens (cursor-3 .. cursor+3, 121 features each) and 3
+global tokens (the 20 structure numbers of the bars ahead; the recording's 3 numbers; the
+edit's 12 numbers of history, target and position). Beat tokens talk to each other through 1-D neighbourhood attention (NATTEN's
 na1d when it is installed and usable, else `na1d_torch`, which gives the same output) and
 to the global tokens through masked full attention. The joint (20, 5, 5) action mask is
 applied head by head along the chain, so only valid joint actions are ever drawn.
@@ -23,9 +23,10 @@ from .beat_features import N_BEAT_FEATURES
 from .state import CONTEXT_BEATS, STATE_DIM, state_slice
 
 N_BEAT_TOKENS = 2 * CONTEXT_BEATS + 1
+STRUCTURE = state_slice("structure")
 GLOBAL = state_slice("global")
 PROGRESS = slice(state_slice("history").start, state_slice("position").stop)
-N_GLOBAL_TOKENS = 2
+N_GLOBAL_TOKENS = 3
 N_HEADS_ACTION = 3          # type, size, amount: the entropy is divided by this
 NEG = -1e9                  # logit of a masked choice
 
@@ -172,30 +173,32 @@ class EncoderLayer(nn.Module):
 
 
 class StateEncoder(nn.Module):
-    """(B, 861) states -> (B, dim) summary: the cursor beat's token and the global tokens
+    """(B, 882) states -> (B, dim) summary: the cursor beat's token and the global tokens
     after n_layers EncoderLayers."""
 
     def __init__(self, dim: int, config: AgentConfig):
         super().__init__()
         self.beat_in = nn.Linear(N_BEAT_FEATURES, dim)
         self.position = nn.Parameter(torch.zeros(N_BEAT_TOKENS, dim))
+        self.structure_in = nn.Linear(STRUCTURE.stop - STRUCTURE.start, dim)
         self.global_in = nn.Linear(GLOBAL.stop - GLOBAL.start, dim)
         self.progress_in = nn.Linear(PROGRESS.stop - PROGRESS.start, dim)
         self.layers = nn.ModuleList(EncoderLayer(dim, config.natten_n_heads, config.natten_kernel_size,
                                                  config.use_natten) for _ in range(config.n_layers))
         self.norm = nn.LayerNorm(dim)
-        self.out = nn.Sequential(nn.Linear(3 * dim, dim), nn.GELU())
+        self.out = nn.Sequential(nn.Linear((1 + N_GLOBAL_TOKENS) * dim, dim), nn.GELU())
         nn.init.normal_(self.position, std=0.02)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         b = obs.shape[0]
         beats = self.beat_in(obs[:, :N_BEAT_TOKENS * N_BEAT_FEATURES].view(b, N_BEAT_TOKENS, -1))
-        glob = torch.stack([self.global_in(obs[:, GLOBAL]), self.progress_in(obs[:, PROGRESS])], 1)
+        glob = torch.stack([self.structure_in(obs[:, STRUCTURE]), self.global_in(obs[:, GLOBAL]),
+                            self.progress_in(obs[:, PROGRESS])], 1)
         x = torch.cat([beats + self.position, glob], dim=1)
         for layer in self.layers:
             x = layer(x)
         x = self.norm(x)
-        return self.out(torch.cat([x[:, CONTEXT_BEATS], x[:, N_BEAT_TOKENS], x[:, N_BEAT_TOKENS + 1]], 1))
+        return self.out(torch.cat([x[:, CONTEXT_BEATS], x[:, N_BEAT_TOKENS:].flatten(1)], 1))
 
 
 # ---------------------------------------------------------------------------- heads
@@ -250,7 +253,7 @@ class PolicyNetwork(nn.Module):
         """Draw (or score the given) actions.
 
         Args:
-            obs : torch.Tensor [shape=(B, 861)]
+            obs : torch.Tensor [shape=(B, 882)]
             masks : torch.Tensor [shape=(B, 20, 5, 5)], bool, at least one True per row
             actions : torch.Tensor [shape=(B, 3)], long, or None to draw them (the most
                 likely choice at each head when deterministic)
@@ -315,4 +318,4 @@ class Agent(nn.Module):
         return self.policy.aux(out.features)
 
 
-assert ACTION_DIMS == (N_TYPES, N_SIZES, N_AMOUNTS) and STATE_DIM == N_BEAT_TOKENS * N_BEAT_FEATURES + 14
+assert ACTION_DIMS == (N_TYPES, N_SIZES, N_AMOUNTS) and STATE_DIM == STRUCTURE.start + 20 + 15

@@ -31,13 +31,15 @@ from .aux_tasks import AuxTables, aux_tables, beat_mels
 from .beat_features import BeatFeatures, beat_features
 from .env import EditEnv, EnvConfig
 from .replay import track_to_edit
-from .state import CONTEXT_BEATS, STATE_DIM, FeatureNormalizer, state_slice
+from .state import CONTEXT_BEATS, STATE_DIM, FeatureNormalizer, state_slice, structure_table
 
 T, S, A = ActionType, Size, Amount
-LABEL_VERSION = 1
+LABEL_VERSION = 2
 MIN_GAIN_DB = 1.5           # smaller gains of the human edit are not labelled
 CONTEXT = state_slice("context")
-N_TAIL = STATE_DIM - CONTEXT.stop   # the 14 numbers after the beat context
+STRUCTURE = state_slice("structure")
+TAIL = slice(STRUCTURE.stop, STATE_DIM)   # the 15 numbers after the structure ones
+N_TAIL = TAIL.stop - TAIL.start
 
 
 # ---------------------------------------------------------------------------- pieces
@@ -298,8 +300,9 @@ class RecordingLabels:
 
     actions : np.ndarray [shape=(n_steps, 3)], int64 (type, size, amount)
     cursors : np.ndarray [shape=(n_steps,)], int64: the beat under the cursor before each
-    tails : np.ndarray [shape=(n_steps, 14)], float32: the state after the beat context
-        (global, history, target, position), which no feature normalizer changes
+    tails : np.ndarray [shape=(n_steps, 15)], float32: the state after the beat context
+        and structure (global, history, target, position), which no feature normalizer
+        changes
     masks : np.ndarray [shape=(n_steps, 20, 5, 5)], bool: valid actions before each
     edit: the Edit the actions make (track_to_edit); reward: its episode reward and
     components; human_pointers: the human edit it reproduces.
@@ -377,7 +380,7 @@ def label_pieces(raw_path: str | os.PathLike, features: BeatFeatures, pieces: li
     for action, canonical in zip(actions, plan.canonical):
         if canonical:
             cursors.append(info["cursor"])
-            tails.append(obs[CONTEXT.stop:])
+            tails.append(obs[TAIL])
             masks.append(info["action_mask"])
         obs, reward, term, trunc, info = env.step(action)
         assert not info["resolved"], describe(action)
@@ -487,7 +490,7 @@ class BCDataset:
 
     recordings: list[Recording]
     rec : np.ndarray [shape=(n,)], int64: recording index of each step
-    cursors : np.ndarray [shape=(n,)], int64; tails : (n, 14) float32; actions : (n, 3) int64;
+    cursors : np.ndarray [shape=(n,)], int64; tails : (n, 15) float32; actions : (n, 3) int64;
     masks : np.ndarray [shape=(n, 20, 5, 5)], bool
     env_config: the EnvConfig dict the states were made under.
     """
@@ -536,8 +539,9 @@ class BCDataset:
                          np.concatenate([self.masks, other.masks]), self.env_config, dict(self.meta))
 
     def observations(self, normalizer: FeatureNormalizer, rows: np.ndarray | None = None) -> np.ndarray:
-        """The 861-number states of the steps under `normalizer`, float32 (n, 861): the
-        beat context rebuilt from each recording's features exactly as EditEnv builds it."""
+        """The 882-number states of the steps under `normalizer`, float32 (n, 882): the
+        beat context and structure rebuilt from each recording's features exactly as
+        EditEnv builds them."""
         rows = np.arange(len(self)) if rows is None else np.asarray(rows)
         out = np.empty((len(rows), STATE_DIM), np.float32)
         width = 2 * CONTEXT_BEATS + 1
@@ -551,7 +555,8 @@ class BCDataset:
                                      np.zeros((CONTEXT_BEATS + 1, d), np.float32)])
             c = self.cursors[rows[sel]]
             out[sel, :CONTEXT.stop] = padded[c[:, None] + np.arange(width)].reshape(len(sel), -1)
-            out[sel, CONTEXT.stop:] = self.tails[rows[sel]]
+            out[sel, STRUCTURE] = structure_table(r.features.features)[c]
+            out[sel, TAIL] = self.tails[rows[sel]]
         return out
 
     def aux_targets(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:

@@ -75,6 +75,15 @@ def feature_slice(group: str) -> slice:
                    f"{', '.join(n for n, _ in BEAT_FEATURE_LAYOUT)}")
 
 
+def flow_columns() -> np.ndarray:
+    """Columns that describe the sound of a beat (all but the bar position), for comparing
+    beats with each other: the audio-flow reward and the state's structure numbers."""
+    rhythm = feature_slice("rhythm")
+    keep = np.ones(N_BEAT_FEATURES, bool)
+    keep[rhythm.stop - BEATS_PER_BAR:rhythm.stop] = False
+    return np.flatnonzero(keep)
+
+
 @dataclass
 class BeatFeatures:
     """A recording's beat grid and features.

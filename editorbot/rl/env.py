@@ -2,7 +2,7 @@
 edits it with factored actions, rewarded once at the episode's end.
 
     env = EditEnv("training_data/input/jam_raw.wav", pointers=..., target_keep_ratio=0.3)
-    action_space = MultiDiscrete([20, 5, 5]); observation: 861 float32 (state.STATE_LAYOUT)
+    action_space = MultiDiscrete([20, 5, 5]); observation: 882 float32 (state.STATE_LAYOUT)
 
 info carries the action mask (bool (20, 5, 5), `actions.EditTrack.mask`) after every
 step, and at the end the reward components; `action_masks()` gives sb3-contrib's per-head
@@ -27,7 +27,7 @@ from ..features import DEFAULT_PARAMS
 from ..layout import Layout
 from .actions import (ACTION_DIMS, CUT_TYPES, JUMP_TYPES, LOOP_TYPES, EditTrack, head_masks,
                       resolve)
-from .beat_features import BeatFeatures, beat_features, feature_slice, sample_name
+from .beat_features import BeatFeatures, beat_features, flow_columns, sample_name
 from .reward import (HumanEdit, RewardConfig, episode_reward, human_edit_from_pointers,
                      piece_seconds, sections_from_features)
 from .state import OBS_CLIP, STATE_DIM, FeatureNormalizer, StateBuilder
@@ -49,14 +49,6 @@ class EnvConfig:
     max_steps_per_beat: float = 2.0
     max_played_ratio: float = 2.0
     reward: RewardConfig = field(default_factory=RewardConfig)
-
-
-def _flow_columns() -> np.ndarray:
-    """Beat-feature columns used by the audio-flow reward: all but the bar position."""
-    rhythm = feature_slice("rhythm")
-    keep = np.ones(feature_slice("stems").stop, bool)
-    keep[rhythm.stop - 4:rhythm.stop] = False
-    return np.flatnonzero(keep)
 
 
 class EditEnv(gym.Env):
@@ -106,7 +98,7 @@ class EditEnv(gym.Env):
         # The reward compares beats within this recording: z-scored on its own statistics,
         # whatever normalizer the observation uses.
         own = FeatureNormalizer.fit([self.features.features])
-        self._flow_features = own(self.features.features)[:, _flow_columns()]
+        self._flow_features = own(self.features.features)[:, flow_columns()]
         self.section = sections_from_features(self._flow_features, half_beats=rc.section_half_beats,
                                               min_beats=rc.min_section_beats)
         self.human: HumanEdit | None = (None if pointers is None else

@@ -22,7 +22,7 @@ from .agent import Agent
 from .beat_features import FEATURE_VERSION, beat_features
 from .env import EditEnv
 from .replay import track_to_edit
-from .state import FeatureNormalizer
+from .state import STATE_DIM, FeatureNormalizer
 from .train import RLConfig, run_episode
 
 
@@ -33,6 +33,9 @@ def load_agent(checkpoint: dict) -> tuple[Agent, RLConfig, FeatureNormalizer]:
     if checkpoint.get("beat_feature_version") != FEATURE_VERSION:
         raise UserError("the checkpoint was trained on another version of the beat features; "
                         "train it again with `editorbot train rl`")
+    if checkpoint.get("state_dim") != STATE_DIM:
+        raise UserError(f"the checkpoint's policy reads other states than this version's {STATE_DIM} "
+                        "numbers; train it again with `editorbot train rl`")
     config = from_dict(RLConfig, checkpoint["config"], where="checkpoint config")
     agent = Agent(config.agent)
     agent.load_state_dict(checkpoint["model_state"])

@@ -84,6 +84,29 @@ def boundary_score(boundary: int, downbeat_phase: int, n_beats: int) -> float:
     return 0.5 if offset % BEATS_PER_BAR == 0 else 0.0
 
 
+def novelty_curve(features: np.ndarray, *, half_beats: int = 8) -> np.ndarray:
+    """Novelty per beat: 1 - cos(mean of beats [i-h, i), mean of beats [i, i+h)), 0 where
+    a window would leave the recording.
+
+    Args:
+        features : np.ndarray [shape=(n_beats, d)]
+
+    Returns:
+        novelty : np.ndarray [shape=(n_beats,)], float64 in [0, 2]
+    """
+    x = np.asarray(features, np.float64)
+    n, h = len(x), half_beats
+    novelty = np.zeros(n)
+    if n < 2 * h + 1:
+        return novelty
+    c = np.concatenate([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])
+    i = np.arange(h, n - h + 1)
+    left, right = (c[i] - c[i - h]) / h, (c[i + h] - c[i]) / h
+    cos = (left * right).sum(1) / (np.linalg.norm(left, axis=1) * np.linalg.norm(right, axis=1) + 1e-12)
+    novelty[i] = 1 - cos
+    return novelty
+
+
 def sections_from_features(features: np.ndarray, *, half_beats: int = 8,
                            min_beats: int = 16) -> np.ndarray:
     """Sections of a recording from its (normalized) beat features.
@@ -98,18 +121,12 @@ def sections_from_features(features: np.ndarray, *, half_beats: int = 8,
     Returns:
         section : np.ndarray [shape=(n_beats,)], int64, 0, 0, ..., 1, 1, ...
     """
-    x = np.asarray(features, np.float64)
-    n = len(x)
+    n = len(features)
     section = np.zeros(n, np.int64)
     h = half_beats
     if n < 2 * h + 1:
         return section
-    c = np.concatenate([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])
-    i = np.arange(h, n - h + 1)
-    left, right = (c[i] - c[i - h]) / h, (c[i + h] - c[i]) / h
-    cos = (left * right).sum(1) / (np.linalg.norm(left, axis=1) * np.linalg.norm(right, axis=1) + 1e-12)
-    novelty = np.zeros(n)
-    novelty[i] = 1 - cos
+    novelty = novelty_curve(features, half_beats=h)
     threshold = novelty[h:n - h + 1].mean() + novelty[h:n - h + 1].std()
     last = 0
     for b in range(h, n):

@@ -40,7 +40,7 @@ from .beat_features import FEATURE_VERSION
 from .env import EditEnv, EnvConfig, make_vec_env
 from .ppo import BCSource, PPOConfig, UpdateReport, bc_loss, learn
 from .replay import track_to_edit
-from .state import FeatureNormalizer
+from .state import STATE_DIM, FeatureNormalizer
 
 
 @dataclass
@@ -380,7 +380,8 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
 
     def checkpoint_state(update: int, phase: str, metrics: dict) -> dict:
         return {"kind": "rl", "config": to_dict(config), "feature_params": DEFAULT_PARAMS.as_dict(),
-                "beat_feature_version": FEATURE_VERSION, "editorbot_version": __version__,
+                "beat_feature_version": FEATURE_VERSION, "state_dim": STATE_DIM,
+                "editorbot_version": __version__,
                 "model_state": agent.state_dict(), "optimizer_state": optimizer.state_dict(),
                 "normalizer": normalizer.to_dict(), "update": update, "phase": phase,
                 "best_score": best, "val_metrics": metrics, "split": {"train": train_names, "val": val_names},
