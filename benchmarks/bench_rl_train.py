@@ -79,7 +79,8 @@ def must_reach(args) -> dict:
         config = load(RLConfig, args.config, [f"train.bc_pretrain_epochs={args.bc_epochs}",
                                               f"train.bc_detours={args.bc_detours}",
                                               f"train.n_updates={args.updates}", "ppo.bc_weight=0.5",
-                                              f"train.seed={seed}", f"train.eval_every={max(args.updates, 1)}"])
+                                              f"train.seed={seed}", f"train.eval_every={max(args.updates, 1)}",
+                                              *args.set])
         started = time.perf_counter()
         result = train(config, data_dir=data, cache_dir=cache, save_dir=root / f"run_seed{seed}",
                        bc_pretrain=labels, bc_mixed=labels, progress=False)
@@ -140,6 +141,8 @@ def main() -> None:
                    help="train.bc_detours: detour plans per training recording in the BC data")
     p.add_argument("--updates", type=int, default=30)
     p.add_argument("--config", default=str(REPO / "configs" / "rl" / "small.json"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting of the train runs, e.g. --set ppo.learning_rate=1e-4")
     p.add_argument("--ci-only", action="store_true", help="only the CI-sized end-to-end run")
     p.add_argument("--skip-ci", action="store_true", help="skip the CI-sized end-to-end run")
     args = p.parse_args()

@@ -41,6 +41,9 @@ class PPOConfig:
     bc_weight: weight of the BC loss mixed into each minibatch (0: none; --bc-weight).
     bc_batch_size: BC samples per minibatch.
     aux_weight: weight of the auxiliary losses (on rollout and BC states).
+    value_warmup_updates: the first updates of a run fit only the value network (the
+        policy, e.g. a BC-pretrained one, is left as it is until its advantages mean
+        something).
     """
 
     n_steps: int = 128
@@ -59,6 +62,7 @@ class PPOConfig:
     bc_weight: float = 0.0
     bc_batch_size: int = 256
     aux_weight: float = 0.1
+    value_warmup_updates: int = 0
 
 
 # ---------------------------------------------------------------------------- advantages
@@ -246,9 +250,10 @@ def autocast(device: torch.device, enabled: bool):
 def update(agent, optimizer, rollout: Rollout, advantages: np.ndarray, returns: np.ndarray,
            config: PPOConfig, device, *, scaler=None, bc: BCSource | None = None,
            aux_targets: dict[str, np.ndarray] | None = None,
-           rng: np.random.Generator | None = None) -> dict[str, float]:
+           rng: np.random.Generator | None = None, value_only: bool = False) -> dict[str, float]:
     """n_epochs of clipped-surrogate minibatch updates over one rollout, with the BC loss
-    (weight bc_weight) and auxiliary losses (weight aux_weight) added to every minibatch.
+    (weight bc_weight) and auxiliary losses (weight aux_weight) added to every minibatch;
+    value_only: only the value loss (the policy's weights get no gradient).
 
     Returns the means of the logged quantities over the minibatches run.
     """
@@ -283,11 +288,13 @@ def update(agent, optimizer, rollout: Rollout, advantages: np.ndarray, returns: 
                 entropy = out.entropy.float().mean()
                 loss = pg_loss + config.vf_coef * v_loss - config.ent_coef * entropy
                 logs = {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": entropy}
-                if aux_all is not None and config.aux_weight > 0:
+                if value_only:
+                    loss = config.vf_coef * v_loss
+                elif aux_all is not None and config.aux_weight > 0:
                     aux = aux_losses(agent.aux(out), {k: v[mb] for k, v in aux_all.items()})
                     loss = loss + config.aux_weight * sum(aux.values())
                     logs |= {f"aux_{k}": v for k, v in aux.items()}
-                if bc is not None and config.bc_weight > 0:
+                if bc is not None and config.bc_weight > 0 and not value_only:
                     b = bc.batch(config.bc_batch_size, device)
                     nll, bc_entropy, bc_aux = bc_loss(agent, b)
                     loss = loss + config.bc_weight * nll
@@ -311,7 +318,7 @@ def update(agent, optimizer, rollout: Rollout, advantages: np.ndarray, returns: 
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
             count += 1
-            if config.target_kl is not None and float(logs["approx_kl"]) > config.target_kl:
+            if not value_only and config.target_kl is not None and float(logs["approx_kl"]) > config.target_kl:
                 stopped = True
                 break
         if stopped:
@@ -374,7 +381,8 @@ def learn(venv, agent, config: PPOConfig, n_updates: int, *, device=torch.device
             aux_targets = aux_fn(rollout.recordings, rollout.cursors)
         agent.train()
         stats = update(agent, optimizer, rollout, advantages, returns, config, device, scaler=scaler,
-                       bc=bc, aux_targets=aux_targets, rng=rng)
+                       bc=bc, aux_targets=aux_targets, rng=rng,
+                       value_only=u - start_update < config.value_warmup_updates)
         types = rollout.actions[..., 0].ravel() if rollout.actions.shape[-1] == 3 else None
         counts = (np.bincount(types, minlength=len(ActionType)) if types is not None
                   else np.zeros(len(ActionType), np.int64))
