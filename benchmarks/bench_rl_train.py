@@ -2,7 +2,7 @@
 recordings held out of training.
 
     .venv/bin/python benchmarks/bench_rl_train.py [--pairs 10] [--minutes 2.5] \\
-        [--persona trimmer] [--seed 11] [--train-seeds 0,1,2] [--bc-epochs 60] [--bc-detours 4] [--updates 30] [--config configs/rl/small.json]
+        [--persona trimmer] [--seed 11] [--train-seeds 0,1,2] [--bc-epochs 60] [--bc-detours 4] [--updates 30] [--config configs/rl/small.json] [--set KEY=VALUE]
     .venv/bin/python benchmarks/bench_rl_train.py --ci-only
 
 1. `editorbot synth` writes the corpus and `editorbot bc-labels` labels it (both reused

@@ -426,14 +426,15 @@ def test_structure_table_finds_the_change_ahead_and_the_repeat():
     col = {name: i for i, name in enumerate(STRUCTURE_NAMES)}
     assert table.shape == (97, 20) and table.dtype == np.float32
     novelty_ahead = table[16, [col[f"novelty_bar+{k}"] for k in range(8)]]
-    assert novelty_ahead.argmax() == 4                             # beats 32-35, from cursor 16
+    assert novelty_ahead.argmax() in (3, 4) and novelty_ahead[4] > 1.5   # the bars around beat 32
+    assert (novelty_ahead[[0, 1, 6, 7]] < 0).all()
     rms_ahead = table[16, [col[f"rms_bar+{k}"] for k in range(8)]]
     assert (rms_ahead[:4] > 0).all() and (rms_ahead[4:] < 0).all()
     assert table[96, col["rms_bar+0"]] == -3.0                     # past the end
     heard = col["phrase_ahead_heard_before"]
     assert table[64, heard] > 0.99 and table[32, heard] < 0.5 and table[0, heard] == 0
-    assert table[0, col["beats_to_section/64"]] == pytest.approx(32 / 64)
-    assert table[40, col["beats_since_section/64"]] == pytest.approx(8 / 64)
+    assert table[0, col["beats_to_section/64"]] == pytest.approx(32 / 64, abs=2 / 64)
+    assert table[40, col["beats_since_section/64"]] == pytest.approx(8 / 64, abs=2 / 64)
 
 
 def test_beat_features_on_known_audio(feats, raw, cache_dir, monkeypatch):
@@ -507,7 +508,7 @@ def test_state_layout_and_saved_normalizer(raw, cache_dir, feats, tmp_path):
     hist, target, pos = (obs[state_slice(p)] for p in ("history", "target", "position"))
     assert hist[0] == pytest.approx(2.0 / 24) and hist[1] == pytest.approx(4 / 48)
     assert hist[2] == pytest.approx(0.5)                                   # 1 cut of 2
-    assert target.tolist() == pytest.approx([36 / 48, 0.4, (0.4 * 24 - 2) / 24])
+    assert target.tolist() == pytest.approx([36 / 48, 0.4, (0.4 * 24 - 2) / 24, (0.4 * 24 - 2) / (24 - 6)])
     assert pos.tolist() == pytest.approx([12 / 48, ((12 - feats.downbeat_phase) % 16) / 16])
     with pytest.raises(UserError, match="no such normalizer"):
         FeatureNormalizer.load(tmp_path / "missing.npz")
