@@ -6,7 +6,8 @@ recordings held out of training.
     .venv/bin/python benchmarks/bench_rl_train.py --ci-only
 
 1. `editorbot synth` writes the corpus and `editorbot bc-labels` labels it (both reused
-   when present under benchmarks/out/rl_train/); the labels' own replay IoU is printed.
+   when present under benchmarks/out/rl_train/, the labels only when made by this label
+   version); the labels' own replay IoU is printed. --pairs sets the corpus size (its own folder).
 2. One `train` run per --train-seeds seed (each its own split): BC pretraining (--bc-pretrain,
    with --bc-detours extra plans of each training edit), then PPO with the BC loss mixed in
    (--bc-mixed, bc_weight 0.5). The held-out recordings (train.val_fraction) are edited
@@ -55,11 +56,24 @@ def type_shares(actions: np.ndarray) -> dict[str, float]:
     return {ActionType(t).name: round(float(c / counts.sum()), 3) for t, c in enumerate(counts) if c}
 
 
+def labels_current(path: Path) -> bool:
+    """A cached label file made by this label version (another version is made again)."""
+    from editorbot.cache import load_npz
+    from editorbot.rl.bc_labels import LABEL_VERSION
+
+    entry = load_npz(path) if path.exists() else None
+    if entry is not None and entry[1].get("label_version") != LABEL_VERSION:
+        print(f"{path}: label version {entry[1].get('label_version')}, not {LABEL_VERSION}; labelling again")
+        return False
+    return entry is not None
+
+
 def must_reach(args) -> dict:
     from editorbot.config import load
     from editorbot.rl.bc_labels import BCDataset
     from editorbot.rl.train import RLConfig, train
 
+    started_all = time.perf_counter()
     root = OUT / "rl_train" / f"{args.persona}_{args.pairs}x{args.minutes:g}min_seed{args.seed}"
     data, cache, labels = root / "training_data", root / "cache", root / "bc_rich.npz"
     if not (data / "truth").is_dir() or len(list((data / "truth").glob("*.json"))) < args.pairs:
@@ -67,7 +81,7 @@ def must_reach(args) -> dict:
                          "--seed", args.seed, "--persona", args.persona, "--mastering", "none",
                          "--no-unmastered")
         print(f"synth: {args.pairs} x {args.minutes} min in {seconds:.0f} s")
-    if not labels.exists():
+    if not labels_current(labels):
         seconds, proc = cli("bc-labels", "--data-dir", data, "--cache-dir", cache, "--out", labels,
                             "--config", args.config)
         print(f"bc-labels in {seconds:.0f} s; {proc.stdout.strip().splitlines()[-1]}")
@@ -98,7 +112,8 @@ def must_reach(args) -> dict:
                     if all(k in r[phase] for r in runs)}
             for phase in ("held_out_after_bc", "held_out_after_ppo")}
     return {"corpus": str(root), "bc_epochs": args.bc_epochs, "bc_detours": args.bc_detours, "ppo_updates": args.updates,
-            "splits": len(runs), "mean_over_splits": mean}
+            "splits": len(runs), "held_out_per_split": len(runs[0]["held_out"]) if runs else 0,
+            "wall_seconds": round(time.perf_counter() - started_all, 1), "mean_over_splits": mean}
 
 
 def ci_run() -> dict:
