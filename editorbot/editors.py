@@ -6,6 +6,7 @@ A checkpoint is a torch-saved dict whose 'kind' names its paradigm ('pointer',
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from pathlib import Path
 
@@ -32,13 +33,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def propose(raw_path: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
-            target_duration_s: float | None = None, keep: float | None = None) -> Edit:
+            target_duration_s: float | None = None, keep: float | None = None,
+            cache_dir: str | os.PathLike | None = None) -> Edit:
     """The edit an editor proposes for `raw_path`.
 
     Args:
         checkpoint: a trained model; None uses the rule-based structure editor.
         target_duration_s: wanted length of the edit in seconds, or
         keep: wanted fraction of the raw to keep (0..1). At most one of the two.
+        cache_dir: a cache holding this raw's stems (`editorbot stems`), read by the models
+            that use stems (pointer, RL) instead of separating them again; None: the
+            pointer network separates them when it needs them, RL reads ./cache.
     """
     if target_duration_s is not None and keep is not None:
         raise UserError("give either --target-duration or --keep, not both")
@@ -49,4 +54,9 @@ def propose(raw_path: str | os.PathLike, *, checkpoint: str | os.PathLike | None
         return propose_edit(raw_path, target_duration_s=target_duration_s, keep=keep)
     ckpt = load_checkpoint(checkpoint)
     infer = importlib.import_module(f"editorbot.{ckpt['kind']}.infer")
-    return infer.propose_edit(raw_path, ckpt, target_duration_s=target_duration_s, keep=keep)
+    extra = {}
+    if cache_dir is not None:
+        if "cache_dir" not in inspect.signature(infer.propose_edit).parameters:
+            raise UserError(f"--cache-dir: a {ckpt['kind']} model reads no cached stems")
+        extra["cache_dir"] = cache_dir
+    return infer.propose_edit(raw_path, ckpt, target_duration_s=target_duration_s, keep=keep, **extra)

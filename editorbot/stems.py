@@ -634,7 +634,16 @@ def stem_mels_for(path: str | os.PathLike, backend: str, *, cache_dir: str | os.
         entry = load_npz(cached_path)
         if entry is not None and entry[1].get("source_fingerprint") == file_fingerprint(path):
             return read_stem_mels(cached_path, backend=backend, frames=frames)[0]
-    stems, y_mix = separate(path, backend, weights=weights, progress=progress)
+    try:
+        stems, y_mix = separate(path, backend, weights=weights, progress=progress)
+    except UserError as err:
+        # separate()'s advice ("use --backend hpss") is for `editorbot stems`; here the
+        # model fixes the backend.
+        advice = str(err).replace(", or use --backend hpss", "").replace(" or use --backend hpss", "")
+        raise UserError(f"{advice}. This model was trained on {backend} stems, so editing with it "
+                        f"needs {backend} stems of {path.name}: provide them as said, or run "
+                        f"`editorbot stems --backend {backend}` on a machine that can and pass "
+                        "its --cache-dir") from None
     mels = stem_mels(stems, y_mix)
     if frames is not None and mels.shape[2] != frames:
         raise UserError(f"{path}: its stems have {mels.shape[2]} mel frames where the raw mel has "

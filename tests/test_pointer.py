@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from editorbot import audio
@@ -588,6 +589,10 @@ def test_stems_model_records_its_backend_and_refuses_another(corpus, tmp_path, m
         m.setattr(stems, "separate", no_separation)
         assert main(["evaluate", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--no-baseline",
                      "--data-dir", str(corpus.data_dir), "--cache-dir", str(corpus.cache_dir)]) == 0
+        out = tmp_path / "edit" / "out.wav"
+        assert main(["edit", str(raw), "-o", str(out), "--checkpoint", str(tmp_path / "run" / "best.pt"),
+                     "--target-duration", "5", "--cache-dir", str(corpus.cache_dir), "--no-review"]) == 0
+        assert sf.info(out).duration == pytest.approx(5.0, abs=0.05)
 
     demucs_ckpt = dict(ckpt, stems_backend="demucs")
     with pytest.raises(UserError) as err:

@@ -248,6 +248,17 @@ def test_missing_weights_say_how_to_provide_them_without_network(tmp_path, offli
     assert "hpss stems" in capsys.readouterr().out
 
 
+def test_editing_with_a_demucs_model_without_weights_says_what_the_model_needs(tmp_path, offline):
+    pytest.importorskip("demucs.htdemucs")
+    raw = make_pair(tmp_path / "data", seconds=1.5)
+    with pytest.raises(UserError) as err:
+        st.stem_mels_for(raw, "demucs", cache_dir=tmp_path / "cache")
+    msg = str(err.value)
+    assert "htdemucs weights not found" in msg and "trained on demucs stems" in msg
+    assert "--backend hpss" not in msg  # the model fixes the backend; `edit` has no such flag
+    assert "editorbot stems --backend demucs" in msg and "--cache-dir" in msg
+
+
 # --- cache, mels and the refusal -----------------------------------------------------------
 
 def test_stem_mels_sit_on_the_mix_scale_and_cache_is_reused(tmp_path, capsys):

@@ -66,6 +66,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              "your pairs in ./training_data, else 0.3)")
     p.add_argument("--seam-search-ms", type=float, default=20.0,
                    help="move each cut within +- this many ms to where it joins best (default 20)")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="a cache where `editorbot stems` wrote this raw's stems, for models "
+                        "trained with stems (default: separate them now)")
     p.add_argument("--no-review", action="store_true", help="do not write the review page")
     p.set_defaults(func=run)
 
@@ -84,7 +87,8 @@ class _Warnings(logging.Handler):
 def run(args: argparse.Namespace) -> int:
     done = edit_to_files(args.input, args.output, checkpoint=args.checkpoint,
                          target_duration_s=args.target_duration, keep=args.keep,
-                         seam_search_ms=args.seam_search_ms, review=not args.no_review)
+                         seam_search_ms=args.seam_search_ms, review=not args.no_review,
+                         cache_dir=args.cache_dir)
     for line in done["lines"]:
         print(line)
     sys.stdout.flush()
@@ -93,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
 def edit_to_files(raw, output, *, checkpoint=None, target_duration_s: float | None = None,
                   keep: float | None = None, seam_search_ms: float = 20.0,
-                  review: bool = True) -> dict:
+                  review: bool = True, cache_dir=None) -> dict:
     """Propose an edit of `raw`, render it to `output` and write its exports and review page.
 
     Args:
@@ -101,6 +105,7 @@ def edit_to_files(raw, output, *, checkpoint=None, target_duration_s: float | No
         output: the edit's audio (.wav or .flac); the other files go next to it.
         checkpoint: a trained model's checkpoint path; None: the rule-based editor.
         target_duration_s, keep: the wanted length (see editorbot.editors.propose).
+        cache_dir: cached stems for models that read them (see editorbot.editors.propose).
 
     Returns:
         {"edit": Edit as rendered, "report": RenderReport, "paths": {kind: Path},
@@ -125,7 +130,8 @@ def edit_to_files(raw, output, *, checkpoint=None, target_duration_s: float | No
     warnings = _Warnings()
     log.addHandler(warnings)
     try:
-        edit = propose(raw, checkpoint=checkpoint, target_duration_s=target_duration_s, keep=keep)
+        edit = propose(raw, checkpoint=checkpoint, target_duration_s=target_duration_s, keep=keep,
+                       cache_dir=cache_dir)
     finally:
         log.removeHandler(warnings)
     edit.raw_path = str(raw)
