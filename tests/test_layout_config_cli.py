@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -118,6 +120,18 @@ def test_help_lists_commands_that_each_have_help(capsys):
             parser.parse_args([name, "--help"])
         assert done.value.code == 0
         assert f"usage: editorbot {name}" in capsys.readouterr().out
+
+
+def test_top_level_help_does_not_import_torch_and_train_lists_every_paradigm():
+    code = ("import sys\nfrom editorbot.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    result = run_cli("train", "--help")
+    assert result.returncode == 0
+    for paradigm in ("pointer", "supervised", "rl"):
+        assert f"    {paradigm} " in result.stdout
 
 
 def test_features_command_caches_all_pairs_with_jobs(tmp_path):

@@ -9,15 +9,18 @@ import argparse
 import json
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, *, paradigms_needed: bool = True) -> None:
+    """Add `train`. paradigms_needed=False (a command line without 'train') leaves out the
+    supervised and rl parsers, whose modules import torch: `editorbot --help` stays fast."""
     p = sub.add_parser(
         "train", help="train a model on aligned pairs (pointer, supervised, rl)",
         description="Train a model on the pairs that `editorbot prepare` aligned. "
                     "Choose the paradigm as a subcommand.")
     paradigms = p.add_subparsers(dest="paradigm", metavar="PARADIGM")
     _add_pointer(paradigms)
-    _add_lazily(paradigms, "supervised", "supervised mel reconstruction on aligned pairs")
-    _add_lazily(paradigms, "rl", "behavioral cloning + PPO over factored beat actions")
+    if paradigms_needed:
+        _add_lazily(paradigms, "supervised", "supervised mel reconstruction on aligned pairs")
+        _add_lazily(paradigms, "rl", "behavioral cloning + PPO over factored beat actions")
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
