@@ -172,9 +172,14 @@ def structure_table(features: np.ndarray, *, half_beats: int = 8, phrase_beats: 
         c = np.concatenate([np.zeros((1, z.shape[1])), np.cumsum(z, axis=0)])
         means = (c[phrase_beats:] - c[:-phrase_beats]) / phrase_beats          # phrase starting at j
         unit = means / (np.linalg.norm(means, axis=1, keepdims=True) + 1e-9)
-        sim = unit @ unit.T
-        for cur in range(phrase_beats, n - phrase_beats + 1):
-            out[cur, 2 * AHEAD_BARS + 1] = sim[cur, :cur - phrase_beats + 1].max()
+        # Cursor c compares with phrases j <= c - phrase_beats; blocks of cursors keep the
+        # similarities in O(n) memory (a 60-minute recording has ~7000 beats).
+        first, stop = phrase_beats, n - phrase_beats + 1
+        for a in range(first, stop, 512):
+            b = min(a + 512, stop)
+            sim = unit[a:b] @ unit[:b - phrase_beats].T
+            sim[np.arange(b - phrase_beats)[None, :] > np.arange(a - phrase_beats, b - phrase_beats)[:, None]] = -np.inf
+            out[a:b, 2 * AHEAD_BARS + 1] = sim.max(axis=1)
     section = sections_from_features(z, half_beats=half_beats, min_beats=phrase_beats)
     starts = np.flatnonzero(np.diff(np.concatenate([[-1], section]))) if n else np.zeros(0, np.int64)
     bounds = np.concatenate([starts, [n]])
