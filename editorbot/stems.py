@@ -183,7 +183,7 @@ def _require_demucs() -> None:
         import demucs.htdemucs  # noqa: F401  (the model class and its dependencies)
     except ImportError as err:
         raise UserError(f"the demucs backend needs the demucs package ({err}); install it with "
-                        f"`{DEMUCS_INSTALL}`, or use --backend hpss") from None
+                        f"`{DEMUCS_INSTALL}`") from None
 
 
 def hf_hub_cache() -> Path:
@@ -235,8 +235,7 @@ def find_demucs_weights(weights: str | os.PathLike | None = None) -> Path:
     raise UserError(
         f"htdemucs weights not found on this machine (looked for {hub / HTDEMUCS_TH} and "
         f"{hf_hub_cache() / HF_REPO_DIR}/snapshots/*/{HTDEMUCS_SIG}.safetensors); copy "
-        f"{HTDEMUCS_TH} from a machine that ran demucs into {hub}/ or pass --weights FILE, "
-        "or use --backend hpss")
+        f"{HTDEMUCS_TH} from a machine that ran demucs into {hub}/")
 
 
 def load_demucs(weights_path: str | os.PathLike):
@@ -272,8 +271,7 @@ def _load_demucs(path: Path, mtime_ns: int):
             model = load_model(path)
     except errors as err:
         raise UserError(f"{path}: not a loadable demucs weights file "
-                        f"({type(err).__name__}: {str(err)[:120]}); re-copy it, or use "
-                        "--backend hpss") from None
+                        f"({type(err).__name__}: {str(err)[:120]}); re-copy it") from None
     _check_model(model, path)
     return model.eval()
 
@@ -637,10 +635,7 @@ def stem_mels_for(path: str | os.PathLike, backend: str, *, cache_dir: str | os.
     try:
         stems, y_mix = separate(path, backend, weights=weights, progress=progress)
     except UserError as err:
-        # separate()'s advice ("use --backend hpss") is for `editorbot stems`; here the
-        # model fixes the backend.
-        advice = str(err).replace(", or use --backend hpss", "").replace(" or use --backend hpss", "")
-        raise UserError(f"{advice}. This model was trained on {backend} stems, so editing with it "
+        raise UserError(f"{err}. This model was trained on {backend} stems, so editing with it "
                         f"needs {backend} stems of {path.name}: provide them as said, or run "
                         f"`editorbot stems --backend {backend}` on a machine that can and pass "
                         "its --cache-dir") from None

@@ -256,6 +256,7 @@ def test_editing_with_a_demucs_model_without_weights_says_what_the_model_needs(t
     msg = str(err.value)
     assert "htdemucs weights not found" in msg and "trained on demucs stems" in msg
     assert "--backend hpss" not in msg  # the model fixes the backend; `edit` has no such flag
+    assert "--weights" not in msg  # nor this one: the library says what is wrong, the command how
     assert "editorbot stems --backend demucs" in msg and "--cache-dir" in msg
 
 

@@ -50,8 +50,15 @@ def stem_task(task: StemTask, progress=None) -> dict:
     if task.threads is not None:
         import torch
         torch.set_num_threads(task.threads)
-    return cache_stems(task.raw, task.stems_path, task.mels_path, task.backend,
-                       weights=task.weights, progress=progress)
+    from ..errors import UserError
+    try:
+        return cache_stems(task.raw, task.stems_path, task.mels_path, task.backend,
+                           weights=task.weights, progress=progress)
+    except UserError as err:
+        if task.backend != "demucs":
+            raise
+        # The library says what is wrong with demucs; the ways round it are this command's.
+        raise UserError(f"{err}; or pass --weights FILE, or use --backend hpss") from None
 
 
 def run(args: argparse.Namespace) -> int:
