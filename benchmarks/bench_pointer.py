@@ -1,6 +1,6 @@
 """Benchmarks of the pointer network: learning one persona, linear scaling, a 60-minute edit.
 
-    python benchmarks/bench_pointer.py train   [--pairs 24 --minutes 3 --persona trimmer --max-minutes 30]
+    python benchmarks/bench_pointer.py train   [--pairs 24 --test-pairs 24 --minutes 3 --persona trimmer --max-minutes 30]
     python benchmarks/bench_pointer.py scaling [--frames 10000 50000 100000 300000]
     python benchmarks/bench_pointer.py edit60  [--checkpoint models/.../best.pt]
     python benchmarks/bench_pointer.py all     (the three, one after another)
@@ -9,7 +9,8 @@
 
 train: writes a synthetic corpus of one persona (truth pointers in the pointer_sequences
 layout, the format `editorbot prepare` writes), trains for at most --max-minutes on the
-CPU, then evaluates on held-out recordings from another seed, beside the rule-based editor.
+CPU, then evaluates on held-out recordings from another seed, beside the rule-based editor
+(24 by default: on 6 the mean IoU moved by 0.09 between sets of recordings).
 Targets: val_delta_accuracy >= 0.90 and kept-raw IoU >= 0.8 on held-out recordings.
 scaling: encoder and decoder time and peak memory at each T, each T in a fresh process.
 stems: whether stems help: `editorbot stems --backend hpss` on both corpora, then the same
@@ -293,7 +294,7 @@ def main() -> None:
     p.add_argument("--config", default=str(REPO / "configs" / "pointer" / "full.json"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
     p.add_argument("--pairs", type=int, default=24)
-    p.add_argument("--test-pairs", type=int, default=6)
+    p.add_argument("--test-pairs", type=int, default=24)
     p.add_argument("--minutes", type=float, default=3.0)
     p.add_argument("--persona", default="trimmer")
     p.add_argument("--seed", type=int, default=1)

@@ -24,7 +24,7 @@ from editorbot.layout import Layout
 from editorbot.pointer.config import ModelConfig, PointerConfig
 from editorbot.pointer.data import (History, PointerData, expected_positions, make_batch,
                                     sample_steps, split_by_recording, step_table)
-from editorbot.pointer.decode import StepDecision, decode_pointers, merge_fragments
+from editorbot.pointer.decode import StepDecision, decode_pointers, keep_ahead, merge_fragments
 from editorbot.pointer.model import (N_COND, SKIP_UNIT, PointerNet, bucket_of, bucket_offset_ranges,
                                      jump_bucket_edges, linear_attention)
 
@@ -287,6 +287,88 @@ def test_history_features_equal_teacher_forcing_and_oracle_decode_reproduces_tru
         assert e == table.expected[idx]
         np.testing.assert_allclose(c, cond[idx], rtol=1e-6, atol=1e-6)
     assert (table.cond_free[:, :5] == 0).all() and (table.cond[:, 0] == 1).all()
+
+
+def _scripted_decoder(leave_at, targets):
+    """A step function that leaves the run where leave_at(expected) is true, and a jump
+    function that answers from the list `targets` in turn (n_raw = the stop)."""
+    asked = []
+
+    def step(expected, cond):
+        k = len(expected)
+        leave = leave_at(expected)
+        return StepDecision(leave, np.zeros(k, np.int64), np.full(k, 0.9, np.float32), np.zeros(k, np.int64))
+
+    def jump(i, e, allow_stop, played):
+        asked.append(e)
+        return targets[len(asked) - 1], 1.0
+
+    return step, jump, asked
+
+
+@pytest.mark.parametrize("veto", [False, True])
+def test_keep_veto_stops_skips_forward_over_kept_audio_but_not_loops_back(veto):
+    """The keep head says frames 0..519 are kept. The model plays 0..499, loops back to
+    100, and at 500 again wants to stop. With the veto the stop waits for the end of the
+    kept stretch (520); the loop back is not touched. Without it the edit ends at 500."""
+    n_raw = 1000
+    ahead = np.where(np.arange(n_raw + 1) < 520, 0.9, 0.1)
+    step, jump, asked = _scripted_decoder(lambda e: (e == 500) | (e >= 520), [100, n_raw, n_raw])
+    out = decode_pointers(step, jump, n_raw=n_raw, target_frames=None, max_frames=3000, use_stop=True,
+                          block_steps=64, keep_ahead=ahead if veto else None)
+    kept_to = 520 if veto else 500
+    np.testing.assert_array_equal(out.pointers, np.concatenate([np.arange(500), np.arange(100, kept_to)]))
+    assert out.stopped
+    assert asked == ([500, 500, 520] if veto else [500, 500])
+
+
+def test_keep_veto_refuses_loops_back_for_an_editor_that_never_goes_back():
+    """The same script as above for an editor whose training edits never moved back
+    (jumps_back=False): the loop at 500 is refused too, the pointer plays on to 520 and
+    stops there."""
+    n_raw = 1000
+    ahead = np.where(np.arange(n_raw + 1) < 520, 0.9, 0.1)
+    step, jump, asked = _scripted_decoder(lambda e: (e == 500) | (e >= 520), [100, n_raw])
+    out = decode_pointers(step, jump, n_raw=n_raw, target_frames=None, max_frames=3000, use_stop=True,
+                          block_steps=64, keep_ahead=ahead, jumps_back=False)
+    np.testing.assert_array_equal(out.pointers, np.arange(520))
+    assert out.stopped and asked == [500, 520]
+
+
+def test_recording_says_whether_its_edit_jumps_back():
+    from editorbot.pointer.data import Recording
+
+    def rec(p):
+        return Recording("x", 1000, np.asarray(p, np.int64), None)
+
+    assert not rec(np.r_[np.arange(10, 50), np.arange(80, 120)]).jumps_back(5)
+    assert not rec(np.r_[np.arange(10, 50), -1, -1, np.arange(46, 60)]).jumps_back(5)  # 4 back: jitter
+    assert rec(np.r_[np.arange(10, 50), np.arange(20, 60)]).jumps_back(5)
+
+
+def test_keep_veto_holds_a_forward_skip_until_the_kept_stretch_ends():
+    """At 300 the model wants to skip to 800 and at 650 to stop; the keep head keeps
+    0..599. With the veto the skip is refused and the pointer plays on, unasked, to 600;
+    the stop at 650 (not kept ahead) is allowed."""
+    n_raw = 1000
+    ahead = np.where(np.arange(n_raw + 1) < 600, 0.8, 0.2)
+    leave = lambda e: (e == 300) | (e >= 650) | ((e > 300) & (e < 600) & (e % 50 == 0))  # noqa: E731
+    step, jump, asked = _scripted_decoder(leave, [800, n_raw])
+    out = decode_pointers(step, jump, n_raw=n_raw, target_frames=None, max_frames=3000, use_stop=True,
+                          block_steps=64, keep_ahead=ahead)
+    np.testing.assert_array_equal(out.pointers, np.arange(650))
+    assert out.stopped and asked == [300, 650]
+
+
+def test_keep_ahead_is_the_mean_keep_probability_of_the_window_ahead():
+    from editorbot.pointer.model import Encoded
+
+    logits = torch.tensor([[0.0, 2.0, -2.0, 1.0, 3.0]])
+    enc = Encoded(None, None, None, None, logits, None, torch.tensor([4]))
+    ahead = keep_ahead(enc, 0, window=2)
+    p = torch.sigmoid(logits[0, :4]).double().numpy()
+    np.testing.assert_allclose(ahead, [(p[0] + p[1]) / 2, (p[1] + p[2]) / 2, (p[2] + p[3]) / 2, p[3], 0.0])
+    assert keep_ahead(enc, 0, window=0) is None
 
 
 def test_drift_rows_are_late_states_that_still_target_the_change():

@@ -179,12 +179,16 @@ class DecodeConfig:
     max_length_ratio: without a target, decoding stops at this multiple of the expected
         edit length, or at the raw's length if that is longer, if the model has not ended
         the edit by then.
+    keep_veto_s: without a target, the model may not skip forward or stop where its keep
+        head gives the next keep_veto_s seconds a mean keep probability above one half
+        (0: off). With a target length it is off: the edit must be cut to fit.
     """
 
     block_steps: int = 512
     min_segment_s: float = 0.5
     crossfade_s: float = 0.02
     max_length_ratio: float = 2.0
+    keep_veto_s: float = 1.0
 
 
 @dataclass

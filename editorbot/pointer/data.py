@@ -271,6 +271,12 @@ class Recording:
     def keep_ratio(self) -> float:
         return len(self.pointers) / max(self.n_raw, 1)
 
+    def jumps_back(self, min_frames: int) -> bool:
+        """Whether the edit ever moves back in the raw by more than min_frames (a loop,
+        a repeat, a reorder), as opposed to only cutting forward."""
+        p = self.pointers[self.pointers >= 0]
+        return bool(len(p) > 1 and (np.diff(p) < -min_frames).any())
+
 
 class PointerData:
     """Recordings under a cache dir and a pointer dir, with their raw mels loaded on demand.

@@ -80,8 +80,29 @@ def model_step_fns(model: PointerNet, enc: Encoded, rec: int = 0) -> tuple[StepF
     return step, jump
 
 
+def keep_ahead(enc: Encoded, rec: int, window: int) -> np.ndarray | None:
+    """Mean keep probability (the keep head) of the `window` frames from each raw frame on.
+
+    Returns:
+        ahead : np.ndarray [shape=(n_raw + 1,)], float64, 0 at the end; None when the model
+        has no keep head or window < 1
+    """
+    if enc.keep is None or window < 1:
+        return None
+    n = int(enc.lengths[rec])
+    p = torch.sigmoid(enc.keep[rec, :n].float()).double().cpu().numpy()
+    c = np.concatenate([[0.0], np.cumsum(p)])
+    start = np.arange(n)
+    stop = np.minimum(start + window, n)
+    ahead = np.zeros(n + 1)
+    ahead[:n] = (c[stop] - c[start]) / (stop - start)
+    return ahead
+
+
 def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: int | None,
-                    max_frames: int, use_stop: bool, block_steps: int = 512, progress: Callable[[int], None] | None = None) -> Decoded:
+                    max_frames: int, use_stop: bool, block_steps: int = 512,
+                    keep_ahead: np.ndarray | None = None, jumps_back: bool = True,
+                    progress: Callable[[int], None] | None = None) -> Decoded:
     """Decode pointers greedily, K steps at a time while the pointer runs on.
 
     Args:
@@ -92,6 +113,15 @@ def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: in
         max_frames: hard limit on the edit length.
         use_stop: let the model end the edit (else it runs to max_frames).
         block_steps: most steps evaluated at once.
+        keep_ahead : np.ndarray [shape=(n_raw + 1,)] or None
+            the keep head's mean probability of the frames just ahead of each raw frame
+            (see `keep_ahead`). Where it is above one half, the model may not skip forward
+            or stop: the pointer plays on until it falls to one half (jumps back, loops and
+            repeats, stay allowed unless jumps_back is False). A decoder that has learned
+            to cut otherwise skips material its own keep head would keep.
+        jumps_back: the editor moves back in the raw (loops, repeats, reorders); when False
+            the keep veto refuses jumps back as well (an editor that only cuts forward,
+            vetoed, would otherwise loop back: seen on a 60-minute raw).
         progress: called with the number of output steps each block adds.
     """
     hist = History(n_raw, target_frames)
@@ -100,10 +130,17 @@ def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: in
     ops = np.empty(max_frames, np.int64)
     k_block = MIN_BLOCK
     stopped = False
+    hold_until = -1  # raw frames before this play on whatever the model says (a vetoed skip)
+    if keep_ahead is not None:
+        keepable = keep_ahead > 0.5
+        low = np.flatnonzero(~keepable)  # holds the end (0), so every zone ends
     while hist.j < max_frames:
         k = min(k_block, max_frames - hist.j)
         expected, cond = hist.continuation(k)
         dec = step(expected, cond)
+        held = expected < hold_until
+        dec.jump[held] = False
+        dec.delta[held] = 0
         dec.jump |= expected >= n_raw  # the raw ran out: nothing to play on; jump or stop
         runs_on = ~dec.jump & (dec.delta == 0)
         n_ok = int(np.argmin(runs_on)) if not runs_on.all() else k
@@ -122,12 +159,18 @@ def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: in
         pointer, prob = e + int(dec.delta[i]), float(dec.prob[i])
         if dec.jump[i]:
             target, p_target = jump(i, e, use_stop, hist.played[:n_raw])
-            if target >= n_raw:
+            if keep_ahead is not None and keepable[e] and (target >= e or not jumps_back):
+                # a skip forward (or the stop, or for an editor that never goes back, any
+                # jump) where the keep head would keep what comes: play on to the end of
+                # that stretch instead
+                hold_until = int(low[np.searchsorted(low, e)])
+                pointer, prob = e, 1.0 - prob
+            elif target >= n_raw:
                 stopped = True
                 if progress:
                     progress(n_ok)
                 break
-            if target >= 0:
+            elif target >= 0:
                 pointer, prob = target, prob * p_target
         pointers[hist.j] = pointer
         confidence[hist.j] = prob

@@ -20,7 +20,7 @@ from ..features import FeatureParams
 from ..precache import mel_for
 from ..stems import stem_mels_for
 from .config import PointerConfig
-from .decode import Decoded, decode_pointers, merge_fragments, model_step_fns
+from .decode import Decoded, decode_pointers, keep_ahead, merge_fragments, model_step_fns
 from .model import PointerNet
 
 
@@ -75,7 +75,8 @@ def target_frames_for(n_raw: int, checkpoint: dict, params: FeatureParams, *,
 
 @torch.no_grad()
 def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target_frames: int,
-               fixed_length: bool, frames_per_s: float, progress: bool = False) -> Decoded:
+               fixed_length: bool, frames_per_s: float, jumps_back: bool = True,
+               progress: bool = False) -> Decoded:
     """Encode a raw mel and decode its pointers.
 
     Args:
@@ -84,14 +85,17 @@ def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target
         fixed_length: decode exactly target_frames, with the model conditioned on it (else
             target_frames is a guess: the model is not told it, the stop head ends the edit,
             at most cfg.decode.max_length_ratio * target_frames or the raw's length,
-            whichever is longer).
+            whichever is longer; cfg.decode.keep_veto_s applies).
         frames_per_s: frame rate of the mel (for the progress bar, in seconds of edit).
+        jumps_back: whether the editor the model learned ever moves back in the raw (the
+            checkpoint's 'jumps_back'); if not, the keep veto refuses jumps back too.
     """
     device = next(model.parameters()).device
     n_raw = mel.shape[1]
     x = torch.from_numpy(np.ascontiguousarray(mel))[None].to(device)
     enc = model.encode(x, torch.tensor([n_raw], device=device))
     step, jump = model_step_fns(model, enc)
+    ahead = None if fixed_length else keep_ahead(enc, 0, int(round(cfg.decode.keep_veto_s * frames_per_s)))
     max_frames = target_frames if fixed_length else max(
         int(cfg.decode.max_length_ratio * target_frames), n_raw, 1)
     bar = tqdm(total=round(max_frames / frames_per_s, 1), unit="s", desc="decode",
@@ -106,7 +110,8 @@ def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target
         return decode_pointers(
             step, jump, n_raw=n_raw, target_frames=target_frames if fixed_length else None,
             max_frames=max_frames,
-            use_stop=not fixed_length, block_steps=cfg.decode.block_steps,
+            use_stop=not fixed_length, block_steps=cfg.decode.block_steps, keep_ahead=ahead,
+            jumps_back=jumps_back,
             progress=lambda k: bar.update(k / frames_per_s))
     finally:
         torch.set_num_threads(threads)
@@ -164,7 +169,8 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
     target, fixed = target_frames_for(n_raw, checkpoint, params,
                                       target_duration_s=target_duration_s, keep=keep)
     decoded = decode_mel(model, cfg, mel, target_frames=target, fixed_length=fixed,
-                         frames_per_s=params.frames_per_s, progress=progress)
+                         frames_per_s=params.frames_per_s,
+                         jumps_back=checkpoint.get("jumps_back", True), progress=progress)
     edit = pointers_to_edit(decoded, cfg, params, n_raw)
     edit.raw_path = str(raw_path)
     edit.raw_duration_s = probe(raw_path).duration_s

@@ -33,6 +33,7 @@ from .model import Encoded, PointerNet
 
 CHANGE_TOLERANCE_FRAMES = 4  # 50 ms at hop 256 / 22050 Hz
 LEAVE_ROWS_PER_PASS = 64  # jump distributions over the whole recording computed at once
+BACK_JUMP_S = 0.5  # an edit that moves back in the raw by more than this loops or reorders
 
 
 @dataclass
@@ -212,11 +213,12 @@ def _to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str,
 
 @torch.no_grad()
 def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerConfig,
-             device: torch.device, *, keep_ratio: float, decode: bool) -> dict[str, float]:
+             device: torch.device, *, keep_ratio: float, decode: bool,
+             jumps_back: bool = True) -> dict[str, float]:
     """Teacher-forced losses and accuracies over every step of the validation recordings,
     and (decode) the kept-raw IoU of freely decoded edits, with the stop head deciding
     their length. Both without telling the model the edit's length, as at inference
-    without a target duration.
+    without a target duration (jumps_back: the training edits' own, see decode_mel).
 
     val_delta_accuracy: share of steps (pointer not -1) whose predicted pointer equals the
     true one exactly. val_change_accuracy: the same within 50 ms, over the steps where the
@@ -256,7 +258,8 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
         counts["keep_loss"] = counts.get("keep_loss", 0) + n_raw
         if decode:
             decoded = decode_mel(net, cfg, data.mel(name), target_frames=int(round(keep_ratio * rec.n_raw)),
-                                 fixed_length=False, frames_per_s=data.params.frames_per_s)
+                                 fixed_length=False, frames_per_s=data.params.frames_per_s,
+                                 jumps_back=jumps_back)
             ious.append(kept_iou(decoded.pointers, rec.pointers, rec.n_raw))
             duration_ratios.append(len(decoded.pointers) / len(rec.pointers))
     means = {k: v / max(counts[k], 1) for k, v in sums.items()}
@@ -378,6 +381,8 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
     else:
         train_names, val_names = state["split"]["train"], state["split"]["val"]
     keep_ratio = float(np.median([data.recordings[n].keep_ratio for n in train_names]))
+    back_frames = int(round(BACK_JUMP_S * data.params.frames_per_s))
+    jumps_back = any(data.recordings[n].jumps_back(back_frames) for n in train_names)
     net = PointerNet(config.model).to(ddp.device)
     net.activation_checkpointing = tc.activation_checkpointing
     objective: nn.Module = Objective(net, config)
@@ -421,7 +426,7 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
             "stems_backend": data.stems_backend,
             "editorbot_version": __version__, "torch_version": torch.__version__,
             "model_state": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-            "keep_ratio": keep_ratio, "split": {"train": list(train_names), "val": list(val_names)},
+            "keep_ratio": keep_ratio, "jumps_back": jumps_back, "split": {"train": list(train_names), "val": list(val_names)},
             "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
             "metrics": metrics, "best_metric": best, "select_by": tc.select_by,
             "history": history, "world_size": ddp.world,
@@ -484,7 +489,7 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
                 n_val += 1
                 decode = tc.val_decode_every > 0 and (n_val % tc.val_decode_every == 0 or epoch == tc.epochs)
                 metrics = validate(net, data, val_names, config, ddp.device, keep_ratio=keep_ratio,
-                                   decode=decode)
+                                   decode=decode, jumps_back=jumps_back)
                 metrics["epoch"] = epoch
                 metrics["global_step"] = global_step
                 history.append(metrics)
