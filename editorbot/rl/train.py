@@ -132,19 +132,22 @@ class RecordingsEnv(gym.Env):
 
 
 def _env_spec(rec: Recording, pointers: np.ndarray | None, normalizer: FeatureNormalizer,
-              env_config: EnvConfig) -> dict:
+              env_config: EnvConfig, shaped_reward: bool = False) -> dict:
     return {"raw_path": rec.raw_path, "pointers": pointers, "features": rec.features,
-            "normalizer": normalizer, "config": env_config, "target_keep_ratio": rec.target_keep_ratio}
+            "normalizer": normalizer, "config": env_config, "target_keep_ratio": rec.target_keep_ratio,
+            "shaped_reward": shaped_reward}
 
 
 def make_envs(recs: list[Recording], pointers: list[np.ndarray | None], normalizer: FeatureNormalizer,
-              env_config: EnvConfig, n_envs: int, *, subprocess: bool, seed: int):
-    """A VecEnv of n_envs environments sharing the recordings round robin."""
+              env_config: EnvConfig, n_envs: int, *, subprocess: bool, seed: int,
+              shaped_reward: bool = False):
+    """A VecEnv of n_envs environments sharing the recordings round robin (see EditEnv for
+    shaped_reward)."""
     n_envs = max(1, min(n_envs, len(recs)))
     fns = []
     for e in range(n_envs):
         ids = list(range(e, len(recs), n_envs))
-        specs = [_env_spec(recs[i], pointers[i], normalizer, env_config) for i in ids]
+        specs = [_env_spec(recs[i], pointers[i], normalizer, env_config, shaped_reward) for i in ids]
         fns.append(functools.partial(RecordingsEnv, specs, ids, seed * 1000 + e))
     return make_vec_env(fns, subprocess=subprocess, start_method="fork" if subprocess else None)
 
@@ -188,7 +191,7 @@ def run_episode(agent: Agent, env: EditEnv, *, deterministic: bool = True, play_
                                       torch.as_tensor(mask[None], device=device), deterministic=deterministic)
         obs, reward, term, trunc, info = env.step(actions[0].cpu().numpy())
         if term or trunc:
-            return float(reward), info.get("reward_components", {})
+            return float(info["episode_reward"]), info.get("reward_components", {})
 
 
 def evaluate_recordings(agent: Agent, recs: list[Recording], pointers: list[np.ndarray],
@@ -433,7 +436,7 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
             return out
 
         venv = make_envs(train_recs, train_ptr, normalizer, config.env, tc.n_envs,
-                         subprocess=tc.subprocess, seed=tc.seed)
+                         subprocess=tc.subprocess, seed=tc.seed, shaped_reward=config.ppo.shaped_reward)
         bar = _bar(tc.n_updates, progress)
 
         def on_update(report: UpdateReport) -> None:
