@@ -2,7 +2,7 @@
 recordings held out of training.
 
     .venv/bin/python benchmarks/bench_rl_train.py [--pairs 10] [--minutes 2.5] \\
-        [--persona trimmer] [--seed 11] [--train-seeds 0,1,2] [--bc-epochs 60] [--bc-detours 4] [--updates 30] [--config configs/rl/small.json] [--set KEY=VALUE]
+        [--persona trimmer] [--seed 11] [--train-seeds 0,1,2 | --folds 5] [--bc-epochs 60] [--bc-detours 4] [--updates 30] [--config configs/rl/small.json] [--set KEY=VALUE]
     .venv/bin/python benchmarks/bench_rl_train.py --ci-only
 
 1. `editorbot synth` writes the corpus and `editorbot bc-labels` labels it (both reused
@@ -89,12 +89,17 @@ def must_reach(args) -> dict:
     keys = ("kept_iou", "episode_reward", "max_type_share", "keep_share", "bc_type_accuracy",
             "reward_human_match", "reward_keep_ratio")
     runs = []
-    for seed in args.train_seeds:
+    names = sorted({r.name for r in dataset.recordings if not r.origin})
+    if args.folds:  # disjoint held-out sets: every recording held out exactly once
+        splits = [(k, [f"train.val_names={json.dumps(names[k::args.folds])}"]) for k in range(args.folds)]
+    else:
+        splits = [(seed, []) for seed in args.train_seeds]
+    for seed, split in splits:
         config = load(RLConfig, args.config, [f"train.bc_pretrain_epochs={args.bc_epochs}",
                                               f"train.bc_detours={args.bc_detours}",
                                               f"train.n_updates={args.updates}", "ppo.bc_weight=0.5",
                                               f"train.seed={seed}", f"train.eval_every={max(args.updates, 1)}",
-                                              *args.set])
+                                              *split, *args.set])
         started = time.perf_counter()
         result = train(config, data_dir=data, cache_dir=cache, save_dir=root / f"run_seed{seed}",
                        bc_pretrain=labels, bc_mixed=labels, progress=False)
@@ -151,6 +156,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=11, help="corpus seed")
     p.add_argument("--train-seeds", default="0,1,2",
                    help="one train run per seed (its split and initial weights), e.g. 0,1,2")
+    p.add_argument("--folds", type=int, default=0,
+                   help="K disjoint held-out sets (recording i held out in fold i mod K; fold k "
+                        "trains with seed k) instead of --train-seeds' overlapping splits")
     p.add_argument("--bc-epochs", type=int, default=60)
     p.add_argument("--bc-detours", type=int, default=4,
                    help="train.bc_detours: detour plans per training recording in the BC data")

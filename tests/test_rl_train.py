@@ -404,13 +404,19 @@ def test_normalizer_is_saved_in_the_checkpoint_and_used_to_edit(corpus, tmp_path
     from editorbot.rl import infer
 
     data_dir, cache_dir, dataset, _, path = corpus
-    config = load(RLConfig, REPO / "configs" / "rl" / "small.json",
-                  TINY + ["train.n_updates=1", "ppo.n_steps=16", "train.bc_pretrain_epochs=2"])
+    names = sorted({r.name for r in dataset.recordings if not r.origin})
+    held = names[-1]  # held out by name (train.val_names), not by the seeded split
+    settings = TINY + ["train.n_updates=1", "ppo.n_steps=16", "train.bc_pretrain_epochs=2"]
+    with pytest.raises(UserError, match="val_names: nosuch not among"):
+        train(load(RLConfig, REPO / "configs" / "rl" / "small.json", settings + ['train.val_names=["nosuch"]']),
+              data_dir=data_dir, cache_dir=cache_dir, save_dir=tmp_path / "bad", bc_pretrain=path,
+              progress=False)
+    config = load(RLConfig, REPO / "configs" / "rl" / "small.json", settings + [f'train.val_names=["{held}"]'])
     result = train(config, data_dir=data_dir, cache_dir=cache_dir, save_dir=tmp_path / "run",
                    bc_pretrain=path, bc_mixed=path, progress=False)
     ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
     train_feats = [r.features.features for r in dataset.recordings if r.name in result.train_names]
-    assert result.val_names and not set(result.val_names) & set(result.train_names)
+    assert result.val_names == [held] and sorted(result.train_names) == names[:-1]
     expected = FeatureNormalizer.fit(train_feats)
     np.testing.assert_allclose(ckpt["normalizer"]["mean"], expected.mean)
     np.testing.assert_allclose(ckpt["normalizer"]["std"], expected.std)

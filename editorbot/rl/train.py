@@ -54,6 +54,7 @@ class TrainConfig:
     bc_detours: extra plans of each training recording's human edit, with random detours,
         added to the BC data (bc_labels.detour_dataset): labels at more cursors.
     val_fraction: share of recordings held out (by name; at least one when there are two).
+    val_names: hold out exactly these recordings instead (val_fraction is then unused).
     eval_every: PPO updates between validation runs (and best.pt checks).
     grid: beat grid for recordings labelled here (no BC file): 'auto', 'truth', 'tracker'.
     seed: same seed, same split and initial weights.
@@ -67,6 +68,7 @@ class TrainConfig:
     bc_learning_rate: float = 1e-3
     bc_detours: int = 0
     val_fraction: float = 0.25
+    val_names: list[str] = field(default_factory=list)
     eval_every: int = 5
     grid: str = "auto"
     seed: int = 0
@@ -342,6 +344,13 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
     if state is not None:
         train_names = [n for n in state["split"]["train"] if n in names]
         val_names = [n for n in state["split"]["val"] if n in names]
+    elif tc.val_names:
+        unknown = sorted(set(tc.val_names) - set(names))
+        if unknown:
+            raise UserError(f"train.val_names: {', '.join(unknown)} not among the labelled "
+                            f"recordings of {data_dir}")
+        val_names = sorted(tc.val_names)
+        train_names = [n for n in names if n not in val_names]
     else:
         train_names, val_names = split_names(names, tc.val_fraction, tc.seed)
     if not train_names:
