@@ -178,11 +178,17 @@ def hpss_stems(y: np.ndarray, params: HpssParams = HPSS_PARAMS, *, dtype=np.floa
 # ---------------------------------------------------------------------------------------
 # The demucs backend: weights already on this machine, chunked overlap-add, bounded memory
 
+class DemucsUnavailable(UserError):
+    """The demucs backend cannot run here: the package, its weights or a readable weights
+    file is missing. The message says what is wrong and how to provide it; the caller adds
+    its own ways round it (another backend, another flag)."""
+
+
 def _require_demucs() -> None:
     try:
         import demucs.htdemucs  # noqa: F401  (the model class and its dependencies)
     except ImportError as err:
-        raise UserError(f"the demucs backend needs the demucs package ({err}); install it with "
+        raise DemucsUnavailable(f"the demucs backend needs the demucs package ({err}); install it with "
                         f"`{DEMUCS_INSTALL}`") from None
 
 
@@ -220,10 +226,10 @@ def find_demucs_weights(weights: str | os.PathLike | None = None) -> Path:
             for cand in (HTDEMUCS_TH, f"{HTDEMUCS_SIG}.th", f"{HTDEMUCS_SIG}.safetensors"):
                 if (path / cand).is_file():
                     return path / cand
-            raise UserError(f"{path}: holds no htdemucs weights (looked for {HTDEMUCS_TH} and "
+            raise DemucsUnavailable(f"{path}: holds no htdemucs weights (looked for {HTDEMUCS_TH} and "
                             f"{HTDEMUCS_SIG}.safetensors); pass the weights file itself")
         if not path.is_file():
-            raise UserError(f"{path}: no such weights file; pass the htdemucs .th or "
+            raise DemucsUnavailable(f"{path}: no such weights file; pass the htdemucs .th or "
                             ".safetensors file you downloaded")
         return path
     places = weight_locations()
@@ -232,7 +238,7 @@ def find_demucs_weights(weights: str | os.PathLike | None = None) -> Path:
             return place
     import torch
     hub = Path(torch.hub.get_dir()) / "checkpoints"
-    raise UserError(
+    raise DemucsUnavailable(
         f"htdemucs weights not found on this machine (looked for {hub / HTDEMUCS_TH} and "
         f"{hf_hub_cache() / HF_REPO_DIR}/snapshots/*/{HTDEMUCS_SIG}.safetensors); copy "
         f"{HTDEMUCS_TH} from a machine that ran demucs into {hub}/")
@@ -263,14 +269,14 @@ def _load_demucs(path: Path, mtime_ns: int):
                 from demucs.hf import load_safetensors_model
                 from safetensors import SafetensorError
             except ImportError as err:
-                raise UserError(f"{path}: reading .safetensors weights needs safetensors and "
+                raise DemucsUnavailable(f"{path}: reading .safetensors weights needs safetensors and "
                                 f"pyyaml ({err}); pip install safetensors pyyaml") from None
             errors += (SafetensorError,)
             model = load_safetensors_model(path)
         else:
             model = load_model(path)
     except errors as err:
-        raise UserError(f"{path}: not a loadable demucs weights file "
+        raise DemucsUnavailable(f"{path}: not a loadable demucs weights file "
                         f"({type(err).__name__}: {str(err)[:120]}); re-copy it") from None
     _check_model(model, path)
     return model.eval()
@@ -279,7 +285,7 @@ def _load_demucs(path: Path, mtime_ns: int):
 def _check_model(model, where) -> None:
     missing = [s for s in STEMS if s not in list(getattr(model, "sources", []))]
     if missing:
-        raise UserError(f"{where}: the model's sources {list(getattr(model, 'sources', []))} "
+        raise DemucsUnavailable(f"{where}: the model's sources {list(getattr(model, 'sources', []))} "
                         f"lack {', '.join(missing)}; use a 4-stem htdemucs model")
 
 
@@ -461,7 +467,7 @@ def resolve_backend(backend: str, weights: str | os.PathLike | None = None) -> s
     try:
         _require_demucs()
         find_demucs_weights(weights)
-    except UserError as err:
+    except DemucsUnavailable as err:
         log.info("stems: using the offline 'hpss' backend (%s)", err)
         return "hpss"
     return "demucs"
@@ -634,7 +640,7 @@ def stem_mels_for(path: str | os.PathLike, backend: str, *, cache_dir: str | os.
             return read_stem_mels(cached_path, backend=backend, frames=frames)[0]
     try:
         stems, y_mix = separate(path, backend, weights=weights, progress=progress)
-    except UserError as err:
+    except DemucsUnavailable as err:
         raise UserError(f"{err}. This model was trained on {backend} stems, so editing with it "
                         f"needs {backend} stems of {path.name}: provide them as said, or run "
                         f"`editorbot stems --backend {backend}` on a machine that can and pass "

@@ -46,17 +46,15 @@ class StemTask:
 
 def stem_task(task: StemTask, progress=None) -> dict:
     """Cache one raw recording's stems (a top-level function, for worker processes)."""
-    from ..stems import cache_stems
+    from ..errors import UserError
+    from ..stems import DemucsUnavailable, cache_stems
     if task.threads is not None:
         import torch
         torch.set_num_threads(task.threads)
-    from ..errors import UserError
     try:
         return cache_stems(task.raw, task.stems_path, task.mels_path, task.backend,
                            weights=task.weights, progress=progress)
-    except UserError as err:
-        if task.backend != "demucs":
-            raise
+    except DemucsUnavailable as err:
         # The library says what is wrong with demucs; the ways round it are this command's.
         raise UserError(f"{err}; or pass --weights FILE, or use --backend hpss") from None
 
