@@ -34,9 +34,8 @@ class _Formatter(logging.Formatter):
         return f"editorbot: {record.levelname.lower()}: {record.getMessage()}"
 
 
-def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The whole parser; given the command line, without the train paradigms' parsers
-    (they import torch) when it does not ask for `train`."""
+def build_parser() -> argparse.ArgumentParser:
+    """The whole parser (the command modules import nothing heavy until a command runs)."""
     parser = argparse.ArgumentParser(
         prog="editorbot",
         description="Learn how you edit raw recordings into tracks, and edit new ones the same way.",
@@ -45,17 +44,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"editorbot.commands.{name}")
-        if name == "train" and argv is not None:
-            module.add_parser(sub, paradigms_needed="train" in argv)
-        else:
-            module.add_parser(sub)
+        importlib.import_module(f"editorbot.commands.{name}").add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(argv)
+    parser = build_parser()
     args = parser.parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter())

@@ -122,12 +122,18 @@ def test_help_lists_commands_that_each_have_help(capsys):
         assert f"usage: editorbot {name}" in capsys.readouterr().out
 
 
-def test_top_level_help_does_not_import_torch_and_train_lists_every_paradigm():
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["train", "rl", "--help"],
+                                  ["train", "supervised", "--help"]])
+def test_help_does_not_import_torch(argv):
     code = ("import sys\nfrom editorbot.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
             "print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "False"
+    assert "usage: editorbot" in done.stdout
+
+
+def test_train_help_lists_every_paradigm():
     result = run_cli("train", "--help")
     assert result.returncode == 0
     for paradigm in ("pointer", "supervised", "rl"):

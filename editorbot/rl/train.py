@@ -523,35 +523,6 @@ def _short(m: dict) -> str:
 
 # ---------------------------------------------------------------------------- command line
 
-def add_rl_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add `rl` to the subparsers of `editorbot train`."""
-    p = sub.add_parser(
-        "rl", help="behavioral cloning + PPO over factored beat actions",
-        description="Train the RL editor on the pairs under DATA_DIR: BC pretraining on labels "
-                    "from `editorbot bc-labels` (--bc-pretrain), then PPO with the BC loss mixed "
-                    "in (--bc-mixed, --bc-weight). Settings: --config (configs/rl/*.json), then "
-                    "the flags, then --set.")
-    p.add_argument("--data-dir", default="training_data", help="default: training_data")
-    p.add_argument("--cache-dir", default="cache", help="default: cache")
-    p.add_argument("--save-dir", default="models/rl", help="where best.pt and latest.pt go (default models/rl)")
-    p.add_argument("--log-dir", help="TensorBoard folder (default: SAVE_DIR/logs)")
-    p.add_argument("--config", help="a JSON config, e.g. configs/rl/small.json")
-    p.add_argument("--bc-pretrain", metavar="FILE", help="BC labels to pretrain on (bc_rich.npz)")
-    p.add_argument("--bc-pretrain-epochs", type=int, help="train.bc_pretrain_epochs")
-    p.add_argument("--bc-mixed", metavar="FILE", help="BC labels whose loss is mixed into PPO")
-    p.add_argument("--bc-weight", type=float, help="ppo.bc_weight (default 0.5 with --bc-mixed)")
-    p.add_argument("--checkpoint", metavar="PT", help="continue from a best.pt / latest.pt")
-    p.add_argument("--updates", type=int, help="train.n_updates (PPO updates)")
-    p.add_argument("--n-envs", type=int, help="train.n_envs")
-    p.add_argument("--subprocess", action="store_true", help="environments in worker processes")
-    p.add_argument("--seed", type=int, help="train.seed")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. --set ppo.ent_coef=0.02 (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
-    return p
-
-
 def config_from_args(args: argparse.Namespace) -> RLConfig:
     """The config: --config (or the checkpoint's when resuming without one), the flags, --set."""
     flags = {"train.bc_pretrain_epochs": args.bc_pretrain_epochs, "train.n_updates": args.updates,

@@ -251,26 +251,6 @@ def train(cfg: SupervisedConfig | None, data_dir: str | Path, save_dir: str | Pa
             "val_names": val_names, "seconds": time.perf_counter() - started}
 
 
-def add_supervised_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add `supervised` to the subparsers of `editorbot train`."""
-    p = sub.add_parser(
-        "supervised", help="supervised mel reconstruction on aligned pairs",
-        description="Train the supervised editor (label head + smooth gain treatment) on the "
-                    "pairs under DATA_DIR, using their pointer_sequences/ from `editorbot prepare`.")
-    p.add_argument("--data-dir", default="training_data", help="default: training_data")
-    p.add_argument("--cache-dir", default="cache", help="default: cache")
-    p.add_argument("--save-dir", default="models/supervised", help="default: models/supervised")
-    p.add_argument("--config", help="a JSON config, e.g. configs/supervised/full.json")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.lr=1e-3 (repeatable)")
-    p.add_argument("--epochs", type=int, help="epochs (default: the config's train.epochs)")
-    p.add_argument("--resume", help="continue from a checkpoint (e.g. models/supervised/latest.pt)")
-    p.add_argument("--log-dir", help="TensorBoard folder (default: SAVE_DIR/logs)")
-    p.add_argument("--jobs", type=int, default=1, help="processes that load pairs (default 1)")
-    p.set_defaults(func=run)
-    return p
-
-
 def run(args: argparse.Namespace) -> int:
     if args.resume and (args.config or args.set):
         raise UserError(f"{args.resume}: resuming uses the checkpoint's config; drop --config and "
