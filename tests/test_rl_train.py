@@ -239,6 +239,39 @@ def test_entropy_is_divided_by_the_three_heads():
                                [np.log(N_TYPES), np.log(N_SIZES), np.log(N_AMOUNTS)], rtol=1e-5)
 
 
+def test_bc_label_smoothing_fits_the_smoothed_target():
+    """With label smoothing e, the BC loss of one state is minimised where each head gives
+    its label 1 - e + e / n (n allowed choices) and every other allowed choice e / n; masked
+    choices stay at 0. Without smoothing the label's probability goes to 1."""
+    from editorbot.rl.ppo import bc_loss
+
+    masks = torch.zeros((1,) + ACTION_DIMS, dtype=torch.bool)
+    masks[0, :4, :3, :2] = True  # 4 types, 3 sizes, 2 amounts allowed
+    label = torch.tensor([[2, 1, 0]])
+    obs = torch.randn(1, STATE_DIM, generator=torch.Generator().manual_seed(0))
+    for eps in (0.0, 0.2):
+        torch.manual_seed(0)
+        agent = Agent(TINY_AGENT)
+        opt = torch.optim.Adam(agent.policy.parameters(), lr=3e-2)
+        batch = {"obs": obs, "masks": masks, "actions": label}
+        for _ in range(300):
+            loss, _, _ = bc_loss(agent, batch, eps)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            h = agent.policy.encoder(obs)
+            p_type = torch.softmax(agent.policy.type_head(h).masked_fill(~masks.any(-1).any(-1), -1e9), -1)[0]
+            p_joint = agent.evaluate(obs, masks, label).log_prob.exp()[0]
+        want = 1 - eps + eps / 4
+        assert abs(float(p_type[2]) - want) < 0.01
+        if eps:
+            assert abs(float(p_type[0]) - eps / 4) < 0.01
+        assert float(p_type[4:].sum()) < 1e-6
+        # all three heads: (1 - e + e/4)(1 - e + e/3)(1 - e + e/2)
+        assert abs(float(p_joint) - want * (1 - eps + eps / 3) * (1 - eps + eps / 2)) < 0.02
+
+
 @pytest.mark.parametrize("kernel", [1, 3, 5, 7])
 def test_neighbourhood_attention_equals_naive_reference(kernel):
     g = torch.Generator().manual_seed(kernel)

@@ -212,6 +212,11 @@ def entropy_of(logp: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
+def _mean_allowed(logp: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Mean of log p over each row's allowed choices."""
+    return torch.where(allowed, logp, 0.0).sum(-1) / allowed.sum(-1).clamp(min=1)
+
+
 def _pick(logp: torch.Tensor, deterministic: bool) -> torch.Tensor:
     return logp.argmax(-1) if deterministic else torch.multinomial(logp.exp(), 1).squeeze(-1)
 
@@ -222,7 +227,10 @@ class PolicyOutput:
 
     actions: (B, 3) long; log_prob: (B,) of the joint action; entropy: (B,) the three
     heads' entropies (size and amount given the chosen type and size) summed and divided by
-    3; head_entropy: (B, 3); features: (B, dim) the encoder's summary.
+    3; head_entropy: (B, 3); features: (B, dim) the encoder's summary; uniform_log_prob:
+    (B,) the sum over the heads of the mean log-probability of the allowed choices (for
+    label smoothing: the log-likelihood of a uniform pick at each head, along the path of
+    the chosen type and size).
     """
 
     actions: torch.Tensor
@@ -230,6 +238,7 @@ class PolicyOutput:
     entropy: torch.Tensor
     head_entropy: torch.Tensor
     features: torch.Tensor
+    uniform_log_prob: torch.Tensor
 
 
 class PolicyNetwork(nn.Module):
@@ -260,17 +269,22 @@ class PolicyNetwork(nn.Module):
         """
         h = self.encoder(obs)
         rows = torch.arange(len(obs), device=obs.device)
-        logp_t = masked_log_softmax(self.type_head(h), masks.any(-1).any(-1))
+        allowed_t = masks.any(-1).any(-1)
+        logp_t = masked_log_softmax(self.type_head(h), allowed_t)
         t = _pick(logp_t, deterministic) if actions is None else actions[:, 0]
         et = self.type_embed(t)
-        logp_s = masked_log_softmax(self.size_head(torch.cat([h, et], 1)), masks[rows, t].any(-1))
+        allowed_s = masks[rows, t].any(-1)
+        logp_s = masked_log_softmax(self.size_head(torch.cat([h, et], 1)), allowed_s)
         s = _pick(logp_s, deterministic) if actions is None else actions[:, 1]
-        logp_a = masked_log_softmax(self.amount_head(torch.cat([h, et, self.size_embed(s)], 1)),
-                                    masks[rows, t, s])
+        allowed_a = masks[rows, t, s]
+        logp_a = masked_log_softmax(self.amount_head(torch.cat([h, et, self.size_embed(s)], 1)), allowed_a)
         a = _pick(logp_a, deterministic) if actions is None else actions[:, 2]
         log_prob = logp_t[rows, t] + logp_s[rows, s] + logp_a[rows, a]
         heads = torch.stack([entropy_of(logp_t), entropy_of(logp_s), entropy_of(logp_a)], 1)
-        return PolicyOutput(torch.stack([t, s, a], 1), log_prob, heads.sum(1) / N_HEADS_ACTION, heads, h)
+        uniform = sum(_mean_allowed(lp, ok) for lp, ok in ((logp_t, allowed_t), (logp_s, allowed_s),
+                                                         (logp_a, allowed_a)))
+        return PolicyOutput(torch.stack([t, s, a], 1), log_prob, heads.sum(1) / N_HEADS_ACTION, heads, h,
+                            uniform)
 
     def aux(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Auxiliary predictions from the encoder's summary: {tempo, energy, phrase (logit):

@@ -40,6 +40,8 @@ class PPOConfig:
         value losses overflow in float16.
     bc_weight: weight of the BC loss mixed into each minibatch (0: none; --bc-weight).
     bc_batch_size: BC samples per minibatch.
+    bc_label_smoothing: label smoothing of the BC loss, in pretraining and mixed into PPO
+        (see bc_loss).
     aux_weight: weight of the auxiliary losses (on rollout and BC states).
     value_warmup_updates: the first updates of a run fit only the value network (the
         policy, e.g. a BC-pretrained one, is left as it is until its advantages mean
@@ -68,6 +70,7 @@ class PPOConfig:
     aux_weight: float = 0.1
     value_warmup_updates: int = 0
     shaped_reward: bool = False
+    bc_label_smoothing: float = 0.0
 
 
 # ---------------------------------------------------------------------------- advantages
@@ -234,17 +237,24 @@ class BCSource:
         return out
 
 
-def bc_loss(agent, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+def bc_loss(agent, batch: dict, label_smoothing: float = 0.0
+            ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """The BC loss of a batch of labelled steps: the negative log-likelihood of the labelled
     actions under the masks they were labelled with, the policy's entropy on those states
     (divided by the 3 heads), and the auxiliary losses when the batch has targets.
+
+    label_smoothing: at each head, this share of the target is spread evenly over the
+        allowed choices (cross-entropy with (1 - e) * label + e * uniform).
 
     Returns:
         (nll, entropy, {task: loss})
     """
     out = agent.evaluate(batch["obs"], batch["masks"], batch["actions"])
     aux = aux_losses(agent.aux(out), batch["aux"]) if "aux" in batch else {}
-    return -out.log_prob.mean(), out.entropy.mean(), aux
+    nll = -out.log_prob.mean()
+    if label_smoothing > 0:
+        nll = (1 - label_smoothing) * nll - label_smoothing * out.uniform_log_prob.mean()
+    return nll, out.entropy.mean(), aux
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -301,7 +311,7 @@ def update(agent, optimizer, rollout: Rollout, advantages: np.ndarray, returns: 
                     logs |= {f"aux_{k}": v for k, v in aux.items()}
                 if bc is not None and config.bc_weight > 0 and not value_only:
                     b = bc.batch(config.bc_batch_size, device)
-                    nll, bc_entropy, bc_aux = bc_loss(agent, b)
+                    nll, bc_entropy, bc_aux = bc_loss(agent, b, config.bc_label_smoothing)
                     loss = loss + config.bc_weight * nll
                     if bc_aux and config.aux_weight > 0:
                         loss = loss + config.aux_weight * sum(bc_aux.values())

@@ -423,7 +423,7 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
     val_after_bc: dict[str, float] = {}
     if "pretrain" in sources and tc.bc_pretrain_epochs > 0:
         bc_metrics = pretrain_bc(agent, sources["pretrain"], tc, config.ppo.aux_weight, device, writer,
-                                 progress=progress)
+                                 progress=progress, label_smoothing=config.ppo.bc_label_smoothing)
         val_after_bc = validate(0, "val")
         log.info("BC: %d epochs, train type accuracy %.3f; validation %s", tc.bc_pretrain_epochs,
                  bc_metrics.get("type_accuracy", float("nan")), _short(val_after_bc))
@@ -476,7 +476,7 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
 
 
 def pretrain_bc(agent: Agent, source: BCSource, tc: TrainConfig, aux_weight: float, device, writer, *,
-                progress: bool = True) -> dict[str, float]:
+                progress: bool = True, label_smoothing: float = 0.0) -> dict[str, float]:
     """tc.bc_pretrain_epochs passes of BC (+ auxiliary) loss over the labelled steps;
     logs train/bc_loss, train/bc_entropy and aux/<task> per epoch. Returns the last
     epoch's means and the training accuracy."""
@@ -494,7 +494,7 @@ def pretrain_bc(agent: Agent, source: BCSource, tc: TrainConfig, aux_weight: flo
         n = 0
         for lo in range(0, len(order), tc.bc_batch_size):
             b = source.batch(0, device, rows=order[lo:lo + tc.bc_batch_size])
-            nll, entropy, aux = bc_loss(agent, b)
+            nll, entropy, aux = bc_loss(agent, b, label_smoothing)
             loss = nll + aux_weight * sum(aux.values()) if aux else nll
             opt.zero_grad(set_to_none=True)
             loss.backward()
