@@ -91,7 +91,8 @@ def must_reach(args) -> dict:
     runs = []
     names = sorted({r.name for r in dataset.recordings if not r.origin})
     if args.folds:  # disjoint held-out sets: every recording held out exactly once
-        splits = [(k, [f"train.val_names={json.dumps(names[k::args.folds])}"]) for k in range(args.folds)]
+        splits = [(k, [f"train.val_names={json.dumps(names[k::args.folds])}"]) for k in range(args.folds)
+                  if not args.only_folds or k in args.only_folds]
     else:
         splits = [(seed, []) for seed in args.train_seeds]
     for seed, split in splits:
@@ -101,7 +102,7 @@ def must_reach(args) -> dict:
                                               f"train.seed={seed}", f"train.eval_every={max(args.updates, 1)}",
                                               *split, *args.set])
         started = time.perf_counter()
-        result = train(config, data_dir=data, cache_dir=cache, save_dir=root / f"run_seed{seed}",
+        result = train(config, data_dir=data, cache_dir=cache, save_dir=root / f"{args.run_name}_seed{seed}",
                        bc_pretrain=labels, bc_mixed=labels, progress=False)
         seconds = time.perf_counter() - started
         train_rows = np.isin(np.array([r.name for r in dataset.recordings])[dataset.rec], result.train_names)
@@ -159,6 +160,8 @@ def main() -> None:
     p.add_argument("--folds", type=int, default=0,
                    help="K disjoint held-out sets (recording i held out in fold i mod K; fold k "
                         "trains with seed k) instead of --train-seeds' overlapping splits")
+    p.add_argument("--only-folds", default="",
+                   help="run only these folds of --folds, e.g. 1,3 (to split the folds over processes)")
     p.add_argument("--bc-epochs", type=int, default=60)
     p.add_argument("--bc-detours", type=int, default=4,
                    help="train.bc_detours: detour plans per training recording in the BC data")
@@ -166,10 +169,13 @@ def main() -> None:
     p.add_argument("--config", default=str(REPO / "configs" / "rl" / "small.json"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of the train runs, e.g. --set ppo.learning_rate=1e-4")
+    p.add_argument("--run-name", default="run",
+                   help="checkpoints go to CORPUS/RUN_NAME_seedK (give runs side by side their own)")
     p.add_argument("--ci-only", action="store_true", help="only the CI-sized end-to-end run")
     p.add_argument("--skip-ci", action="store_true", help="skip the CI-sized end-to-end run")
     args = p.parse_args()
     args.train_seeds = [int(x) for x in args.train_seeds.split(",")]
+    args.only_folds = [int(x) for x in args.only_folds.split(",") if x]
     torch.set_num_threads(1)
     figures = {}
     if not args.ci_only:
