@@ -18,6 +18,13 @@ recordings held out of training.
    looper pairs, bc-labels, train rl (small config, 20 BC epochs, 3 PPO updates, two
    subprocess envs), edit one recording. Target: under 5 minutes.
 Every step runs on one thread (OMP_NUM_THREADS=1, torch.set_num_threads(1)).
+
+The figures in the note for issue 10 (24 trimmer pairs, each held out once; two processes
+side by side, ~35 minutes each on this 2-core CPU):
+
+    .venv/bin/python benchmarks/bench_rl_train.py --skip-ci --pairs 24 --folds 5 --only-folds 0,2,4 \
+        --updates 300 --set train.n_envs=4 --set ppo.n_steps=256 --run-name H
+    (the same with --only-folds 1,3 in a second shell; --updates 0 for BC alone)
 """
 from __future__ import annotations
 
