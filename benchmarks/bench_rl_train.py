@@ -2,18 +2,18 @@
 recordings held out of training.
 
     .venv/bin/python benchmarks/bench_rl_train.py [--pairs 10] [--minutes 2.5] \\
-        [--persona trimmer] [--seed 11] [--train-seeds 0,1,2 | --folds 5] [--bc-epochs 60] [--bc-detours 4] [--updates 30] [--config configs/rl/small.json] [--set KEY=VALUE]
+        [--persona trimmer] [--seed 11] [--folds 5 | --train-seeds 0,1,2] [--bc-epochs 60] [--bc-detours 4] [--updates 30] [--config configs/rl/small.json] [--set KEY=VALUE]
     .venv/bin/python benchmarks/bench_rl_train.py --ci-only
 
 1. `editorbot synth` writes the corpus and `editorbot bc-labels` labels it (both reused
    when present under benchmarks/out/rl_train/, the labels only when made by this label
    version); the labels' own replay IoU is printed. --pairs sets the corpus size (its own folder).
-2. One `train` run per --train-seeds seed (each its own split): BC pretraining (--bc-pretrain,
+2. One `train` run per fold (each recording held out in one fold): BC pretraining (--bc-pretrain,
    with --bc-detours extra plans of each training edit), then PPO with the BC loss mixed in
-   (--bc-mixed, bc_weight 0.5). The held-out recordings (train.val_fraction) are edited
+   (--bc-mixed, bc_weight 0.5). The fold's held-out recordings (train.val_names) are edited
    deterministically after BC and again after PPO: kept-raw IoU against the human edit,
    episode reward, largest action-type share (and the labels' largest share, for the
-   "no type above 90% unless the labels are so" check); then the means over the splits.
+   "no type above 90% unless the labels are so" check); then the means over the folds.
 3. The CI-sized end-to-end run, timed through the command line: synth three 1.5-minute
    looper pairs, bc-labels, train rl (small config, 20 BC epochs, 3 PPO updates, two
    subprocess envs), edit one recording. Target: under 5 minutes.
@@ -162,11 +162,12 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=2.5)
     p.add_argument("--persona", default="trimmer")
     p.add_argument("--seed", type=int, default=11, help="corpus seed")
-    p.add_argument("--train-seeds", default="0,1,2",
-                   help="one train run per seed (its split and initial weights), e.g. 0,1,2")
-    p.add_argument("--folds", type=int, default=0,
+    p.add_argument("--train-seeds", default="",
+                   help="instead of folds, one train run per seed with its own random split "
+                        "(splits may overlap), e.g. 0,1,2")
+    p.add_argument("--folds", type=int, default=5,
                    help="K disjoint held-out sets (recording i held out in fold i mod K; fold k "
-                        "trains with seed k) instead of --train-seeds' overlapping splits")
+                        "trains with seed k); ignored with --train-seeds")
     p.add_argument("--only-folds", default="",
                    help="run only these folds of --folds, e.g. 1,3 (to split the folds over processes)")
     p.add_argument("--bc-epochs", type=int, default=60)
@@ -181,7 +182,9 @@ def main() -> None:
     p.add_argument("--ci-only", action="store_true", help="only the CI-sized end-to-end run")
     p.add_argument("--skip-ci", action="store_true", help="skip the CI-sized end-to-end run")
     args = p.parse_args()
-    args.train_seeds = [int(x) for x in args.train_seeds.split(",")]
+    args.train_seeds = [int(x) for x in args.train_seeds.split(",") if x]
+    if args.train_seeds:
+        args.folds = 0
     args.only_folds = [int(x) for x in args.only_folds.split(",") if x]
     torch.set_num_threads(1)
     figures = {}
