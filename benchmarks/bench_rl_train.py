@@ -24,7 +24,8 @@ side by side, ~35 minutes each on this 2-core CPU):
 
     .venv/bin/python benchmarks/bench_rl_train.py --skip-ci --pairs 24 --folds 5 --only-folds 0,2,4 \
         --updates 300 --set train.n_envs=4 --set ppo.n_steps=256 --run-name H
-    (the same with --only-folds 1,3 in a second shell; --updates 0 for BC alone)
+    (the same with --only-folds 1,3 in a second shell; --set train.seed=10 for the second
+    run's seed; --updates 0 for BC alone)
 """
 from __future__ import annotations
 
