@@ -187,6 +187,10 @@ def main() -> None:
     if args.train_seeds:
         args.folds = 0
     args.only_folds = [int(x) for x in args.only_folds.split(",") if x]
+    if args.only_folds and args.train_seeds:
+        p.error("--only-folds picks folds; it does not go with --train-seeds")
+    if not all(0 <= k < args.folds for k in args.only_folds):
+        p.error(f"--only-folds {args.only_folds}: folds of --folds {args.folds} are 0..{args.folds - 1}")
     torch.set_num_threads(1)
     figures = {}
     if not args.ci_only:

@@ -261,7 +261,7 @@ def test_bc_label_smoothing_fits_the_smoothed_target():
             opt.step()
         with torch.no_grad():
             h = agent.policy.encoder(obs)
-            p_type = torch.softmax(agent.policy.type_head(h).masked_fill(~masks.any(-1).any(-1), -1e9), -1)[0]
+            p_type = agent_mod.masked_log_softmax(agent.policy.type_head(h), masks.any(-1).any(-1)).exp()[0]
             p_joint = agent.evaluate(obs, masks, label).log_prob.exp()[0]
         want = 1 - eps + eps / 4
         assert abs(float(p_type[2]) - want) < 0.01
