@@ -36,7 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def prepare_corpus(out: Path, *, pairs: int, seed: int, minutes: float, persona: str) -> "Layout":
+def prepare_corpus(out: Path, *, pairs: int, seed: int, minutes: float, persona: str,
+                   jobs: int = 1) -> "Layout":
     """A synthetic corpus with cached raw mels and truth pointers (+ ops) per pair."""
     from editorbot.edits import Edit, ops_from_pointers, segments_to_pointers
     from editorbot.features import DEFAULT_PARAMS
@@ -50,7 +51,7 @@ def prepare_corpus(out: Path, *, pairs: int, seed: int, minutes: float, persona:
     if done.is_file() and json.loads(done.read_text()) == want:
         return layout
     names = write_corpus(layout.data_dir, pairs=pairs, seed=seed, minutes=minutes, persona=persona,
-                         mastering="mild", write_unmastered=False, jobs=1)
+                         mastering="mild", write_unmastered=False, jobs=jobs)
     fps = DEFAULT_PARAMS.frames_per_s
     layout.pointer_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
@@ -80,9 +81,9 @@ def bench_train(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     t0 = time.time()
     train_layout = prepare_corpus(out / "train", pairs=args.pairs, seed=args.seed, minutes=args.minutes,
-                                  persona=args.persona)
+                                  persona=args.persona, jobs=args.jobs)
     test_layout = prepare_corpus(out / "test", pairs=args.test_pairs, seed=args.seed + 1000,
-                                 minutes=args.minutes, persona=args.persona)
+                                 minutes=args.minutes, persona=args.persona, jobs=args.jobs)
     print(f"corpus: {args.pairs} training and {args.test_pairs} test pairs of {args.minutes} min "
           f"({args.persona}) in {time.time() - t0:.0f} s", flush=True)
     cfg = load(PointerConfig, args.config, [
@@ -131,9 +132,9 @@ def bench_stems(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     t0 = time.time()
     train_layout = prepare_corpus(out / "train", pairs=args.pairs, seed=args.seed, minutes=args.minutes,
-                                  persona=args.persona)
+                                  persona=args.persona, jobs=args.jobs)
     test_layout = prepare_corpus(out / "test", pairs=args.test_pairs, seed=args.seed + 1000,
-                                 minutes=args.minutes, persona=args.persona)
+                                 minutes=args.minutes, persona=args.persona, jobs=args.jobs)
     print(f"corpus: {args.pairs} training and {args.test_pairs} test pairs of {args.minutes} min "
           f"({args.persona}) in {time.time() - t0:.0f} s", flush=True)
     t0 = time.time()
@@ -299,6 +300,8 @@ def main() -> None:
     p.add_argument("--persona", default="trimmer")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--epochs", type=int, default=1000)
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="processes that write the synthetic corpus (default: every core)")
     p.add_argument("--max-minutes", type=float, default=30.0)
     p.add_argument("--frames", type=int, nargs="+", default=[10000, 50000, 100000, 300000])
     p.add_argument("--keep", type=float, default=0.3, help="edit length / raw length in scaling")

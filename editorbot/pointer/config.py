@@ -41,6 +41,14 @@ class ModelConfig:
         material counts as a repeat (344 = 4 s, 20480 = 3.96 min); the longest bounds the
         cost, linear in the recording's length.
     repeat_smooth: blocks a match must last along the diagonal (8 = 3 s).
+    section_context: width of a bidirectional GRU that reads the recording one block of
+        section_block frames at a time and adds what it has read to every frame before the
+        encoder layers (0 = off). The convolutions see about a second around a frame and the
+        linear attention sees the whole recording as a bag of frames, without order; an
+        editor's choice depends on what came before and after over minutes (the chorus after
+        the solo, the second verse of a song), which a GRU over blocks carries in time and
+        memory linear in T.
+    section_block: frames per step of the section GRU (32 = 0.37 s at the default grid).
     """
 
     n_mels: int = 128
@@ -64,6 +72,8 @@ class ModelConfig:
     repeat_min_lag: int = 344
     repeat_max_lag: int = 20480
     repeat_smooth: int = 8
+    section_context: int = 0
+    section_block: int = 32
 
 
 @dataclass

@@ -169,6 +169,15 @@ class PointerNet(nn.Module):
         # Full-rate front end: pointwise projection, depthwise conv over time, pointwise mix.
         self.front = nn.Sequential(nn.Conv1d(in_ch, d, 1), nn.GELU(),
                                    nn.Conv1d(d, d, 5, padding=2, groups=d), nn.Conv1d(d, d, 1))
+        if cfg.section_context:
+            # Starts silent (zero output layer): training opens it as far as it helps.
+            self.section_gru = nn.GRU(d, cfg.section_context, num_layers=2, batch_first=True,
+                                      bidirectional=True)
+            self.section_out = nn.Linear(2 * cfg.section_context, d)
+            nn.init.zeros_(self.section_out.weight)
+            nn.init.zeros_(self.section_out.bias)
+        else:
+            self.section_gru = self.section_out = None
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layers))
         self.enc_norm = nn.LayerNorm(d)
         self.coarse_out = nn.Linear(d, d)
@@ -231,6 +240,8 @@ class PointerNet(nn.Module):
             x = torch.cat([x, self._repeat_channels(mel, lengths).to(x.dtype)], dim=1)
         fine = self.front(x).transpose(1, 2) * mask[..., None].to(mel.dtype)  # (B, T, D)
         x = fine
+        if self.section_gru is not None:
+            x = x + self._section_context(fine, lengths, mask)
         s = cfg.stride
         if s > 1:
             pad = (-t) % s
@@ -262,6 +273,30 @@ class PointerNet(nn.Module):
                                            min_lag=cfg.repeat_min_lag, max_lag=cfg.repeat_max_lag,
                                            smooth=cfg.repeat_smooth)
         return out
+
+    def _section_context(self, x: torch.Tensor, lengths: torch.Tensor,
+                         mask: torch.Tensor) -> torch.Tensor:
+        """The section GRU's reading of each frame's surroundings, (B, T, D), zero on padding.
+
+        Frames are averaged over blocks of section_block; the GRU runs forward and backward
+        over each recording's own blocks (padding never enters), in float32.
+        """
+        blk = self.cfg.section_block
+        b, t, d = x.shape
+        nb = -(-t // blk)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            sums = F.pad(x.float(), (0, 0, 0, nb * blk - t)).view(b, nb, blk, d).sum(2)
+            starts = torch.arange(nb, device=x.device)[None, :] * blk
+            counts = (lengths[:, None] - starts).clamp(min=0, max=blk)
+            blocks = sums / counts.clamp(min=1)[..., None]
+            n_blocks = (-(-lengths // blk)).clamp(min=1).cpu()
+            packed = nn.utils.rnn.pack_padded_sequence(blocks, n_blocks, batch_first=True,
+                                                       enforce_sorted=False)
+            out, _ = self.section_gru(packed)
+            out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=nb)
+            ctx = self.section_out(out)
+        ctx = ctx.repeat_interleave(blk, dim=1)[:, :t]
+        return ctx.to(x.dtype) * mask[..., None].to(x.dtype)
 
     def _global_tokens(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean of the encoder over each of n_global equal shares of each recording."""
