@@ -95,7 +95,7 @@ def bench_train(args: argparse.Namespace) -> dict:
     cpu0 = time.process_time()
     result = train(cfg, progress=True)
     train_s, train_cpu = time.time() - t0, time.process_time() - cpu0
-    ckpt = load_checkpoint(out / "model" / "best.pt")
+    ckpt = load_checkpoint(Path(cfg.train.save_dir) / "best.pt")  # --set may move it
     best = ckpt["metrics"]
     print(f"trained {result.global_step} steps, {result.epochs_done} epochs in {train_s:.0f} s "
           f"({train_cpu:.0f} s CPU)")

@@ -65,13 +65,15 @@ def test_section_context_ignores_padding():
                       n_jump_buckets=4, section_context=8, section_block=BLOCK)
     model = PointerNet(cfg).eval()
     torch.nn.init.normal_(model.section_out.weight)
+    torch.nn.init.normal_(model.section_keep.weight)
     fine = torch.randn(2, 300, 16)
     lengths = torch.tensor([203, 300])               # 203: a last block of 3 frames
     mask = torch.arange(300)[None, :] < lengths[:, None]
     fine = fine * mask[..., None]
     with torch.no_grad():
-        batch = model._section_context(fine, lengths, mask)
-        alone = model._section_context(fine[:1, :203], lengths[:1], mask[:1, :203])
+        batch, batch_keep = model._section_context(fine, lengths, mask)
+        alone, alone_keep = model._section_context(fine[:1, :203], lengths[:1], mask[:1, :203])
     torch.testing.assert_close(batch[0, :203], alone[0], atol=1e-5, rtol=1e-5)
-    assert batch[0, 203:].abs().max() == 0
+    torch.testing.assert_close(batch_keep[0, :203], alone_keep[0], atol=1e-5, rtol=1e-5)
+    assert batch[0, 203:].abs().max() == 0 and batch_keep[0, 203:].abs().max() == 0
     assert alone.abs().max() > 0.01

@@ -174,10 +174,14 @@ class PointerNet(nn.Module):
             self.section_gru = nn.GRU(d, cfg.section_context, num_layers=2, batch_first=True,
                                       bidirectional=True)
             self.section_out = nn.Linear(2 * cfg.section_context, d)
-            nn.init.zeros_(self.section_out.weight)
-            nn.init.zeros_(self.section_out.bias)
+            # And straight into the keep logit: what an editor keeps is decided by section.
+            self.section_keep = nn.Linear(2 * cfg.section_context, 1) if cfg.keep_head else None
+            for layer in (self.section_out, self.section_keep):
+                if layer is not None:
+                    nn.init.zeros_(layer.weight)
+                    nn.init.zeros_(layer.bias)
         else:
-            self.section_gru = self.section_out = None
+            self.section_gru = self.section_out = self.section_keep = None
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layers))
         self.enc_norm = nn.LayerNorm(d)
         self.coarse_out = nn.Linear(d, d)
@@ -240,8 +244,10 @@ class PointerNet(nn.Module):
             x = torch.cat([x, self._repeat_channels(mel, lengths).to(x.dtype)], dim=1)
         fine = self.front(x).transpose(1, 2) * mask[..., None].to(mel.dtype)  # (B, T, D)
         x = fine
+        section_keep = None
         if self.section_gru is not None:
-            x = x + self._section_context(fine, lengths, mask)
+            ctx, section_keep = self._section_context(fine, lengths, mask)
+            x = x + ctx
         s = cfg.stride
         if s > 1:
             pad = (-t) % s
@@ -262,6 +268,8 @@ class PointerNet(nn.Module):
         mem = self.mem_norm(fine + coarse) * mask[..., None].to(fine.dtype)
         kv = [proj(mem) for proj in self.dec_kv]
         keep = self.keep(mem).squeeze(-1).float() if self.keep is not None else None
+        if section_keep is not None:
+            keep = keep + section_keep
         return Encoded(mem, kv, self.delta_key(mem), self.jump_key(mem), keep, globals_, lengths)
 
     def _repeat_channels(self, mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -275,11 +283,16 @@ class PointerNet(nn.Module):
         return out
 
     def _section_context(self, x: torch.Tensor, lengths: torch.Tensor,
-                         mask: torch.Tensor) -> torch.Tensor:
-        """The section GRU's reading of each frame's surroundings, (B, T, D), zero on padding.
+                         mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The section GRU's reading of each frame's surroundings, zero on padding.
 
         Frames are averaged over blocks of section_block; the GRU runs forward and backward
         over each recording's own blocks (padding never enters), in float32.
+
+        Returns:
+            context : torch.Tensor [shape=(B, T, D)], added to the frames
+            keep : torch.Tensor [shape=(B, T)], float32, added to the keep logits (None
+                without a keep head)
         """
         blk = self.cfg.section_block
         b, t, d = x.shape
@@ -294,9 +307,11 @@ class PointerNet(nn.Module):
                                                        enforce_sorted=False)
             out, _ = self.section_gru(packed)
             out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=nb)
-            ctx = self.section_out(out)
-        ctx = ctx.repeat_interleave(blk, dim=1)[:, :t]
-        return ctx.to(x.dtype) * mask[..., None].to(x.dtype)
+            ctx = self.section_out(out).repeat_interleave(blk, dim=1)[:, :t]
+            keep = None
+            if self.section_keep is not None:
+                keep = self.section_keep(out)[..., 0].repeat_interleave(blk, dim=1)[:, :t] * mask
+        return ctx.to(x.dtype) * mask[..., None].to(x.dtype), keep
 
     def _global_tokens(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean of the encoder over each of n_global equal shares of each recording."""
