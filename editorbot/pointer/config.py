@@ -43,11 +43,12 @@ class ModelConfig:
     repeat_smooth: blocks a match must last along the diagonal (8 = 3 s).
     section_context: width of a bidirectional GRU that reads the recording one block of
         section_block frames at a time and adds what it has read to every frame before the
-        encoder layers (0 = off). The convolutions see about a second around a frame and the
+        encoder layers and, with keep_head, to the keep logit (0 = off). The convolutions see about a second around a frame and the
         linear attention sees the whole recording as a bag of frames, without order; an
         editor's choice depends on what came before and after over minutes (the chorus after
         the solo, the second verse of a song), which a GRU over blocks carries in time and
-        memory linear in T.
+        memory linear in T. Not on in any config: on 192 trimmer pairs it did not raise
+        held-out kept-raw IoU (0.767 and 0.772 against 0.773 without it).
     section_block: frames per step of the section GRU (32 = 0.37 s at the default grid).
     """
 
