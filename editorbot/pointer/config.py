@@ -41,6 +41,15 @@ class ModelConfig:
         material counts as a repeat (344 = 4 s, 20480 = 3.96 min); the longest bounds the
         cost, linear in the recording's length.
     repeat_smooth: blocks a match must last along the diagonal (8 = 3 s).
+    structure_context: also feed the encoder eleven channels that place each moment in its
+        song (see structure.structure_context): how many other takes of the same material
+        come before and after it, and how far the quiet stretches around it are. The
+        repeat_* settings are its blocks, lags and smoothing too. With them the keep head can
+        tell the second verse and the third chorus from the first ones: the notes are the
+        same, the count of takes before is not.
+    structure_threshold: cosine similarity of spectral shape above which two blocks count
+        as the same material.
+    structure_gap: lags (blocks) a run of matching lags may break for and still be one take.
     section_context: width of a bidirectional GRU that reads the recording one block of
         section_block frames at a time and adds what it has read to every frame before the
         encoder layers and, with keep_head, to the keep logit (0 = off). The convolutions see about a second around a frame and the
@@ -73,6 +82,9 @@ class ModelConfig:
     repeat_min_lag: int = 344
     repeat_max_lag: int = 20480
     repeat_smooth: int = 8
+    structure_context: bool = False
+    structure_threshold: float = 0.6
+    structure_gap: int = 13
     section_context: int = 0
     section_block: int = 32
 

@@ -21,6 +21,8 @@ from torch.utils.checkpoint import checkpoint
 
 from ..edits import Op
 from .config import ModelConfig
+from .structure import (N_STRUCTURE, block_means, diagonal_similarity, looking_ahead,
+                        structure_context)
 
 N_STEMS = 4  # drums, bass, vocals, other
 N_COND = 15  # conditioning features per output step, see data.History
@@ -55,32 +57,15 @@ def repeat_context(mel: torch.Tensor, *, block: int, min_lag: int, max_lag: int,
         context : torch.Tensor [shape=(2, T)], float32 in [-1, 1]: best match with earlier
             material, best match with later material (-1 where there is none within max_lag)
     """
-    c, t = mel.shape
+    t = mel.shape[1]
     nb = t // block
     out = torch.full((2, t), -1.0, device=mel.device)
     lo, hi = max(min_lag // block, 1), min(max_lag // block, nb - 1)
     if nb < 2 or hi < lo:
         return out
-    v = mel[:, :nb * block].float().reshape(c, nb, block).mean(-1).T  # (nb, C)
-    v = F.normalize(v - v.mean(0, keepdim=True), dim=1)
-    n_lags = hi - lo + 1
-    # sim[l, j]: block j against block j - (lo + l); pairs that do not exist stay at 0 and
-    # are left out of the diagonal mean by `real`.
-    sim = torch.zeros(n_lags, nb, device=mel.device)
-    real = torch.zeros(n_lags, nb, device=mel.device)
-    for l, lag in enumerate(range(lo, hi + 1)):
-        sim[l, lag:] = (v[lag:] * v[:-lag]).sum(1)
-        real[l, lag:] = 1.0
-    pad = smooth // 2
-    num = F.avg_pool1d(sim[:, None], smooth, 1, padding=pad, count_include_pad=True)[:, 0, :nb]
-    den = F.avg_pool1d(real[:, None], smooth, 1, padding=pad, count_include_pad=True)[:, 0, :nb]
-    sim = torch.where(real > 0, num / den.clamp(min=1e-6), torch.full_like(sim, -1.0))
+    sim = diagonal_similarity(block_means(mel, block), lo, hi, smooth)
     past = sim.max(0).values
-    # Seen from the earlier block of each pair (j - lag), the later one is a future match.
-    for l, lag in enumerate(range(lo, hi + 1)):
-        sim[l, :nb - lag] = sim[l, lag:].clone()
-        sim[l, nb - lag:] = -1.0
-    future = sim.max(0).values
+    future = looking_ahead(sim, lo).max(0).values
     out[0, :nb * block] = past.repeat_interleave(block)
     out[1, :nb * block] = future.repeat_interleave(block)
     if nb * block < t:  # the last partial block takes the last whole block's values
@@ -165,7 +150,8 @@ class PointerNet(nn.Module):
         self.cfg = cfg
         d = cfg.d_model
         self.d_key = max(d // 2, 16)
-        in_ch = cfg.n_mels * (1 + N_STEMS * cfg.use_stems) + 2 * cfg.repeat_context
+        in_ch = (cfg.n_mels * (1 + N_STEMS * cfg.use_stems) + 2 * cfg.repeat_context
+                 + N_STRUCTURE * cfg.structure_context)
         # Full-rate front end: pointwise projection, depthwise conv over time, pointwise mix.
         self.front = nn.Sequential(nn.Conv1d(in_ch, d, 1), nn.GELU(),
                                    nn.Conv1d(d, d, 5, padding=2, groups=d), nn.Conv1d(d, d, 1))
@@ -242,6 +228,8 @@ class PointerNet(nn.Module):
         x = (mel - MEL_CENTER) * MEL_SCALE * mask[:, None, :].to(mel.dtype)  # padding as the convs pad
         if cfg.repeat_context:
             x = torch.cat([x, self._repeat_channels(mel, lengths).to(x.dtype)], dim=1)
+        if cfg.structure_context:
+            x = torch.cat([x, self._structure_channels(mel, lengths).to(x.dtype)], dim=1)
         fine = self.front(x).transpose(1, 2) * mask[..., None].to(mel.dtype)  # (B, T, D)
         x = fine
         section_keep = None
@@ -280,6 +268,17 @@ class PointerNet(nn.Module):
             out[i, :, :n] = repeat_context(mel[i, :cfg.n_mels, :n], block=cfg.repeat_block,
                                            min_lag=cfg.repeat_min_lag, max_lag=cfg.repeat_max_lag,
                                            smooth=cfg.repeat_smooth)
+        return out
+
+    def _structure_channels(self, mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """structure_context of each recording's own mel (not its stems), zero on padding."""
+        cfg = self.cfg
+        out = torch.zeros(mel.shape[0], N_STRUCTURE, mel.shape[2], device=mel.device)
+        for i, n in enumerate(lengths.tolist()):
+            out[i, :, :n] = structure_context(
+                mel[i, :cfg.n_mels, :n], block=cfg.repeat_block, min_lag=cfg.repeat_min_lag,
+                max_lag=cfg.repeat_max_lag, smooth=cfg.repeat_smooth,
+                threshold=cfg.structure_threshold, gap=cfg.structure_gap)
         return out
 
     def _section_context(self, x: torch.Tensor, lengths: torch.Tensor,
