@@ -97,11 +97,13 @@ def _earlier_takes(sim: torch.Tensor, threshold: float, gap: int) -> tuple[torch
 def _quiet_distances(level: torch.Tensor, far: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Blocks since the last quiet block and until the next one, at most `far`.
 
-    level: (nb,) each block's mean mel, smoothed over seconds. Quiet: a quarter of the way from the recording's loud level (95th percentile of the
-    block levels) down to its quiet level (5th), or lower: the gaps between songs.
+    level: (nb,) each block's mean mel, smoothed over seconds. Quiet: within a quarter of
+    the way up from the recording's quiet level (5th percentile of the block levels) to its
+    loud level (95th): the gaps between songs (silence, tuning, noodling) and most
+    breakdowns; verses and solos sit above half of the way.
     """
     loud, soft = torch.quantile(level, 0.95), torch.quantile(level, 0.05)
-    quiet = level < loud - 0.25 * (loud - soft)
+    quiet = level < soft + 0.25 * (loud - soft)
     idx = torch.arange(level.shape[0], device=level.device)
     never = torch.full_like(idx, -far)
     last = torch.cummax(torch.where(quiet, idx, never), 0).values
