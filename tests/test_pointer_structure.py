@@ -29,9 +29,9 @@ def _quiet(n_blocks: int) -> np.ndarray:
     return np.full((N_MELS, n_blocks * BLOCK), 0.02)
 
 
-def _context(parts: list[np.ndarray], **lags) -> np.ndarray:
+def _context(parts: list[np.ndarray], **settings) -> np.ndarray:
     mel = torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32))
-    return structure_context(mel, **SETTINGS, **lags).numpy()
+    return structure_context(mel, **{**SETTINGS, **settings}).numpy()
 
 
 def _middle(ctx: np.ndarray, start_block: int, n_blocks: int) -> np.ndarray:
@@ -39,19 +39,21 @@ def _middle(ctx: np.ndarray, start_block: int, n_blocks: int) -> np.ndarray:
     return ctx[:, (start_block + 2) * BLOCK:(start_block + n_blocks - 2) * BLOCK]
 
 
-def test_takes_before_and_after_are_counted_and_a_louder_take_still_matches():
+@pytest.mark.parametrize("gap", [GAP, GAP + 1])  # an even gap closes holes as well
+def test_takes_before_and_after_are_counted_and_a_louder_take_still_matches(gap):
     rng = np.random.default_rng(0)
     a, b, c = (_part(rng, 12, bar=2) for _ in range(3))  # the own bars match 4 blocks back
     # verse, chorus, verse again (louder), chorus again, solo, chorus a third time
     song = [a, b, _again(a, rng, louder=0.08), _again(b, rng), c, _again(b, rng, louder=0.05)]
-    ctx = _context([_quiet(10)] + song + [_quiet(10)], min_lag=4 * BLOCK, max_lag=100 * BLOCK)
+    ctx = _context([_quiet(10)] + song + [_quiet(10)], min_lag=4 * BLOCK, max_lag=100 * BLOCK,
+                   gap=gap)
     assert ctx.shape == (N_STRUCTURE, (10 + 6 * 12 + 10) * BLOCK)
-    # (takes before, takes after) of each section; channels 0 and 4 hold them / 4
+    # (takes before, takes after) of each section; channels 0 and 4 hold them / 2
     expected = [(0, 1), (0, 2), (1, 0), (1, 1), (0, 0), (2, 0)]
     for k, (before, after) in enumerate(expected):
         m = _middle(ctx, 10 + 12 * k, 12)
-        np.testing.assert_allclose(m[0] * 4, before, err_msg=f"section {k}")
-        np.testing.assert_allclose(m[4] * 4, after, err_msg=f"section {k}")
+        np.testing.assert_allclose(m[0] * 2, before, err_msg=f"section {k}")
+        np.testing.assert_allclose(m[4] * 2, after, err_msg=f"section {k}")
         if before:
             assert m[3].min() > 0.8, (k, m[3].min())  # best match in an earlier take
         else:
@@ -66,7 +68,7 @@ def test_takes_nearer_than_min_lag_or_farther_than_max_lag_do_not_count():
     near = _context(mel, min_lag=60 * BLOCK, max_lag=100 * BLOCK)
     seen = _context(mel, min_lag=4 * BLOCK, max_lag=100 * BLOCK)
     for ctx, takes in ((far, 0), (near, 0), (seen, 1)):
-        np.testing.assert_allclose(_middle(ctx, 52, 12)[0] * 4, takes)
+        np.testing.assert_allclose(_middle(ctx, 52, 12)[0] * 2, takes)
 
 
 def test_quiet_stretches_place_a_moment_in_its_song():

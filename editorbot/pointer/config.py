@@ -49,7 +49,9 @@ class ModelConfig:
         same, the count of takes before is not.
     structure_threshold: cosine similarity of spectral shape above which two blocks count
         as the same material.
-    structure_gap: lags (blocks) a run of matching lags may break for and still be one take.
+    structure_gap: lags (blocks) a run of matching lags may break for and still be one take
+        (41 = 15 s: a part's own bars repeat every few seconds, its takes are a section or
+        more apart).
     section_context: width of a bidirectional GRU that reads the recording one block of
         section_block frames at a time and adds what it has read to every frame before the
         encoder layers and, with keep_head, to the keep logit (0 = off). The convolutions see about a second around a frame and the
@@ -84,7 +86,7 @@ class ModelConfig:
     repeat_smooth: int = 8
     structure_context: bool = False
     structure_threshold: float = 0.6
-    structure_gap: int = 13
+    structure_gap: int = 41
     section_context: int = 0
     section_block: int = 32
 

@@ -62,9 +62,9 @@ def looking_ahead(sim: torch.Tensor, lo: int) -> torch.Tensor:
 def _close(m: torch.Tensor, gap: int) -> torch.Tensor:
     """Morphological closing of a bool (nb, n_lags) along lags: holes shorter than `gap` fill."""
     x = m.float()[:, None]
-    pad = gap // 2
-    grown = F.max_pool1d(F.pad(x, (pad, pad), value=0.0), gap, 1)
-    shrunk = 1.0 - F.max_pool1d(F.pad(1.0 - grown, (pad, pad), value=0.0), gap, 1)
+    pad = (gap // 2, gap - 1 - gap // 2)
+    grown = F.max_pool1d(F.pad(x, pad, value=0.0), gap, 1)
+    shrunk = 1.0 - F.max_pool1d(F.pad(1.0 - grown, pad[::-1], value=0.0), gap, 1)
     return (shrunk[:, 0] > 0.5) | m
 
 
@@ -120,8 +120,9 @@ def structure_context(mel: torch.Tensor, *, block: int, min_lag: int, max_lag: i
     Blocks compare by spectral shape (each frame's mean level taken out, so a chorus played
     louder still matches). Channels, each averaged over `smooth` blocks and held for the
     frames of its block:
-      0-3  earlier takes: how many (/ 4), share of the looked-back lags they cover, share of
-           the own stretch, best similarity in one of them
+      0-3  earlier takes: how many (/ 2, at most 4 counted), share of the looked-back lags
+           they cover and share of the block's own stretch (both x 8), best similarity in
+           one of them
       4-7  the same for later takes
       8    blocks since the last quiet stretch, / max_lag blocks (1 = farther)
       9    blocks until the next quiet stretch, likewise
@@ -154,7 +155,7 @@ def structure_context(mel: torch.Tensor, *, block: int, min_lag: int, max_lag: i
     feats = []
     for sim in (past, looking_ahead(past, lo)):
         takes, take_share, own_share, best = _earlier_takes(sim, threshold, gap)
-        feats += [takes.clamp(max=8) / 4, take_share, own_share, best]
+        feats += [takes.clamp(max=4) / 2, take_share * 8, own_share * 8, best]
     far = max_lag // block
     since, until = _quiet_distances(level, far)
     feats += [since.float() / far, until.float() / far,
