@@ -46,7 +46,10 @@ class ModelConfig:
         come before and after it, and how far the quiet stretches around it are. The
         repeat_* settings are its blocks, lags and smoothing too. With them the keep head can
         tell the second verse and the third chorus from the first ones: the notes are the
-        same, the count of takes before is not.
+        same, the count of takes before is not. Not on in any config: on 192 trimmer pairs
+        and 30 CPU minutes held-out kept-raw IoU was 0.771 and 0.773 (0.757 with
+        section_context=32) against 0.773 without it, although gradient boosting on these
+        channels and local mel statistics reaches 0.81 on the same held-out recordings.
     structure_threshold: cosine similarity of spectral shape above which two blocks count
         as the same material.
     structure_gap: lags (blocks) a run of matching lags may break for and still be one take
