@@ -94,6 +94,12 @@ def _earlier_takes(sim: torch.Tensor, threshold: float, gap: int) -> tuple[torch
     return (takes.float(), other.sum(1).float() / n_lags, own.sum(1).float() / n_lags, best)
 
 
+def _smooth(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Moving average of each row of (N, nb) over n blocks, the ends held."""
+    padded = F.pad(x[:, None], (n // 2, n - 1 - n // 2), mode="replicate")
+    return F.avg_pool1d(padded, n, 1)[:, 0]
+
+
 def _quiet_distances(level: torch.Tensor, far: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Blocks since the last quiet block and until the next one, at most `far`.
 
@@ -141,15 +147,13 @@ def structure_context(mel: torch.Tensor, *, block: int, min_lag: int, max_lag: i
         context : torch.Tensor [shape=(N_STRUCTURE, T)], float32; zeros for a recording
             shorter than two blocks or than min_lag
     """
-    c, t = mel.shape
+    t = mel.shape[1]
     out = torch.zeros(N_STRUCTURE, t, device=mel.device)
     nb = t // block
     lo, hi = max(min_lag // block, 1), min(max_lag // block, nb - 1)
     if nb < 2 or hi < lo:
         return out
-    level = block_means(mel, block).mean(1)[None, None]
-    level = F.avg_pool1d(F.pad(level, (smooth // 2, smooth - 1 - smooth // 2), mode="replicate"),
-                         smooth, 1)[0, 0]
+    level = _smooth(block_means(mel, block).mean(1)[None], smooth)[0]
     v = block_means(mel - mel.mean(0, keepdim=True), block)
     past = diagonal_similarity(v, lo, hi, smooth)
     feats = []
@@ -160,9 +164,7 @@ def structure_context(mel: torch.Tensor, *, block: int, min_lag: int, max_lag: i
     since, until = _quiet_distances(level, far)
     feats += [since.float() / far, until.float() / far,
               since.float() / (since + until).clamp(min=1).float()]
-    x = torch.stack(feats)[:, None]  # (N, 1, nb)
-    x = F.avg_pool1d(F.pad(x, (smooth // 2, smooth - 1 - smooth // 2), mode="replicate"),
-                     smooth, 1)[:, 0]
+    x = _smooth(torch.stack(feats), smooth)  # (N_STRUCTURE, nb)
     out[:, :nb * block] = x.repeat_interleave(block, dim=1)
     if nb * block < t:  # the last partial block takes the last whole block's values
         out[:, nb * block:] = out[:, nb * block - 1:nb * block]
