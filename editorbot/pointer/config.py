@@ -49,8 +49,8 @@ class ModelConfig:
         same, the count of takes before is not. Not on in any config: on 192 trimmer pairs
         and 30 CPU minutes held-out kept-raw IoU was 0.771 and 0.773 (0.757 with
         section_context=32; 0.799 with section_context=32 and train.keep_weight=4, one run)
-        against 0.773 without it, although gradient boosting on these
-        channels and local mel statistics reaches 0.81 on the same held-out recordings.
+        against 0.773 without it, although gradient boosting on these channels and local
+        mel statistics reaches 0.81 on the same held-out recordings.
     structure_threshold: cosine similarity of spectral shape above which two blocks count
         as the same material.
     structure_gap: lags (blocks) a run of matching lags may break for and still be one take
@@ -58,8 +58,9 @@ class ModelConfig:
         more apart).
     section_context: width of a bidirectional GRU that reads the recording one block of
         section_block frames at a time and adds what it has read to every frame before the
-        encoder layers and, with keep_head, to the keep logit (0 = off). The convolutions see about a second around a frame and the
-        linear attention sees the whole recording as a bag of frames, without order; an
+        encoder layers and, with keep_head, to the keep logit (0 = off). The convolutions
+        see about a second around a frame and the linear attention sees the whole recording
+        as a bag of frames, without order; an
         editor's choice depends on what came before and after over minutes (the chorus after
         the solo, the second verse of a song), which a GRU over blocks carries in time and
         memory linear in T. Not on in any config: on 192 trimmer pairs it did not raise

@@ -12,6 +12,7 @@ and the edit op of the frame.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -21,8 +22,8 @@ from torch.utils.checkpoint import checkpoint
 
 from ..edits import Op
 from .config import ModelConfig
-from .structure import (N_STRUCTURE, block_means, diagonal_similarity, looking_ahead,
-                        structure_context)
+from .structure import (N_STRUCTURE, block_means, diagonal_similarity, hold_blocks,
+                        looking_ahead, structure_context)
 
 N_STEMS = 4  # drums, bass, vocals, other
 N_COND = 15  # conditioning features per output step, see data.History
@@ -64,13 +65,8 @@ def repeat_context(mel: torch.Tensor, *, block: int, min_lag: int, max_lag: int,
     if nb < 2 or hi < lo:
         return out
     sim = diagonal_similarity(block_means(mel, block), lo, hi, smooth)
-    past = sim.max(0).values
-    future = looking_ahead(sim, lo).max(0).values
-    out[0, :nb * block] = past.repeat_interleave(block)
-    out[1, :nb * block] = future.repeat_interleave(block)
-    if nb * block < t:  # the last partial block takes the last whole block's values
-        out[:, nb * block:] = out[:, nb * block - 1:nb * block]
-    return out
+    both = torch.stack([sim.max(0).values, looking_ahead(sim, lo).max(0).values])
+    return hold_blocks(both, block, t, out)
 
 
 def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -263,22 +259,23 @@ class PointerNet(nn.Module):
     def _repeat_channels(self, mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """repeat_context of each recording's own mel (not its stems), zero on padding."""
         cfg = self.cfg
-        out = torch.zeros(mel.shape[0], 2, mel.shape[2], device=mel.device)
-        for i, n in enumerate(lengths.tolist()):
-            out[i, :, :n] = repeat_context(mel[i, :cfg.n_mels, :n], block=cfg.repeat_block,
-                                           min_lag=cfg.repeat_min_lag, max_lag=cfg.repeat_max_lag,
-                                           smooth=cfg.repeat_smooth)
-        return out
+        return self._per_recording(mel, lengths, 2, lambda m: repeat_context(
+            m, block=cfg.repeat_block, min_lag=cfg.repeat_min_lag, max_lag=cfg.repeat_max_lag,
+            smooth=cfg.repeat_smooth))
 
     def _structure_channels(self, mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """structure_context of each recording's own mel (not its stems), zero on padding."""
         cfg = self.cfg
-        out = torch.zeros(mel.shape[0], N_STRUCTURE, mel.shape[2], device=mel.device)
+        return self._per_recording(mel, lengths, N_STRUCTURE, lambda m: structure_context(
+            m, block=cfg.repeat_block, min_lag=cfg.repeat_min_lag, max_lag=cfg.repeat_max_lag,
+            smooth=cfg.repeat_smooth, threshold=cfg.structure_threshold, gap=cfg.structure_gap))
+
+    def _per_recording(self, mel: torch.Tensor, lengths: torch.Tensor, n_channels: int,
+                       fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """fn over each recording's own mel (no stems, no padding), (B, n_channels, T), zero on padding."""
+        out = torch.zeros(mel.shape[0], n_channels, mel.shape[2], device=mel.device)
         for i, n in enumerate(lengths.tolist()):
-            out[i, :, :n] = structure_context(
-                mel[i, :cfg.n_mels, :n], block=cfg.repeat_block, min_lag=cfg.repeat_min_lag,
-                max_lag=cfg.repeat_max_lag, smooth=cfg.repeat_smooth,
-                threshold=cfg.structure_threshold, gap=cfg.structure_gap)
+            out[i, :, :n] = fn(mel[i, :self.cfg.n_mels, :n])
         return out
 
     def _section_context(self, x: torch.Tensor, lengths: torch.Tensor,

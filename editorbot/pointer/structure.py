@@ -20,6 +20,16 @@ def block_means(mel: torch.Tensor, block: int) -> torch.Tensor:
     return mel[:, :nb * block].float().reshape(c, nb, block).mean(-1).T
 
 
+def hold_blocks(x: torch.Tensor, block: int, t: int, out: torch.Tensor) -> torch.Tensor:
+    """Write per-block values (N, nb) into out (N, t), each held for its block's frames;
+    frames after the last whole block take its values."""
+    nb = x.shape[1]
+    out[:, :nb * block] = x.repeat_interleave(block, dim=1)
+    if nb * block < t:
+        out[:, nb * block:] = out[:, nb * block - 1:nb * block]
+    return out
+
+
 def diagonal_similarity(v: torch.Tensor, lo: int, hi: int, smooth: int) -> torch.Tensor:
     """Cosine similarity of each block with the block `lag` earlier, lag = lo..hi blocks.
 
@@ -65,7 +75,7 @@ def _close(m: torch.Tensor, gap: int) -> torch.Tensor:
     pad = (gap // 2, gap - 1 - gap // 2)
     grown = F.max_pool1d(F.pad(x, pad, value=0.0), gap, 1)
     shrunk = 1.0 - F.max_pool1d(F.pad(1.0 - grown, pad[::-1], value=0.0), gap, 1)
-    return (shrunk[:, 0] > 0.5) | m
+    return shrunk[:, 0] > 0.5  # contains m: the ends count as matched while shrinking
 
 
 def _earlier_takes(sim: torch.Tensor, threshold: float, gap: int) -> tuple[torch.Tensor, ...]:
@@ -164,8 +174,4 @@ def structure_context(mel: torch.Tensor, *, block: int, min_lag: int, max_lag: i
     since, until = _quiet_distances(level, far)
     feats += [since.float() / far, until.float() / far,
               since.float() / (since + until).clamp(min=1).float()]
-    x = _smooth(torch.stack(feats), smooth)  # (N_STRUCTURE, nb)
-    out[:, :nb * block] = x.repeat_interleave(block, dim=1)
-    if nb * block < t:  # the last partial block takes the last whole block's values
-        out[:, nb * block:] = out[:, nb * block - 1:nb * block]
-    return out
+    return hold_blocks(_smooth(torch.stack(feats), smooth), block, t, out)
