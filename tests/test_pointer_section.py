@@ -1,10 +1,16 @@
-"""The section GRU: what it adds depends on the order of far-apart material, and padding
-never reaches it."""
+"""The section GRU: what it adds depends on the order of far-apart material, padding never
+reaches it, and it can be pretrained alone on the keep label."""
+import copy
+import math
+from types import SimpleNamespace
+
 import numpy as np
+import pytest
 import torch
 
-from editorbot.pointer.config import ModelConfig
-from editorbot.pointer.model import PointerNet
+from editorbot.pointer.config import ModelConfig, TrainConfig
+from editorbot.pointer.model import PointerNet, recording_block_means
+from editorbot.pointer.train import pretrain_section_keep
 
 BLOCK = 8     # frames per section block in these tests
 N_BLOCKS = 48
@@ -59,21 +65,95 @@ def test_section_gru_learns_what_came_before_and_the_encoder_alone_does_not():
     assert without < 0.8, without
 
 
+def test_block_means_average_each_recordings_own_frames():
+    x = torch.arange(20.0).view(1, 1, 20).repeat(2, 1, 1)
+    lengths = torch.tensor([20, 10])
+    means = recording_block_means(x, lengths, 8)
+    assert means.shape == (2, 3, 1)
+    # 0..7, 8..15, 16..19; the second recording ends at 10: 0..7, 8..9 (its padding is not
+    # averaged in, whatever it holds), nothing.
+    torch.testing.assert_close(means[:, :, 0], torch.tensor([[3.5, 11.5, 17.5], [3.5, 8.5, 0.0]]))
+
+
 def test_section_context_ignores_padding():
     torch.manual_seed(0)
     cfg = ModelConfig(n_mels=N_MELS, d_model=16, n_heads=2, n_layers=1, n_global=4, max_delta=4,
                       n_jump_buckets=4, section_context=8, section_block=BLOCK)
     model = PointerNet(cfg).eval()
-    torch.nn.init.normal_(model.section_out.weight)
-    torch.nn.init.normal_(model.section_keep.weight)
-    fine = torch.randn(2, 300, 16)
+    mel = torch.rand(2, N_MELS, 300)
     lengths = torch.tensor([203, 300])               # 203: a last block of 3 frames
-    mask = torch.arange(300)[None, :] < lengths[:, None]
-    fine = fine * mask[..., None]
     with torch.no_grad():
-        batch, batch_keep = model._section_context(fine, lengths, mask)
-        alone, alone_keep = model._section_context(fine[:1, :203], lengths[:1], mask[:1, :203])
-    torch.testing.assert_close(batch[0, :203], alone[0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(batch_keep[0, :203], alone_keep[0], atol=1e-5, rtol=1e-5)
-    assert batch[0, 203:].abs().max() == 0 and batch_keep[0, 203:].abs().max() == 0
+        inputs, _ = model.input_channels(mel, lengths)
+        batch = model.section_blocks(recording_block_means(inputs, lengths, BLOCK), lengths)
+        inputs, _ = model.input_channels(mel[:1, :, :203], lengths[:1])
+        alone = model.section_blocks(recording_block_means(inputs, lengths[:1], BLOCK), lengths[:1])
+    n = alone.shape[1]
+    assert n == 26
+    torch.testing.assert_close(batch[0, :n], alone[0], atol=1e-5, rtol=1e-5)
+    assert batch[0, n:].abs().max() == 0
     assert alone.abs().max() > 0.01
+
+
+class _Blocks:
+    """What pretrain_section_keep reads of a PointerData: mels and pointers."""
+
+    def __init__(self, recordings):
+        self.mels = {f"r{i}": mel.numpy() for i, (mel, _, _) in enumerate(recordings)}
+        self.recordings = {f"r{i}": SimpleNamespace(pointers=np.flatnonzero(keep.numpy()))
+                           for i, (_, keep, _) in enumerate(recordings)}
+
+    def mel(self, name):
+        return self.mels[name]
+
+
+def _pretrained(steps: int, deadline: float = math.inf) -> tuple[PointerNet, int, PointerNet]:
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_mels=N_MELS, d_model=16, n_heads=2, n_layers=1, n_global=4, max_delta=4,
+                      n_jump_buckets=4, section_context=16, section_block=BLOCK)
+    model = PointerNet(cfg)
+    before = copy.deepcopy(model)
+    rng = np.random.default_rng(0)
+    data = _Blocks([_recording(rng) for _ in range(32)])
+    tc = TrainConfig(lr=1e-2, keep_pretrain_steps=steps, keep_pretrain_batch=8)
+    taken = pretrain_section_keep(model, data, list(data.mels), tc, torch.device("cpu"),
+                                  deadline=deadline, progress=False)
+    return model, taken, before
+
+
+def test_pretraining_teaches_the_section_gru_alone_what_came_before():
+    model, taken, before = _pretrained(150)
+    assert taken == 150
+    model.eval()
+    mel, keep, is_b = map(torch.stack, zip(*[_recording(np.random.default_rng(99 + i)) for i in range(16)]))
+    lengths = torch.full((16,), N_BLOCKS * BLOCK)
+    with torch.no_grad():
+        inputs, _ = model.input_channels(mel, lengths)
+        out = model.section_blocks(recording_block_means(inputs, lengths, BLOCK), lengths)
+        pred = (model.section_keep(out)[..., 0] > 0).repeat_interleave(BLOCK, dim=1)
+    accuracy = float((pred == (keep > 0.5))[is_b].float().mean())
+    assert accuracy > 0.95, accuracy
+    # Only the section branch moved; the rest of the model is as initialised.
+    section = ("section_in.", "section_gru.", "section_keep.")
+    for (name, p), q in zip(model.named_parameters(), before.parameters()):
+        assert torch.equal(p, q) != name.startswith(section), name
+
+
+def test_pretraining_stops_at_the_deadline():
+    _, taken, _ = _pretrained(150, deadline=0.0)
+    assert taken == 1
+
+
+def test_training_pretrains_the_section_gru_first_and_refuses_without_one(tmp_path):
+    from editorbot.errors import UserError
+    from editorbot.pointer.train import train
+
+    from .test_pointer import tiny_config, write_toy_corpus
+
+    corpus = write_toy_corpus(tmp_path / "corpus", 3)
+    with pytest.raises(UserError, match="section_context"):
+        train(tiny_config(corpus, tmp_path / "no", "train.keep_pretrain_steps=5"), progress=False)
+    cfg = tiny_config(corpus, tmp_path / "run", "model.section_context=8", "train.epochs=1",
+                      "train.keep_pretrain_steps=5", "train.keep_pretrain_batch=2")
+    result = train(cfg, progress=False)
+    assert result.global_step == 1
+    assert (tmp_path / "run" / "best.pt").is_file()

@@ -160,6 +160,12 @@ class TrainConfig:
         (for hour-long recordings).
     max_cached_recordings: raw mels kept in memory between steps.
     log_every: steps between TensorBoard scalars.
+    keep_pretrain_steps: with section_context and keep_head, first train the section GRU
+        alone on the keep label for this many steps (0 = off; see
+        train.pretrain_section_keep): it reads blocks, not frames, so its steps are cheap
+        and it sees many recordings per step, where the whole model sees batch_size.
+        Counts towards max_minutes.
+    keep_pretrain_batch: recordings per step of that pretraining.
     """
 
     cache_dir: str = "cache"
@@ -196,6 +202,8 @@ class TrainConfig:
     activation_checkpointing: bool = False
     max_cached_recordings: int = 32
     log_every: int = 10
+    keep_pretrain_steps: int = 0
+    keep_pretrain_batch: int = 8
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

@@ -121,6 +121,18 @@ class EncoderLayer(nn.Module):
         return x * mask[..., None].to(x.dtype)
 
 
+def recording_block_means(x: torch.Tensor, lengths: torch.Tensor, block: int) -> torch.Tensor:
+    """(B, NB, C) float32: x (B, C, T) averaged over blocks of `block` frames of each
+    recording's own frames (a last partial block over the frames it has; zero past the end)."""
+    b, c, t = x.shape
+    nb = -(-t // block)
+    own = (torch.arange(t, device=x.device)[None, :] < lengths[:, None].to(x.device))[:, None, :]
+    sums = F.pad(x.float() * own, (0, nb * block - t)).view(b, c, nb, block).sum(-1).transpose(1, 2)
+    starts = torch.arange(nb, device=x.device)[None, :] * block
+    counts = (lengths[:, None].to(x.device) - starts).clamp(min=0, max=block)
+    return sums / counts.clamp(min=1)[..., None]
+
+
 class Encoded:
     """What the decoder reads about the raw recordings (a batch of B).
 
@@ -152,9 +164,12 @@ class PointerNet(nn.Module):
         self.front = nn.Sequential(nn.Conv1d(in_ch, d, 1), nn.GELU(),
                                    nn.Conv1d(d, d, 5, padding=2, groups=d), nn.Conv1d(d, d, 1))
         if cfg.section_context:
+            # Reads the input channels themselves (block means: a section is told by its
+            # sound and its repeat and structure channels, and a keep-only pretraining can
+            # run on blocks alone, see train.pretrain_section_keep).
+            self.section_in = nn.Sequential(nn.Linear(in_ch, d), nn.GELU())
+            self.section_gru = nn.GRU(d, cfg.section_context, batch_first=True, bidirectional=True)
             # Starts silent (zero output layer): training opens it as far as it helps.
-            self.section_gru = nn.GRU(d, cfg.section_context, num_layers=2, batch_first=True,
-                                      bidirectional=True)
             self.section_out = nn.Linear(2 * cfg.section_context, d)
             # And straight into the keep logit: what an editor keeps is decided by section.
             self.section_keep = nn.Linear(2 * cfg.section_context, 1) if cfg.keep_head else None
@@ -163,7 +178,7 @@ class PointerNet(nn.Module):
                     nn.init.zeros_(layer.weight)
                     nn.init.zeros_(layer.bias)
         else:
-            self.section_gru = self.section_out = self.section_keep = None
+            self.section_in = self.section_gru = self.section_out = self.section_keep = None
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layers))
         self.enc_norm = nn.LayerNorm(d)
         self.coarse_out = nn.Linear(d, d)
@@ -216,22 +231,18 @@ class PointerNet(nn.Module):
             lengths : torch.Tensor [shape=(B,)], int64 frames of each recording
         """
         cfg = self.cfg
-        b, _, t = mel.shape
-        mask = torch.arange(t, device=mel.device)[None, :] < lengths[:, None]
-        # No absolute position goes in: a frame is what it sounds like and what surrounds it
-        # (with equal-length training recordings, "the frame at 60% of the recording" is a
-        # name the model can memorise targets by instead of learning what the editor hears).
-        x = (mel - MEL_CENTER) * MEL_SCALE * mask[:, None, :].to(mel.dtype)  # padding as the convs pad
-        if cfg.repeat_context:
-            x = torch.cat([x, self._repeat_channels(mel, lengths).to(x.dtype)], dim=1)
-        if cfg.structure_context:
-            x = torch.cat([x, self._structure_channels(mel, lengths).to(x.dtype)], dim=1)
-        fine = self.front(x).transpose(1, 2) * mask[..., None].to(mel.dtype)  # (B, T, D)
+        t = mel.shape[2]
+        inputs, mask = self.input_channels(mel, lengths)
+        fine = self.front(inputs).transpose(1, 2) * mask[..., None].to(mel.dtype)  # (B, T, D)
         x = fine
         section_keep = None
         if self.section_gru is not None:
-            ctx, section_keep = self._section_context(fine, lengths, mask)
-            x = x + ctx
+            blk = cfg.section_block
+            out = self.section_blocks(recording_block_means(inputs, lengths, blk), lengths)
+            ctx = self.section_out(out).repeat_interleave(blk, dim=1)[:, :t]
+            x = x + ctx.to(x.dtype) * mask[..., None].to(x.dtype)
+            if self.section_keep is not None:
+                section_keep = self.section_keep(out)[..., 0].repeat_interleave(blk, dim=1)[:, :t] * mask
         s = cfg.stride
         if s > 1:
             pad = (-t) % s
@@ -256,6 +267,28 @@ class PointerNet(nn.Module):
             keep = keep + section_keep
         return Encoded(mem, kv, self.delta_key(mem), self.jump_key(mem), keep, globals_, lengths)
 
+    def input_channels(self, mel: torch.Tensor,
+                       lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the encoder reads: the centred, scaled mel (zero on padding, as the convs
+        pad) and the repeat and structure channels when on.
+
+        No absolute position goes in: a frame is what it sounds like and what surrounds it
+        (with equal-length training recordings, "the frame at 60% of the recording" is a
+        name the model can memorise targets by instead of learning what the editor hears).
+
+        Returns:
+            inputs : torch.Tensor [shape=(B, C_in, T)]
+            mask : torch.Tensor [shape=(B, T)], bool, True on each recording's own frames
+        """
+        cfg = self.cfg
+        mask = torch.arange(mel.shape[2], device=mel.device)[None, :] < lengths[:, None]
+        x = (mel - MEL_CENTER) * MEL_SCALE * mask[:, None, :].to(mel.dtype)
+        if cfg.repeat_context:
+            x = torch.cat([x, self._repeat_channels(mel, lengths).to(x.dtype)], dim=1)
+        if cfg.structure_context:
+            x = torch.cat([x, self._structure_channels(mel, lengths).to(x.dtype)], dim=1)
+        return x, mask
+
     def _repeat_channels(self, mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """repeat_context of each recording's own mel (not its stems), zero on padding."""
         cfg = self.cfg
@@ -278,36 +311,26 @@ class PointerNet(nn.Module):
             out[i, :, :n] = fn(mel[i, :self.cfg.n_mels, :n])
         return out
 
-    def _section_context(self, x: torch.Tensor, lengths: torch.Tensor,
-                         mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The section GRU's reading of each frame's surroundings, zero on padding.
+    def section_blocks(self, blocks: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The section GRU over each recording's own blocks (padding never enters), float32.
 
-        Frames are averaged over blocks of section_block; the GRU runs forward and backward
-        over each recording's own blocks (padding never enters), in float32.
+        Args:
+            blocks : torch.Tensor [shape=(B, NB, C)], block means of the input channels
+                (`recording_block_means`)
+            lengths : torch.Tensor [shape=(B,)], frames of each recording
 
         Returns:
-            context : torch.Tensor [shape=(B, T, D)], added to the frames
-            keep : torch.Tensor [shape=(B, T)], float32, added to the keep logits (None
-                without a keep head)
+            torch.Tensor [shape=(B, NB, 2 x section_context)], zero past each recording's end
         """
-        blk = self.cfg.section_block
-        b, t, d = x.shape
-        nb = -(-t // blk)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            sums = F.pad(x.float(), (0, 0, 0, nb * blk - t)).view(b, nb, blk, d).sum(2)
-            starts = torch.arange(nb, device=x.device)[None, :] * blk
-            counts = (lengths[:, None] - starts).clamp(min=0, max=blk)
-            blocks = sums / counts.clamp(min=1)[..., None]
-            n_blocks = (-(-lengths // blk)).clamp(min=1).cpu()
-            packed = nn.utils.rnn.pack_padded_sequence(blocks, n_blocks, batch_first=True,
+        n_blocks = (-(-lengths // self.cfg.section_block)).clamp(min=1, max=blocks.shape[1]).cpu()
+        with torch.autocast(device_type=blocks.device.type, enabled=False):
+            h = self.section_in(blocks.float())
+            packed = nn.utils.rnn.pack_padded_sequence(h, n_blocks, batch_first=True,
                                                        enforce_sorted=False)
             out, _ = self.section_gru(packed)
-            out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=nb)
-            ctx = self.section_out(out).repeat_interleave(blk, dim=1)[:, :t]
-            keep = None
-            if self.section_keep is not None:
-                keep = self.section_keep(out)[..., 0].repeat_interleave(blk, dim=1)[:, :t] * mask
-        return ctx.to(x.dtype) * mask[..., None].to(x.dtype), keep
+            out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True,
+                                                      total_length=blocks.shape[1])
+        return out
 
     def _global_tokens(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean of the encoder over each of n_global equal shares of each recording."""

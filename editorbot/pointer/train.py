@@ -26,14 +26,15 @@ from ..cache import atomic_write_bytes
 from ..config import from_dict, to_dict
 from ..errors import UserError, log
 from ..evaluate import kept_iou
-from .config import PointerConfig
+from .config import PointerConfig, TrainConfig
 from .data import PointerData, make_batch, sample_steps, split_by_recording
 from .infer import decode_mel
-from .model import Encoded, PointerNet
+from .model import Encoded, PointerNet, recording_block_means
 
 CHANGE_TOLERANCE_FRAMES = 4  # 50 ms at hop 256 / 22050 Hz
 LEAVE_ROWS_PER_PASS = 64  # jump distributions over the whole recording computed at once
 BACK_JUMP_S = 0.5  # an edit that moves back in the raw by more than this loops or reorders
+PRETRAIN_NOISE = 0.05  # std of the noise on input-channel blocks in pretrain_section_keep
 
 
 @dataclass
@@ -84,6 +85,63 @@ def keep_loss(net: PointerNet, enc: Encoded, kept: torch.Tensor) -> torch.Tensor
         return kept.new_zeros(())
     real = torch.arange(kept.shape[1], device=kept.device)[None, :] < enc.lengths[:, None]
     return F.binary_cross_entropy_with_logits(enc.keep[real], kept[real])
+
+
+def pretrain_section_keep(net: PointerNet, data: PointerData, names: list[str], tc: TrainConfig,
+                          device: torch.device, *, deadline: float = math.inf,
+                          progress: bool = True) -> int:
+    """Train the section GRU alone (section_in, section_gru, section_keep) on the keep
+    label, before the whole model trains.
+
+    What an editor keeps is decided by section, and the section GRU reads block means of
+    the input channels, so it can learn from tc.keep_pretrain_batch whole recordings a
+    step at the cost of a few frames each; inside the whole model it gets batch_size
+    recordings a step and shares them with the pointer losses. The input channels are
+    computed once per recording from the unaugmented mel; a little Gaussian noise on the
+    blocks stands in for augmentation. The target of a block is the share of its frames
+    the editor plays. Stops early at the deadline (time.time()).
+
+    Returns:
+        int: steps taken
+    """
+    cfg = net.cfg
+    blk = cfg.section_block
+    blocks, targets = [], []
+    with torch.no_grad():
+        for name in tqdm(names, desc="section keep: blocks", disable=not progress, file=sys.stderr,
+                         leave=False):
+            mel = torch.from_numpy(data.mel(name))[None].to(device)
+            lengths = torch.tensor([mel.shape[2]], device=device)
+            inputs, _ = net.input_channels(mel, lengths)
+            blocks.append(recording_block_means(inputs, lengths, blk)[0].cpu())
+            p = data.recordings[name].pointers
+            kept = np.zeros(mel.shape[2], np.float32)
+            kept[p[p >= 0]] = 1.0
+            targets.append(recording_block_means(torch.from_numpy(kept)[None, None], lengths.cpu(), blk)[0, :, 0])
+    params = [p for m in (net.section_in, net.section_gru, net.section_keep) for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    rng = np.random.default_rng(_seed_for(tc.seed, 0, 0, 2))
+    net.train()
+    steps = 0
+    for steps in tqdm(range(1, tc.keep_pretrain_steps + 1), desc="section keep", disable=not progress,
+                      file=sys.stderr, leave=False):
+        idx = rng.choice(len(names), min(tc.keep_pretrain_batch, len(names)), replace=False)
+        n_blocks = torch.tensor([len(targets[i]) for i in idx])
+        x = nn.utils.rnn.pad_sequence([blocks[i] for i in idx], batch_first=True).to(device)
+        y = nn.utils.rnn.pad_sequence([targets[i] for i in idx], batch_first=True).to(device)
+        x = x + PRETRAIN_NOISE * torch.randn_like(x)
+        out = net.section_blocks(x, (n_blocks * blk).to(device))
+        real = torch.arange(x.shape[1], device=device)[None, :] < n_blocks.to(device)[:, None]
+        loss = F.binary_cross_entropy_with_logits(net.section_keep(out)[..., 0][real], y[real])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+        opt.step()
+        if time.time() > deadline:
+            break
+    log.info("pointer: section GRU pretrained on the keep label for %d steps (last loss %.3f)",
+             steps, float(loss.detach()) if steps else math.nan)
+    return steps
 
 
 def _wmean(x: torch.Tensor, w: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -385,6 +443,12 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
     jumps_back = any(data.recordings[n].jumps_back(back_frames) for n in train_names)
     net = PointerNet(config.model).to(ddp.device)
     net.activation_checkpointing = tc.activation_checkpointing
+    if state is None and tc.keep_pretrain_steps > 0:
+        if net.section_keep is None:
+            raise UserError("train.keep_pretrain_steps needs model.section_context > 0 and model.keep_head")
+        if ddp.main:  # DistributedDataParallel hands rank 0's parameters to the others
+            pretrain_section_keep(net, data, train_names, tc, ddp.device, progress=progress,
+                                  deadline=started + tc.max_minutes * 60 if tc.max_minutes > 0 else math.inf)
     objective: nn.Module = Objective(net, config)
     if ddp.enabled:
         objective = nn.parallel.DistributedDataParallel(
