@@ -46,25 +46,28 @@ class ModelConfig:
         come before and after it, and how far the quiet stretches around it are. The
         repeat_* settings are its blocks, lags and smoothing too. With them the keep head can
         tell the second verse and the third chorus from the first ones: the notes are the
-        same, the count of takes before is not. Not on in any config: on 192 trimmer pairs
-        and 30 CPU minutes held-out kept-raw IoU was 0.771 and 0.773 (0.757 with
-        section_context=32; 0.799 with section_context=32 and train.keep_weight=4, one run)
-        against 0.773 without it, although gradient boosting on these channels and local
-        mel statistics reaches 0.81 on the same held-out recordings.
+        same, the count of takes before is not. On in cpu.json and full.json, with
+        section_context and train.keep_pretrain_steps (measured together, below).
     structure_threshold: cosine similarity of spectral shape above which two blocks count
         as the same material.
     structure_gap: lags (blocks) a run of matching lags may break for and still be one take
         (41 = 15 s: a part's own bars repeat every few seconds, its takes are a section or
         more apart).
     section_context: width of a bidirectional GRU that reads the recording one block of
-        section_block frames at a time and adds what it has read to every frame before the
-        encoder layers and, with keep_head, to the keep logit (0 = off). The convolutions
-        see about a second around a frame and the linear attention sees the whole recording
-        as a bag of frames, without order; an
-        editor's choice depends on what came before and after over minutes (the chorus after
-        the solo, the second verse of a song), which a GRU over blocks carries in time and
-        memory linear in T. Not on in any config: on 192 trimmer pairs it did not raise
-        held-out kept-raw IoU (0.767 and 0.772 against 0.773 without it).
+        section_block frames at a time (block means of the encoder's input channels: mel,
+        repeat and structure) and adds what it has read to every frame before the encoder
+        layers and, with keep_head, to the keep logit (0 = off). The convolutions see about
+        a second around a frame and the linear attention sees the whole recording as a bag
+        of frames, without order; an editor's choice depends on what came before and after
+        over minutes (the chorus after the solo, the second verse of a song), which a GRU
+        over blocks carries in time and memory linear in T. Measured on 192 synthetic
+        trimmer pairs of 3 min and 30 CPU minutes (cpu.json with structure_context,
+        section_context=32, train.keep_weight=4, train.keep_pretrain_steps=1200),
+        held-out kept-raw IoU on 24 recordings: 0.811, 0.783 and 0.769 (train.seed 0, 2,
+        3; mean 0.788) against 0.773 with none of them (one run), a gain no larger than
+        the spread between seeds. Before the pretraining, when the GRU read the front
+        end's output: 0.757 (keep_weight 2) and 0.799 (keep_weight 4), with
+        structure_context.
     section_block: frames per step of the section GRU (32 = 0.37 s at the default grid).
     """
 

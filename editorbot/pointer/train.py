@@ -114,10 +114,11 @@ def pretrain_section_keep(net: PointerNet, data: PointerData, names: list[str], 
             lengths = torch.tensor([mel.shape[2]], device=device)
             inputs, _ = net.input_channels(mel, lengths)
             blocks.append(recording_block_means(inputs, lengths, blk)[0].cpu())
-            p = data.recordings[name].pointers
+            pointers = data.recordings[name].pointers
             kept = np.zeros(mel.shape[2], np.float32)
-            kept[p[p >= 0]] = 1.0
-            targets.append(recording_block_means(torch.from_numpy(kept)[None, None], lengths.cpu(), blk)[0, :, 0])
+            kept[pointers[pointers >= 0]] = 1.0
+            kept_blocks = recording_block_means(torch.from_numpy(kept)[None, None], lengths.cpu(), blk)
+            targets.append(kept_blocks[0, :, 0])
     params = [p for m in (net.section_in, net.section_gru, net.section_keep) for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     rng = np.random.default_rng(_seed_for(tc.seed, 0, 0, 2))
@@ -443,12 +444,13 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
     jumps_back = any(data.recordings[n].jumps_back(back_frames) for n in train_names)
     net = PointerNet(config.model).to(ddp.device)
     net.activation_checkpointing = tc.activation_checkpointing
+    deadline = started + tc.max_minutes * 60 if tc.max_minutes > 0 else math.inf
     if state is None and tc.keep_pretrain_steps > 0:
         if net.section_keep is None:
             raise UserError("train.keep_pretrain_steps needs model.section_context > 0 and model.keep_head")
         if ddp.main:  # DistributedDataParallel hands rank 0's parameters to the others
-            pretrain_section_keep(net, data, train_names, tc, ddp.device, progress=progress,
-                                  deadline=started + tc.max_minutes * 60 if tc.max_minutes > 0 else math.inf)
+            pretrain_section_keep(net, data, train_names, tc, ddp.device, deadline=deadline,
+                                  progress=progress)
     objective: nn.Module = Objective(net, config)
     if ddp.enabled:
         objective = nn.parallel.DistributedDataParallel(
@@ -502,7 +504,6 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
 
     interrupted = False
     n_val = len(history)
-    deadline = started + tc.max_minutes * 60 if tc.max_minutes > 0 else math.inf
     out_of_time = False
     try:
         while epoch < tc.epochs and not out_of_time:
