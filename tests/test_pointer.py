@@ -360,6 +360,24 @@ def test_keep_veto_holds_a_forward_skip_until_the_kept_stretch_ends():
     assert out.stopped and asked == [300, 650]
 
 
+@pytest.mark.parametrize("keep_skip", [False, True])
+def test_keep_skip_jumps_over_what_the_keep_head_drops(keep_skip):
+    """The keep head keeps 0..199 and 400..599 and drops the rest; the model itself would
+    play on to the end of the raw. With keep_skip the pointer skips 200..399 unasked,
+    lands on 400 and ends the edit at 600 (nothing kept after it); without, it plays
+    everything and asks the jump head only where the raw runs out."""
+    n_raw = 1000
+    frames = np.arange(n_raw + 1)
+    ahead = np.where((frames < 200) | ((frames >= 400) & (frames < 600)), 0.9, 0.1)
+    step, jump, asked = _scripted_decoder(lambda e: np.zeros(len(e), bool), [n_raw])
+    out = decode_pointers(step, jump, n_raw=n_raw, target_frames=None, max_frames=3000, use_stop=True,
+                          block_steps=64, keep_ahead=ahead, jumps_back=False, keep_skip=keep_skip)
+    want = np.r_[np.arange(200), np.arange(400, 600)] if keep_skip else np.arange(n_raw)
+    np.testing.assert_array_equal(out.pointers, want)
+    assert out.stopped
+    assert asked == ([] if keep_skip else [n_raw])
+
+
 def test_keep_ahead_is_the_mean_keep_probability_of_the_window_ahead():
     from editorbot.pointer.model import Encoded
 

@@ -223,6 +223,9 @@ class DecodeConfig:
     keep_veto_s: without a target, the model may not skip forward or stop where its keep
         head gives the next keep_veto_s seconds a mean keep probability above one half
         (0: off). With a target length it is off: the edit must be cut to fit.
+    keep_skip: with the keep veto on, also skip forward, past what the keep head gives a
+        mean keep probability of one half or below over the next keep_veto_s seconds, to
+        the next frame it would keep (or end the edit when none is left).
     """
 
     block_steps: int = 512
@@ -230,6 +233,7 @@ class DecodeConfig:
     crossfade_s: float = 0.02
     max_length_ratio: float = 2.0
     keep_veto_s: float = 1.0
+    keep_skip: bool = False
 
 
 @dataclass

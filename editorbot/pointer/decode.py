@@ -102,7 +102,7 @@ def keep_ahead(enc: Encoded, rec: int, window: int) -> np.ndarray | None:
 def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: int | None,
                     max_frames: int, use_stop: bool, block_steps: int = 512,
                     keep_ahead: np.ndarray | None = None, jumps_back: bool = True,
-                    progress: Callable[[int], None] | None = None) -> Decoded:
+                    keep_skip: bool = False, progress: Callable[[int], None] | None = None) -> Decoded:
     """Decode pointers greedily, K steps at a time while the pointer runs on.
 
     Args:
@@ -122,6 +122,10 @@ def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: in
         jumps_back: the editor moves back in the raw (loops, repeats, reorders); when False
             the keep veto refuses jumps back as well (an editor that only cuts forward,
             vetoed, would otherwise loop back: seen on a 60-minute raw).
+        keep_skip: with keep_ahead, also the other way round: where the keep head would
+            drop what comes (one half or below), the pointer does not play on into it but
+            skips forward to the next frame it would keep, or ends the edit when none is
+            left and use_stop.
         progress: called with the number of output steps each block adds.
     """
     hist = History(n_raw, target_frames)
@@ -134,6 +138,8 @@ def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: in
     if keep_ahead is not None:
         keepable = keep_ahead > 0.5
         low = np.flatnonzero(~keepable)  # holds the end (0), so every zone ends
+        high = np.flatnonzero(keepable)
+    keep_skip = keep_skip and keep_ahead is not None
     while hist.j < max_frames:
         k = min(k_block, max_frames - hist.j)
         expected, cond = hist.continuation(k)
@@ -142,6 +148,8 @@ def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: in
         dec.jump[held] = False
         dec.delta[held] = 0
         dec.jump |= expected >= n_raw  # the raw ran out: nothing to play on; jump or stop
+        if keep_skip:
+            dec.jump |= ~keepable[np.minimum(expected, n_raw)]
         runs_on = ~dec.jump & (dec.delta == 0)
         n_ok = int(np.argmin(runs_on)) if not runs_on.all() else k
         j0 = hist.j
@@ -158,7 +166,13 @@ def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: in
         e = int(expected[i])
         pointer, prob = e + int(dec.delta[i]), float(dec.prob[i])
         if dec.jump[i]:
-            target, p_target = jump(i, e, use_stop, hist.played[:n_raw])
+            if keep_skip and not keepable[min(e, n_raw)]:
+                after = np.searchsorted(high, e)
+                target, p_target = (int(high[after]), 1.0) if after < len(high) else (n_raw, 1.0)
+                if target >= n_raw and not use_stop:
+                    target, p_target = jump(i, e, use_stop, hist.played[:n_raw])
+            else:
+                target, p_target = jump(i, e, use_stop, hist.played[:n_raw])
             if keep_ahead is not None and keepable[e] and (target >= e or not jumps_back):
                 # a skip forward (or the stop, or for an editor that never goes back, any
                 # jump) where the keep head would keep what comes: play on to the end of

@@ -111,6 +111,7 @@ def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target
             step, jump, n_raw=n_raw, target_frames=target_frames if fixed_length else None,
             max_frames=max_frames,
             use_stop=not fixed_length, block_steps=cfg.decode.block_steps, keep_ahead=ahead,
+            keep_skip=cfg.decode.keep_skip,
             jumps_back=jumps_back,
             progress=lambda k: bar.update(k / frames_per_s))
     finally:
