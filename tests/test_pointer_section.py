@@ -2,13 +2,13 @@
 reaches it, and it can be pretrained alone on the keep label."""
 import copy
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from editorbot.pointer.config import ModelConfig, TrainConfig
+from editorbot.pointer.data import Recording
 from editorbot.pointer.model import PointerNet, recording_block_means
 from editorbot.pointer.train import pretrain_section_keep
 
@@ -84,9 +84,9 @@ def test_section_context_ignores_padding():
     lengths = torch.tensor([203, 300])               # 203: a last block of 3 frames
     with torch.no_grad():
         inputs, _ = model.input_channels(mel, lengths)
-        batch = model.section_blocks(recording_block_means(inputs, lengths, BLOCK), lengths)
+        batch = model.section_blocks(recording_block_means(inputs, lengths, BLOCK), -(-lengths // BLOCK))
         inputs, _ = model.input_channels(mel[:1, :, :203], lengths[:1])
-        alone = model.section_blocks(recording_block_means(inputs, lengths[:1], BLOCK), lengths[:1])
+        alone = model.section_blocks(recording_block_means(inputs, lengths[:1], BLOCK), -(-lengths[:1] // BLOCK))
     n = alone.shape[1]
     assert n == 26
     torch.testing.assert_close(batch[0, :n], alone[0], atol=1e-5, rtol=1e-5)
@@ -95,11 +95,11 @@ def test_section_context_ignores_padding():
 
 
 class _Blocks:
-    """What pretrain_section_keep reads of a PointerData: mels and pointers."""
+    """What pretrain_section_keep reads of a PointerData: mels and recordings."""
 
     def __init__(self, recordings):
         self.mels = {f"r{i}": mel.numpy() for i, (mel, _, _) in enumerate(recordings)}
-        self.recordings = {f"r{i}": SimpleNamespace(pointers=np.flatnonzero(keep.numpy()))
+        self.recordings = {f"r{i}": Recording(f"r{i}", len(keep), np.flatnonzero(keep.numpy()), None)
                            for i, (_, keep, _) in enumerate(recordings)}
 
     def mel(self, name):
@@ -128,7 +128,7 @@ def test_pretraining_teaches_the_section_gru_alone_what_came_before():
     lengths = torch.full((16,), N_BLOCKS * BLOCK)
     with torch.no_grad():
         inputs, _ = model.input_channels(mel, lengths)
-        out = model.section_blocks(recording_block_means(inputs, lengths, BLOCK), lengths)
+        out = model.section_blocks(recording_block_means(inputs, lengths, BLOCK), lengths // BLOCK)
         pred = (model.section_keep(out)[..., 0] > 0).repeat_interleave(BLOCK, dim=1)
     accuracy = float((pred == (keep > 0.5))[is_b].float().mean())
     assert accuracy > 0.95, accuracy

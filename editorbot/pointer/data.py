@@ -271,6 +271,12 @@ class Recording:
     def keep_ratio(self) -> float:
         return len(self.pointers) / max(self.n_raw, 1)
 
+    def kept(self) -> np.ndarray:
+        """(n_raw,) float32, 1 on every raw frame the edit plays."""
+        kept = np.zeros(self.n_raw, np.float32)
+        kept[self.pointers[self.pointers >= 0]] = 1.0
+        return kept
+
     def jumps_back(self, min_frames: int) -> bool:
         """Whether the edit ever moves back in the raw by more than min_frames (a loop,
         a repeat, a reorder), as opposed to only cutting forward."""
@@ -554,9 +560,9 @@ def make_batch(data: PointerData, items: list[tuple[str, np.ndarray, np.ndarray,
     batch["pointers"] = np.full((len(mels), max(len(data.recordings[name].pointers) for name, *_ in items)),
                                 -1, np.int64)
     for i, (name, *_) in enumerate(items):
-        p = data.recordings[name].pointers
-        batch["kept"][i, p[p >= 0]] = 1.0
-        batch["pointers"][i, :len(p)] = p
+        rec = data.recordings[name]
+        batch["kept"][i, :rec.n_raw] = rec.kept()
+        batch["pointers"][i, :len(rec.pointers)] = rec.pointers
     batch["lengths"] = np.array([m.shape[1] for m in mels], np.int64)
     return batch
 

@@ -166,11 +166,10 @@ def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: in
         e = int(expected[i])
         pointer, prob = e + int(dec.delta[i]), float(dec.prob[i])
         if dec.jump[i]:
-            if keep_skip and not keepable[min(e, n_raw)]:
-                after = np.searchsorted(high, e)
-                target, p_target = (int(high[after]), 1.0) if after < len(high) else (n_raw, 1.0)
-                if target >= n_raw and not use_stop:
-                    target, p_target = jump(i, e, use_stop, hist.played[:n_raw])
+            skip = keep_skip and not keepable[min(e, n_raw)]
+            after = int(np.searchsorted(high, e)) if skip else 0
+            if skip and (after < len(high) or use_stop):  # the next kept frame, or the end
+                target, p_target = (int(high[after]) if after < len(high) else n_raw), 1.0
             else:
                 target, p_target = jump(i, e, use_stop, hist.played[:n_raw])
             if keep_ahead is not None and keepable[e] and (target >= e or not jumps_back):

@@ -238,7 +238,7 @@ class PointerNet(nn.Module):
         section_keep = None
         if self.section_gru is not None:
             blk = cfg.section_block
-            out = self.section_blocks(recording_block_means(inputs, lengths, blk), lengths)
+            out = self.section_blocks(recording_block_means(inputs, lengths, blk), -(-lengths // blk))
             ctx = self.section_out(out).repeat_interleave(blk, dim=1)[:, :t]
             x = x + ctx.to(x.dtype) * mask[..., None].to(x.dtype)
             if self.section_keep is not None:
@@ -311,18 +311,18 @@ class PointerNet(nn.Module):
             out[i, :, :n] = fn(mel[i, :self.cfg.n_mels, :n])
         return out
 
-    def section_blocks(self, blocks: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def section_blocks(self, blocks: torch.Tensor, n_blocks: torch.Tensor) -> torch.Tensor:
         """The section GRU over each recording's own blocks (padding never enters), float32.
 
         Args:
             blocks : torch.Tensor [shape=(B, NB, C)], block means of the input channels
                 (`recording_block_means`)
-            lengths : torch.Tensor [shape=(B,)], frames of each recording
+            n_blocks : torch.Tensor [shape=(B,)], blocks of each recording
 
         Returns:
             torch.Tensor [shape=(B, NB, 2 x section_context)], zero past each recording's end
         """
-        n_blocks = (-(-lengths // self.cfg.section_block)).clamp(min=1, max=blocks.shape[1]).cpu()
+        n_blocks = n_blocks.clamp(min=1).cpu()
         with torch.autocast(device_type=blocks.device.type, enabled=False):
             h = self.section_in(blocks.float())
             packed = nn.utils.rnn.pack_padded_sequence(h, n_blocks, batch_first=True,

@@ -114,11 +114,8 @@ def pretrain_section_keep(net: PointerNet, data: PointerData, names: list[str], 
             lengths = torch.tensor([mel.shape[2]], device=device)
             inputs, _ = net.input_channels(mel, lengths)
             blocks.append(recording_block_means(inputs, lengths, blk)[0].cpu())
-            pointers = data.recordings[name].pointers
-            kept = np.zeros(mel.shape[2], np.float32)
-            kept[pointers[pointers >= 0]] = 1.0
-            kept_blocks = recording_block_means(torch.from_numpy(kept)[None, None], lengths.cpu(), blk)
-            targets.append(kept_blocks[0, :, 0])
+            kept = torch.from_numpy(data.recordings[name].kept())[None, None]
+            targets.append(recording_block_means(kept, lengths.cpu(), blk)[0, :, 0])
     params = [p for m in (net.section_in, net.section_gru, net.section_keep) for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     rng = np.random.default_rng(_seed_for(tc.seed, 0, 0, 2))
@@ -131,7 +128,7 @@ def pretrain_section_keep(net: PointerNet, data: PointerData, names: list[str], 
         x = nn.utils.rnn.pad_sequence([blocks[i] for i in idx], batch_first=True).to(device)
         y = nn.utils.rnn.pad_sequence([targets[i] for i in idx], batch_first=True).to(device)
         x = x + PRETRAIN_NOISE * torch.randn_like(x)
-        out = net.section_blocks(x, (n_blocks * blk).to(device))
+        out = net.section_blocks(x, n_blocks)
         real = torch.arange(x.shape[1], device=device)[None, :] < n_blocks.to(device)[:, None]
         loss = F.binary_cross_entropy_with_logits(net.section_keep(out)[..., 0][real], y[real])
         opt.zero_grad(set_to_none=True)
