@@ -24,7 +24,8 @@ from editorbot.layout import Layout
 from editorbot.pointer.config import ModelConfig, PointerConfig
 from editorbot.pointer.data import (History, PointerData, expected_positions, make_batch,
                                     sample_steps, split_by_recording, step_table)
-from editorbot.pointer.decode import StepDecision, decode_pointers, keep_ahead, merge_fragments
+from editorbot.pointer.decode import (KeepPlan, StepDecision, decode_pointers, keep_ahead, kept_stretches,
+                                      merge_fragments)
 from editorbot.pointer.model import (N_COND, SKIP_UNIT, PointerNet, bucket_of, bucket_offset_ranges,
                                      jump_bucket_edges, linear_attention)
 
@@ -270,7 +271,8 @@ def test_history_features_equal_teacher_forcing_and_oracle_decode_reproduces_tru
         for i in range(min(n_ok + 1, k)):  # the steps the decoder accepts
             seen[int(idx[i])] = (int(expected[i]), cond[i].copy())
         j[0] += n_ok if n_ok == k else n_ok + 1
-        return StepDecision(leave, np.where(leave, 0, d), np.ones(k, np.float32), np.zeros(k, np.int64))
+        return StepDecision(leave, np.where(leave, 0, d), np.ones(k, np.float32), np.zeros(k, np.int64),
+                            leave.astype(np.float32))
 
     def jump(i, e, allow_stop, played):
         assert allow_stop
@@ -289,17 +291,24 @@ def test_history_features_equal_teacher_forcing_and_oracle_decode_reproduces_tru
     assert (table.cond_free[:, :5] == 0).all() and (table.cond[:, 0] == 1).all()
 
 
-def _scripted_decoder(leave_at, targets):
-    """A step function that leaves the run where leave_at(expected) is true, and a jump
-    function that answers from the list `targets` in turn (n_raw = the stop)."""
+def _scripted_decoder(leave_at, targets, p_jump=None, landings=()):
+    """A step function that leaves the run where leave_at(expected) is true (use_jump
+    probability p_jump(expected), default 0.9 there and 0.1 elsewhere), and a jump function
+    that answers from the list `targets` in turn (n_raw = the stop), or, asked for a frame
+    within (lo, hi), with the frame of `landings` in it (-1 if none)."""
     asked = []
 
     def step(expected, cond):
         k = len(expected)
         leave = leave_at(expected)
-        return StepDecision(leave, np.zeros(k, np.int64), np.full(k, 0.9, np.float32), np.zeros(k, np.int64))
+        p = p_jump(expected) if p_jump else np.where(leave, 0.9, 0.1)
+        return StepDecision(leave, np.zeros(k, np.int64), np.full(k, 0.9, np.float32), np.zeros(k, np.int64),
+                            np.asarray(p, np.float32))
 
-    def jump(i, e, allow_stop, played):
+    def jump(i, e, allow_stop, played, within=None):
+        if within is not None:
+            inside = [f for f in landings if within[0] <= f < within[1]]
+            return (inside[0], 0.8) if inside else (-1, 0.0)
         asked.append(e)
         return targets[len(asked) - 1], 1.0
 
@@ -360,22 +369,112 @@ def test_keep_veto_holds_a_forward_skip_until_the_kept_stretch_ends():
     assert out.stopped and asked == [300, 650]
 
 
-@pytest.mark.parametrize("keep_skip", [False, True])
-def test_keep_skip_jumps_over_what_the_keep_head_drops(keep_skip):
-    """The keep head keeps 0..199 and 400..599 and drops the rest; the model itself would
-    play on to the end of the raw. With keep_skip the pointer skips 200..399 unasked,
-    lands on 400 and ends the edit at 600 (nothing kept after it); without, it plays
-    everything and asks the jump head only where the raw runs out."""
+def _plan(n_raw, kept, snap):
+    keep = np.zeros(n_raw + 1, bool)
+    for a, b in kept:
+        keep[a:b] = True
+    return KeepPlan(keep, snap)
+
+
+def test_keep_plan_finds_its_boundaries_and_zones():
+    """Kept 100..299 and 500..699 of 1000 frames, snap 20: exits at 300 and 700, entries at
+    100 and 500; exit windows 280..320 and 680..720; the veto holds on kept frames and the
+    20 before each entry; deep drops are the dropped frames farther than 20 from a boundary."""
+    plan = _plan(1000, [(100, 300), (500, 700)], 20)
+    assert plan.exits.tolist() == [300, 700] and plan.entries.tolist() == [100, 500]
+    zone = plan.exit_zone
+    assert (zone[280:321] == 300).all() and (zone[680:721] == 700).all()
+    assert ((zone >= 0).sum()) == 2 * 41
+    f = np.arange(1001)
+    np.testing.assert_array_equal(np.flatnonzero(plan.protect), f[(f >= 80) & (f < 300) | (f >= 480) & (f < 700)])
+    deep = ((f < 80) | ((f > 320) & (f < 480)) | ((f > 720) & (f < 1000)))
+    np.testing.assert_array_equal(plan.deep_drop, deep)
+    assert plan.next_entry(310) == 500 and plan.next_entry(500) is None
+    # a plan kept to the raw's end has no exit there
+    assert _plan(1000, [(100, 1000)], 20).exits.tolist() == []
+
+
+def test_kept_stretches_merge_stretches_shorter_than_the_snap_window():
+    """Above 0.5: 0..99, 110..399 (a 10-frame dip), 600..619 (a 20-frame blip), 700..999.
+    With snap 10 (runs under 21 frames merge) the dip fills and the blip goes."""
+    mean = np.full(1000, 0.2)
+    mean[:400] = 0.8
+    mean[100:110] = 0.3
+    mean[600:620] = 0.9
+    mean[700:] = 0.7
+    got = kept_stretches(mean, 0.5, 10)
+    want = np.zeros(1000, bool)
+    want[:400] = want[700:] = True
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(kept_stretches(mean, 0.75, 10), np.r_[np.ones(400, bool), np.zeros(600, bool)])
+
+
+def test_following_the_keep_plan_cuts_where_the_heads_point_near_each_boundary():
+    """Kept 100..299 and 500..699, snap 20. The pointer starts deep in a dropped stretch, so
+    it skips at once and lands where the jump head points near 100 (95). At 150 the model
+    wants to skip to 900: refused, a kept stretch. Near the end of the kept stretch its
+    use_jump head is surest at 310 (0.3, under one half): it leaves there and lands at
+    505; near 700 it is surest at 690 and, nothing kept after, the edit ends there."""
     n_raw = 1000
-    frames = np.arange(n_raw + 1)
-    ahead = np.where((frames < 200) | ((frames >= 400) & (frames < 600)), 0.9, 0.1)
-    step, jump, asked = _scripted_decoder(lambda e: np.zeros(len(e), bool), [n_raw])
+    plan = _plan(n_raw, [(100, 300), (500, 700)], 20)
+    p_jump = lambda e: np.select([e == 310, e == 690], [0.3, 0.4], 0.05)  # noqa: E731
+    step, jump, asked = _scripted_decoder(lambda e: e == 150, [900], p_jump, landings=(95, 505))
     out = decode_pointers(step, jump, n_raw=n_raw, target_frames=None, max_frames=3000, use_stop=True,
-                          block_steps=64, keep_ahead=ahead, jumps_back=False, keep_skip=keep_skip)
-    want = np.r_[np.arange(200), np.arange(400, 600)] if keep_skip else np.arange(n_raw)
-    np.testing.assert_array_equal(out.pointers, want)
-    assert out.stopped
-    assert asked == ([] if keep_skip else [n_raw])
+                          block_steps=64, jumps_back=False, follow=plan)
+    np.testing.assert_array_equal(out.pointers, np.r_[np.arange(95, 310), np.arange(505, 690)])
+    assert out.stopped and asked == [150]
+
+
+def test_following_the_keep_plan_lands_on_the_stretch_when_the_jump_head_has_nothing_near():
+    """The same plan, no landing frame near either entry and use_jump never above 0.05: the
+    pointer lands on the entries themselves (100, 500) and leaves each kept stretch at the
+    first step of its exit window where use_jump is highest (ties: the first, 280 and 680)."""
+    n_raw = 1000
+    plan = _plan(n_raw, [(100, 300), (500, 700)], 20)
+    step, jump, asked = _scripted_decoder(lambda e: np.zeros(len(e), bool), [],
+                                          lambda e: np.full(len(e), 0.05))
+    out = decode_pointers(step, jump, n_raw=n_raw, target_frames=None, max_frames=3000, use_stop=True,
+                          block_steps=64, jumps_back=False, follow=plan)
+    np.testing.assert_array_equal(out.pointers, np.r_[np.arange(100, 280), np.arange(500, 680)])
+    assert out.stopped and asked == []
+
+
+def test_keep_plan_is_none_when_the_keep_head_keeps_nothing():
+    """A plan that keeps nothing (an untrained keep head) would end every edit at once:
+    there is none, and the decoder falls back to the keep veto."""
+    from editorbot.pointer.decode import keep_plan
+    from editorbot.pointer.model import Encoded
+
+    logits = torch.full((1, 400), -3.0)
+    enc = Encoded(None, None, None, None, logits, None, torch.tensor([400]))
+    assert keep_plan(enc, 0, smooth=10, threshold=0.5, snap=5) is None
+    logits[0, 100:200] = 3.0
+    plan = keep_plan(enc, 0, smooth=11, threshold=0.5, snap=5)
+    assert plan.entries.tolist() == [100] and plan.exits.tolist() == [200]
+
+
+def test_validation_chooses_the_keep_threshold_that_matches_the_editor():
+    """The editor kept frames 0..499 of 1000; the keep head says 0.42 there and 0.38 after:
+    only a threshold between them matches (0.4, IoU 1). Where every threshold matches,
+    one half wins."""
+    from editorbot.pointer.train import choose_keep_threshold
+
+    kept = np.r_[np.ones(500), np.zeros(500)]
+    t, iou = choose_keep_threshold([np.where(kept > 0, 0.42, 0.38)], [kept], snap=10)
+    assert t == 0.4 and iou == pytest.approx(1.0)
+    t, iou = choose_keep_threshold([np.where(kept > 0, 0.9, 0.1)], [kept], snap=10)
+    assert t == 0.5 and iou == pytest.approx(1.0)
+
+
+def test_keep_threshold_comes_from_the_config_then_the_checkpoint():
+    from editorbot.pointer.config import PointerConfig
+    from editorbot.pointer.infer import keep_threshold_for
+
+    cfg = PointerConfig()
+    assert keep_threshold_for({}, cfg) == 0.5
+    assert keep_threshold_for({"keep_threshold": 0.4}, cfg) == 0.4
+    cfg.decode.keep_threshold = 0.6
+    assert keep_threshold_for({"keep_threshold": 0.4}, cfg) == 0.6
 
 
 def test_keep_ahead_is_the_mean_keep_probability_of_the_window_ahead():

@@ -223,9 +223,15 @@ class DecodeConfig:
     keep_veto_s: without a target, the model may not skip forward or stop where its keep
         head gives the next keep_veto_s seconds a mean keep probability above one half
         (0: off). With a target length it is off: the edit must be cut to fit.
-    keep_skip: with the keep veto on, also skip forward, past what the keep head gives a
-        mean keep probability of one half or below over the next keep_veto_s seconds, to
-        the next frame it would keep (or end the edit when none is left).
+    keep_skip: without a target, for an editor that never moves back in the raw (the
+        checkpoint's jumps_back is false: it only cuts), the edit follows the keep head,
+        instead of the keep veto: it plays the stretches whose keep probability (averaged
+        over keep_veto_s seconds around each frame) is above keep_threshold and skips the
+        others; the model's own heads place each cut within keep_snap_s seconds of where
+        a kept stretch ends or starts (see decode.decode_pointers).
+    keep_threshold: the keep probability keep_skip keeps above; None: the one training
+        chose on its validation recordings (stored in the checkpoint), else one half.
+    keep_snap_s: see keep_skip.
     """
 
     block_steps: int = 512
@@ -233,7 +239,9 @@ class DecodeConfig:
     crossfade_s: float = 0.02
     max_length_ratio: float = 2.0
     keep_veto_s: float = 1.0
-    keep_skip: bool = False
+    keep_skip: bool = True
+    keep_threshold: float | None = None
+    keep_snap_s: float = 0.5
 
 
 @dataclass

@@ -40,10 +40,11 @@ class StepDecision:
     delta: np.ndarray  # int64, pointer - expected when not leaving
     prob: np.ndarray  # probability of the choice
     op: np.ndarray
+    p_jump: np.ndarray  # the use_jump head's probability of leaving the run
 
 
 StepFn = Callable[[np.ndarray, np.ndarray], StepDecision]
-JumpFn = Callable[[int, int, bool, np.ndarray], tuple[int, float]]
+JumpFn = Callable[..., tuple[int, float]]
 
 
 def model_step_fns(model: PointerNet, enc: Encoded, rec: int = 0) -> tuple[StepFn, JumpFn]:
@@ -52,8 +53,8 @@ def model_step_fns(model: PointerNet, enc: Encoded, rec: int = 0) -> tuple[StepF
     Returns:
         step(expected (k,), cond (k, N_COND)) -> StepDecision
         jump(index of the step in the last block, expected, allow_stop, played (n_raw,)
-            play counts so far) -> (raw frame or n_raw for the stop, its probability);
-            (-1, 0.0) when nothing is allowed
+            play counts so far, within=None or (lo, hi): only frames lo..hi-1) -> (raw
+            frame or n_raw for the stop, its probability); (-1, 0.0) when nothing is allowed
     """
     w = model.cfg.max_delta
     device = enc.mem.device
@@ -70,12 +71,13 @@ def model_step_fns(model: PointerNet, enc: Encoded, rec: int = 0) -> tuple[StepF
         prob = torch.where(jump, p_jump, (1 - p_jump) * d_prob)
         op = out["op"].argmax(dim=-1) if "op" in out else torch.full_like(e, -1)
         return StepDecision(jump.cpu().numpy(), (d_idx - w).cpu().numpy(),
-                            prob.float().cpu().numpy(), op.cpu().numpy())
+                            prob.float().cpu().numpy(), op.cpu().numpy(), p_jump.float().cpu().numpy())
 
-    def jump(i: int, expected: int, allow_stop: bool, played: np.ndarray) -> tuple[int, float]:
+    def jump(i: int, expected: int, allow_stop: bool, played: np.ndarray,
+             within: tuple[int, int] | None = None) -> tuple[int, float]:
         return model.jump_target(enc, rec, last["query"][i], last["bucket"][i], last["stop"][i],
                                  expected, torch.from_numpy(played > 0).to(device),
-                                 allow_stop=allow_stop)
+                                 allow_stop=allow_stop, within=within)
 
     return step, jump
 
@@ -99,10 +101,94 @@ def keep_ahead(enc: Encoded, rec: int, window: int) -> np.ndarray | None:
     return ahead
 
 
+def _runs_at_least(mask: np.ndarray, min_len: int) -> np.ndarray:
+    """mask with every run shorter than min_len given its neighbours' value: short dropped
+    gaps first, then short kept islands."""
+    m = mask.copy()
+    for value in (False, True):
+        edges = np.flatnonzero(np.diff(np.r_[~m[0], m, ~m[-1]].astype(np.int8))) if len(m) else []
+        for a, b in zip(edges[:-1], edges[1:]):
+            if m[a] == value and b - a < min_len and (a > 0 or b < len(m)):
+                m[a:b] = not value
+    return m
+
+
+@dataclass
+class KeepPlan:
+    """What a decoder that follows the keep head keeps (decode.keep_skip).
+
+    keep (n_raw + 1,) bool, the last entry (past the end) False, every kept and dropped
+    stretch at least 2 snap + 1 frames long. Around each boundary, within snap frames, the
+    model's own heads place the cut: it leaves a kept stretch where its use_jump head is
+    surest, and lands in the next where its jump head points.
+    """
+
+    keep: np.ndarray
+    snap: int
+
+    def __post_init__(self):
+        k = self.keep
+        n = len(k) - 1
+        edges = np.flatnonzero(k[1:] != k[:-1]) + 1
+        self.exits = edges[~k[edges] & (edges < n)]  # first dropped frame after a kept stretch
+        self.entries = edges[k[edges]]  # first kept frame after a dropped stretch
+        # exit_zone[f]: the exit whose snap window holds frame f, else -1
+        self.exit_zone = np.full(n + 1, -1, np.int64)
+        near = np.zeros(n + 2, np.int64)  # frames within snap of any boundary (difference array)
+        for x in self.exits:
+            self.exit_zone[max(x - self.snap, 0):min(x + self.snap + 1, n)] = x
+        for b in np.r_[self.exits, self.entries]:
+            near[max(b - self.snap, 0)] += 1
+            near[min(b + self.snap + 1, n + 1)] -= 1
+        # where the keep veto holds: kept frames, and the snap frames before each entry
+        # (where a landing may fall short of it)
+        self.protect = k.copy()
+        for y in self.entries:
+            self.protect[max(y - self.snap, 0):y] = True
+        # deep in a dropped stretch: the pointer skips to the next kept one unasked
+        self.deep_drop = ~k & (np.cumsum(near)[:n + 1] == 0)
+        self.deep_drop[n] = False  # past the end: the raw has run out, handled as such
+
+    def next_entry(self, frame: int) -> int | None:
+        i = int(np.searchsorted(self.entries, frame, side="right"))
+        return int(self.entries[i]) if i < len(self.entries) else None
+
+
+def smoothed_keep(enc: Encoded, rec: int, smooth: int) -> np.ndarray | None:
+    """The keep head's probability averaged over `smooth` frames centred on each frame
+    ((n_raw,) float64), or None without a keep head."""
+    if enc.keep is None:
+        return None
+    n = int(enc.lengths[rec])
+    p = torch.sigmoid(enc.keep[rec, :n].float()).double().cpu().numpy()
+    c = np.concatenate([[0.0], np.cumsum(p)])
+    smooth = max(smooth, 1)
+    lo = np.clip(np.arange(n) - smooth // 2, 0, n)
+    hi = np.clip(np.arange(n) + smooth - smooth // 2, 0, n)
+    return (c[hi] - c[lo]) / np.maximum(hi - lo, 1)
+
+
+def kept_stretches(mean_keep: np.ndarray, threshold: float, snap: int) -> np.ndarray:
+    """(n_raw,) bool: mean_keep above threshold, stretches shorter than 2 snap + 1 frames
+    merged into their neighbours."""
+    return _runs_at_least(mean_keep > threshold, 2 * snap + 1)
+
+
+def keep_plan(enc: Encoded, rec: int, *, smooth: int, threshold: float, snap: int) -> KeepPlan | None:
+    """The plan of what the keep head keeps (see smoothed_keep and kept_stretches); None
+    without a keep head, or when it keeps nothing (an untrained head: nothing to follow)."""
+    mean = smoothed_keep(enc, rec, smooth)
+    if mean is None:
+        return None
+    keep = kept_stretches(mean, threshold, snap)
+    return KeepPlan(np.r_[keep, False], snap) if keep.any() else None
+
+
 def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: int | None,
                     max_frames: int, use_stop: bool, block_steps: int = 512,
                     keep_ahead: np.ndarray | None = None, jumps_back: bool = True,
-                    keep_skip: bool = False, progress: Callable[[int], None] | None = None) -> Decoded:
+                    follow: KeepPlan | None = None,
+                    progress: Callable[[int], None] | None = None) -> Decoded:
     """Decode pointers greedily, K steps at a time while the pointer runs on.
 
     Args:
@@ -122,10 +208,13 @@ def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: in
         jumps_back: the editor moves back in the raw (loops, repeats, reorders); when False
             the keep veto refuses jumps back as well (an editor that only cuts forward,
             vetoed, would otherwise loop back: seen on a 60-minute raw).
-        keep_skip: with keep_ahead, also the other way round: where the keep head would
-            drop what comes (one half or below), the pointer does not play on into it but
-            skips forward to the next frame it would keep, or ends the edit when none is
-            left and use_stop.
+        follow: a KeepPlan (see `keep_plan`), used instead of keep_ahead: the pointer plays
+            what the plan keeps and skips what it drops. In a kept stretch the veto above
+            holds; within follow.snap frames of the end of a kept stretch it leaves the run
+            at the step where use_jump is likeliest and lands within snap frames of the
+            start of the next kept stretch, where the jump head points (or ends the edit
+            when none is left and use_stop); deeper in a dropped stretch it skips forward
+            the same way at once.
         progress: called with the number of output steps each block adds.
     """
     hist = History(n_raw, target_frames)
@@ -135,11 +224,14 @@ def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: in
     k_block = MIN_BLOCK
     stopped = False
     hold_until = -1  # raw frames before this play on whatever the model says (a vetoed skip)
-    if keep_ahead is not None:
+    keepable = None
+    if follow is not None:
+        keepable = follow.protect
+        # a vetoed skip holds until the snap window before the next exit (or the end)
+        hold_ends = np.r_[follow.exits - follow.snap, n_raw]
+    elif keep_ahead is not None:
         keepable = keep_ahead > 0.5
-        low = np.flatnonzero(~keepable)  # holds the end (0), so every zone ends
-        high = np.flatnonzero(keepable)
-    keep_skip = keep_skip and keep_ahead is not None
+        hold_ends = np.flatnonzero(~keepable)  # holds the end (n_raw), so every hold ends
     while hist.j < max_frames:
         k = min(k_block, max_frames - hist.j)
         expected, cond = hist.continuation(k)
@@ -148,8 +240,23 @@ def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: in
         dec.jump[held] = False
         dec.delta[held] = 0
         dec.jump |= expected >= n_raw  # the raw ran out: nothing to play on; jump or stop
-        if keep_skip:
-            dec.jump |= ~keepable[np.minimum(expected, n_raw)]
+        cut = -1  # the step where following the plan leaves a kept stretch
+        if follow is not None:
+            at = np.minimum(expected, n_raw)
+            dec.jump |= follow.deep_drop[at]
+            zone = follow.exit_zone[at]
+            in_zone = np.flatnonzero(zone >= 0)
+            i0 = int(in_zone[0]) if len(in_zone) else k
+            if i0 < k and not (dec.jump[:i0] | (dec.delta[:i0] != 0)).any():
+                window = np.flatnonzero(zone == zone[i0])
+                ends_in_block = expected[window[-1]] >= zone[i0] + follow.snap or k == max_frames - hist.j
+                if not ends_in_block and k < 2 * follow.snap + 2 + i0:
+                    k_block = 2 * follow.snap + 2 + i0  # see the whole window at once
+                    continue
+                cut = int(window[np.argmax(dec.p_jump[window])])
+                dec.jump[i0:cut] = False
+                dec.delta[i0:cut] = 0
+                dec.jump[cut] = True
         runs_on = ~dec.jump & (dec.delta == 0)
         n_ok = int(np.argmin(runs_on)) if not runs_on.all() else k
         j0 = hist.j
@@ -166,17 +273,23 @@ def decode_pointers(step: StepFn, jump: JumpFn, *, n_raw: int, target_frames: in
         e = int(expected[i])
         pointer, prob = e + int(dec.delta[i]), float(dec.prob[i])
         if dec.jump[i]:
-            skip = keep_skip and not keepable[min(e, n_raw)]
-            after = int(np.searchsorted(high, e)) if skip else 0
-            if skip and (after < len(high) or use_stop):  # the next kept frame, or the end
-                target, p_target = (int(high[after]) if after < len(high) else n_raw), 1.0
+            planned = follow is not None and (i == cut or follow.deep_drop[min(e, n_raw)])
+            entry = follow.next_entry(e) if planned else None
+            if planned and entry is not None:  # land near the next kept stretch
+                within = (max(entry - follow.snap, e + 1), entry + follow.snap + 1)
+                target, p_target = jump(i, e, False, hist.played[:n_raw], within)
+                if target < 0:
+                    target, p_target = entry, 1.0
+                prob = float(dec.p_jump[i])
+            elif planned and use_stop:  # nothing kept is left
+                target, p_target = n_raw, 1.0
             else:
                 target, p_target = jump(i, e, use_stop, hist.played[:n_raw])
-            if keep_ahead is not None and keepable[e] and (target >= e or not jumps_back):
+            if not planned and keepable is not None and keepable[e] and (target >= e or not jumps_back):
                 # a skip forward (or the stop, or for an editor that never goes back, any
                 # jump) where the keep head would keep what comes: play on to the end of
                 # that stretch instead
-                hold_until = int(low[np.searchsorted(low, e)])
+                hold_until = int(hold_ends[np.searchsorted(hold_ends, e, side="right")])
                 pointer, prob = e, 1.0 - prob
             elif target >= n_raw:
                 stopped = True

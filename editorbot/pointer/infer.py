@@ -20,7 +20,7 @@ from ..features import FeatureParams
 from ..precache import mel_for
 from ..stems import stem_mels_for
 from .config import PointerConfig
-from .decode import Decoded, decode_pointers, keep_ahead, merge_fragments, model_step_fns
+from .decode import Decoded, decode_pointers, keep_ahead, keep_plan, merge_fragments, model_step_fns
 from .model import PointerNet
 
 
@@ -76,7 +76,7 @@ def target_frames_for(n_raw: int, checkpoint: dict, params: FeatureParams, *,
 @torch.no_grad()
 def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target_frames: int,
                fixed_length: bool, frames_per_s: float, jumps_back: bool = True,
-               progress: bool = False) -> Decoded:
+               keep_threshold: float = 0.5, progress: bool = False) -> Decoded:
     """Encode a raw mel and decode its pointers.
 
     Args:
@@ -88,14 +88,23 @@ def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target
             whichever is longer; cfg.decode.keep_veto_s applies).
         frames_per_s: frame rate of the mel (for the progress bar, in seconds of edit).
         jumps_back: whether the editor the model learned ever moves back in the raw (the
-            checkpoint's 'jumps_back'); if not, the keep veto refuses jumps back too.
+            checkpoint's 'jumps_back'); if not, the keep veto refuses jumps back too, and
+            with cfg.decode.keep_skip the edit follows the keep head instead.
+        keep_threshold: with cfg.decode.keep_skip, the keep probability above which the
+            decoder keeps a frame (see `keep_threshold_for`).
     """
     device = next(model.parameters()).device
     n_raw = mel.shape[1]
     x = torch.from_numpy(np.ascontiguousarray(mel))[None].to(device)
     enc = model.encode(x, torch.tensor([n_raw], device=device))
     step, jump = model_step_fns(model, enc)
-    ahead = None if fixed_length else keep_ahead(enc, 0, int(round(cfg.decode.keep_veto_s * frames_per_s)))
+    ahead = follow = None
+    window = int(round(cfg.decode.keep_veto_s * frames_per_s))
+    if not fixed_length and cfg.decode.keep_skip and not jumps_back and window >= 1:
+        follow = keep_plan(enc, 0, smooth=window, threshold=keep_threshold,
+                           snap=int(round(cfg.decode.keep_snap_s * frames_per_s)))
+    if not fixed_length and follow is None:
+        ahead = keep_ahead(enc, 0, window)
     max_frames = target_frames if fixed_length else max(
         int(cfg.decode.max_length_ratio * target_frames), n_raw, 1)
     bar = tqdm(total=round(max_frames / frames_per_s, 1), unit="s", desc="decode",
@@ -111,12 +120,21 @@ def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target
             step, jump, n_raw=n_raw, target_frames=target_frames if fixed_length else None,
             max_frames=max_frames,
             use_stop=not fixed_length, block_steps=cfg.decode.block_steps, keep_ahead=ahead,
-            keep_skip=cfg.decode.keep_skip,
+            follow=follow,
             jumps_back=jumps_back,
             progress=lambda k: bar.update(k / frames_per_s))
     finally:
         torch.set_num_threads(threads)
         bar.close()
+
+
+def keep_threshold_for(checkpoint: dict, cfg: PointerConfig) -> float:
+    """The keep probability above which decode.keep_skip keeps a frame: the config's
+    decode.keep_threshold when set, else the one training chose on its validation
+    recordings (the checkpoint's 'keep_threshold'), else one half."""
+    if cfg.decode.keep_threshold is not None:
+        return float(cfg.decode.keep_threshold)
+    return float(checkpoint.get("keep_threshold", 0.5))
 
 
 def pointers_to_edit(decoded: Decoded, cfg: PointerConfig, params: FeatureParams,
@@ -171,7 +189,8 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
                                       target_duration_s=target_duration_s, keep=keep)
     decoded = decode_mel(model, cfg, mel, target_frames=target, fixed_length=fixed,
                          frames_per_s=params.frames_per_s,
-                         jumps_back=checkpoint.get("jumps_back", True), progress=progress)
+                         jumps_back=checkpoint.get("jumps_back", True),
+                         keep_threshold=keep_threshold_for(checkpoint, cfg), progress=progress)
     edit = pointers_to_edit(decoded, cfg, params, n_raw)
     edit.raw_path = str(raw_path)
     edit.raw_duration_s = probe(raw_path).duration_s

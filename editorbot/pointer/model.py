@@ -461,9 +461,13 @@ class PointerNet(nn.Module):
 
     def jump_target(self, enc: Encoded, rec: int, query: torch.Tensor, bucket_logits: torch.Tensor,
                     stop_logit: torch.Tensor, expected: int, played: torch.Tensor, *,
-                    allow_stop: bool = True) -> tuple[int, float]:
+                    allow_stop: bool = True, within: tuple[int, int] | None = None) -> tuple[int, float]:
         """Where the pointer goes when it leaves its run: the argmax of `jump_logits` (the
         distribution training fits) and its probability.
+
+        Args:
+            within: only frames lo..hi-1 (and not the end of the edit), with the probability
+                renormalised over them.
 
         Returns:
             (frame, probability): frame n (the recording's length) is the end of the edit;
@@ -473,6 +477,11 @@ class PointerNet(nn.Module):
                                   torch.tensor([expected], device=query.device), played[None])[0]
         if not allow_stop:
             logits[-1] = float("-inf")
+        if within is not None:
+            lo, hi = max(within[0], 0), min(within[1], len(logits) - 1)
+            outside = torch.ones_like(logits, dtype=torch.bool)
+            outside[lo:max(hi, lo)] = False
+            logits = logits.masked_fill(outside, float("-inf"))
         if not torch.isfinite(logits).any():
             return -1, 0.0
         log_p = torch.log_softmax(logits, dim=-1)

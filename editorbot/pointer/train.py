@@ -28,10 +28,13 @@ from ..errors import UserError, log
 from ..evaluate import kept_iou
 from .config import PointerConfig, TrainConfig
 from .data import PointerData, make_batch, sample_steps, split_by_recording
+from .decode import kept_stretches, smoothed_keep
 from .infer import decode_mel
 from .model import Encoded, PointerNet, recording_block_means
 
 CHANGE_TOLERANCE_FRAMES = 4  # 50 ms at hop 256 / 22050 Hz
+# keep thresholds validation tries for decode.keep_skip, nearest one half first (it wins ties)
+KEEP_THRESHOLDS = (0.5, 0.45, 0.55, 0.4, 0.6, 0.35, 0.65, 0.3, 0.7)
 LEAVE_ROWS_PER_PASS = 64  # jump distributions over the whole recording computed at once
 BACK_JUMP_S = 0.5  # an edit that moves back in the raw by more than this loops or reorders
 PRETRAIN_NOISE = 0.05  # std of the noise on input-channel blocks in pretrain_section_keep
@@ -263,6 +266,27 @@ def predicted_pointers(net: PointerNet, enc: Encoded, out: dict[str, torch.Tenso
     return pred
 
 
+def choose_keep_threshold(mean_keep: list[np.ndarray], kept: list[np.ndarray],
+                          snap: int) -> tuple[float, float]:
+    """The threshold of KEEP_THRESHOLDS whose kept stretches (decode.kept_stretches) best
+    match the frames the editor kept, by mean IoU over the recordings, and that IoU.
+
+    Args:
+        mean_keep: per recording, the keep head's smoothed probability (decode.smoothed_keep).
+        kept: per recording, (n_raw,) the frames the editor plays (nonzero).
+    """
+    best_t, best_iou = 0.5, -1.0
+    for t in KEEP_THRESHOLDS:
+        ious = []
+        for mean, truth in zip(mean_keep, kept):
+            got, want = kept_stretches(mean, t, snap), truth > 0
+            ious.append((got & want).sum() / max((got | want).sum(), 1))
+        iou = float(np.mean(ious)) if ious else 0.0
+        if iou > best_iou:
+            best_t, best_iou = t, iou
+    return best_t, best_iou
+
+
 def _to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
 
@@ -280,8 +304,16 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     true one exactly. val_change_accuracy: the same within 50 ms, over the steps where the
     editor does not simply play on (jumps and small moves), where a model that always
     plays on scores 0.
+
+    With a keep head it also chooses the keep threshold decode.keep_skip uses (see
+    choose_keep_threshold): val/keep_threshold and val/keep_iou (of the keep head's kept
+    stretches alone); the decoded edits use it unless decode.keep_threshold is set.
     """
     net.eval()
+    fps = data.params.frames_per_s
+    window = int(round(cfg.decode.keep_veto_s * fps))
+    snap = int(round(cfg.decode.keep_snap_s * fps))
+    mean_keep, kept = [], []
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
     hit = total = change_hit = change_total = 0
@@ -312,14 +344,25 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
         sums["keep_loss"] = sums.get("keep_loss", 0.0) + float(
             keep_loss(net, enc, torch.from_numpy(whole["kept"]).to(device))) * n_raw
         counts["keep_loss"] = counts.get("keep_loss", 0) + n_raw
-        if decode:
-            decoded = decode_mel(net, cfg, data.mel(name), target_frames=int(round(keep_ratio * rec.n_raw)),
-                                 fixed_length=False, frames_per_s=data.params.frames_per_s,
-                                 jumps_back=jumps_back)
-            ious.append(kept_iou(decoded.pointers, rec.pointers, rec.n_raw))
-            duration_ratios.append(len(decoded.pointers) / len(rec.pointers))
+        if enc.keep is not None and window >= 1:
+            mean_keep.append(smoothed_keep(enc, 0, window))
+            kept.append(whole["kept"][0])
+    metrics = {}
+    threshold = 0.5
+    if mean_keep:
+        threshold, keep_iou = choose_keep_threshold(mean_keep, kept, snap)
+        metrics = {"val/keep_threshold": threshold, "val/keep_iou": keep_iou}
+    if cfg.decode.keep_threshold is not None:
+        threshold = cfg.decode.keep_threshold
+    for name in names if decode else []:
+        rec = data.recordings[name]
+        decoded = decode_mel(net, cfg, data.mel(name), target_frames=int(round(keep_ratio * rec.n_raw)),
+                             fixed_length=False, frames_per_s=fps, jumps_back=jumps_back,
+                             keep_threshold=threshold)
+        ious.append(kept_iou(decoded.pointers, rec.pointers, rec.n_raw))
+        duration_ratios.append(len(decoded.pointers) / len(rec.pointers))
     means = {k: v / max(counts[k], 1) for k, v in sums.items()}
-    metrics = {f"val/{k}": v for k, v in means.items()}
+    metrics |= {f"val/{k}": v for k, v in means.items()}
     metrics["val/loss"] = float(total_loss(means, cfg))
     metrics["val_delta_accuracy"] = hit / max(total, 1)
     metrics["val/change_accuracy"] = change_hit / max(change_total, 1)
@@ -489,7 +532,8 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
             "stems_backend": data.stems_backend,
             "editorbot_version": __version__, "torch_version": torch.__version__,
             "model_state": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-            "keep_ratio": keep_ratio, "jumps_back": jumps_back, "split": {"train": list(train_names), "val": list(val_names)},
+            "keep_ratio": keep_ratio, "jumps_back": jumps_back,
+            "keep_threshold": metrics.get("val/keep_threshold", 0.5), "split": {"train": list(train_names), "val": list(val_names)},
             "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
             "metrics": metrics, "best_metric": best, "select_by": tc.select_by,
             "history": history, "world_size": ddp.world,
