@@ -6,6 +6,7 @@ Budget: about 100 s on a quiet 2-core machine without the slow test (tiny config
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -464,6 +465,17 @@ def test_validation_chooses_the_keep_threshold_that_matches_the_editor():
     assert t == 0.4 and iou == pytest.approx(1.0)
     t, iou = choose_keep_threshold([np.where(kept > 0, 0.9, 0.1)], [kept], snap=10)
     assert t == 0.5 and iou == pytest.approx(1.0)
+
+
+def test_progress_total_is_what_the_time_budget_reaches():
+    """Started at t=100 with 50 s of audio counted; at t=110, 150 counted (10 s of audio a
+    second) and 30 s left: the bar will end at 450, unless the epochs end sooner."""
+    from editorbot.pointer.train import projected_total
+
+    assert projected_total(10_000, 150, (100.0, 50), 110.0, 140.0) == 450
+    assert projected_total(300, 150, (100.0, 50), 110.0, 140.0) == 300
+    assert projected_total(10_000, 150, (100.0, 50), 110.0, math.inf) == 10_000
+    assert projected_total(10_000, 50, (100.0, 50), 100.0, 140.0) == 10_000
 
 
 def test_keep_threshold_comes_from_the_config_then_the_checkpoint():

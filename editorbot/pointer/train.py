@@ -525,6 +525,7 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
     bar = tqdm(total=round(total_steps * per_step * seconds_per_rec), initial=round(global_step * per_step * seconds_per_rec),
                unit="s", desc="train pointer", disable=not (progress and ddp.main), file=sys.stderr,
                dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}{postfix}]")
+    epochs_total, loop_start = bar.total, (time.time(), bar.n)
 
     def payload(with_optimizer: bool) -> dict:
         p = {
@@ -582,6 +583,7 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
                     writer.add_scalar("throughput/steps_per_s", len(batch["rec"]) * ddp.world / dt, global_step)
                 bar.update(round(frames / data.params.frames_per_s * ddp.world))
                 bar.set_postfix_str(f", loss {losses['loss']:.3f}", refresh=False)
+                bar.total = projected_total(epochs_total, bar.n, loop_start, time.time(), deadline)
                 if on_step is not None:
                     on_step(global_step, losses)
                 if ddp.any(time.time() > deadline):
@@ -633,6 +635,21 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
         if not interrupted:
             ddp.close()
     return TrainResult(save_dir, global_step, epoch, metrics, history, interrupted, time.time() - started)
+
+
+def projected_total(epochs_total: float, done: float, start: tuple[float, float], now: float,
+                    deadline: float) -> float:
+    """What the progress bar will have counted when training ends: all the epochs' audio,
+    or, when train.max_minutes ends the run first, what the pace so far reaches by then.
+
+    Args:
+        done: audio counted so far; start: (time, count) when the training loop began.
+    """
+    elapsed = now - start[0]
+    if not math.isfinite(deadline) or elapsed <= 0 or done <= start[1]:
+        return epochs_total
+    pace = (done - start[1]) / elapsed
+    return min(epochs_total, round(done + pace * max(deadline - now, 0.0)))
 
 
 def _selection_score(metrics: dict, select_by: str) -> float:
