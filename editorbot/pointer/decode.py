@@ -82,6 +82,20 @@ def model_step_fns(model: PointerNet, enc: Encoded, rec: int = 0) -> tuple[StepF
     return step, jump
 
 
+def _windowed_keep(enc: Encoded, rec: int, window: int, before: int) -> np.ndarray | None:
+    """(n_raw,) float64: the keep head's mean probability over the `window` frames from
+    `before` frames before each frame on (cut at the recording's ends); None without a
+    keep head or when window < 1."""
+    if enc.keep is None or window < 1:
+        return None
+    n = int(enc.lengths[rec])
+    p = torch.sigmoid(enc.keep[rec, :n].float()).double().cpu().numpy()
+    c = np.concatenate([[0.0], np.cumsum(p)])
+    lo = np.clip(np.arange(n) - before, 0, n)
+    hi = np.clip(np.arange(n) - before + window, 0, n)
+    return (c[hi] - c[lo]) / np.maximum(hi - lo, 1)
+
+
 def keep_ahead(enc: Encoded, rec: int, window: int) -> np.ndarray | None:
     """Mean keep probability (the keep head) of the `window` frames from each raw frame on.
 
@@ -89,16 +103,8 @@ def keep_ahead(enc: Encoded, rec: int, window: int) -> np.ndarray | None:
         ahead : np.ndarray [shape=(n_raw + 1,)], float64, 0 at the end; None when the model
         has no keep head or window < 1
     """
-    if enc.keep is None or window < 1:
-        return None
-    n = int(enc.lengths[rec])
-    p = torch.sigmoid(enc.keep[rec, :n].float()).double().cpu().numpy()
-    c = np.concatenate([[0.0], np.cumsum(p)])
-    start = np.arange(n)
-    stop = np.minimum(start + window, n)
-    ahead = np.zeros(n + 1)
-    ahead[:n] = (c[stop] - c[start]) / (stop - start)
-    return ahead
+    ahead = _windowed_keep(enc, rec, window, 0)
+    return None if ahead is None else np.r_[ahead, 0.0]
 
 
 def _runs_at_least(mask: np.ndarray, min_len: int) -> np.ndarray:
@@ -157,15 +163,8 @@ class KeepPlan:
 def smoothed_keep(enc: Encoded, rec: int, smooth: int) -> np.ndarray | None:
     """The keep head's probability averaged over `smooth` frames centred on each frame
     ((n_raw,) float64), or None without a keep head."""
-    if enc.keep is None:
-        return None
-    n = int(enc.lengths[rec])
-    p = torch.sigmoid(enc.keep[rec, :n].float()).double().cpu().numpy()
-    c = np.concatenate([[0.0], np.cumsum(p)])
     smooth = max(smooth, 1)
-    lo = np.clip(np.arange(n) - smooth // 2, 0, n)
-    hi = np.clip(np.arange(n) + smooth - smooth // 2, 0, n)
-    return (c[hi] - c[lo]) / np.maximum(hi - lo, 1)
+    return _windowed_keep(enc, rec, smooth, smooth // 2)
 
 
 def kept_stretches(mean_keep: np.ndarray, threshold: float, snap: int) -> np.ndarray:
