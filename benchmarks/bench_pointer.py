@@ -183,8 +183,10 @@ def scaling_one(frames: int, config: str, keep: float) -> dict:
     from editorbot.config import load
     from editorbot.pointer.config import PointerConfig
     from editorbot.pointer.decode import decode_pointers, model_step_fns
+    from editorbot.malloc import reuse_freed_memory
     from editorbot.pointer.model import N_COND, PointerNet
 
+    reuse_freed_memory()  # as the CLI does
     torch.manual_seed(0)
     cfg = load(PointerConfig, config)
     net = PointerNet(cfg.model).eval()
@@ -266,9 +268,11 @@ def make_long_raw(path: Path, minutes: float, source_dir: Path) -> Path:
 
 def bench_edit60(args: argparse.Namespace) -> dict:
     from editorbot.editors import load_checkpoint
+    from editorbot.malloc import reuse_freed_memory
     from editorbot.pointer.infer import propose_edit
     from editorbot.render import render
 
+    reuse_freed_memory()  # as the CLI does
     out = Path(args.out)
     raw = make_long_raw(out / "long" / "long60_raw.wav", 60.0, out / "long" / "parts")
     ckpt_path = Path(args.checkpoint or out / "model" / "best.pt")

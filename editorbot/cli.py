@@ -12,6 +12,7 @@ import sys
 
 from . import __version__
 from .errors import UserError
+from .malloc import reuse_freed_memory
 
 # Listed in the order `editorbot --help` shows them. Only commands that work are listed.
 COMMANDS = [
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    reuse_freed_memory()
     try:
         return int(args.func(args) or 0)
     except UserError as err:

@@ -158,3 +158,16 @@ def test_features_command_caches_all_pairs_with_jobs(tmp_path):
     assert [p.name for p in (tmp_path / "cache2" / "features").iterdir()] != []
     assert sorted(p.name for p in (tmp_path / "cache2" / "features").iterdir()) == ["b_edit.npz", "b_raw.npz"]
     assert np.isfinite(load_npz(tmp_path / "cache2" / "features" / "b_raw.npz")[0]["mel"]).all()
+
+
+def test_reuse_freed_memory_takes_effect_with_glibc():
+    """On Linux with glibc, mallopt accepts both settings (it returns 0 on a refused one);
+    a second call does nothing more and says the same."""
+    import platform
+
+    from editorbot.malloc import reuse_freed_memory
+
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    assert reuse_freed_memory() is True
+    assert reuse_freed_memory() is True
