@@ -524,7 +524,7 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
     seconds_per_rec = float(np.mean([data.recordings[n].n_raw for n in train_names])) / data.params.frames_per_s
     bar = tqdm(total=round(total_steps * per_step * seconds_per_rec), initial=round(global_step * per_step * seconds_per_rec),
                unit="s", desc="train pointer", disable=not (progress and ddp.main), file=sys.stderr,
-               dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}{postfix}]")
+               dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s audio [{elapsed}<{remaining}{postfix}]")
     epochs_total, loop_start = bar.total, (time.time(), bar.n)
 
     def payload(with_optimizer: bool) -> dict:
