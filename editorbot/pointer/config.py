@@ -63,7 +63,8 @@ class ModelConfig:
         over blocks carries in time and memory linear in T. Measured on 192 synthetic
         trimmer pairs of 3 min and 30 CPU minutes (cpu.json with structure_context,
         section_context=32, train.keep_weight=4, train.keep_pretrain_steps=1200),
-        held-out kept-raw IoU on 24 recordings: 0.811, 0.783 and 0.769 (train.seed 0, 2,
+        held-out kept-raw IoU on 24 recordings, decoded with the keep veto (before
+        decode.keep_skip followed the keep head): 0.811, 0.783 and 0.769 (train.seed 0, 2,
         3; mean 0.788) against 0.773 with none of them (one run), a gain no larger than
         the spread between seeds. Before the pretraining, when the GRU read the front
         end's output: 0.757 (keep_weight 2) and 0.799 (keep_weight 4), with
