@@ -62,6 +62,11 @@ def kept_iou(pred: np.ndarray, truth: np.ndarray, raw_frames: int) -> float:
     b = np.zeros(size, bool)
     a[pred[pred >= 0]] = True
     b[truth[truth >= 0]] = True
+    return mask_iou(a, b)
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two bool masks of one length (1.0 when both are empty)."""
     union = int((a | b).sum())
     return float((a & b).sum() / union) if union else 1.0
 

@@ -25,7 +25,7 @@ from .. import __version__
 from ..cache import atomic_write_bytes
 from ..config import from_dict, to_dict
 from ..errors import UserError, log
-from ..evaluate import kept_iou
+from ..evaluate import kept_iou, mask_iou
 from .config import PointerConfig, TrainConfig
 from .data import PointerData, make_batch, sample_steps, split_by_recording
 from .decode import kept_stretches, smoothed_keep
@@ -277,10 +277,7 @@ def choose_keep_threshold(mean_keep: list[np.ndarray], kept: list[np.ndarray],
     """
     best_t, best_iou = 0.5, -1.0
     for t in KEEP_THRESHOLDS:
-        ious = []
-        for mean, truth in zip(mean_keep, kept):
-            got, want = kept_stretches(mean, t, snap), truth > 0
-            ious.append((got & want).sum() / max((got | want).sum(), 1))
+        ious = [mask_iou(kept_stretches(mean, t, snap), truth > 0) for mean, truth in zip(mean_keep, kept)]
         iou = float(np.mean(ious)) if ious else 0.0
         if iou > best_iou:
             best_t, best_iou = t, iou
