@@ -285,6 +285,30 @@ def test_same_seed_same_bytes_other_seed_other_audio(tmp_path):
     assert raw_a.shape != raw_c.shape or np.abs(raw_a - raw_c).max() > 0.01
 
 
+def test_rerun_keeps_whole_pairs_and_rewrites_changed_or_broken_ones(tmp_path):
+    cfg = short_config()
+    first = write_corpus(tmp_path, pairs=1, seed=5, minutes=0.4, mastering="none",
+                         write_unmastered=False, config=cfg, progress=False)
+    raw = tmp_path / "input" / f"{first[0]}_raw.wav"
+    truth = tmp_path / "truth" / f"{first[0]}.json"
+    stamp = (raw.stat().st_mtime_ns, truth.stat().st_mtime_ns)
+    names = write_corpus(tmp_path, pairs=2, seed=5, minutes=0.4, mastering="none",
+                         write_unmastered=False, config=cfg, progress=False)
+    assert names[0] == first[0] and len(names) == 2
+    assert (raw.stat().st_mtime_ns, truth.stat().st_mtime_ns) == stamp  # kept, not rewritten
+    assert (tmp_path / "truth" / f"{names[1]}.json").is_file()
+    # another mastering is another corpus: written again
+    write_corpus(tmp_path, pairs=1, seed=5, minutes=0.4, mastering="mild",
+                 write_unmastered=False, config=cfg, progress=False)
+    assert json.loads(truth.read_text())["mastering"] == "mild"
+    # a pair whose audio is missing (an interrupted run) is written again
+    stamp = truth.stat().st_mtime_ns
+    raw.unlink()
+    write_corpus(tmp_path, pairs=1, seed=5, minutes=0.4, mastering="mild",
+                 write_unmastered=False, config=cfg, progress=False)
+    assert raw.is_file() and truth.stat().st_mtime_ns != stamp
+
+
 def test_plan_only_path_gives_the_written_truth(corpus):
     out, names = corpus
     for i, name in enumerate(names):

@@ -87,7 +87,35 @@ class _Task:
     write_unmastered: bool
 
 
+def _already_written(task: _Task) -> str | None:
+    """The pair's name when an earlier run wrote it whole with these settings, else None.
+
+    The truth record is written last, so its presence means the audio files are complete;
+    a record made with another synth config, mastering or length does not count.
+    """
+    persona = task.persona or task.config.personas.cycle[task.index % len(task.config.personas.cycle)]
+    name = pair_name(task.seed, task.index, persona)
+    out = Path(task.out_dir)
+    files = [out / "input" / f"{name}_raw.wav", out / "desired_output" / f"{name}_edit.wav"]
+    if task.write_unmastered:
+        files.append(out / "unmastered" / f"{name}_edit.wav")
+    truth_path = out / "truth" / f"{name}.json"
+    if not truth_path.is_file() or not all(f.is_file() for f in files):
+        return None
+    try:
+        truth = json.loads(truth_path.read_text())
+    except (OSError, ValueError):
+        return None
+    same = (truth.get("synth_config") == json.loads(json.dumps(to_dict(task.config)))
+            and truth.get("mastering") == task.mastering
+            and abs(float(truth.get("raw_duration_s", -1.0)) - task.minutes * 60.0) < 1e-3)
+    return name if same else None
+
+
 def _write_pair(task: _Task) -> str:
+    done = _already_written(task)
+    if done is not None:
+        return done
     config = task.config
     pp = plan_pair(config, seed=task.seed, index=task.index, minutes=task.minutes, persona=task.persona)
     perform_rng, noise_rng, master_rng = pp.streams
@@ -155,7 +183,9 @@ def write_corpus(out_dir: str | os.PathLike, *, pairs: int, seed: int, minutes: 
 
     Writes out_dir/input/{name}_raw.wav, out_dir/desired_output/{name}_edit.wav (mastered,
     at the preset's rate), out_dir/unmastered/{name}_edit.wav (at the raw's rate, FLOAT)
-    and out_dir/truth/{name}.json.
+    and out_dir/truth/{name}.json. A pair an earlier run wrote whole, with the same settings,
+    is kept as it is: an interrupted run carries on where it stopped, and a larger corpus
+    of the same seed adds only the pairs it lacks.
 
     Args:
         pairs: how many pairs.
