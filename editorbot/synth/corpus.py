@@ -62,8 +62,7 @@ def plan_pair(config: SynthConfig, *, seed: int, index: int, minutes: float,
     """
     if minutes <= 0:
         raise UserError(f"--minutes {minutes}: must be positive")
-    cycle = config.personas.cycle
-    persona = persona or cycle[index % len(cycle)]
+    persona = _persona_for(config, index, persona)
     if persona not in PERSONAS:
         raise UserError(f"unknown persona '{persona}'; choose one of {', '.join(PERSONAS)}")
     plan_rng, persona_rng, *streams = [np.random.default_rng(s)
@@ -87,13 +86,19 @@ class _Task:
     write_unmastered: bool
 
 
+def _persona_for(config: SynthConfig, index: int, persona: str | None) -> str:
+    """The persona pair `index` is edited by: the one asked for, else the cycle's."""
+    cycle = config.personas.cycle
+    return persona or cycle[index % len(cycle)]
+
+
 def _already_written(task: _Task) -> str | None:
     """The pair's name when an earlier run wrote it whole with these settings, else None.
 
     The truth record is written last, so its presence means the audio files are complete;
     a record made with another synth config, mastering or length does not count.
     """
-    persona = task.persona or task.config.personas.cycle[task.index % len(task.config.personas.cycle)]
+    persona = _persona_for(task.config, task.index, task.persona)
     name = pair_name(task.seed, task.index, persona)
     out = Path(task.out_dir)
     files = [out / "input" / f"{name}_raw.wav", out / "desired_output" / f"{name}_edit.wav"]
