@@ -137,6 +137,7 @@ def _refine_runs(y_raw, y_edit, path, params, cfg) -> list[refine.Run]:
         run.lag, run.rho = refine.measure_lag(y_edit, y_raw, run.start + margin, run.end - margin,
                                               run.lag, search, window)
     runs = refine.merge_same_lag(runs, cfg.same_lag_ms * 1e-3 * sr)
+    runs = refine.merge_equivalent(runs, y_edit, y_raw, cfg.same_audio_margin)
     runs = refine.fill_not_in_raw(runs, y_edit, y_raw, hop, cfg.fill_min_rho)
     refine.place_seams(runs, y_edit, y_raw, int(cfg.join_search_s * sr), sr)
     return [r for r in runs if r.end > r.start]

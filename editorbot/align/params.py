@@ -35,7 +35,15 @@ class AlignParams:
         feature_lag: frames between the two spectra whose difference makes a match feature.
         match_threshold: per-frame feature correlation that counts as evidence for a
             candidate (above) or against it (below); "not in raw" scores 0.
+        match_full: correlation at which a frame counts as fully matched; higher values
+            say no more (identical copies of the material, met at another fraction of a
+            frame, must score the same, so that the costs below decide between them).
         jump_cost: cost of any jump (cut, loop, reorder), in units of per-frame evidence.
+        back_cost: added to jump_cost for a jump back in the raw (loop, reorder), so that
+            of two equal explanations the one moving forward wins.
+        extend_blocks: an offset that matches at the end (start) of its run of blocks is
+            tried in up to this many following (preceding) blocks while it matches, so
+            that a stretch which carries straight on can always stay on its offset.
         not_in_raw_cost: cost of entering or leaving "not in raw".
         min_not_in_raw_s: runs of "not in raw" shorter than this between two segments are
             given to their neighbours (they are crossfades or quiet passages).
@@ -44,6 +52,9 @@ class AlignParams:
         lag_search_frames: half-width, in frames, of the lag search of each segment.
         lag_window_s: longest stretch of a segment used to measure its lag.
         same_lag_ms: neighbouring segments whose lags differ by less are merged.
+        same_audio_margin: two lags play a stretch equally well when their waveform
+            correlations there differ by at most this (identical copies in the raw); the
+            fewer segments then win, and the other copies are listed as alternatives.
         fill_min_rho: a segment grows into neighbouring "not in raw" frames whose waveform
             correlation with the raw at its lag reaches this.
         fade_db: a fade ends where the edit's gain comes within this of the segment's.
@@ -72,13 +83,17 @@ class AlignParams:
     step_frames: int = 4
     feature_lag: int = 2
     match_threshold: float = 0.25
+    match_full: float = 0.6
     jump_cost: float = 4.0
+    back_cost: float = 2.0
+    extend_blocks: int = 4096
     not_in_raw_cost: float = 4.0
     min_not_in_raw_s: float = 0.5
     join_search_s: float = 0.25
     lag_search_frames: int = 2
     lag_window_s: float = 1.5
     same_lag_ms: float = 2.0
+    same_audio_margin: float = 0.02
     fill_min_rho: float = 0.5
     fade_db: float = 1.0
     ambiguity_margin: float = 0.05

@@ -18,6 +18,8 @@ _FLAT = 1e-4          # feature vectors with less energy than this carry no evid
 OUT_OF_RANGE = -1.0   # evidence of a frame whose candidate raw frame lies outside the raw
 NO_CANDIDATE = -1e6   # evidence of an empty candidate slot: never chosen
 CHUNK_FRAMES = 16384
+STAY_SOURCE, NIR_SOURCE = 255, 254  # back-pointer codes of the Viterbi search
+MAX_WIDTH = 96        # candidate offsets per block at most
 
 
 def match_features(mel: np.ndarray, lag: int) -> np.ndarray:
@@ -103,6 +105,75 @@ def active_offsets(cands: Candidates, persist_blocks: int, carry: int) -> np.nda
     return np.ascontiguousarray(stacked[:, :width])
 
 
+def extend_offsets(active: np.ndarray, corr: np.ndarray, edit_features: np.ndarray,
+                   raw_features: np.ndarray, cfg: AlignParams) -> np.ndarray:
+    """Add to `active` every offset that carries on matching past its run of blocks.
+
+    Voting keeps a block's top_k offsets, so where the raw holds many identical copies of
+    the material (loops, repeated bars, a false start replaying a take's opening) the
+    offset a segment is on can drop out of the candidates although it still matches, and
+    the path would have to jump to a copy. Here an offset whose block matches (mean
+    correlation over its frames with spectral change at least halfway from
+    match_threshold to match_full) is tried in the next block, and the one before its run,
+    and kept there while it matches, for up to extend_blocks blocks; blocks with little
+    spectral change (silence) neither stop nor count as a match.
+
+    Returns:
+        active : np.ndarray [shape=(n_blocks, new_width)], int64, as active_offsets
+    """
+    bf = cfg.block_frames
+    n, n_raw = len(edit_features), len(raw_features)
+    n_blocks, width = active.shape
+    good_corr = 0.5 * (cfg.match_threshold + cfg.match_full)
+    changing = edit_features.any(axis=1)
+    n_changing = np.add.reduceat(changing.astype(np.int64), np.arange(0, n, bf))
+    quiet = n_changing < bf // 4
+    with np.errstate(invalid="ignore"):
+        sums = np.add.reduceat(np.where(changing[:, None], np.nan_to_num(corr, nan=-1.0), 0.0),
+                               np.arange(0, n, bf), axis=0)
+        good = sums / np.maximum(n_changing, 1)[:, None] >= good_corr
+    good &= (active != Candidates.EMPTY) & ~quiet[:, None]
+    members = [set(row[row != Candidates.EMPTY].tolist()) for row in active]
+    added: list[list[int]] = [[] for _ in range(n_blocks)]
+
+    def matches(b: int, o: int) -> bool | None:
+        """Whether offset o matches block b (None: the block is quiet)."""
+        if quiet[b]:
+            return None
+        f0, f1 = max(b * bf, -o), min((b + 1) * bf, n, n_raw - o)
+        if f1 <= f0:
+            return False
+        c = np.einsum("ij,ij->i", edit_features[f0:f1], raw_features[f0 + o:f1 + o])
+        m = changing[f0:f1]
+        return bool(m.any() and c[m].mean() >= good_corr)
+
+    for b, col in zip(*np.nonzero(good)):
+        o = int(active[b, col])
+        for direction in (1, -1):
+            nb = b + direction
+            steps = 0
+            while 0 <= nb < n_blocks and steps < cfg.extend_blocks and o not in members[nb] \
+                    and len(members[nb]) < MAX_WIDTH:
+                ok = matches(nb, o)
+                if ok is False:
+                    break
+                members[nb].add(o)
+                added[nb].append(o)
+                nb += direction
+                steps += 1
+    extra = max(len(a) for a in added)
+    if not extra:
+        return active
+    out = np.concatenate([active, np.full((n_blocks, extra), Candidates.EMPTY, np.int64)], axis=1)
+    for b, offs in enumerate(added):
+        if offs:
+            row = np.concatenate([active[b][active[b] != Candidates.EMPTY], offs])
+            out[b] = Candidates.EMPTY
+            out[b, :len(row)] = -np.sort(-row)
+    width = int((out != Candidates.EMPTY).sum(axis=1).max())
+    return np.ascontiguousarray(out[:, :width])
+
+
 def best_path(edit_features: np.ndarray, raw_features: np.ndarray, cands: Candidates,
               cfg: AlignParams) -> Path:
     """Viterbi search for the best sequence of offsets and "not in raw" runs.
@@ -118,8 +189,13 @@ def best_path(edit_features: np.ndarray, raw_features: np.ndarray, cands: Candid
     n = len(edit_features)
     active = active_offsets(cands, cfg.persist_blocks, cfg.carry_candidates)
     corr = correlations(edit_features, raw_features, active, cfg.block_frames)
+    wider = extend_offsets(active, corr, edit_features, raw_features, cfg)
+    if wider is not active:
+        active = wider
+        corr = correlations(edit_features, raw_features, active, cfg.block_frames)
     flat = ~edit_features.any(axis=1)
-    evidence = np.where(np.isnan(corr), OUT_OF_RANGE, corr - cfg.match_threshold)
+    evidence = np.where(np.isnan(corr), OUT_OF_RANGE,
+                        np.minimum(corr, cfg.match_full) - cfg.match_threshold)
     evidence[flat] = np.where(np.isnan(corr[flat]), OUT_OF_RANGE, 0.0)
     blocks = np.arange(n) // cfg.block_frames
     evidence[active[blocks] == Candidates.EMPTY] = NO_CANDIDATE
@@ -175,50 +251,73 @@ def correlations(edit_features: np.ndarray, raw_features: np.ndarray, active: np
 def _viterbi(evidence: np.ndarray, active: np.ndarray, cfg: AlignParams) -> np.ndarray:
     """Best state per frame: a column of `active` (the block's candidate), or -1 (not in raw).
 
-    Steps of step_frames frames; staying is free, jumping to another candidate costs
-    jump_cost, entering or leaving "not in raw" costs not_in_raw_cost. A candidate that
-    was not one in the previous block can only be entered by a jump.
+    Steps of step_frames frames. The costs are the tie-break between explanations that
+    match the edit equally well (see the module docstring): staying on an offset (the
+    raw carries straight on) is free, a jump forward in the raw costs jump_cost, a jump
+    back costs jump_cost + back_cost, entering or leaving "not in raw" costs
+    not_in_raw_cost. A candidate that was not one in the previous block can only be
+    entered by a jump. Ties go to staying, then to the forward jump.
     """
     n, width = evidence.shape
+    if width >= NIR_SOURCE:
+        raise ValueError(f"too many candidate offsets per block ({width})")
     bf, step = cfg.block_frames, cfg.step_frames
-    n_blocks = active.shape[0]
-    # Evidence per step (steps never straddle blocks: block_frames is a multiple of step).
     n_steps = -(-n // step)
     padded = np.zeros((n_steps * step, width), np.float32)
     padded[:n] = evidence
     step_ev = padded.reshape(n_steps, step, width).sum(axis=1)
-    # Column of each candidate in the previous block (-1: not a candidate there).
     prev_col = _previous_columns(active)
     steps_per_block = bf // step
-    back = np.zeros((n_steps, width), np.uint8)  # 0 stay, 1 jump from best, 2 from not-in-raw
-    back_nir = np.zeros(n_steps, bool)           # True: entered from the best candidate
-    best_at = np.zeros(n_steps, np.int64)        # best candidate column of the step before
+    # Per step and column: STAY_SOURCE, NIR_SOURCE or the column jumped from.
+    back = np.zeros((n_steps, width), np.uint8)
+    back_nir = np.zeros(n_steps, bool)           # True: "not in raw" entered from best_at
+    best_at = np.zeros(n_steps, np.int64)        # best column of the step before
     neg = -1e30
     score = np.full(width, neg)
     nir = 0.0
-    jump, enter = cfg.jump_cost, cfg.not_in_raw_cost
-    choice = np.empty(width, np.uint8)
+    jump, back_extra, enter = cfg.jump_cost, cfg.back_cost, cfg.not_in_raw_cost
+    cols = np.arange(width)
+    sources = None
     for s in range(n_steps):
         blk = s // steps_per_block
+        crossing = s % steps_per_block == 0 and s > 0
+        if s % steps_per_block == 0:
+            within = _jump_sources(active[blk], active[blk])
+            sources = _jump_sources(active[blk - 1], active[blk]) if s else within
+        fwd_pos, bwd_end = sources if crossing else within
         k = int(np.argmax(score))
         best = float(score[k])
         best_at[s] = k
-        if s % steps_per_block == 0 and s:
+        # Best source of a forward jump (a smaller offset: a suffix of the descending
+        # columns) and of a backward one (a larger offset: a prefix), for every target.
+        rev = score[::-1]
+        suf = np.maximum.accumulate(rev)
+        suf_arg = width - 1 - np.maximum.accumulate(np.where(rev >= suf, cols, 0))
+        suf, suf_arg = suf[::-1], suf_arg[::-1]
+        pre = np.maximum.accumulate(score)
+        pre_arg = np.maximum.accumulate(np.where(score >= pre, cols, 0))
+        has_fwd = fwd_pos < width
+        fwd = np.where(has_fwd, suf[np.minimum(fwd_pos, width - 1)], neg) - jump
+        has_bwd = bwd_end > 0
+        bwd = np.where(has_bwd, pre[np.maximum(bwd_end - 1, 0)], neg) - jump - back_extra
+        src = np.where(fwd >= bwd, suf_arg[np.minimum(fwd_pos, width - 1)],
+                       pre_arg[np.maximum(bwd_end - 1, 0)])
+        from_jump = np.maximum(fwd, bwd)
+        from_nir = nir - enter if s else 0.0
+        if crossing:
             pc = prev_col[blk]
             score = np.where(pc >= 0, score[np.maximum(pc, 0)], neg)
-        from_best = best - jump
-        from_nir = nir - enter if s else 0.0
-        top = max(from_best, from_nir)
+        top = np.maximum(from_jump, from_nir)
         stay = score >= top
-        choice.fill(1 if from_best >= from_nir else 2)
-        choice[stay] = 0
+        choice = np.where(from_jump >= from_nir, src, NIR_SOURCE).astype(np.uint8)
+        choice[stay] = STAY_SOURCE
         back[s] = choice
         score = np.where(stay, score, top) + step_ev[s]
         if best - enter > nir:
             nir = best - enter
             back_nir[s] = True
-    # Trace back. best_at[s] is a column of the block of step s - 1; "stay" across a block
-    # start moves to the candidate's column in the previous block.
+    # Trace back. Sources and best_at[s] are columns of the block of step s - 1; "stay"
+    # across a block start moves to the candidate's column in the previous block.
     states = np.empty(n_steps, np.int64)
     k = int(np.argmax(score))
     cur = k if score[k] > nir else -1
@@ -226,14 +325,27 @@ def _viterbi(evidence: np.ndarray, active: np.ndarray, cfg: AlignParams) -> np.n
         states[s] = cur
         if cur < 0:
             cur = int(best_at[s]) if back_nir[s] else -1
-        elif back[s, cur] == 0:
+            continue
+        how = back[s, cur]
+        if how == STAY_SOURCE:
             if s % steps_per_block == 0 and s:
                 cur = int(prev_col[s // steps_per_block, cur])
-        elif back[s, cur] == 1:
-            cur = int(best_at[s])
-        else:
+        elif how == NIR_SOURCE:
             cur = -1
+        else:
+            cur = int(how)
     return np.repeat(states, step)[:n]
+
+
+def _jump_sources(prev_offsets: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where, among the previous step's columns (offsets in descending order, empty slots
+    last), the forward and backward jump sources of each target column lie: columns
+    [fwd_pos, width) hold smaller offsets (the target lies ahead of them in the raw),
+    columns [0, bwd_end) larger ones (the target lies behind)."""
+    desc = -prev_offsets
+    fwd_pos = np.searchsorted(desc, -offsets, side="right")
+    bwd_end = np.searchsorted(desc, -offsets, side="left")
+    return fwd_pos, bwd_end
 
 
 def _previous_columns(active: np.ndarray) -> np.ndarray:

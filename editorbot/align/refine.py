@@ -24,6 +24,7 @@ RATIO_STEPS = 2.0 ** np.arange(-2, 2.5, 0.5)  # levels of side b tried around th
 SEAM_RETRIES = 3       # searches around a seam found at the edge of the window
 FILL_SMOOTH = 5        # frames over which the waveform match is averaged when filling gaps
 _EPS = 1e-12
+EDGE_S_SAMPLES = 2205  # a tenth of a second at 22050 Hz: the edges a stretch leaves out
 
 
 @dataclass
@@ -128,6 +129,49 @@ def fill_not_in_raw(runs: list[Run], y_edit: np.ndarray, y_raw: np.ndarray, hop:
             cut = j1 - grow_right
             right.start = run.end = cut * hop - hop // 2
     return merge_same_lag([r for r in runs if r.end > r.start], 0.5)
+
+
+def stretch_rho(y_edit: np.ndarray, y_raw: np.ndarray, start: int, end: int, lag: float) -> float:
+    """Normalised correlation of the (pre-emphasised) edit samples [start, end) with the
+    raw at `lag` (raw sample = edit sample + lag), leaving out the first and last tenth
+    of a second (a join's crossfade); nan when the stretch is silent or too short."""
+    trim = min(EDGE_S_SAMPLES, (end - start) // 4)
+    lo, hi = start + trim, end - trim
+    if hi - lo < 64:
+        return float("nan")
+    e = _emphasised(y_edit, lo, hi)
+    r = _shifted(y_raw, lo, hi, lag)
+    den = np.sqrt(float(np.einsum("i,i->", e, e)) * float(np.einsum("i,i->", r, r)))
+    return float(np.einsum("i,i->", e, r) / den) if den > _EPS else float("nan")
+
+
+def merge_equivalent(runs: list[Run], y_edit: np.ndarray, y_raw: np.ndarray,
+                     margin: float) -> list[Run]:
+    """Join neighbouring segments when one's lag plays the other's stretch as well as its
+    own (within `margin` of waveform correlation): the raw holds the same audio there
+    (repeated bars, a false start replaying a take's opening), and the editor is taken to
+    have carried straight on rather than jumped to an identical copy. The earlier
+    segment's lag is tried first: carrying on beats jumping."""
+    out = [r for r in runs if r.end > r.start]
+    i = 0
+    while i < len(out) - 1:
+        a, b = out[i], out[i + 1]
+        if a.lag is None or b.lag is None or abs(a.lag - b.lag) < 1.0:
+            i += 1
+            continue
+        own_b = stretch_rho(y_edit, y_raw, b.start, b.end, b.lag)
+        if stretch_rho(y_edit, y_raw, b.start, b.end, a.lag) >= own_b - margin:
+            a.end = b.end
+            del out[i + 1]
+            continue
+        own_a = stretch_rho(y_edit, y_raw, a.start, a.end, a.lag)
+        if stretch_rho(y_edit, y_raw, a.start, a.end, b.lag) >= own_a - margin:
+            b.start = a.start
+            del out[i]
+            i = max(i - 1, 0)
+            continue
+        i += 1
+    return out
 
 
 def _frame_energy_range(y: np.ndarray, hop: int, j0: int, j1: int) -> np.ndarray:
