@@ -105,7 +105,7 @@ def align_audio(y_raw: np.ndarray, y_edit: np.ndarray, raw_mel: np.ndarray, edit
     timing["path"] = time.perf_counter() - clock
     clock = time.perf_counter()
     n_edit_frames, n_raw_frames = edit_mel.shape[1], raw_mel.shape[1]
-    runs = _refine_runs(y_raw, y_edit, path, params, cfg)
+    runs = _refine_runs(y_raw, y_edit, path, cands, params, cfg)
     edit = _edit_from_runs(runs, sr, raw_path, len(y_raw) / sr)
     pointers = segments_to_pointers(edit, params, n_edit_frames)
     # A raw start rounded past the raw's last frame is the last frame, not "not in raw".
@@ -125,7 +125,7 @@ def align_audio(y_raw: np.ndarray, y_edit: np.ndarray, raw_mel: np.ndarray, edit
     return Alignment(pointers, ops, edit, confidence.astype(np.float32), info)
 
 
-def _refine_runs(y_raw, y_edit, path, params, cfg) -> list[refine.Run]:
+def _refine_runs(y_raw, y_edit, path, cands, params, cfg) -> list[refine.Run]:
     hop, sr = params.hop_length, params.sr
     runs = refine.runs_from_path(path.offsets, path.in_raw, hop, len(y_edit))
     runs = refine.absorb_short_gaps(runs, int(cfg.min_not_in_raw_s * sr))
@@ -138,6 +138,12 @@ def _refine_runs(y_raw, y_edit, path, params, cfg) -> list[refine.Run]:
                                               run.lag, search, window)
     runs = refine.merge_same_lag(runs, cfg.same_lag_ms * 1e-3 * sr)
     runs = refine.merge_equivalent(runs, y_edit, y_raw, cfg.same_audio_margin)
+    copies = cands.copies[np.argsort(cands.copies[:, 0], kind="stable")]
+    for run in runs:
+        run.alternatives = refine.find_copies(run, y_edit, y_raw, copies, hop=hop,
+                                              block_frames=cfg.block_frames, search=search,
+                                              window=window, margin=cfg.same_audio_margin)
+    runs = refine.choose_copies(runs, y_edit, y_raw, back_extra=cfg.back_cost / cfg.jump_cost)
     runs = refine.fill_not_in_raw(runs, y_edit, y_raw, hop, cfg.fill_min_rho)
     refine.place_seams(runs, y_edit, y_raw, int(cfg.join_search_s * sr), sr)
     return [r for r in runs if r.end > r.start]

@@ -117,19 +117,25 @@ def landmarks(mel: np.ndarray, cfg: AlignParams, params: FeatureParams) -> Landm
 class Candidates:
     """Candidate offsets (raw frame - edit frame) per block of edit frames.
 
-    offsets : np.ndarray [shape=(n_blocks, top_k)], int64, -2**40 where a slot is empty
-    votes : np.ndarray [shape=(n_blocks, top_k)], int32, landmark votes for each offset
+    offsets : np.ndarray [shape=(n_blocks, k)], int64, -2**40 where a slot is empty
+        (k >= top_k: ties with the top_k-th offset are kept, up to max_candidates)
+    votes : np.ndarray [shape=(n_blocks, k)], int32, landmark votes for each offset
+    copies : np.ndarray [shape=(n, 2)], int64, (block, offset) of every offset with at
+        least copy_ratio of its block's best votes, however many: the places in the raw
+        that may hold the same audio (refine.choose_copies checks them)
     """
 
     offsets: np.ndarray
     votes: np.ndarray
+    copies: np.ndarray
 
     EMPTY = -(1 << 40)
 
 
 def vote(raw: Landmarks, edit: Landmarks, n_edit_frames: int, cfg: AlignParams) -> Candidates:
     """Count, per block of block_frames edit frames, the offsets that edit landmarks vote
-    for; keep the top_k offsets with at least min_votes votes (votes of the offsets one
+    for; keep the top_k offsets with at least min_votes votes, and those within tie_ratio
+    of the top_k-th (up to max_candidates) (votes of the offsets one
     frame either side count too, since peaks can move by a frame).
 
     Hashes that occur more than max_hash_count times in the raw say little and are skipped.
@@ -143,7 +149,7 @@ def vote(raw: Landmarks, edit: Landmarks, n_edit_frames: int, cfg: AlignParams) 
     offsets = np.full((n_blocks, cfg.top_k), Candidates.EMPTY, np.int64)
     votes = np.zeros((n_blocks, cfg.top_k), np.int32)
     if total == 0:
-        return Candidates(offsets, votes)
+        return Candidates(offsets, votes, np.zeros((0, 2), np.int64))
     which = np.repeat(np.arange(len(count)), count)
     starts = np.cumsum(count) - count
     raw_idx = np.arange(total) - np.repeat(starts, count) + np.repeat(lo, count)
@@ -163,11 +169,19 @@ def vote(raw: Landmarks, edit: Landmarks, n_edit_frames: int, cfg: AlignParams) 
     off = keys % span - n_edit_frames - 2
     order = np.lexsort((-smooth, block))
     block, off, smooth = block[order], off[order], smooth[order]
-    rank = np.arange(len(block)) - np.searchsorted(block, block, side="left")
-    top = rank < cfg.top_k
+    first = np.searchsorted(block, block, side="left")
+    rank = np.arange(len(block)) - first
+    # Offsets as good as the block's top_k-th stay too (identical copies of the material
+    # draw the same votes; which of them the edit played is for the path to decide).
+    kth = smooth[np.minimum(first + cfg.top_k - 1, np.searchsorted(block, block, side="right") - 1)]
+    top = (rank < cfg.top_k) | ((smooth >= cfg.tie_ratio * kth) & (rank < cfg.max_candidates))
+    width = int(rank[top].max(initial=0)) + 1
+    offsets = np.full((n_blocks, max(width, cfg.top_k)), Candidates.EMPTY, np.int64)
+    votes = np.zeros(offsets.shape, np.int32)
     offsets[block[top], rank[top]] = off[top]
     votes[block[top], rank[top]] = smooth[top]
-    return Candidates(offsets, votes)
+    near_best = smooth >= cfg.copy_ratio * smooth[first]
+    return Candidates(offsets, votes, np.stack([block[near_best], off[near_best]], axis=1))
 
 
 def _neighbour(keys: np.ndarray, values: np.ndarray, step: int) -> np.ndarray:

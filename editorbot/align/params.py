@@ -25,6 +25,10 @@ class AlignParams:
     Voting:
         block_frames: edit frames per voting block.
         top_k: candidate offsets kept per block.
+        tie_ratio, max_candidates: offsets with at least tie_ratio of the top_k-th's votes
+            are kept as well, up to max_candidates in all (identical copies tie).
+        copy_ratio: offsets with at least this share of their block's best votes are
+            checked as places that may hold the same audio (alternatives).
         min_votes: votes an offset needs to become a candidate.
         persist_blocks: a block's candidates are also tried in this many blocks either side.
         carry_candidates: the best this many candidates of the nearest blocks with any are
@@ -77,6 +81,9 @@ class AlignParams:
     max_hash_count: int = 200
     block_frames: int = 32
     top_k: int = 6
+    tie_ratio: float = 0.8
+    max_candidates: int = 48
+    copy_ratio: float = 0.5
     min_votes: int = 3
     persist_blocks: int = 3
     carry_candidates: int = 2

@@ -86,7 +86,9 @@ def active_offsets(cands: Candidates, persist_blocks: int, carry: int) -> np.nda
     n_blocks, k = offs.shape
     padded = np.full((n_blocks + 2 * persist_blocks, k), Candidates.EMPTY, np.int64)
     padded[persist_blocks:persist_blocks + n_blocks] = offs
-    parts = [padded[s:s + n_blocks] for s in range(2 * persist_blocks + 1)]
+    # In order of priority: the block's own candidates, then its neighbours' nearest first.
+    shifts = sorted(range(-persist_blocks, persist_blocks + 1), key=abs)
+    parts = [padded[persist_blocks + d:persist_blocks + d + n_blocks] for d in shifts]
     has = offs[:, 0] != Candidates.EMPTY
     rows = np.arange(n_blocks)
     before = np.maximum.accumulate(np.where(has, rows, -1))
@@ -96,11 +98,18 @@ def active_offsets(cands: Candidates, persist_blocks: int, carry: int) -> np.nda
         parts.append(np.where(ok[:, None], offs[np.clip(nearest, 0, n_blocks - 1), :carry],
                               Candidates.EMPTY))
     stacked = np.concatenate(parts, axis=1)
-    stacked.sort(axis=1)
-    dup = np.zeros_like(stacked, dtype=bool)
-    dup[:, 1:] = stacked[:, 1:] == stacked[:, :-1]
+    # Drop repeats (keeping the first, most important, occurrence), keep MAX_WIDTH.
+    order = np.argsort(stacked, axis=1, kind="stable")
+    sorted_ = np.take_along_axis(stacked, order, axis=1)
+    dup_sorted = np.zeros_like(sorted_, dtype=bool)
+    dup_sorted[:, 1:] = sorted_[:, 1:] == sorted_[:, :-1]
+    dup = np.zeros_like(dup_sorted)
+    np.put_along_axis(dup, order, dup_sorted, axis=1)
     stacked[dup] = Candidates.EMPTY
-    stacked = -np.sort(-stacked, axis=1)  # real offsets first
+    real = stacked != Candidates.EMPTY
+    rank = np.cumsum(real, axis=1)
+    stacked[real & (rank > MAX_WIDTH)] = Candidates.EMPTY
+    stacked = -np.sort(-stacked, axis=1)  # real offsets first, in descending order
     width = max(1, int((stacked != Candidates.EMPTY).sum(axis=1).max(initial=0)))
     return np.ascontiguousarray(stacked[:, :width])
 
