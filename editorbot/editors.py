@@ -1,6 +1,6 @@
 """One entry point for every editor: the rule-based one, or whatever a checkpoint holds.
 
-A checkpoint is a torch-saved dict whose 'kind' names its paradigm ('pointer',
+A checkpoint (editorbot.checkpoint) is a dict whose 'kind' names its paradigm ('pointer',
 'supervised', 'rl'); editorbot.<kind>.infer.propose_edit turns a raw file into an Edit.
 """
 from __future__ import annotations
@@ -8,28 +8,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
-from pathlib import Path
 
+from .checkpoint import KINDS, load_checkpoint  # noqa: F401  (the loader lives there)
 from .edits import Edit
 from .errors import UserError
-
-KINDS = ("pointer", "supervised", "rl")
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint dict on the CPU and check that it says what it is."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such checkpoint; train one with `editorbot train ...`")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise UserError(f"{path}: not a readable checkpoint ({err}); train or copy it again") from None
-    if not isinstance(ckpt, dict) or ckpt.get("kind") not in KINDS:
-        raise UserError(f"{path}: not an editorbot checkpoint (no 'kind' among {', '.join(KINDS)})")
-    return ckpt
 
 
 def propose(raw_path: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,

@@ -38,6 +38,8 @@ def _add_pointer(paradigms: argparse._SubParsersAction) -> None:
     p.add_argument("--max-minutes", type=float, help="stop after this much wall time (train.max_minutes)")
     p.add_argument("--seed", type=int, help="train.seed: same seed, same run")
     p.add_argument("--resume", metavar="LATEST_PT", help="carry on from a latest.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a --save-dir that holds another run's checkpoints")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting, e.g. --set model.d_model=96 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -58,6 +60,8 @@ def add_supervised_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentP
                    help="override a config value, e.g. --set train.lr=1e-3 (repeatable)")
     p.add_argument("--epochs", type=int, help="epochs (default: the config's train.epochs)")
     p.add_argument("--resume", help="continue from a checkpoint (e.g. models/supervised/latest.pt)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a --save-dir that holds another run's checkpoints")
     p.add_argument("--log-dir", help="TensorBoard folder (default: SAVE_DIR/logs)")
     p.add_argument("--jobs", type=int, default=1, help="processes that load pairs (default 1)")
     p.set_defaults(func=_run_supervised)
@@ -87,6 +91,8 @@ def add_rl_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--bc-mixed", metavar="FILE", help="BC labels whose loss is mixed into PPO")
     p.add_argument("--bc-weight", type=float, help="ppo.bc_weight (default 0.5 with --bc-mixed)")
     p.add_argument("--checkpoint", metavar="PT", help="continue from a best.pt / latest.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a --save-dir that holds another run's checkpoints")
     p.add_argument("--updates", type=int, help="train.n_updates (PPO updates)")
     p.add_argument("--n-envs", type=int, help="train.n_envs")
     p.add_argument("--subprocess", action="store_true", help="environments in worker processes")
@@ -114,7 +120,7 @@ def run_pointer(args: argparse.Namespace) -> int:
              "seed": args.seed}
     overrides = [f"train.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     config = load(PointerConfig, args.config, overrides + args.set)
-    result = train(config, resume=args.resume, progress=not args.no_progress)
+    result = train(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     if result.interrupted:
         return 130
     shown = {k: round(v, 4) for k, v in result.metrics.items() if isinstance(v, float)}

@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from ..audio import probe
+from ..checkpoint import load_state
 from ..config import from_dict
 from ..edits import Edit, Op, pointers_to_segments, with_crossfades
 from ..errors import UserError
@@ -31,7 +32,7 @@ def load_model(checkpoint: dict, device: str | torch.device = "cpu") -> tuple[Po
     cfg = from_dict(PointerConfig, checkpoint["config"], where="checkpoint config")
     params = FeatureParams(**checkpoint["feature_params"])
     model = PointerNet(cfg.model)
-    model.load_state_dict(checkpoint["model_state"])
+    load_state(model, checkpoint["model_state"], where="the pointer checkpoint")
     model.to(device).eval()
     return model, cfg, params
 

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import __version__
-from ..cache import atomic_write_bytes
+from ..checkpoint import check_save_dir, save_checkpoint
 from ..config import from_dict, to_dict
 from ..errors import UserError, log
 from ..evaluate import kept_iou, mask_iou
@@ -386,10 +386,6 @@ def _seed_for(*keys: int) -> int:
     return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
 
 
-def save_checkpoint(path: Path, payload: dict) -> Path:
-    """torch.save `payload` to `path` atomically."""
-    return atomic_write_bytes(path, lambda tmp: torch.save(payload, tmp))
-
 
 class _Dist:
     """This process's place in a torchrun job (world size 1 without torchrun)."""
@@ -438,13 +434,15 @@ class _Dist:
 
 
 def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
-          progress: bool = True,
+          overwrite: bool = False, progress: bool = True,
           on_step: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
     """Train a pointer network; write best.pt and latest.pt to config.train.save_dir.
 
     Args:
         config: the model, training and decoding settings.
         resume: a latest.pt to carry on from (same model settings; its split is kept).
+        overwrite: start a new run in a save_dir that holds another run's checkpoints
+            (without it that is an error: see checkpoint.check_save_dir).
         progress: show a progress bar (rank 0), in seconds of raw audio encoded.
         on_step: called after every optimiser step with (global_step, losses).
 
@@ -458,6 +456,7 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
     ddp = _Dist()
     torch.manual_seed(tc.seed)
     save_dir = Path(tc.save_dir)
+    check_save_dir(save_dir, resume=resume, overwrite=overwrite)
     state = None
     if resume is not None:
         state = _load_resume(Path(resume), config)
@@ -528,7 +527,7 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
         p = {
             "kind": "pointer", "config": to_dict(config), "feature_params": data.params.as_dict(),
             "stems_backend": data.stems_backend,
-            "editorbot_version": __version__, "torch_version": torch.__version__,
+            "editorbot_version": __version__, "torch_version": str(torch.__version__),
             "model_state": {k: v.detach().cpu() for k, v in net.state_dict().items()},
             "keep_ratio": keep_ratio, "jumps_back": jumps_back,
             "keep_threshold": metrics.get("val/keep_threshold", 0.5), "split": {"train": list(train_names), "val": list(val_names)},
@@ -661,7 +660,7 @@ def _selection_score(metrics: dict, select_by: str) -> float:
 
 
 def _load_resume(path: Path, config: PointerConfig) -> dict:
-    from ..editors import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     state = load_checkpoint(path)
     if state.get("kind") != "pointer" or "optimizer_state" not in state:

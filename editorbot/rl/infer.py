@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from ..checkpoint import load_state
 from ..config import from_dict
 from ..edits import Edit
 from ..errors import UserError, log
@@ -38,7 +39,7 @@ def load_agent(checkpoint: dict) -> tuple[Agent, RLConfig, FeatureNormalizer]:
                         "numbers; train it again with `editorbot train rl`")
     config = from_dict(RLConfig, checkpoint["config"], where="checkpoint config")
     agent = Agent(config.agent)
-    agent.load_state_dict(checkpoint["model_state"])
+    load_state(agent, checkpoint["model_state"], where="the rl checkpoint")
     agent.eval()
     normalizer = FeatureNormalizer.from_dict(checkpoint["normalizer"], where="checkpoint normalizer")
     return agent, config, normalizer

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..cache import atomic_write_bytes
+from ..checkpoint import check_save_dir, save_checkpoint
 from ..config import from_dict, load, to_dict
 from ..edits import segments_to_pointers
 from ..errors import UserError, log
@@ -273,10 +273,6 @@ def bc_accuracy(agent: Agent, source: BCSource, device, batch: int = 1024) -> di
 
 # ---------------------------------------------------------------------------- checkpoints
 
-def save_checkpoint(path: Path, state: dict) -> Path:
-    """torch.save `state` to `path` atomically."""
-    return atomic_write_bytes(path, lambda tmp: torch.save(state, tmp))
-
 
 @dataclass
 class TrainResult:
@@ -295,7 +291,7 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
           cache_dir: str | os.PathLike = "cache", save_dir: str | os.PathLike = "models/rl",
           log_dir: str | os.PathLike | None = None, bc_pretrain: str | os.PathLike | None = None,
           bc_mixed: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
-          progress: bool = True) -> TrainResult:
+          overwrite: bool = False, progress: bool = True) -> TrainResult:
     """Train the RL editor: optional BC pretraining, then PPO (BC loss mixed in when
     bc_mixed is given and config.ppo.bc_weight > 0), validating on held-out recordings.
 
@@ -304,6 +300,7 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
         data_dir: the pairs (with pointer_sequences/ or truth/) the envs and labels use.
         bc_pretrain, bc_mixed: BC label files (`editorbot bc-labels` / `bc-augment`).
         checkpoint: a best.pt / latest.pt to continue from (weights, optimizer, normalizer, split).
+        overwrite: start a new run in a save_dir that holds another run's checkpoints.
 
     Returns:
         TrainResult (validation figures after BC and at the end).
@@ -312,11 +309,12 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
 
     started = time.perf_counter()
     data_dir, cache_dir, save_dir = Path(data_dir), Path(cache_dir), Path(save_dir)
+    check_save_dir(save_dir, resume=checkpoint, overwrite=overwrite, resume_flag="--checkpoint")
     tc = config.train
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     state = None
     if checkpoint is not None:
-        from ..editors import load_checkpoint
+        from ..checkpoint import load_checkpoint
         state = load_checkpoint(checkpoint)
         if state["kind"] != "rl":
             raise UserError(f"{checkpoint}: a '{state['kind']}' checkpoint, not 'rl'")
@@ -408,15 +406,18 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
             writer.add_scalar(f"{tag}/{k}", v, step)
         return m
 
+    wrote_best = state is not None and (save_dir / "best.pt").exists()  # the resumed run's
+
     def save(update: int, phase: str, metrics: dict, score: float | None) -> None:
-        nonlocal best
+        nonlocal best, wrote_best
         improved = score is not None and score > best
         if improved:
             best = score
         ckpt = checkpoint_state(update, phase, metrics)
         save_checkpoint(save_dir / "latest.pt", ckpt)
-        if improved or not (save_dir / "best.pt").exists():
+        if improved or not wrote_best:
             save_checkpoint(save_dir / "best.pt", ckpt)
+            wrote_best = True
 
     # -- behavioral cloning
     bc_metrics: dict[str, float] = {}
@@ -533,7 +534,7 @@ def config_from_args(args: argparse.Namespace) -> RLConfig:
     overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + args.set
     if args.checkpoint and not args.config:
         from ..config import apply_overrides
-        from ..editors import load_checkpoint
+        from ..checkpoint import load_checkpoint
         data = load_checkpoint(args.checkpoint)["config"]
         return from_dict(RLConfig, apply_overrides(data, overrides), where=f"{args.checkpoint} config")
     try:
@@ -550,7 +551,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     result = train(config, data_dir=args.data_dir, cache_dir=args.cache_dir, save_dir=args.save_dir,
                    log_dir=args.log_dir, bc_pretrain=args.bc_pretrain, bc_mixed=args.bc_mixed,
-                   checkpoint=args.checkpoint, progress=not args.no_progress)
+                   checkpoint=args.checkpoint, overwrite=args.overwrite, progress=not args.no_progress)
     if result.val_after_bc:
         print(f"after BC:  {_short(result.val_after_bc)}")
     if result.val_final:

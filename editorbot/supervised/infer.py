@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..audio import load_analysis, probe
+from ..checkpoint import load_state
 from ..config import from_dict
 from ..edits import Edit, Segment
 from ..errors import UserError, log
@@ -51,7 +52,7 @@ def load_model(checkpoint: dict) -> tuple[SupervisedEditor, SupervisedConfig, Fe
     cfg = from_dict(SupervisedConfig, checkpoint["config"], where="checkpoint config")
     params = FeatureParams(**checkpoint["feature_params"])
     model = SupervisedEditor(cfg.model, params)
-    model.load_state_dict(checkpoint["model_state"])
+    load_state(model, checkpoint["model_state"], where="the supervised checkpoint")
     model.eval()
     return model, cfg, params
 

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from .. import __version__
-from ..cache import atomic_write_bytes
+from ..checkpoint import check_save_dir, save_checkpoint
 from ..config import from_dict, load, to_dict
 from ..errors import UserError, log
 from ..features import DEFAULT_PARAMS, FeatureParams
@@ -118,14 +118,10 @@ def validate(model: SupervisedEditor, recordings: list[Recording], cfg: Supervis
     return out
 
 
-def save_checkpoint(path: Path, state: dict) -> Path:
-    """torch.save `state` to `path` atomically."""
-    return atomic_write_bytes(path, lambda tmp: torch.save(state, tmp))
-
 
 def train(cfg: SupervisedConfig | None, data_dir: str | Path, save_dir: str | Path, *,
           cache_dir: str | Path = "cache", log_dir: str | Path | None = None,
-          resume: str | Path | None = None, epochs: int | None = None, jobs: int = 1,
+          resume: str | Path | None = None, overwrite: bool = False, epochs: int | None = None, jobs: int = 1,
           progress: bool = True, params: FeatureParams = DEFAULT_PARAMS) -> dict:
     """Train (or resume training) and write save_dir/latest.pt each epoch and best.pt
     whenever the validation loss improves.
@@ -136,6 +132,7 @@ def train(cfg: SupervisedConfig | None, data_dir: str | Path, save_dir: str | Pa
         data_dir: the data contract's training_data folder, with pointer_sequences/.
         log_dir: TensorBoard folder (default save_dir/logs).
         resume: a latest.pt / best.pt to continue from.
+        overwrite: start a new run in a save_dir that holds another run's checkpoints.
         jobs: processes that load pairs.
 
     Returns:
@@ -146,6 +143,7 @@ def train(cfg: SupervisedConfig | None, data_dir: str | Path, save_dir: str | Pa
 
     started = time.perf_counter()
     save_dir = Path(save_dir)
+    check_save_dir(save_dir, resume=resume, overwrite=overwrite)
     layout = Layout(Path(data_dir), Path(cache_dir))
     found = discover(data_dir)
     for line in found.describe_orphans():
@@ -154,7 +152,7 @@ def train(cfg: SupervisedConfig | None, data_dir: str | Path, save_dir: str | Pa
         raise UserError(f"{data_dir}: no (raw, edit) pairs found; put them in input/ and desired_output/")
     state = None
     if resume is not None:
-        from ..editors import load_checkpoint
+        from ..checkpoint import load_checkpoint
         state = load_checkpoint(resume)
         if state["kind"] != "supervised":
             raise UserError(f"{resume}: a '{state['kind']}' checkpoint, not 'supervised'")
@@ -257,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
                         f"--set (only --epochs may change)")
     cfg = None if args.resume else load(SupervisedConfig, args.config, args.set)
     result = train(cfg, args.data_dir, args.save_dir, cache_dir=args.cache_dir, log_dir=args.log_dir,
-                   resume=args.resume, epochs=args.epochs, jobs=args.jobs)
+                   resume=args.resume, overwrite=args.overwrite, epochs=args.epochs, jobs=args.jobs)
     if "l1_kept" in result:
         print(f"val l1 {result['l1_kept']:.4f} vs identity {result['l1_identity']:.4f} "
               f"({100 * (1 - result['l1_ratio']):.0f}% below), label accuracy "
