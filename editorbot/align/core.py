@@ -26,6 +26,7 @@ from .path import best_path, match_features
 
 CONFIDENT_RHO, UNSURE_RHO = 0.8, 0.3  # waveform correlation mapped to confidence 1 and 0
 SMOOTH_FRAMES = 9
+MAX_ALTERNATIVES = 16  # other places listed per segment in the info
 
 
 @dataclass
@@ -284,11 +285,14 @@ def _info(edit, runs, pointers, ops, confidence, ambiguous, params, cfg, n_raw_f
     elif summary["mean_aligned"] < 0.5:
         warnings.append(f"{name}: the alignment is unsure (mean confidence "
                         f"{summary['mean_aligned']:.2f}); check {name} against its raw")
-    if summary["ambiguous_fraction"] > 0.05:
-        warnings.append(f"{name}: {100 * summary['ambiguous_fraction']:.1f}% of the edit matches "
-                        "identical material at more than one place in the raw; those frames "
-                        "may point at any copy")
     edit_json = edit.to_json()
+    sr = params.sr
+    for seg_json, run in zip(edit_json["segments"], runs):
+        if run.lag is not None:
+            seg_json["alternatives"] = [
+                {"raw_start_s": round(max(0.0, (run.start + lag) / sr), 4), "score": round(rho, 3)}
+                for lag, rho in run.alternatives[:MAX_ALTERNATIVES]]
+    with_copies = sum(bool(s.get("alternatives")) for s in edit_json["segments"])
     return {
         "editorbot_version": __version__,
         "raw": _describe(raw_path),
@@ -303,6 +307,7 @@ def _info(edit, runs, pointers, ops, confidence, ambiguous, params, cfg, n_raw_f
         "not_in_raw_frames": int((pointers < 0).sum()),
         "segments": edit_json["segments"],
         "n_segments": len(edit.segments),
+        "segments_with_alternatives": with_copies,
         "cuts": kinds.count("cut"),
         "loops": kinds.count("loop"),
         "reorders": kinds.count("reorder"),

@@ -47,7 +47,7 @@ def segment_kinds(edit: Edit, ops: np.ndarray, params: FeatureParams) -> list[st
 
 def plot_alignment(out_path: str | os.PathLike, *, edit: Edit, ops: np.ndarray,
                    confidence: np.ndarray, params: FeatureParams, raw_duration_s: float,
-                   title: str = "") -> Path:
+                   title: str = "", alternatives: list[list[float]] | None = None) -> Path:
     """Write the alignment picture as a PNG (atomically).
 
     Args:
@@ -55,6 +55,8 @@ def plot_alignment(out_path: str | os.PathLike, *, edit: Edit, ops: np.ndarray,
         ops : np.ndarray [shape=(edit_frames,)], int8, per-frame ops
         confidence : np.ndarray [shape=(edit_frames,)], float in [0, 1]
         raw_duration_s: length of the raw recording (the y axis).
+        alternatives: per segment, the raw starts of identical copies that play it as
+            well (drawn thin and faint: "this could also come from there").
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import LineCollection
@@ -69,9 +71,12 @@ def plot_alignment(out_path: str | os.PathLike, *, edit: Edit, ops: np.ndarray,
     ax = fig.add_subplot(grid[0])
     strip = fig.add_subplot(grid[1], sharex=ax)
     kinds = segment_kinds(edit, ops, params)
-    lines, colours, joins = [], [], []
-    for seg, start, kind in zip(edit.segments, edit.edit_starts_s(), kinds):
+    lines, colours, joins, copies = [], [], [], []
+    alternatives = alternatives or [[] for _ in edit.segments]
+    for seg, start, kind, alts in zip(edit.segments, edit.edit_starts_s(), kinds, alternatives):
         end = start + seg.duration_s
+        copies += [[(start / scale, a / scale), (end / scale, (a + seg.duration_s) / scale)]
+                   for a in alts]
         if seg.raw_start_s is None:
             ax.axvspan(start / scale, end / scale, color=COLOURS[kind], alpha=0.18, lw=0)
             continue
@@ -83,6 +88,9 @@ def plot_alignment(out_path: str | os.PathLike, *, edit: Edit, ops: np.ndarray,
             ax.axvspan(start / scale, (start + seg.fade_in_s) / scale, color="grey", alpha=0.15, lw=0)
         if seg.fade_out_s:
             ax.axvspan((end - seg.fade_out_s) / scale, end / scale, color="grey", alpha=0.15, lw=0)
+    if copies:
+        ax.add_collection(LineCollection(copies, colors="0.45", linewidths=1.0, alpha=0.6,
+                                         linestyles=(0, (2, 1)), capstyle="butt"))
     ax.add_collection(LineCollection(lines, colors=colours, linewidths=2.6, capstyle="butt"))
     for x in joins:
         ax.axvline(x, color="0.55", lw=0.6, ls=":", zorder=0)
@@ -97,6 +105,9 @@ def plot_alignment(out_path: str | os.PathLike, *, edit: Edit, ops: np.ndarray,
     handles = [Line2D([], [], color=c, lw=3, label=k) for k, c in COLOURS.items()
                if k in kinds]
     handles.append(Line2D([], [], color="0.55", lw=0.8, ls=":", label="join"))
+    if copies:
+        handles.append(Line2D([], [], color="0.45", lw=1.0, ls=(0, (2, 1)),
+                              label="identical audio elsewhere (alternative)"))
     ax.legend(handles=handles, loc="upper left", fontsize=9, framealpha=0.9)
     ax.set_title(title, fontsize=11, loc="left")
     # Confidence strip: the worst frame of each column, so short doubts stay visible.

@@ -88,7 +88,8 @@ def write_outputs(result: Alignment, outputs: dict[str, Path], *, title: str,
                f"confidence {c['mean']:.2f}")
     plot_alignment(outputs["alignment.png"], edit=result.edit, ops=result.ops,
                    confidence=result.confidence, params=params, raw_duration_s=raw_duration_s,
-                   title=heading)
+                   title=heading, alternatives=[[a["raw_start_s"] for a in seg.get("alternatives", [])]
+                                                for seg in info["segments"]])
     # info last: its presence with matching sources marks the pair as done.
     atomic_write_text(outputs["info.json"], json.dumps(info, indent=1))
 
@@ -129,15 +130,37 @@ def _summary(name: str, info: dict, outputs: dict[str, Path], *, skipped: bool) 
     return {"name": name, "skipped": skipped, "aligned_fraction": info["aligned_fraction"],
             "cuts": info["cuts"], "loops": info["loops"], "reorders": info["reorders"],
             "confidence": info["confidence"]["mean"], "warnings": info["warnings"],
+            "alternatives": alternatives(info),
             "outputs": {k: str(v) for k, v in outputs.items()}}
 
 
+def alternatives(info: dict) -> list[tuple[float, list[float]]]:
+    """(edit start, [raw starts of its identical copies]) of each segment that other places
+    in the raw play as well, from an alignment's info."""
+    return [(seg["edit_start_s"], [a["raw_start_s"] for a in seg["alternatives"]])
+            for seg in info.get("segments", []) if seg.get("alternatives")]
+
+
 def describe(summary: dict) -> str:
-    """One line about a prepared pair."""
+    """One line about a prepared pair (two when segments have identical copies)."""
     state = " (up to date)" if summary["skipped"] else ""
-    return (f"{summary['name']}: {100 * summary['aligned_fraction']:.1f}% aligned, "
+    line = (f"{summary['name']}: {100 * summary['aligned_fraction']:.1f}% aligned, "
             f"{summary['cuts']} cuts, {summary['loops']} loops, {summary['reorders']} reorders, "
             f"confidence {summary['confidence']:.2f}{state}")
+    copies = summary.get("alternatives") or []
+    if copies:
+        edit_s, raw_s = copies[0]
+        more = f" ({len(copies) - 1} more segments too, see the info file)" if len(copies) > 1 else ""
+        line += (f"\n  identical audio elsewhere in the raw: the piece at {clock(edit_s)} of the "
+                 f"edit could also come from {', '.join(clock(t) for t in raw_s[:3])}"
+                 f"{' and others' if len(raw_s) > 3 else ''}{more}; the fewest jumps were kept")
+    return line
+
+
+def clock(seconds: float) -> str:
+    """m:ss.s"""
+    m, s = divmod(max(seconds, 0.0), 60)
+    return f"{int(m)}:{s:04.1f}"
 
 
 def output_paths(out_dir: str | os.PathLike, name: str) -> dict[str, Path]:

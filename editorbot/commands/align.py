@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..align import align_files
-    from ..align.prepare import describe, output_paths, write_outputs
+    from ..align.prepare import alternatives, describe, output_paths, write_outputs
     from ..cache import file_fingerprint
     from ..errors import UserError
     from ..features import DEFAULT_PARAMS
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     info = result.info
     print(describe({"name": name, "skipped": False, "aligned_fraction": info["aligned_fraction"],
                     "cuts": info["cuts"], "loops": info["loops"], "reorders": info["reorders"],
-                    "confidence": info["confidence"]["mean"]}))
+                    "confidence": info["confidence"]["mean"], "alternatives": alternatives(info)}))
     for path in outputs.values():
         print(f"wrote {path}", file=sys.stderr)
     return 0
