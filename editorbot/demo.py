@@ -105,7 +105,7 @@ def run_demo(out: str = "demo_output", seed: int = 0, *, pairs: int = 6, heldout
         f"train.cache_dir={cache_dir}", f"train.pointer_dir={layout.pointer_dir}",
         f"train.save_dir={model_dir}", f"train.max_minutes={train_minutes}", "train.bf16=false",
         f"train.seed={seed}"])
-    result = train(cfg)
+    result = train(cfg, overwrite=True)  # the demo's own folder: a second demo run replaces it
     checkpoint = model_dir / "best.pt"
     if not checkpoint.is_file():
         checkpoint = model_dir / "latest.pt"
@@ -120,7 +120,7 @@ def run_demo(out: str = "demo_output", seed: int = 0, *, pairs: int = 6, heldout
         human_s = _duration(next(held.output_dir.glob(f"{name}_edit.*")))
         for tag, ckpt in (("rule-based", None), ("pointer", checkpoint)):
             done = edit_to_files(raw, edits_dir / f"{name}_{tag}.wav", checkpoint=ckpt,
-                                 target_duration_s=human_s)
+                                 target_duration_s=human_s, overwrite=True)
             outputs[(name, tag)] = done["paths"]
             said = next(line for line in done["lines"] if line.startswith("edit:"))
             print(f"  {name}, {tag}: {said.split(None, 1)[1]}")

@@ -224,6 +224,16 @@ def read_audacity_labels(path: str | os.PathLike) -> list[tuple[float, float, st
     return out
 
 
+def export_paths(out_stem: str | os.PathLike) -> dict[str, Path]:
+    """Where `export_all` writes each export of `out_stem`: {kind: path}."""
+    stem = Path(out_stem)
+    title = stem.name
+    return {"otio": stem.with_name(f"{title}.otio"), "edl": stem.with_name(f"{title}.edl"),
+            "fcp_xml": stem.with_name(f"{title}.fcp.xml"),
+            "labels": stem.with_name(f"{title}_labels.txt"),
+            "segments": stem.with_name(f"{title}_segments.json")}
+
+
 def export_all(edit: Edit, out_stem: str | os.PathLike, *, sr: int, channels: int | None = None,
                fps: int = EDL_FPS) -> dict[str, Path]:
     """Write every export next to `out_stem`; returns {kind: path}.
@@ -244,16 +254,13 @@ def export_all(edit: Edit, out_stem: str | os.PathLike, *, sr: int, channels: in
             raise UserError("export needs the raw's channel count: pass channels= or set "
                             "Edit.raw_path to the raw file")
         channels = probe(edit.raw_path).channels
-    stem = Path(out_stem)
-    title = stem.name
-    paths = {
-        "otio": write_otio(edit, stem.with_name(f"{title}.otio"), sr=sr, channels=channels),
-        "edl": atomic_write_text(stem.with_name(f"{title}.edl"),
-                                 edl_text(edit, fps=fps, channels=channels, title=title)),
-        "fcp_xml": atomic_write_text(stem.with_name(f"{title}.fcp.xml"),
+    title = Path(out_stem).name
+    where = export_paths(out_stem)
+    return {
+        "otio": write_otio(edit, where["otio"], sr=sr, channels=channels),
+        "edl": atomic_write_text(where["edl"], edl_text(edit, fps=fps, channels=channels, title=title)),
+        "fcp_xml": atomic_write_text(where["fcp_xml"],
                                      fcp_xml_text(edit, fps=fps, channels=channels, title=title)),
-        "labels": atomic_write_text(stem.with_name(f"{title}_labels.txt"),
-                                    audacity_labels_text(edit)),
-        "segments": edit.save(stem.with_name(f"{title}_segments.json")),
+        "labels": atomic_write_text(where["labels"], audacity_labels_text(edit)),
+        "segments": edit.save(where["segments"]),
     }
-    return paths

@@ -41,7 +41,10 @@ MOVE_PENALTY = 0.1           # cost added per full search radius moved (prefers 
 QUIET_DB = 20.0              # a join this far below the loudest candidate counts as fully quiet
 END_TOLERANCE_S = 0.025      # segments may run this far past the raw's end (pointer rounding)
 READ_BLOCK_S = 10.0          # seconds of raw read per block
-OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+# Sample formats an output keeps from its raw when it can hold them; a raw in any other
+# (MP3, Vorbis, Opus, ADPCM, u-law...) is written as PCM_24, or Vorbis in an .ogg.
+LINEAR_SUBTYPES = ("PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
 
 
 # ---------------------------------------------------------------------------- effects
@@ -161,18 +164,26 @@ class _Seam:
     moved: int = 0      # samples moved by snapping and search
 
 
-def _output_subtype(info: AudioInfo, out_path: Path, subtype: str | None) -> str:
+def output_subtype(info: AudioInfo, out_path: Path, subtype: str | None = None) -> str:
+    """The sample format of a render: the output file's format decides, not the raw's.
+
+    `subtype` when given (and the format holds it); else the raw's own when it is linear
+    PCM or float and the output format holds it; else VORBIS for .ogg and PCM_24 for .wav
+    and .flac (24-bit keeps the quality of compressed and float raws).
+    """
     fmt = OUTPUT_FORMATS.get(out_path.suffix.lower())
     if fmt is None:
-        raise UserError(f"{out_path}: render writes .wav or .flac; change the output name")
+        raise UserError(f"{out_path}: render writes .wav, .flac or .ogg; change the output name")
     if subtype is not None:
         if not sf.check_format(fmt, subtype):
             raise UserError(f"{out_path}: {fmt} cannot hold subtype {subtype!r}; try PCM_16 or "
                             "PCM_24")
         return subtype
-    if sf.check_format(fmt, info.subtype):
+    if fmt == "OGG":
+        return "VORBIS"
+    if info.subtype in LINEAR_SUBTYPES and sf.check_format(fmt, info.subtype):
         return info.subtype
-    return "PCM_24"  # compressed or float raws going to FLAC: 24-bit keeps their quality
+    return "PCM_24"
 
 
 def _read_padded(info: AudioInfo, start: int, frames: int,
@@ -628,7 +639,7 @@ def _ratio(value: float, reference: float) -> float:
 def render(raw_path: str | os.PathLike, edit: Edit, out_path: str | os.PathLike, *,
            seam_search_ms: float = SEAM_SEARCH_MS, beats_s=None, subtype: str | None = None,
            crossfade_ms: float = DEFAULT_CROSSFADE_MS, progress: bool = False) -> RenderReport:
-    """Render `edit` from the raw file's samples to `out_path` (.wav or .flac), atomically.
+    """Render `edit` from the raw file's samples to `out_path` (.wav, .flac or .ogg), atomically.
 
     Memory stays at a few blocks of READ_BLOCK_S seconds whatever the raw's or the edit's
     length: only the segments' spans are read, and the output is written as it is made.
@@ -636,13 +647,12 @@ def render(raw_path: str | os.PathLike, edit: Edit, out_path: str | os.PathLike,
     Args:
         raw_path: the recording the segments were cut from; never overwritten.
         edit: the segments (seconds of raw and edit time; see editorbot.edits).
-        out_path: .wav or .flac.
+        out_path: .wav, .flac or .ogg (see output_subtype for its sample format).
         seam_search_ms: each cut may move within +- this to where its sides join best
             (0: cuts stay where the segments put them).
         beats_s: optional raw-time beat positions (seconds); each cut's incoming raw point
             first snaps to the nearest beat within half a beat, then seam search refines it.
-        subtype: soundfile subtype of the output (default: the raw's, e.g. PCM_16, PCM_24;
-            PCM_24 for raws whose subtype the output format cannot hold).
+        subtype: soundfile subtype of the output (default: see output_subtype).
         crossfade_ms: crossfade at hard cuts (segments with crossfade_s == 0).
         progress: show a progress bar in seconds of audio.
 
@@ -651,7 +661,7 @@ def render(raw_path: str | os.PathLike, edit: Edit, out_path: str | os.PathLike,
     """
     out_path = Path(out_path)
     info = probe(raw_path)
-    subtype = _output_subtype(info, out_path, subtype)
+    subtype = output_subtype(info, out_path, subtype)
     if out_path.exists() and out_path.resolve() == info.path.resolve():
         raise UserError(f"{out_path}: is the raw recording; choose another output name")
     stream = _Stream(raw_path, edit, seam_search_ms=seam_search_ms, beats_s=beats_s,

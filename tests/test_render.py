@@ -125,7 +125,7 @@ def test_refuses_to_overwrite_the_raw_and_odd_outputs(tmp_path):
     before = (tmp_path / "raw.wav").read_bytes()
     with pytest.raises(UserError, match="is the raw recording"):
         render(tmp_path / "raw.wav", EDIT, tmp_path / "raw.wav")
-    with pytest.raises(UserError, match=r"\.wav or \.flac"):
+    with pytest.raises(UserError, match=r"\.wav, \.flac or \.ogg"):
         render(tmp_path / "raw.wav", EDIT, tmp_path / "out.mp3")
     assert (tmp_path / "raw.wav").read_bytes() == before
 

@@ -55,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "review page (OUTPUT_review.html) next to OUTPUT.")
     p.add_argument("input", metavar="INPUT", help="the raw recording (wav, flac, ogg, mp3)")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT.wav",
-                   help="the edit to write (.wav or .flac)")
+                   help="the edit to write (.wav, .flac or .ogg)")
     p.add_argument("--checkpoint", metavar="CKPT",
                    help="a trained model (models/<run>/best.pt); default: the rule-based editor")
     length = p.add_mutually_exclusive_group()
@@ -70,6 +70,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a cache where `editorbot stems` wrote this raw's stems, for models "
                         "trained with stems (default: separate them now)")
     p.add_argument("--no-review", action="store_true", help="do not write the review page")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUTPUT and the files next to it when they exist")
     p.set_defaults(func=run)
 
 
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     done = edit_to_files(args.input, args.output, checkpoint=args.checkpoint,
                          target_duration_s=args.target_duration, keep=args.keep,
                          seam_search_ms=args.seam_search_ms, review=not args.no_review,
-                         cache_dir=args.cache_dir)
+                         cache_dir=args.cache_dir, overwrite=args.overwrite)
     for line in done["lines"]:
         print(line)
     sys.stdout.flush()
@@ -97,15 +99,17 @@ def run(args: argparse.Namespace) -> int:
 
 def edit_to_files(raw, output, *, checkpoint=None, target_duration_s: float | None = None,
                   keep: float | None = None, seam_search_ms: float = 20.0,
-                  review: bool = True, cache_dir=None) -> dict:
+                  review: bool = True, cache_dir=None, overwrite: bool = False) -> dict:
     """Propose an edit of `raw`, render it to `output` and write its exports and review page.
 
     Args:
         raw: the raw recording.
-        output: the edit's audio (.wav or .flac); the other files go next to it.
+        output: the edit's audio (.wav, .flac or .ogg); the other files go next to it.
         checkpoint: a trained model's checkpoint path; None: the rule-based editor.
         target_duration_s, keep: the wanted length (see editorbot.editors.propose).
         cache_dir: cached stems for models that read them (see editorbot.editors.propose).
+        overwrite: replace outputs that exist (without it they are an error); an output is
+            never allowed to be the raw or the checkpoint.
 
     Returns:
         {"edit": Edit as rendered, "report": RenderReport, "paths": {kind: Path},
@@ -116,16 +120,20 @@ def edit_to_files(raw, output, *, checkpoint=None, target_duration_s: float | No
     from ..audio import probe
     from ..editors import propose
     from ..errors import log
-    from ..export import export_all
-    from ..render import render
+    from ..export import export_all, export_paths
+    from ..outputs import check_outputs
+    from ..render import OUTPUT_FORMATS, render
     from ..review import write_review_page
 
     raw, out = Path(raw), Path(output)
-    if out.suffix.lower() not in (".wav", ".flac"):
-        raise UserError(f"{out}: the edit is written as .wav or .flac; name it OUTPUT.wav")
+    if out.suffix.lower() not in OUTPUT_FORMATS:
+        raise UserError(f"{out}: the edit is written as .wav, .flac or .ogg; name it OUTPUT.wav")
     info = probe(raw)
-    if out.exists() and out.resolve() == raw.resolve():
-        raise UserError(f"{out}: is the input recording; choose another output name")
+    decision = out.with_name(f"{out.stem}_decision.png")
+    review_page = out.with_name(f"{out.stem}_review.html")
+    outputs = [out, decision, *export_paths(out.with_suffix("")).values()] + [review_page] * review
+    check_outputs(outputs, inputs={"the input recording": raw, "the checkpoint": checkpoint},
+                  overwrite=overwrite)
 
     warnings = _Warnings()
     log.addHandler(warnings)
@@ -141,7 +149,7 @@ def edit_to_files(raw, output, *, checkpoint=None, target_duration_s: float | No
     report = render(raw, edit, out, seam_search_ms=seam_search_ms, progress=True)
     paths = {"edit": report.out_path}
     paths.update(export_all(report.edit, out.with_suffix(""), sr=report.sr, channels=report.channels))
-    paths["plot"] = _decision_plot(out.with_name(f"{out.stem}_decision.png"), report.edit,
+    paths["plot"] = _decision_plot(decision, report.edit,
                                    info.duration_s, title=f"{out.name}: {editor}")
     lines = report.lines()[-2:]
     asked = target_duration_s or (keep * info.duration_s if keep else None)
@@ -155,7 +163,7 @@ def edit_to_files(raw, output, *, checkpoint=None, target_duration_s: float | No
               f"plot:       {paths['plot']}  (raw time against edit time, as `prepare` draws alignments)"]
     if review:
         notes = [f"made by {editor} from {raw}"] + warnings.lines
-        paths["review"] = write_review_page(out.with_name(f"{out.stem}_review.html"), raw_path=raw,
+        paths["review"] = write_review_page(review_page, raw_path=raw,
                                             edit_audio_path=out, edit=edit, render_report=report,
                                             notes=notes)
         lines.append(f"review:     {paths['review']}  (open it in a browser)")

@@ -21,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--match-duration", action="store_true",
                    help="ask every editor for the human edit's length")
     p.add_argument("--json", metavar="PATH", help="also write every figure to PATH")
+    p.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
     p.set_defaults(func=run)
 
 
@@ -34,7 +35,15 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import UserError, log
     from ..evaluate import evaluate_editors
     from ..layout import discover
+    from ..outputs import check_outputs
 
+    found = discover(args.data_dir, args.names or None)
+    if args.json:
+        inputs = {f"checkpoint {i + 1}": p for i, p in enumerate(args.checkpoint)}
+        for pair in found.pairs:
+            inputs |= {f"the raw recording of {pair.name}": pair.raw,
+                       f"the edit of {pair.name}": pair.edit}
+        check_outputs([args.json], inputs=inputs, overwrite=args.overwrite)
     editors = {}
     trained_on: dict[str, str] = {}
     for path in args.checkpoint:
@@ -53,7 +62,6 @@ def run(args: argparse.Namespace) -> int:
             editors = {"rule-based": baseline} | editors
     if not editors:
         raise UserError("nothing to evaluate: give --checkpoint, or leave out --no-baseline")
-    found = discover(args.data_dir, args.names or None)
     names = [p.name for p in found.pairs]
     if args.names:
         for name in names:

@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                           "(a {sample}_info.json beside it may give sample_rate and hop_length)")
     src.add_argument("--segments", metavar="S.json",
                      help="segment list (.json from Edit.save, or a .otio timeline)")
-    p.add_argument("-o", "--out", required=True, metavar="OUT.wav", help="output .wav or .flac")
+    p.add_argument("-o", "--out", required=True, metavar="OUT.wav", help="output .wav, .flac or .ogg")
     p.add_argument("--seam-search-ms", type=float, default=20.0,
                    help="move each cut within +- this many ms to where it joins best "
                         "(default 20; 0 = off)")
@@ -28,8 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--beats", metavar="BEATS.txt",
                    help="raw beat times, one number (seconds) per line: cuts snap to them")
     p.add_argument("--subtype", help="output sample format, e.g. PCM_16, PCM_24, FLOAT "
-                                     "(default: the raw's)")
+                                     "(default: the raw's when the output format holds it, else PCM_24; VORBIS for .ogg)")
     p.add_argument("--no-exports", action="store_true", help="write the audio only")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT and its exports when they exist (never the command's inputs)")
     p.set_defaults(func=run)
 
 
@@ -38,10 +40,18 @@ def run(args: argparse.Namespace) -> int:
 
     from ..edits import Edit
     from ..errors import UserError, log
-    from ..export import export_all
+    from ..export import export_all, export_paths
+    from ..outputs import check_outputs
     from ..render import render
 
-    raw = Path(args.raw)
+    raw, out = Path(args.raw), Path(args.out)
+    source = Path(args.segments or args.pointers)
+    inputs = {"the raw recording": raw, f"the {'segment list' if args.segments else 'pointer file'}":
+              source, "the beats file": args.beats}
+    if args.pointers:
+        inputs["the pointers' info file"] = _info_path(source)
+    outputs = [out] + ([] if args.no_exports else list(export_paths(out.with_suffix("")).values()))
+    check_outputs(outputs, inputs=inputs, overwrite=args.overwrite)
     if args.segments:
         seg_path = Path(args.segments)
         if seg_path.suffix.lower() == ".otio":
@@ -68,7 +78,6 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     print(f"wrote {report.out_path}")
     if not args.no_exports:
-        out = Path(args.out)
         paths = export_all(report.edit, out.with_suffix(""), sr=report.sr,
                            channels=report.channels)
         print("exports: " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
@@ -94,7 +103,7 @@ def _edit_from_pointers(path):
         raise UserError(f"{path}: pointers must be a non-empty 1-D integer array, got "
                         f"{pointers.dtype} {pointers.shape}")
     params = DEFAULT_PARAMS
-    info_path = path.with_name(path.name.replace("_pointers.npy", "_info.json"))
+    info_path = _info_path(path)
     if info_path != path and info_path.is_file():
         try:
             info = json.loads(info_path.read_text())
@@ -103,3 +112,8 @@ def _edit_from_pointers(path):
         if "sample_rate" in info and "hop_length" in info:
             params = FeatureParams(sr=int(info["sample_rate"]), hop_length=int(info["hop_length"]))
     return pointers_to_segments(pointers, params)
+
+
+def _info_path(pointers_path):
+    """{sample}_info.json beside a {sample}_pointers.npy."""
+    return pointers_path.with_name(pointers_path.name.replace("_pointers.npy", "_info.json"))
