@@ -72,13 +72,16 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         with torch.serialization.safe_globals([TorchVersion]):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if not refused_as_unsafe(err):
+            raise UserError(f"{path}: not a readable checkpoint (damaged, cut short or not a "
+                            "checkpoint); train or copy it again") from None
         raise UserError(f"{path}: refused: it holds {_foreign_object(err)}, not only weights and "
                         "settings, and loading it could run code; use a checkpoint written by "
                         "`editorbot train`") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError,
-            IndexError, TypeError, AttributeError, UnicodeDecodeError) as err:
-        text = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path}: not a readable checkpoint ({text}); train or copy it again") from None
+            IndexError, TypeError, AttributeError, MemoryError, OverflowError) as err:
+        raise UserError(f"{path}: not a readable checkpoint ({_first_line(err)}); train or copy "
+                        "it again") from None
     if not isinstance(ckpt, dict) or ckpt.get("kind") not in KINDS:
         raise UserError(f"{path}: not an editorbot checkpoint (no 'kind' among {', '.join(KINDS)}); "
                         "pass a best.pt or latest.pt from `editorbot train`")
@@ -124,6 +127,18 @@ def check_save_dir(save_dir: str | os.PathLike, *, resume: str | os.PathLike | N
     raise UserError(f"{save_dir}: holds {' and '.join(held)} of an earlier run; carry it on with "
                     f"{resume_flag} {save_dir / 'latest.pt'}, choose another --save-dir, or add "
                     "--overwrite to replace them")
+
+
+def refused_as_unsafe(err: pickle.UnpicklingError) -> bool:
+    """Whether torch.load(weights_only=True) refused an object it may not build (rather
+    than failing on bytes that are no pickle at all)."""
+    text = str(err)
+    return "GLOBAL" in text or "Unsupported class" in text or "reduce" in text.lower()
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:120] if text else type(err).__name__
 
 
 def _foreign_object(err: pickle.UnpicklingError) -> str:

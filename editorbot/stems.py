@@ -244,20 +244,49 @@ def find_demucs_weights(weights: str | os.PathLike | None = None) -> Path:
         f"{HTDEMUCS_TH} from a machine that ran demucs into {hub}/")
 
 
-def load_demucs(weights_path: str | os.PathLike):
+def load_demucs(weights_path: str | os.PathLike, *, trust_pickle: bool = False):
     """Load an htdemucs model from a local weights file (demucs's .th package or its
-    .safetensors export). Loading a .th unpickles it: use files you trust. The model is
-    kept for the next call with the same, unchanged file.
+    .safetensors export). The model is kept for the next call with the same, unchanged file.
+
+    A .th is a pickle: it is read with torch.load(weights_only=True), which builds only
+    tensors, plain data and the demucs model classes, so a file from elsewhere cannot run
+    code. A .th that needs anything else is refused unless trust_pickle (the user's
+    --trust-weights: they trust where the file came from).
 
     Returns the model in eval mode; it has samplerate, audio_channels, sources, segment
     and maps (batch, audio_channels, samples) to (batch, sources, audio_channels, samples).
     """
     path = Path(weights_path)
-    return _load_demucs(path, path.stat().st_mtime_ns)
+    return _load_demucs(path, path.stat().st_mtime_ns, trust_pickle)
+
+
+def _read_th(path: Path, trust_pickle: bool) -> dict:
+    """A demucs .th package ({'klass', 'args', 'kwargs', 'state'}), read as weights only
+    unless trust_pickle."""
+    import pickle
+    from fractions import Fraction
+
+    import torch
+    from demucs.demucs import Demucs
+    from demucs.hdemucs import HDemucs
+    from demucs.htdemucs import HTDemucs
+    try:
+        # The model classes are named, not run, by the package; HTDemucs's segment length
+        # may be a Fraction, built from a string.
+        with torch.serialization.safe_globals([Demucs, HDemucs, HTDemucs, Fraction]):
+            return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as err:
+        from .checkpoint import _foreign_object, refused_as_unsafe
+        if trust_pickle or not refused_as_unsafe(err):
+            raise
+        raise DemucsUnavailable(
+            f"{path}: refused: it holds {_foreign_object(err)} besides a demucs model's class "
+            "and weights, and loading it could run code; pass --trust-weights only if you trust "
+            "where the file came from, or use its .safetensors export") from None
 
 
 @lru_cache(maxsize=2)
-def _load_demucs(path: Path, mtime_ns: int):
+def _load_demucs(path: Path, mtime_ns: int, trust_pickle: bool = False):
     import pickle
     _require_demucs()
     from demucs.states import load_model
@@ -274,7 +303,7 @@ def _load_demucs(path: Path, mtime_ns: int):
             errors += (SafetensorError,)
             model = load_safetensors_model(path)
         else:
-            model = load_model(path)
+            model = load_model(_read_th(path, trust_pickle))
     except errors as err:
         raise DemucsUnavailable(f"{path}: not a loadable demucs weights file "
                         f"({type(err).__name__}: {str(err)[:120]}); re-copy it") from None
@@ -485,7 +514,8 @@ def _backend_meta(backend: str, weights: str | os.PathLike | None, model) -> dic
 
 
 def separate(path: str | os.PathLike, backend: str, *, weights: str | os.PathLike | None = None,
-             model=None, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+             model=None, progress: Progress | None = None,
+             trust_pickle: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Stems of an audio file and its analysis audio.
 
     Args:
@@ -493,6 +523,7 @@ def separate(path: str | os.PathLike, backend: str, *, weights: str | os.PathLik
         weights: htdemucs weights (see `find_demucs_weights`); ignored for hpss
         model: a loaded Demucs-style model to use instead of weights (demucs only)
         progress: called with seconds of audio finished
+        trust_pickle: load a .th that needs more than weights (see `load_demucs`)
 
     Returns:
         stems : np.ndarray [shape=(4, n)], STEM_DTYPE, 22050 Hz mono, STEMS order
@@ -505,7 +536,7 @@ def separate(path: str | os.PathLike, backend: str, *, weights: str | os.PathLik
         raise UserError(f"unknown stems backend '{backend}'; use one of {', '.join(BACKENDS)}")
     if model is None:
         _require_demucs()
-        model = load_demucs(find_demucs_weights(weights))
+        model = load_demucs(find_demucs_weights(weights), trust_pickle=trust_pickle)
     return demucs_stems(path, model, len(y_mix), progress=progress), y_mix
 
 
@@ -519,7 +550,7 @@ def stems_meta(path: str | os.PathLike, backend: str, *, weights=None, model=Non
 
 def cache_stems(path: str | os.PathLike, stems_path: str | os.PathLike,
                 mels_path: str | os.PathLike, backend: str, *, weights=None, model=None,
-                progress: Progress | None = None) -> dict:
+                progress: Progress | None = None, trust_pickle: bool = False) -> dict:
     """Write the stem audio and the stem mels of `path` unless both are up to date.
 
     Memory: the separation works on one block (hpss: 30 s STFT) or one model segment
@@ -536,7 +567,8 @@ def cache_stems(path: str | os.PathLike, stems_path: str | os.PathLike,
             progress(probe(path).duration_s)
         return {"backend": backend, "frames": int(have[1][0][STEMS[0]].shape[1]),
                 "seconds": len(have[0][0][STEMS[0]]) / STEM_SR, "computed": False}
-    stems, y_mix = separate(path, backend, weights=weights, model=model, progress=progress)
+    stems, y_mix = separate(path, backend, weights=weights, model=model, progress=progress,
+                            trust_pickle=trust_pickle)
     mels = [m.astype(STEM_DTYPE) for m in _iter_stem_mels(stems, y_mix)]
     save_npz(stems_path, meta, **dict(zip(STEMS, stems)))
     save_npz(mels_path, meta, **dict(zip(STEMS, mels)))

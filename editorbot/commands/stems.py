@@ -29,6 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", metavar="PATH",
                    help="htdemucs weights: a .th or .safetensors file, or a folder holding one "
                         "(default: the torch hub and HuggingFace caches)")
+    p.add_argument("--trust-weights", action="store_true",
+                   help="load a .th weights file that holds more than a model's class and weights "
+                        "(a pickle: loading it can run code; only for files whose source you trust)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     p.set_defaults(func=run)
 
@@ -42,6 +45,7 @@ class StemTask:
     backend: str
     weights: str | None
     threads: int | None  # torch threads in a worker process; None leaves torch's default
+    trust_weights: bool = False
 
 
 def stem_task(task: StemTask, progress=None) -> dict:
@@ -53,7 +57,7 @@ def stem_task(task: StemTask, progress=None) -> dict:
         torch.set_num_threads(task.threads)
     try:
         return cache_stems(task.raw, task.stems_path, task.mels_path, task.backend,
-                           weights=task.weights, progress=progress)
+                           weights=task.weights, progress=progress, trust_pickle=task.trust_weights)
     except DemucsUnavailable as err:
         # The library says what is wrong with demucs; the ways round it are this command's.
         raise UserError(f"{err}; or pass --weights FILE, or use --backend hpss") from None
@@ -80,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     backend = resolve_backend(args.backend, args.weights)
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     tasks = [StemTask(p.name, p.raw, layout.stems(p.name), layout.stems_mel(p.name), backend,
-                      args.weights, threads) for p in found.pairs]
+                      args.weights, threads, args.trust_weights) for p in found.pairs]
     seconds = {}
     for t in tasks:
         try:
