@@ -23,8 +23,9 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 ANALYSIS_SR = 22050
 BLOCK_S = 20.0  # seconds of audio decoded per block
 SILENCE_PEAK = 10 ** (-90 / 20)  # below -90 dBFS a file counts as silent
+SILENCE_PROBES = 16  # one-second samples check_audio reads before decoding a file whole
 # Compressed formats report their length from headers that can be a little off.
-_LENGTH_TOLERANCE = {"MP3": 0.02, "OGG": 0.02}
+LENGTH_TOLERANCE = {"MP3": 0.02, "OGG": 0.02}
 # libsndfile cannot write more than about 60 s of OGG in one call (it crashes).
 _OGG_WRITE_BLOCK = 1 << 18
 
@@ -52,15 +53,32 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     empty or non-audio file, zero-length audio, or a WAV whose data chunk is cut short.
     """
     path = Path(path)
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:
+            raise AudioError(f"{path}: a symbolic link that loops back on itself; point it at "
+                             "the audio file") from None
+        except OSError:
+            raise AudioError(f"{path}: no such file: a symbolic link to {os.readlink(path)}, which "
+                             "does not exist; point it at the audio file or remove it") from None
     if not path.exists():
         raise AudioError(f"{path}: no such file; check the path")
     if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file; name a file inside it")
+        raise AudioError(f"{path}: is a directory, not an audio file; rename it, or name the file "
+                         "inside it")
+    if not path.is_file():
+        raise AudioError(f"{path}: not a regular file (a device, pipe or socket); copy the audio "
+                         "into a file")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: the file is empty (0 bytes); re-export or copy it again")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{path}: not readable by this user; fix its permissions (chmod u+r)")
     try:
         info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError) as err:
+    except PermissionError:
+        raise AudioError(f"{path}: not readable by this user; fix its permissions (chmod u+r)") from None
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
         raise AudioError(
             f"{path}: not a readable audio file ({_short(err)}); use wav, flac, ogg or mp3"
         ) from None
@@ -70,6 +88,36 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         _check_wav_data_chunk(path)
     return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames),
                      info.format, info.subtype)
+
+
+def check_audio(path: str | os.PathLike, *, min_duration_s: float = 0.0,
+                need: str = "to edit") -> AudioInfo:
+    """`probe`, then check that the file decodes, is at least min_duration_s long and is
+    not silent, before any work is spent on it.
+
+    A file is sampled first (SILENCE_PROBES seconds spread over it); only a file silent
+    in every sample is decoded whole, to be sure.
+
+    Args:
+        need: what the audio is for, said in the error ('to align', 'to edit').
+
+    Raises AudioError (one line naming the file and what to do).
+    """
+    info = probe(path)
+    if info.duration_s < min_duration_s:
+        raise AudioError(f"{info.path}: {info.duration_s:.2f} s of audio, too short {need} (at "
+                         f"least {min_duration_s:g} s); export a longer take or remove it")
+    span = min(info.frames, info.sr)
+    starts = np.linspace(0, info.frames - span, SILENCE_PROBES).astype(int)
+    for start in dict.fromkeys(starts.tolist()):
+        for block in iter_blocks(path, start=start, frames=span, info=info):
+            if np.abs(block).max(initial=0.0) >= SILENCE_PEAK:
+                return info
+    for block in iter_blocks(path, info=info):
+        if np.abs(block).max(initial=0.0) >= SILENCE_PEAK:
+            return info
+    raise AudioError(f"{info.path}: silent (peak below -90 dBFS over all {info.duration_s:.1f} s), "
+                     f"nothing {need}; check the export, or remove the file")
 
 
 def _short(err: Exception) -> str:
@@ -145,7 +193,7 @@ def iter_blocks(
                 yield block
     except sf.LibsndfileError as err:
         raise AudioError(f"{info.path}: corrupt audio data ({_short(err)}); export it again") from None
-    tolerance = _LENGTH_TOLERANCE.get(info.format, 0.0)
+    tolerance = LENGTH_TOLERANCE.get(info.format, 0.0)
     if frames is None and done < want * (1 - tolerance) - 1:
         raise AudioError(
             f"{info.path}: truncated: read {done / info.sr:.2f} s of the "

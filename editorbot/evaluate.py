@@ -23,7 +23,7 @@ from .cache import load_npz
 from .edits import Edit, segments_to_pointers
 from .errors import UserError, log
 from .features import DEFAULT_PARAMS, FeatureParams
-from .layout import Layout, discover
+from .layout import Layout, discover, read_pointer_files
 
 POINTER_TOLERANCE_S = 0.05
 DEFAULT_BEAT_PERIOD_S = 0.5  # 120 BPM, when no tempo is known
@@ -261,11 +261,7 @@ def evaluate_editors(data_dir: str | os.PathLike, editors: dict[str, Editor], *,
     results: dict[str, dict] = {e: {"per_pair": {}, "failures": {}} for e in editors}
     truths = {}
     for pair in found.pairs:
-        path = layout.pointer_file(pair.name, "pointers.npy")
-        if not path.is_file():
-            raise UserError(f"{path}: no pointers for pair {pair.name}; run `editorbot prepare "
-                            f"--data-dir {data_dir}` first")
-        truths[pair.name] = np.load(path).astype(np.int64)
+        truths[pair.name] = read_pointer_files(layout.pointer_dir, pair.name)[0]
     bar = tqdm(total=len(found.pairs) * len(editors), unit="edit", desc="evaluate",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:

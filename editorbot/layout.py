@@ -9,9 +9,12 @@
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from .audio import AUDIO_EXTENSIONS
 from .errors import UserError
@@ -137,3 +140,69 @@ def discover(data_dir: str | os.PathLike = "training_data",
         orphan_raws = [p for p in orphan_raws if _stem(p, RAW_SUFFIX) in wanted]
         orphan_edits = [p for p in orphan_edits if _stem(p, EDIT_SUFFIX) in wanted]
     return Discovery(pairs, orphan_raws, orphan_edits)
+
+
+# What np.load raises for a cut-short or damaged .npy (a flipped byte in the header can
+# make its shape absurd).
+_NPY_ERRORS = (ValueError, OSError, EOFError, SyntaxError, MemoryError, OverflowError)
+
+
+def read_pointer_files(pointer_dir: str | os.PathLike, name: str
+                       ) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """A pair's pointer_sequences files, checked against each other.
+
+    Returns:
+        pointers : np.ndarray [shape=(edit_frames,)], int64 raw frame per edit frame, -1 = not in raw
+        ops : np.ndarray [shape=(edit_frames,)], int8 (editorbot.edits.Op), or None when
+            {name}_ops.npy is absent
+        info : the {name}_info.json record ({} when absent)
+
+    Raises UserError naming the file and `editorbot prepare` for a missing, cut-short or
+    damaged file, a wrong dtype or shape, or pointers that disagree with the info record
+    (its edit_frames, its raw_frames).
+    """
+    pointer_dir = Path(pointer_dir)
+    redo = f"run `editorbot prepare --force {name}` again"
+    path = pointer_dir / f"{name}_pointers.npy"
+    if not path.is_file():
+        raise UserError(f"{path}: no pointer sequence for '{name}'; run `editorbot prepare {name}`")
+    pointers = _read_npy(path, redo)
+    if pointers.ndim != 1 or len(pointers) == 0 or not np.issubdtype(pointers.dtype, np.integer):
+        raise UserError(f"{path}: expected a non-empty 1-D integer array of raw frames, got "
+                        f"{pointers.dtype} {pointers.shape}; {redo}")
+    pointers = pointers.astype(np.int64)
+    if pointers.min() < -1:
+        raise UserError(f"{path}: holds raw frame {int(pointers.min())} (-1 is the least); {redo}")
+    info_path = pointer_dir / f"{name}_info.json"
+    info = {}
+    if info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UserError(f"{info_path}: unreadable ({err}); {redo}") from None
+        if not isinstance(info, dict):
+            raise UserError(f"{info_path}: expected a JSON object; {redo}")
+        edit_frames, raw_frames = info.get("edit_frames"), info.get("raw_frames")
+        if isinstance(edit_frames, int) and edit_frames != len(pointers):
+            raise UserError(f"{path}: {len(pointers)} pointers, but {info_path.name} records "
+                            f"{edit_frames} edit frames (cut short?); {redo}")
+        if isinstance(raw_frames, int) and pointers.max() >= raw_frames:
+            raise UserError(f"{path}: points at raw frame {int(pointers.max())}, but the raw has "
+                            f"{raw_frames} frames; {redo}")
+    ops_path = pointer_dir / f"{name}_ops.npy"
+    ops = None
+    if ops_path.is_file():
+        ops = _read_npy(ops_path, redo)
+        if ops.shape != pointers.shape or not np.issubdtype(ops.dtype, np.integer):
+            raise UserError(f"{ops_path}: expected {len(pointers)} integer ops (one per pointer), "
+                            f"got {ops.dtype} {ops.shape}; {redo}")
+        ops = ops.astype(np.int8)
+    return pointers, ops, info
+
+
+def _read_npy(path: Path, redo: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except _NPY_ERRORS as err:
+        text = str(err).splitlines()[0][:100] if str(err) else type(err).__name__
+        raise UserError(f"{path}: cut short or damaged ({text}); {redo}") from None

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .audio import load_analysis, probe
+from .audio import LENGTH_TOLERANCE, load_analysis, probe
 from .cache import cached, file_fingerprint
 from .errors import UserError
 from .features import DEFAULT_PARAMS, FeatureParams, mel
@@ -33,7 +33,7 @@ def mel_for(path: str | os.PathLike, cache_path: str | os.PathLike | None = None
             decoded analysis audio is also stored in audio_sink["y"], for callers that
             need it as well (alignment).
     """
-    probe(path)  # a clear error for a missing or broken file before anything else
+    info = probe(path)  # a clear error for a missing or broken file before anything else
     def compute() -> dict[str, np.ndarray]:
         y = load_analysis(path, sr=params.sr)
         if audio_sink is not None:
@@ -42,7 +42,27 @@ def mel_for(path: str | os.PathLike, cache_path: str | os.PathLike | None = None
     if cache_path is None:
         return compute()["mel"]
     meta = mel_meta(path, params) | {"editorbot_version": __version__}
-    return cached(cache_path, meta, compute)["mel"]
+    frames = params.n_frames(int(np.ceil(info.frames * params.sr / info.sr)))
+    slack = 2 + int(frames * LENGTH_TOLERANCE.get(info.format, 0.0))
+    return cached(cache_path, meta, compute,
+                  check=lambda arrays: mel_problem(arrays, params, frames, slack))["mel"]
+
+
+def mel_problem(arrays: dict[str, np.ndarray], params: FeatureParams, frames: int,
+                slack: int = 2) -> str | None:
+    """What is wrong with a cached mel entry, or None: it must be float32 (n_mels, t) in
+    [0, 1], t within `slack` frames of `frames`, the count its source's header gives
+    (resampling rounds either way; compressed files' headers are a little off)."""
+    m = arrays.get("mel")
+    if m is None:
+        return "no 'mel' array"
+    if m.dtype != np.float32 or m.ndim != 2 or m.shape[0] != params.n_mels:
+        return f"mel is {m.dtype} {m.shape}, not float32 ({params.n_mels}, t)"
+    if abs(m.shape[1] - frames) > slack:
+        return f"mel has {m.shape[1]} frames where its source gives {frames}"
+    if not (np.isfinite(m).all() and m.min(initial=0.0) >= 0.0 and m.max(initial=0.0) <= 1.0):
+        return "mel values outside [0, 1]"
+    return None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "CACHE_DIR/features/, align the edit to its raw recording (cuts, loops, "
                     "reorders of any length; audio not in the raw) and write "
                     "DATA_DIR/pointer_sequences/{name}_pointers.npy, _ops.npy, _info.json "
-                    "and _alignment.png. Pairs already up to date are skipped.")
+                    "and _alignment.png. Pairs already up to date are skipped. Every file is "
+                    "checked first (a readable file that decodes, at least 1 s long, not "
+                    "silent): a bad pair is named and left out, the others are prepared, "
+                    "and the run exits with status 2.")
     p.add_argument("names", nargs="*", metavar="NAME", help="sample names (default: all pairs)")
     add_layout_args(p)
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1; about "
@@ -37,8 +40,12 @@ def run(args: argparse.Namespace) -> int:
     for line in orphans:
         log.warning(line)
     layout = Layout(args.data_dir, args.cache_dir)
-    items = [(p.name, PrepareTask(p, layout, force=args.force), pair_seconds(p)) for p in found.pairs]
+    checked = run_jobs(check_pair, [(p.name, p, 0.0) for p in found.pairs], jobs=args.jobs,
+                       desc="check", progress=False)
+    items = [(p.name, PrepareTask(p, layout, force=args.force or _needs_redo(layout, p.name)),
+              pair_seconds(p)) for p in found.pairs if p.name in checked.results]
     report = run_jobs(run_task, items, jobs=args.jobs, desc="prepare")
+    report.failures.update(checked.failures)
     for name in sorted(report.results):
         print(describe(report.results[name]))
     done = len(report.results)
@@ -57,3 +64,30 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(problems), file=sys.stderr)
         return 2
     return 0
+
+
+MIN_ALIGN_S = 1.0  # shorter audio holds too few fingerprint frames to align
+
+
+def check_pair(pair) -> bool:
+    """Both files of a pair are readable audio that decodes, long enough to align and not
+    silent (a top-level function, for worker processes). Raises AudioError otherwise."""
+    from ..audio import check_audio
+    for path in (pair.raw, pair.edit):
+        check_audio(path, min_duration_s=MIN_ALIGN_S, need="to align")
+    return True
+
+
+def _needs_redo(layout, name: str) -> bool:
+    """Whether a pair's pointer files exist but fail their checks (cut short, damaged, at
+    odds with their info record): then the pair is aligned again, not called up to date."""
+    from ..errors import UserError, log
+    from ..layout import read_pointer_files
+    if not layout.pointer_file(name, "pointers.npy").exists():
+        return False
+    try:
+        read_pointer_files(layout.pointer_dir, name)
+    except UserError as err:
+        log.warning("%s; aligning it again", str(err).rsplit("; run", 1)[0])
+        return True
+    return False

@@ -18,7 +18,7 @@ from ..cache import load_npz
 from ..edits import ops_from_pointers
 from ..errors import UserError
 from ..features import FeatureParams
-from ..layout import Layout
+from ..layout import Layout, read_pointer_files
 from ..stems import read_stem_mels
 from .config import AugmentConfig
 from .model import N_COND, N_STEMS
@@ -326,20 +326,8 @@ class PointerData:
 
     def _load_recording(self, name: str) -> Recording:
         path = self.pointer_dir / f"{name}_pointers.npy"
-        if not path.is_file():
-            raise UserError(f"{path}: no such pointer file; run `editorbot prepare {name}`")
-        pointers = np.load(path).astype(np.int64)
-        if pointers.ndim != 1 or len(pointers) == 0:
-            raise UserError(f"{path}: expected a non-empty 1-D array of raw frames; run "
-                            f"`editorbot prepare {name}` again")
-        ops_path = self.pointer_dir / f"{name}_ops.npy"
-        if ops_path.is_file():
-            ops = np.load(ops_path).astype(np.int64)
-            if ops.shape != pointers.shape:
-                raise UserError(f"{ops_path}: {len(ops)} ops for {len(pointers)} pointers; run "
-                                f"`editorbot prepare {name}` again")
-        else:
-            ops = ops_from_pointers(pointers).astype(np.int64)
+        pointers, ops, _ = read_pointer_files(self.pointer_dir, name)
+        ops = (ops_from_pointers(pointers) if ops is None else ops).astype(np.int64)
         mel = self._read_mel(name)
         n_raw = mel.shape[1]
         if pointers.max() >= n_raw:

@@ -24,7 +24,7 @@ from ..config import from_dict, to_dict
 from ..edits import Edit, pointers_to_segments, segments_to_pointers
 from ..errors import UserError, log
 from ..features import DEFAULT_PARAMS, FeatureParams
-from ..layout import Layout, Pair, discover
+from ..layout import Layout, Pair, discover, read_pointer_files
 from .actions import (ACTION_DIMS, AMOUNTS, N_AMOUNTS, N_SIZES, N_TYPES, SIZE_BEATS, ActionType,
                       Amount, EditTrack, Size, describe)
 from .aux_tasks import AuxTables, aux_tables, beat_mels
@@ -425,13 +425,8 @@ def human_source(pair: Pair, layout: Layout, *, grid: str = "auto",
             raise UserError(f"{truth_path}: not valid JSON ({err.msg}); regenerate the corpus") from None
     pointer_path = layout.pointer_file(pair.name, "pointers.npy")
     if pointer_path.is_file():
-        pointers = np.load(pointer_path, allow_pickle=False)
-        if pointers.ndim != 1 or not np.issubdtype(pointers.dtype, np.integer):
-            raise UserError(f"{pointer_path}: expected 1-D integer raw frames; run `editorbot "
-                            "prepare` again")
-        pointers = pointers.astype(np.int64)
+        pointers, _, info = read_pointer_files(layout.pointer_dir, pair.name)
         info_path = layout.pointer_file(pair.name, "info.json")
-        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
         if isinstance(info.get("segments"), list):
             edit = Edit.from_json(info, where=str(info_path))
         else:

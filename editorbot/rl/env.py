@@ -24,7 +24,7 @@ import numpy as np
 from ..edits import Edit, segments_to_pointers
 from ..errors import UserError
 from ..features import DEFAULT_PARAMS
-from ..layout import Layout
+from ..layout import Layout, read_pointer_files
 from .actions import (ACTION_DIMS, CUT_TYPES, JUMP_TYPES, LOOP_TYPES, EditTrack, head_masks,
                       resolve)
 from .beat_features import BeatFeatures, beat_features, flow_columns, sample_name
@@ -202,14 +202,10 @@ def load_pointers(raw_path: str | os.PathLike, *, data_dir: str | os.PathLike | 
             raise UserError(f"{path}: cannot read the truth file ({err}); regenerate it") from None
         return segments_to_pointers(Edit.from_json(data, where=str(path)), DEFAULT_PARAMS)
     layout = Layout(Path(data_dir) if data_dir is not None else Path(raw_path).parent.parent)
-    path = layout.pointer_file(sample_name(raw_path), "pointers.npy")
-    if not path.exists():
+    name = sample_name(raw_path)
+    if not layout.pointer_file(name, "pointers.npy").exists():
         return None
-    pointers = np.load(path, allow_pickle=False)
-    if pointers.ndim != 1 or not np.issubdtype(pointers.dtype, np.integer):
-        raise UserError(f"{path}: expected a 1-D integer array of raw frames; run "
-                        "`editorbot align` again")
-    return pointers.astype(np.int64)
+    return read_pointer_files(layout.pointer_dir, name)[0]
 
 
 def env_fn(raw_path: str | os.PathLike, **kwargs) -> Callable[[], EditEnv]:

@@ -12,8 +12,8 @@ import torch
 
 from ..audio import load_analysis
 from ..features import DEFAULT_PARAMS, FeatureParams, mel_power, normalize_db
-from ..layout import Layout, Pair
-from .labels import Label, RawTargets, labels_for, read_pointer_files
+from ..layout import Layout, Pair, read_pointer_files
+from .labels import Label, RawTargets, labels_for
 from .model import context_features
 
 
@@ -138,7 +138,7 @@ def load_recording(pair: Pair, layout: Layout, params: FeatureParams = DEFAULT_P
     n_samples = raw_mel.shape[1] * params.hop_length
     raw_audio = np.zeros(n_samples, np.float16)
     raw_audio[:min(n_samples, len(y_raw))] = y_raw[:n_samples]
-    _, _, info = read_pointer_files(layout, pair.name)
+    _, _, info = read_pointer_files(layout.pointer_dir, pair.name)
     shifts = segment_shifts(info, targets.target_frames, params.sr, params.hop_length)
     target_audio = aligned_edit_audio(y_edit, targets.target_frames, n_samples, params.hop_length,
                                       shifts)

@@ -21,7 +21,6 @@ Frames played several times take their FIRST playing (in edit order) as their ta
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -33,7 +32,7 @@ from ..cache import cached, file_fingerprint
 from ..edits import Op, ops_from_pointers
 from ..errors import UserError
 from ..features import DEFAULT_PARAMS, FeatureParams
-from ..layout import Layout, Pair
+from ..layout import Layout, Pair, read_pointer_files
 
 GAIN_CHANGE_DB = 3.0   # a run's level offset beyond this (vs the recording's median) is a gain move
 FLOOR = 0.05           # mel values below this (about -76 dB re max) are too quiet to measure a level
@@ -207,30 +206,6 @@ def _gain_changed(p: np.ndarray, raw_mel: np.ndarray, edit_mel: np.ndarray, top_
     return out
 
 
-def read_pointer_files(layout: Layout, name: str) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    """The pointers, ops (None if absent) and info (empty if absent) of one pair, as
-    `editorbot prepare` writes them under pointer_sequences/."""
-    path = layout.pointer_file(name, "pointers.npy")
-    if not path.is_file():
-        raise UserError(f"{path}: no pointer sequence for '{name}'; run `editorbot prepare "
-                        f"--data-dir {layout.data_dir}` first")
-    try:
-        pointers = np.load(path, allow_pickle=False).astype(np.int64)
-    except (ValueError, OSError) as err:
-        raise UserError(f"{path}: unreadable pointer file ({err}); run `editorbot prepare` again") from None
-    if pointers.ndim != 1:
-        raise UserError(f"{path}: expected a 1-D array of raw frames, got shape {pointers.shape}; "
-                        f"run `editorbot prepare` again")
-    ops_path = layout.pointer_file(name, "ops.npy")
-    ops = np.load(ops_path, allow_pickle=False).astype(np.int8) if ops_path.is_file() else None
-    if ops is not None and len(ops) != len(pointers):
-        raise UserError(f"{ops_path}: {len(ops)} ops for {len(pointers)} pointers; "
-                        f"run `editorbot prepare` again")
-    info_path = layout.pointer_file(name, "info.json")
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    return pointers, ops, info
-
-
 def max_crossfade_s(info: dict) -> float:
     """The longest crossfade among the aligned segments in an info record (0 if none)."""
     return max((float(s.get("crossfade_s") or 0.0) for s in info.get("segments", [])), default=0.0)
@@ -246,7 +221,7 @@ def labels_for(pair: Pair, layout: Layout, raw_mel: np.ndarray, edit_mel: np.nda
         raw_mel, edit_mel : np.ndarray [shape=(n_mels, n_raw) and (n_mels, n_edit)], the
             contract's mels of the pair's raw and edit.
     """
-    pointers, ops, info = read_pointer_files(layout, pair.name)
+    pointers, ops, info = read_pointer_files(layout.pointer_dir, pair.name)
     n_raw = raw_mel.shape[1]
     pointer_path = layout.pointer_file(pair.name, "pointers.npy")
     if pointers.size and pointers.max() >= n_raw:
