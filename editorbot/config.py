@@ -1,21 +1,62 @@
 """Configs are dataclasses, loaded from JSON and overridden from the command line.
 
 An unknown key, in a file or an override, is an error naming the key; values are checked
-against the field's type. Configs travel inside checkpoints through `to_dict`.
+against the field's type, then against the ranges a config class lists in LIMITS and its
+`check()` (rules between fields), each error one line with the key, the value and what is
+allowed. Configs travel inside checkpoints through `to_dict`.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import UserError
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting allows: low..high, each end closed unless *_open."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return math.isfinite(value) and above and below
+
+    def __str__(self) -> str:
+        lo, hi = f"{self.low:g}", f"{self.high:g}"
+        if self.high == math.inf:
+            return f"{'>' if self.low_open else '>='} {lo}"
+        return f"in {'(' if self.low_open else '['}{lo}, {hi}{')' if self.high_open else ']'}"
+
+
+POSITIVE = Range(0, low_open=True)
+NON_NEGATIVE = Range(0)
+AT_LEAST_1 = Range(1)
+FRACTION = Range(0, 1)
+DROPOUT = Range(0, 1, high_open=True)
+
+
+class Invalid(Exception):
+    """Raised by a config's check() for a rule between fields: the key, its value and what
+    is allowed; from_dict turns it into one UserError line."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        super().__init__(key, value, allowed)
+        self.key, self.value, self.allowed = key, value, allowed
 
 
 def to_dict(config: Any) -> dict:
@@ -33,7 +74,17 @@ def from_dict(cls: type[T], data: dict, *, where: str = "config") -> T:
         raise UserError(f"{where}: unknown key '{unknown[0]}' for {cls.__name__}; "
                         f"known keys: {', '.join(sorted(names))}")
     kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
-    return cls(**kwargs)
+    for key, allowed in getattr(cls, "LIMITS", {}).items():
+        value = kwargs.get(key)
+        if isinstance(value, (int, float)) and value not in allowed:
+            raise UserError(f"{where}.{key} = {value!r}: must be {allowed}")
+    obj = cls(**kwargs)
+    if hasattr(obj, "check"):
+        try:
+            obj.check()
+        except Invalid as bad:
+            raise UserError(f"{where}.{bad.key} = {bad.value!r}: must be {bad.allowed}") from None
+    return obj
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

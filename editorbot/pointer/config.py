@@ -6,6 +6,9 @@ the whole config travels inside each checkpoint so that inference rebuilds the s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ..config import AT_LEAST_1, DROPOUT, FRACTION, NON_NEGATIVE, POSITIVE, Invalid, Range
 
 
 @dataclass
@@ -103,6 +106,28 @@ class ModelConfig:
     section_context: int = 0
     section_block: int = 32
 
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "n_mels": AT_LEAST_1, "d_model": AT_LEAST_1, "n_heads": AT_LEAST_1, "n_layers": AT_LEAST_1,
+        "conv_kernel": AT_LEAST_1, "ff_mult": AT_LEAST_1, "n_global": AT_LEAST_1,
+        "max_delta": AT_LEAST_1, "n_jump_buckets": AT_LEAST_1, "max_jump_frames": AT_LEAST_1,
+        "decoder_layers": AT_LEAST_1, "dropout": DROPOUT, "repeat_block": AT_LEAST_1,
+        "repeat_min_lag": AT_LEAST_1, "repeat_max_lag": AT_LEAST_1, "repeat_smooth": AT_LEAST_1,
+        "structure_threshold": Range(-1, 1), "structure_gap": NON_NEGATIVE,
+        "section_context": NON_NEGATIVE, "section_block": AT_LEAST_1}
+
+    def check(self) -> None:
+        if self.d_model % self.n_heads:
+            raise Invalid("d_model", self.d_model, f"a multiple of n_heads ({self.n_heads})")
+        if self.conv_kernel % 2 == 0:
+            raise Invalid("conv_kernel", self.conv_kernel, "odd")
+        if self.stride not in (1, 2, 4):
+            raise Invalid("stride", self.stride, "1, 2 or 4")
+        if self.max_jump_frames <= self.max_delta:
+            raise Invalid("max_jump_frames", self.max_jump_frames, f"> max_delta ({self.max_delta})")
+        if self.repeat_max_lag < self.repeat_min_lag:
+            raise Invalid("repeat_max_lag", self.repeat_max_lag,
+                          f">= repeat_min_lag ({self.repeat_min_lag})")
+
 
 @dataclass
 class AugmentConfig:
@@ -123,6 +148,11 @@ class AugmentConfig:
     time_masks: int = 4
     time_width: int = 20
     shift_bands: int = 0
+
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "noise_std": NON_NEGATIVE, "gain_db": NON_NEGATIVE, "freq_masks": NON_NEGATIVE,
+        "freq_width": NON_NEGATIVE, "time_masks": NON_NEGATIVE, "time_width": NON_NEGATIVE,
+        "shift_bands": NON_NEGATIVE}
 
 
 @dataclass
@@ -214,6 +244,22 @@ class TrainConfig:
     keep_pretrain_batch: int = 8
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "epochs": AT_LEAST_1, "max_minutes": NON_NEGATIVE, "batch_size": AT_LEAST_1,
+        "random_steps": NON_NEGATIVE, "context_steps": NON_NEGATIVE, "max_changes": NON_NEGATIVE,
+        "drift_steps": NON_NEGATIVE, "target_given_fraction": FRACTION,
+        "val_chunk_steps": AT_LEAST_1, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
+        "warmup_steps": NON_NEGATIVE, "grad_clip": POSITIVE, "val_fraction": Range(0, 1, high_open=True),
+        "jump_weight": NON_NEGATIVE, "use_jump_pos_weight": NON_NEGATIVE, "stop_weight": NON_NEGATIVE,
+        "op_weight": NON_NEGATIVE, "keep_weight": NON_NEGATIVE, "jump_sigma_frames": NON_NEGATIVE,
+        "val_every": AT_LEAST_1, "val_decode_every": NON_NEGATIVE,
+        "max_cached_recordings": AT_LEAST_1, "log_every": AT_LEAST_1,
+        "keep_pretrain_steps": NON_NEGATIVE, "keep_pretrain_batch": AT_LEAST_1}
+
+    def check(self) -> None:
+        if self.select_by not in ("val_iou", "val_loss"):
+            raise Invalid("select_by", self.select_by, "'val_iou' or 'val_loss'")
+
 
 @dataclass
 class DecodeConfig:
@@ -247,6 +293,11 @@ class DecodeConfig:
     keep_skip: bool = True
     keep_threshold: float | None = None
     keep_snap_s: float = 0.5
+
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "block_steps": AT_LEAST_1, "min_segment_s": NON_NEGATIVE, "crossfade_s": NON_NEGATIVE,
+        "max_length_ratio": POSITIVE, "keep_veto_s": NON_NEGATIVE, "keep_threshold": FRACTION,
+        "keep_snap_s": NON_NEGATIVE}
 
 
 @dataclass

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 
+from ..config import AT_LEAST_1, Range
 from ..errors import UserError
 from .actions import ACTION_DIMS, N_AMOUNTS, N_SIZES, N_TYPES
 from .aux_tasks import N_MELS
@@ -52,6 +54,10 @@ class AgentConfig:
     natten_kernel_size: int = 5
     type_embed_dim: int = 32
     use_natten: bool = True
+
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "policy_hidden_dim": AT_LEAST_1, "value_hidden_dim": AT_LEAST_1, "n_layers": AT_LEAST_1,
+        "natten_n_heads": AT_LEAST_1, "natten_kernel_size": AT_LEAST_1, "type_embed_dim": AT_LEAST_1}
 
     def __post_init__(self):
         for name in ("policy_hidden_dim", "value_hidden_dim"):

@@ -17,11 +17,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
 
+from ..config import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, Range
 from .actions import ActionType
 from .aux_tasks import aux_losses
 
@@ -71,6 +72,14 @@ class PPOConfig:
     value_warmup_updates: int = 0
     shaped_reward: bool = False
     bc_label_smoothing: float = 0.0
+
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "n_steps": AT_LEAST_1, "n_epochs": AT_LEAST_1, "minibatch_size": AT_LEAST_1,
+        "learning_rate": POSITIVE, "gamma": FRACTION, "gae_lambda": FRACTION, "clip_coef": POSITIVE,
+        "vf_coef": NON_NEGATIVE, "ent_coef": NON_NEGATIVE, "max_grad_norm": POSITIVE,
+        "target_kl": POSITIVE, "bc_weight": NON_NEGATIVE, "bc_batch_size": AT_LEAST_1,
+        "aux_weight": NON_NEGATIVE, "value_warmup_updates": NON_NEGATIVE,
+        "bc_label_smoothing": Range(0, 1, high_open=True)}
 
 
 # ---------------------------------------------------------------------------- advantages

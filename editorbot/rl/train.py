@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import gymnasium as gym
@@ -27,7 +28,7 @@ import torch
 
 from .. import __version__
 from ..checkpoint import check_save_dir, save_checkpoint
-from ..config import from_dict, load, to_dict
+from ..config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Range, from_dict, load, to_dict
 from ..edits import segments_to_pointers
 from ..errors import UserError, log
 from ..evaluate import kept_iou
@@ -72,6 +73,11 @@ class TrainConfig:
     eval_every: int = 5
     grid: str = "auto"
     seed: int = 0
+
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "n_updates": NON_NEGATIVE, "n_envs": AT_LEAST_1, "bc_pretrain_epochs": NON_NEGATIVE,
+        "bc_batch_size": AT_LEAST_1, "bc_learning_rate": POSITIVE, "bc_detours": NON_NEGATIVE,
+        "val_fraction": Range(0, 1, high_open=True), "eval_every": AT_LEAST_1}
 
 
 @dataclass

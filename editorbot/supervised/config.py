@@ -6,6 +6,9 @@ holds full.json and small.json. The config travels inside every checkpoint.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ..config import AT_LEAST_1, DROPOUT, NON_NEGATIVE, POSITIVE, Invalid, Range
 
 
 @dataclass
@@ -22,6 +25,15 @@ class ModelConfig:
     crop_tokens: int = 256           # tokens per training crop and per inference window
     n_gain_bands: int = 16           # gain control points, evenly spaced on the mel scale
 
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "d_model": AT_LEAST_1, "n_heads": AT_LEAST_1, "encoder_layers": AT_LEAST_1,
+        "decoder_layers": AT_LEAST_1, "ff_mult": AT_LEAST_1, "dropout": DROPOUT,
+        "frames_per_token": AT_LEAST_1, "crop_tokens": AT_LEAST_1, "n_gain_bands": Range(2)}
+
+    def check(self) -> None:
+        if self.d_model % self.n_heads:
+            raise Invalid("d_model", self.d_model, f"a multiple of n_heads ({self.n_heads})")
+
 
 @dataclass
 class LossConfig:
@@ -35,6 +47,15 @@ class LossConfig:
     consistency_weight: float = 0.1  # change of the gain over time where labels say KEEP
     feature_weight: float = 0.0      # L1 of loudness and spectral-centroid curves on audio
 
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "mse_weight": NON_NEGATIVE, "msstft_weight": NON_NEGATIVE, "label_weight": NON_NEGATIVE,
+        "consistency_weight": NON_NEGATIVE, "feature_weight": NON_NEGATIVE}
+
+    def check(self) -> None:
+        for n_fft in self.msstft_ffts:
+            if n_fft < 16:
+                raise Invalid("msstft_ffts", self.msstft_ffts, "FFT sizes of at least 16")
+
 
 @dataclass
 class TrainConfig:
@@ -46,6 +67,10 @@ class TrainConfig:
     val_fraction: float = 0.2        # share of recordings held out (at least one when >= 2)
     seed: int = 0
 
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "epochs": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": POSITIVE,
+        "weight_decay": NON_NEGATIVE, "grad_clip": POSITIVE, "val_fraction": Range(0, 1, high_open=True)}
+
 
 @dataclass
 class InferConfig:
@@ -56,6 +81,10 @@ class InferConfig:
     min_gap_s: float = 1.0           # shorter cut runs between kept ones are filled
     crossfade_s: float = 0.02        # at every seam of the proposed edit
     min_fade_s: float = 0.2          # shorter FADE_IN / FADE_OUT runs are no fade
+
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "smooth_s": NON_NEGATIVE, "min_segment_s": NON_NEGATIVE, "min_gap_s": NON_NEGATIVE,
+        "crossfade_s": NON_NEGATIVE, "min_fade_s": NON_NEGATIVE}
 
 
 @dataclass

@@ -161,6 +161,8 @@ def train(cfg: SupervisedConfig | None, data_dir: str | Path, save_dir: str | Pa
     if cfg is None:
         raise ValueError("train: give a config, or a checkpoint to resume")
     if epochs is not None:
+        if epochs < 1:
+            raise UserError(f"--epochs {epochs}: must be >= 1")
         cfg.train.epochs = epochs
     names = [p.name for p in found.pairs]
     if state is not None:

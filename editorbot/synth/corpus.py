@@ -210,6 +210,10 @@ def write_corpus(out_dir: str | os.PathLike, *, pairs: int, seed: int, minutes: 
         raise UserError(f"unknown persona '{persona}'; choose one of {', '.join(PERSONAS)}")
     if pairs < 1:
         raise UserError(f"--pairs {pairs}: must be at least 1")
+    if not minutes > 0 or minutes == float("inf"):
+        raise UserError(f"--minutes {minutes}: must be a positive length in minutes, e.g. 5")
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: must be at least 1")
     items = [(f"pair {i}", _Task(str(out_dir), config, seed, i, minutes, persona, mastering,
                                  write_unmastered), minutes * 60.0) for i in range(pairs)]
     report = run_jobs(_write_pair, items, jobs=jobs, desc="synth", progress=progress)
