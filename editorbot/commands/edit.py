@@ -117,7 +117,7 @@ def edit_to_files(raw, output, *, checkpoint=None, target_duration_s: float | No
     """
     from pathlib import Path
 
-    from ..audio import probe
+    from ..audio import check_audio
     from ..editors import propose
     from ..errors import log
     from ..export import export_all, export_paths
@@ -128,7 +128,7 @@ def edit_to_files(raw, output, *, checkpoint=None, target_duration_s: float | No
     raw, out = Path(raw), Path(output)
     if out.suffix.lower() not in OUTPUT_FORMATS:
         raise UserError(f"{out}: the edit is written as .wav, .flac or .ogg; name it OUTPUT.wav")
-    info = probe(raw)
+    info = check_audio(raw, need="to edit")  # readable, decodes, not silent
     decision = out.with_name(f"{out.stem}_decision.png")
     review_page = out.with_name(f"{out.stem}_review.html")
     outputs = [out, decision, *export_paths(out.with_suffix("")).values()] + [review_page] * review

@@ -142,6 +142,8 @@ def train(cfg: SupervisedConfig | None, data_dir: str | Path, save_dir: str | Pa
     from torch.utils.tensorboard import SummaryWriter
 
     started = time.perf_counter()
+    if epochs is not None and epochs < 1:
+        raise UserError(f"--epochs {epochs}: must be >= 1")
     save_dir = Path(save_dir)
     check_save_dir(save_dir, resume=resume, overwrite=overwrite)
     layout = Layout(Path(data_dir), Path(cache_dir))
@@ -161,8 +163,6 @@ def train(cfg: SupervisedConfig | None, data_dir: str | Path, save_dir: str | Pa
     if cfg is None:
         raise ValueError("train: give a config, or a checkpoint to resume")
     if epochs is not None:
-        if epochs < 1:
-            raise UserError(f"--epochs {epochs}: must be >= 1")
         cfg.train.epochs = epochs
     names = [p.name for p in found.pairs]
     if state is not None:
