@@ -167,8 +167,9 @@ def iter_blocks(
         start: first frame to read.
         frames: how many frames to read (default: to the end).
 
-    Raises AudioError for a file that is corrupt or shorter than its header says, and for
-    NaN or Inf samples, naming the time where they occur.
+    Raises AudioError for a file that is corrupt or shorter than its header says (beyond
+    LENGTH_TOLERANCE for compressed formats: a read that ends within it yields fewer frames
+    than asked), and for NaN or Inf samples, naming the time where they occur.
     """
     info = info or probe(path)
     block_frames = block_frames or int(BLOCK_S * info.sr)
@@ -194,10 +195,10 @@ def iter_blocks(
     except sf.LibsndfileError as err:
         raise AudioError(f"{info.path}: corrupt audio data ({_short(err)}); export it again") from None
     tolerance = LENGTH_TOLERANCE.get(info.format, 0.0)
-    if frames is None and done < want * (1 - tolerance) - 1:
+    if done < want and start + done < info.frames * (1 - tolerance) - 1:
         raise AudioError(
-            f"{info.path}: truncated: read {done / info.sr:.2f} s of the "
-            f"{want / info.sr:.2f} s the header promises; copy or export it again"
+            f"{info.path}: truncated: the audio ends at {(start + done) / info.sr:.2f} s of the "
+            f"{info.duration_s:.2f} s the header promises; copy or export it again"
         )
 
 

@@ -194,11 +194,14 @@ def _read_padded(info: AudioInfo, start: int, frames: int,
         yield np.zeros((n, info.channels), np.float32)
         start, frames = start + n, frames - n
     inside = max(0, min(frames, info.frames - start))
+    got = 0
     if inside:
-        yield from iter_blocks(info.path, start=start, frames=inside, info=info,
-                               block_frames=block_frames)
-    if frames > inside:
-        yield np.zeros((frames - inside, info.channels), np.float32)
+        for block in iter_blocks(info.path, start=start, frames=inside, info=info,
+                                 block_frames=block_frames):
+            got += len(block)
+            yield block
+    if frames > got:  # past the end, or a compressed file a little shorter than its header
+        yield np.zeros((frames - got, info.channels), np.float32)
 
 
 def _read_mono(info: AudioInfo, start: int, frames: int) -> np.ndarray:

@@ -107,10 +107,16 @@ def _edit_from_pointers(path):
     if info_path != path and info_path.is_file():
         try:
             info = json.loads(info_path.read_text())
-        except json.JSONDecodeError as err:
-            raise UserError(f"{info_path}: not valid JSON ({err.msg}); fix or remove it") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UserError(f"{info_path}: not valid JSON ({err}); fix or remove it") from None
+        if not isinstance(info, dict):
+            raise UserError(f"{info_path}: expected a JSON object; fix or remove it")
         if "sample_rate" in info and "hop_length" in info:
-            params = FeatureParams(sr=int(info["sample_rate"]), hop_length=int(info["hop_length"]))
+            sr, hop = info["sample_rate"], info["hop_length"]
+            if not (isinstance(sr, int) and isinstance(hop, int) and sr > 0 and hop > 0):
+                raise UserError(f"{info_path}: sample_rate {sr!r} and hop_length {hop!r} must be "
+                                "positive integers; fix or remove it")
+            params = FeatureParams(sr=sr, hop_length=hop)
     return pointers_to_segments(pointers, params)
 
 
