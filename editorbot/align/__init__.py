@@ -4,7 +4,8 @@
     result = align_files("jam_raw.wav", "jam_edit.wav")
     result.pointers, result.ops, result.edit, result.confidence, result.info
 """
-from .core import Alignment, align_audio, align_files
+from .core import Alignment, Evidence, align_audio, align_files, gather_evidence
 from .params import DEFAULT_ALIGN, AlignParams
 
-__all__ = ["Alignment", "AlignParams", "DEFAULT_ALIGN", "align_audio", "align_files"]
+__all__ = ["Alignment", "AlignParams", "DEFAULT_ALIGN", "Evidence", "align_audio", "align_files",
+           "gather_evidence"]

@@ -20,12 +20,14 @@ from ..edits import Edit, Op, Segment, ops_from_pointers, segments_to_pointers
 from ..errors import AudioError, log
 from ..features import DEFAULT_PARAMS, FeatureParams, mel as compute_mel
 from . import refine
-from .fingerprint import landmarks, vote
+from .fingerprint import Candidates, landmarks, vote
 from .params import DEFAULT_ALIGN, AlignParams
 from .path import best_path, match_features
 
 CONFIDENT_RHO, UNSURE_RHO = 0.8, 0.3  # waveform correlation mapped to confidence 1 and 0
 SMOOTH_FRAMES = 9
+MIN_ALIGN_S = 1.0      # shortest raw or edit that can be aligned
+SILENT_PEAK = 10 ** (-90 / 20)  # a file that never reaches -90 dBFS is silent
 MAX_ALTERNATIVES = 16  # other places listed per segment in the info
 
 
@@ -48,6 +50,22 @@ class Alignment:
     info: dict = field(default_factory=dict)
 
 
+@dataclass
+class Evidence:
+    """What alignment reads from the two mels; the mels can be let go once it is made.
+
+    candidates: the fingerprint's candidate offsets per block of edit frames
+    raw_features, edit_features : np.ndarray [shape=(t, n_mels - 1)], the match features
+        of path.match_features (the raw's in float16, to halve an hour's memory)
+    timing_s: seconds spent on the fingerprint and the features
+    """
+
+    candidates: Candidates
+    raw_features: np.ndarray
+    edit_features: np.ndarray
+    timing_s: dict
+
+
 def align_files(raw_path: str | os.PathLike, edit_path: str | os.PathLike, *,
                 params: FeatureParams = DEFAULT_PARAMS, raw_mel: np.ndarray | None = None,
                 edit_mel: np.ndarray | None = None, cfg: AlignParams = DEFAULT_ALIGN) -> Alignment:
@@ -59,53 +77,84 @@ def align_files(raw_path: str | os.PathLike, edit_path: str | os.PathLike, *,
             otherwise they are computed here from the same decoded audio.
         cfg: alignment settings.
 
-    Raises AudioError for unreadable or empty files.
+    Raises AudioError for unreadable, empty, too short or silent files.
     """
     clock = time.perf_counter()
-    y_raw = load_analysis(raw_path, sr=params.sr)
+    y_raw = check_alignable(load_analysis(raw_path, sr=params.sr), raw_path, "raw", params)
     if raw_mel is None:
         raw_mel = compute_mel(y_raw, params)
-    y_edit = load_analysis(edit_path, sr=params.sr)
+    y_edit = check_alignable(load_analysis(edit_path, sr=params.sr), edit_path, "edit", params)
     if edit_mel is None:
         edit_mel = compute_mel(y_edit, params)
     decode_s = time.perf_counter() - clock
-    result = align_audio(y_raw, y_edit, raw_mel, edit_mel, params=params, cfg=cfg,
+    evidence = gather_evidence(raw_mel, edit_mel, params=params, cfg=cfg)
+    del raw_mel, edit_mel  # the mels computed here are not needed any more
+    result = align_audio(y_raw, y_edit, evidence, params=params, cfg=cfg,
                          raw_path=raw_path, edit_path=edit_path)
     result.info["timing_s"]["decode_and_mel"] = round(decode_s, 3)
     return result
 
 
-def align_audio(y_raw: np.ndarray, y_edit: np.ndarray, raw_mel: np.ndarray, edit_mel: np.ndarray,
-                *, params: FeatureParams = DEFAULT_PARAMS, cfg: AlignParams = DEFAULT_ALIGN,
-                raw_path: str | os.PathLike | None = None,
-                edit_path: str | os.PathLike | None = None) -> Alignment:
-    """Align analysis audio and mels already in memory (see align_files).
+def check_alignable(y: np.ndarray, path: str | os.PathLike | None, what: str,
+                params: FeatureParams = DEFAULT_PARAMS) -> np.ndarray:
+    """y itself, after checking that it can be aligned: at least MIN_ALIGN_S long and not
+    silent. Raises AudioError naming the file otherwise."""
+    name = path or what
+    if len(y) == 0:
+        raise AudioError(f"{name}: holds no audio; re-export it")
+    if len(y) < MIN_ALIGN_S * params.sr:
+        raise AudioError(f"{name}: {len(y) / params.sr:.2f} s of audio is too short to align "
+                         f"(at least {MIN_ALIGN_S:g} s); use a longer recording")
+    if not max(float(y.max()), -float(y.min())) > SILENT_PEAK:  # no |y| copy of an hour
+        raise AudioError(f"{name}: the audio is silent (peak below -90 dBFS), so there is "
+                         "nothing to align; check that the right file was exported")
+    return y
+
+
+def gather_evidence(raw_mel: np.ndarray, edit_mel: np.ndarray, *,
+                    params: FeatureParams = DEFAULT_PARAMS,
+                    cfg: AlignParams = DEFAULT_ALIGN) -> Evidence:
+    """Landmark votes and match features of a raw's and an edit's mels.
 
     Args:
-        y_raw, y_edit : np.ndarray [shape=(n,)], mono float32 at params.sr
-        raw_mel, edit_mel : np.ndarray [shape=(n_mels, t)], their mels
+        raw_mel, edit_mel : np.ndarray [shape=(n_mels, t)], the contract's mels
     """
-    hop, sr = params.hop_length, params.sr
-    for y, m, what, path in ((y_raw, raw_mel, "raw", raw_path), (y_edit, edit_mel, "edit", edit_path)):
-        if len(y) == 0 or m.shape[1] == 0:
-            raise AudioError(f"{path or what}: holds no audio; re-export it")
-        if m.shape[1] != params.n_frames(len(y)):
-            raise AudioError(f"{path or what}: its cached mel has {m.shape[1]} frames but the "
-                             f"audio gives {params.n_frames(len(y))}; delete the cache entry")
-    timing = {}
     clock = time.perf_counter()
     raw_lm, edit_lm = landmarks(raw_mel, cfg, params), landmarks(edit_mel, cfg, params)
     cands = vote(raw_lm, edit_lm, edit_mel.shape[1], cfg)
     del raw_lm, edit_lm
-    timing["fingerprint"] = time.perf_counter() - clock
+    fingerprint_s = time.perf_counter() - clock
     clock = time.perf_counter()
-    raw_f = match_features(raw_mel, cfg.feature_lag)
+    raw_f = match_features(raw_mel, cfg.feature_lag, np.float16)
     edit_f = match_features(edit_mel, cfg.feature_lag)
-    path = best_path(edit_f, raw_f, cands, cfg)
-    del raw_f, edit_f
+    return Evidence(cands, raw_f, edit_f, {"fingerprint": fingerprint_s,
+                                           "features": time.perf_counter() - clock})
+
+
+def align_audio(y_raw: np.ndarray, y_edit: np.ndarray, evidence: Evidence, *,
+                params: FeatureParams = DEFAULT_PARAMS, cfg: AlignParams = DEFAULT_ALIGN,
+                raw_path: str | os.PathLike | None = None,
+                edit_path: str | os.PathLike | None = None) -> Alignment:
+    """Align analysis audio in memory, given the evidence of its mels (see align_files).
+
+    Args:
+        y_raw, y_edit : np.ndarray [shape=(n,)], mono float32 at params.sr
+        evidence: gather_evidence of their mels
+    """
+    hop, sr = params.hop_length, params.sr
+    for y, n, what, path in ((y_raw, len(evidence.raw_features), "raw", raw_path),
+                             (y_edit, len(evidence.edit_features), "edit", edit_path)):
+        check_alignable(y, path, what, params)
+        if n != params.n_frames(len(y)):
+            raise AudioError(f"{path or what}: its cached mel has {n} frames but the "
+                             f"audio gives {params.n_frames(len(y))}; delete the cache entry")
+    timing = dict(evidence.timing_s)
+    cands = evidence.candidates
+    clock = time.perf_counter()
+    path = best_path(evidence.edit_features, evidence.raw_features, cands, cfg)
     timing["path"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    n_edit_frames, n_raw_frames = edit_mel.shape[1], raw_mel.shape[1]
+    n_edit_frames, n_raw_frames = len(evidence.edit_features), len(evidence.raw_features)
     runs = _refine_runs(y_raw, y_edit, path, cands, params, cfg)
     edit = _edit_from_runs(runs, sr, raw_path, len(y_raw) / sr)
     pointers = segments_to_pointers(edit, params, n_edit_frames)

@@ -14,6 +14,7 @@ from ..features import FeatureParams
 from .params import AlignParams
 
 CHUNK_FRAMES = 8192  # frames of mel processed at once when picking peaks
+VOTE_CHUNK_BLOCKS = 256  # blocks of edit frames voted at once
 _DF_BITS, _DT_BITS = 7, 6  # hash layout: f1 (7 bits) | df + 64 (7 bits) | dt (6 bits)
 
 
@@ -134,9 +135,9 @@ class Candidates:
 
 def vote(raw: Landmarks, edit: Landmarks, n_edit_frames: int, cfg: AlignParams) -> Candidates:
     """Count, per block of block_frames edit frames, the offsets that edit landmarks vote
-    for; keep the top_k offsets with at least min_votes votes, and those within tie_ratio
-    of the top_k-th (up to max_candidates) (votes of the offsets one
-    frame either side count too, since peaks can move by a frame).
+    for; keep the top_k offsets with at least min_votes votes, and those with at least
+    tie_ratio of the block's best (up to max_candidates); votes of the offsets one frame
+    either side count too, since peaks can move by a frame.
 
     Hashes that occur more than max_hash_count times in the raw say little and are skipped.
     """
@@ -150,31 +151,47 @@ def vote(raw: Landmarks, edit: Landmarks, n_edit_frames: int, cfg: AlignParams) 
     votes = np.zeros((n_blocks, cfg.top_k), np.int32)
     if total == 0:
         return Candidates(offsets, votes, np.zeros((0, 2), np.int64))
-    which = np.repeat(np.arange(len(count)), count)
-    starts = np.cumsum(count) - count
-    raw_idx = np.arange(total) - np.repeat(starts, count) + np.repeat(lo, count)
-    edit_frame = edit.frames[which].astype(np.int64)
-    offset = raw.frames[raw_idx].astype(np.int64) - edit_frame
-    # One int64 key per (block, offset); offsets shifted to be non-negative.
+    # One int64 key per (block, offset); offsets shifted to be non-negative. Edit
+    # landmarks are taken a stretch of blocks at a time (blocks never share a key), so
+    # the votes of an hour never sit in memory at once.
     span = int(raw.frames.max(initial=0)) + n_edit_frames + 4
-    key = (edit_frame // cfg.block_frames) * span + (offset + n_edit_frames + 2)
-    keys, n = np.unique(key, return_counts=True)
-    # Smooth over +-1 frame of offset, then keep offsets that beat both neighbours (ties
-    # go to the lower offset) and have min_votes.
-    smooth = n + _neighbour(keys, n, -1) + _neighbour(keys, n, 1)
-    peak = ((smooth > _neighbour(keys, smooth, -1)) & (smooth >= _neighbour(keys, smooth, 1))
-            & (smooth >= cfg.min_votes))
-    keys, smooth = keys[peak], smooth[peak]
+    by_frame = np.argsort(edit.frames, kind="stable")
+    frames_sorted = edit.frames[by_frame]
+    found_keys, found_votes = [], []
+    chunk = VOTE_CHUNK_BLOCKS * cfg.block_frames
+    for f0 in range(0, n_edit_frames, chunk):
+        a, b = np.searchsorted(frames_sorted, [f0, f0 + chunk])
+        sel = by_frame[a:b]
+        c = count[sel]
+        if not c.sum():
+            continue
+        which = np.repeat(sel, c)
+        raw_idx = np.arange(int(c.sum())) - np.repeat(np.cumsum(c) - c, c) + np.repeat(lo[sel], c)
+        edit_frame = edit.frames[which].astype(np.int64)
+        offset = raw.frames[raw_idx].astype(np.int64) - edit_frame
+        del which, raw_idx
+        keys, n = np.unique((edit_frame // cfg.block_frames) * span + (offset + n_edit_frames + 2),
+                            return_counts=True)
+        del edit_frame, offset
+        # Smooth over +-1 frame of offset, then keep offsets that beat both neighbours (ties
+        # go to the lower offset) and have min_votes.
+        smooth = n + _neighbour(keys, n, -1) + _neighbour(keys, n, 1)
+        peak = ((smooth > _neighbour(keys, smooth, -1)) & (smooth >= _neighbour(keys, smooth, 1))
+                & (smooth >= cfg.min_votes))
+        found_keys.append(keys[peak])
+        found_votes.append(smooth[peak])
+    if not found_keys:
+        return Candidates(offsets, votes, np.zeros((0, 2), np.int64))
+    keys, smooth = np.concatenate(found_keys), np.concatenate(found_votes)
     block = keys // span
     off = keys % span - n_edit_frames - 2
     order = np.lexsort((-smooth, block))
     block, off, smooth = block[order], off[order], smooth[order]
     first = np.searchsorted(block, block, side="left")
     rank = np.arange(len(block)) - first
-    # Offsets as good as the block's top_k-th stay too (identical copies of the material
-    # draw the same votes; which of them the edit played is for the path to decide).
-    kth = smooth[np.minimum(first + cfg.top_k - 1, np.searchsorted(block, block, side="right") - 1)]
-    top = (rank < cfg.top_k) | ((smooth >= cfg.tie_ratio * kth) & (rank < cfg.max_candidates))
+    # Offsets nearly as good as the block's best stay too (identical copies of the material
+    # draw about the same votes; which of them the edit played is for the path to decide).
+    top = (rank < cfg.top_k) | ((smooth >= cfg.tie_ratio * smooth[first]) & (rank < cfg.max_candidates))
     width = int(rank[top].max(initial=0)) + 1
     offsets = np.full((n_blocks, max(width, cfg.top_k)), Candidates.EMPTY, np.int64)
     votes = np.zeros(offsets.shape, np.int32)

@@ -25,8 +25,8 @@ class AlignParams:
     Voting:
         block_frames: edit frames per voting block.
         top_k: candidate offsets kept per block.
-        tie_ratio, max_candidates: offsets with at least tie_ratio of the top_k-th's votes
-            are kept as well, up to max_candidates in all (identical copies tie).
+        tie_ratio, max_candidates: offsets with at least tie_ratio of the block's best
+            votes are kept as well, up to max_candidates in all (identical copies tie).
         copy_ratio: offsets with at least this share of their block's best votes are
             checked as places that may hold the same audio (alternatives).
         min_votes: votes an offset needs to become a candidate.

@@ -22,7 +22,7 @@ STAY_SOURCE, NIR_SOURCE = 255, 254  # back-pointer codes of the Viterbi search
 MAX_WIDTH = 96        # candidate offsets per block at most
 
 
-def match_features(mel: np.ndarray, lag: int) -> np.ndarray:
+def match_features(mel: np.ndarray, lag: int, dtype=np.float32) -> np.ndarray:
     """Per-frame features that survive EQ, compression and gain: the change over `lag`
     frames of the level difference between neighbouring mel bands, mean-removed and
     scaled to unit length (zero for frames without spectral change).
@@ -32,12 +32,14 @@ def match_features(mel: np.ndarray, lag: int) -> np.ndarray:
 
     Args:
         mel : np.ndarray [shape=(n_mels, t)]
+        dtype: of the result; float16 halves an hour's raw features (a correlation of
+            two is then good to about 1e-3)
 
     Returns:
-        features : np.ndarray [shape=(t, n_mels - 1)], float32, frame-major
+        features : np.ndarray [shape=(t, n_mels - 1)], frame-major
     """
     n_mels, n = mel.shape
-    out = np.zeros((n, n_mels - 1), np.float32)
+    out = np.zeros((n, n_mels - 1), dtype)
     for c0 in range(0, n, CHUNK_FRAMES):
         c1 = min(n, c0 + CHUNK_FRAMES)
         a = max(0, c0 - lag)
@@ -128,7 +130,8 @@ def extend_offsets(active: np.ndarray, corr: np.ndarray, edit_features: np.ndarr
     spectral change (silence) neither stop nor count as a match.
 
     Returns:
-        active : np.ndarray [shape=(n_blocks, new_width)], int64, as active_offsets
+        added : np.ndarray [shape=(n_blocks, k)], int64, the offsets added to each block
+            (Candidates.EMPTY padded), or None when there are none
     """
     bf = cfg.block_frames
     n, n_raw = len(edit_features), len(raw_features)
@@ -152,7 +155,7 @@ def extend_offsets(active: np.ndarray, corr: np.ndarray, edit_features: np.ndarr
         f0, f1 = max(b * bf, -o), min((b + 1) * bf, n, n_raw - o)
         if f1 <= f0:
             return False
-        c = np.einsum("ij,ij->i", edit_features[f0:f1], raw_features[f0 + o:f1 + o])
+        c = _dot_rows(edit_features[f0:f1], raw_features[f0 + o:f1 + o])
         m = changing[f0:f1]
         return bool(m.any() and c[m].mean() >= good_corr)
 
@@ -172,15 +175,25 @@ def extend_offsets(active: np.ndarray, corr: np.ndarray, edit_features: np.ndarr
                 steps += 1
     extra = max(len(a) for a in added)
     if not extra:
-        return active
-    out = np.concatenate([active, np.full((n_blocks, extra), Candidates.EMPTY, np.int64)], axis=1)
+        return None
+    out = np.full((n_blocks, extra), Candidates.EMPTY, np.int64)
     for b, offs in enumerate(added):
-        if offs:
-            row = np.concatenate([active[b][active[b] != Candidates.EMPTY], offs])
-            out[b] = Candidates.EMPTY
-            out[b, :len(row)] = -np.sort(-row)
-    width = int((out != Candidates.EMPTY).sum(axis=1).max())
-    return np.ascontiguousarray(out[:, :width])
+        out[b, :len(offs)] = offs
+    return out
+
+
+def _merge_columns(active: np.ndarray, corr: np.ndarray, added: np.ndarray, corr_added: np.ndarray,
+                   block_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate offsets and their correlations with the added columns joined in, each
+    block's offsets in descending order again (empty slots last), empty columns dropped."""
+    both = np.concatenate([active, added], axis=1)
+    order = np.argsort(-both, axis=1, kind="stable")
+    width = int((both != Candidates.EMPTY).sum(axis=1).max())
+    order = order[:, :width]
+    rows = np.arange(len(corr)) // block_frames
+    corr_both = np.concatenate([corr, corr_added], axis=1)
+    return (np.ascontiguousarray(np.take_along_axis(both, order, axis=1)),
+            np.take_along_axis(corr_both, order[rows], axis=1))
 
 
 def best_path(edit_features: np.ndarray, raw_features: np.ndarray, cands: Candidates,
@@ -198,10 +211,11 @@ def best_path(edit_features: np.ndarray, raw_features: np.ndarray, cands: Candid
     n = len(edit_features)
     active = active_offsets(cands, cfg.persist_blocks, cfg.carry_candidates)
     corr = correlations(edit_features, raw_features, active, cfg.block_frames)
-    wider = extend_offsets(active, corr, edit_features, raw_features, cfg)
-    if wider is not active:
-        active = wider
-        corr = correlations(edit_features, raw_features, active, cfg.block_frames)
+    added = extend_offsets(active, corr, edit_features, raw_features, cfg)
+    if added is not None:
+        active, corr = _merge_columns(active, corr, added,
+                                      correlations(edit_features, raw_features, added, cfg.block_frames),
+                                      cfg.block_frames)
     flat = ~edit_features.any(axis=1)
     evidence = np.where(np.isnan(corr), OUT_OF_RANGE,
                         np.minimum(corr, cfg.match_full) - cfg.match_threshold)
@@ -251,10 +265,16 @@ def correlations(edit_features: np.ndarray, raw_features: np.ndarray, active: np
         f1 = min(int(b[i1 - 1] + 1) * block_frames, n, n_raw - o)
         if f1 <= f0:
             continue
-        c = np.einsum("ij,ij->i", edit_features[f0:f1], raw_features[f0 + o:f1 + o])
+        c = _dot_rows(edit_features[f0:f1], raw_features[f0 + o:f1 + o])
         cols = np.repeat(a[i0:i1], block_frames)[f0 - int(b[i0]) * block_frames:][:f1 - f0]
         corr[np.arange(f0, f1), cols] = c
     return corr
+
+
+def _dot_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of two (t, d) feature arrays (the raw's kept in float16), in
+    float32."""
+    return np.einsum("ij,ij->i", a.astype(np.float32, copy=False), b.astype(np.float32, copy=False))
 
 
 def _viterbi(evidence: np.ndarray, active: np.ndarray, cfg: AlignParams) -> np.ndarray:

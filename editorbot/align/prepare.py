@@ -20,7 +20,7 @@ from ..cache import atomic_write_bytes, atomic_write_text, file_fingerprint
 from ..features import DEFAULT_PARAMS, FeatureParams
 from ..layout import Layout, Pair
 from ..precache import mel_for
-from .core import Alignment, align_audio
+from .core import Alignment, align_audio, check_alignable, gather_evidence
 from .params import DEFAULT_ALIGN, AlignParams
 from .plot import plot_alignment
 
@@ -66,13 +66,17 @@ def prepare_pair(pair: Pair, layout: Layout, *, params: FeatureParams = DEFAULT_
         if previous is not None:
             return _summary(pair.name, previous, outputs, skipped=True)
     y_raw, raw_mel = _audio_and_mel(pair.raw, layout.features(pair.name, "raw"), params)
+    check_alignable(y_raw, pair.raw, "raw", params)
     y_edit, edit_mel = _audio_and_mel(pair.edit, layout.features(pair.name, "edit"), params)
-    result = align_audio(y_raw, y_edit, raw_mel, edit_mel, params=params, cfg=cfg,
+    check_alignable(y_edit, pair.edit, "edit", params)
+    evidence = gather_evidence(raw_mel, edit_mel, params=params, cfg=cfg)
+    del raw_mel, edit_mel  # cached on disk; alignment needs only the evidence from here on
+    result = align_audio(y_raw, y_edit, evidence, params=params, cfg=cfg,
                          raw_path=pair.raw, edit_path=pair.edit)
-    del y_raw, y_edit, edit_mel
+    raw_duration_s = len(evidence.raw_features) / params.frames_per_s
+    del y_raw, y_edit, evidence
     result.info["sources"] = sources
-    write_outputs(result, outputs, title=pair.name, raw_duration_s=raw_mel.shape[1] / params.frames_per_s,
-                  params=params)
+    write_outputs(result, outputs, title=pair.name, raw_duration_s=raw_duration_s, params=params)
     return _summary(pair.name, result.info, outputs, skipped=False)
 
 

@@ -24,7 +24,9 @@ RATIO_STEPS = 2.0 ** np.arange(-2, 2.5, 0.5)  # levels of side b tried around th
 SEAM_RETRIES = 3       # searches around a seam found at the edge of the window
 FILL_SMOOTH = 5        # frames over which the waveform match is averaged when filling gaps
 _EPS = 1e-12
+CHUNK_FRAMES = 4096    # frames of audio correlated at once
 EDGE_S_SAMPLES = 2205  # a tenth of a second at 22050 Hz: the edges a stretch leaves out
+PROBE_S_SAMPLES = 66150  # 3 s at 22050 Hz: the first look at whether two lags play alike
 
 
 @dataclass
@@ -142,10 +144,16 @@ def stretch_rho(y_edit: np.ndarray, y_raw: np.ndarray, start: int, end: int, lag
     lo, hi = start + trim, end - trim
     if hi - lo < 64:
         return float("nan")
-    e = _emphasised(y_edit, lo, hi)
-    r = _shifted(y_raw, lo, hi, lag)
-    den = np.sqrt(float(np.einsum("i,i->", e, e)) * float(np.einsum("i,i->", r, r)))
-    return float(np.einsum("i,i->", e, r) / den) if den > _EPS else float("nan")
+    er = ee = rr = 0.0
+    step = CHUNK_FRAMES * 256
+    for c0 in range(lo, hi, step):
+        e = _emphasised(y_edit, c0, min(c0 + step, hi))
+        r = _shifted(y_raw, c0, min(c0 + step, hi), lag)
+        er += float(np.einsum("i,i->", e, r))
+        ee += float(np.einsum("i,i->", e, e))
+        rr += float(np.einsum("i,i->", r, r))
+    den = np.sqrt(ee * rr)
+    return er / den if den > _EPS else float("nan")
 
 
 def merge_equivalent(runs: list[Run], y_edit: np.ndarray, y_raw: np.ndarray,
@@ -162,13 +170,11 @@ def merge_equivalent(runs: list[Run], y_edit: np.ndarray, y_raw: np.ndarray,
         if a.lag is None or b.lag is None or abs(a.lag - b.lag) < 1.0:
             i += 1
             continue
-        own_b = stretch_rho(y_edit, y_raw, b.start, b.end, b.lag)
-        if stretch_rho(y_edit, y_raw, b.start, b.end, a.lag) >= own_b - margin:
+        if _plays_as_well(y_edit, y_raw, b, a.lag, margin, probe=_near_end(b, True)):
             a.end = b.end
             del out[i + 1]
             continue
-        own_a = stretch_rho(y_edit, y_raw, a.start, a.end, a.lag)
-        if stretch_rho(y_edit, y_raw, a.start, a.end, b.lag) >= own_a - margin:
+        if _plays_as_well(y_edit, y_raw, a, b.lag, margin, probe=_near_end(a, False)):
             b.start = a.start
             del out[i]
             i = max(i - 1, 0)
@@ -177,14 +183,31 @@ def merge_equivalent(runs: list[Run], y_edit: np.ndarray, y_raw: np.ndarray,
     return out
 
 
+def _plays_as_well(y_edit: np.ndarray, y_raw: np.ndarray, run: Run, lag: float, margin: float,
+                   *, probe: tuple[int, int]) -> bool:
+    """Whether `lag` plays the run's stretch as well as the run's own lag does (waveform
+    correlation within `margin`, fractional lags interpolated): first on the edit samples
+    `probe`, a short part where most candidates fail at once, then on the whole stretch."""
+    for lo, hi in (probe, (run.start, run.end)):
+        if not stretch_rho(y_edit, y_raw, lo, hi, lag) >= stretch_rho(y_edit, y_raw, lo, hi, run.lag) - margin:
+            return False
+    return True
+
+
+def _near_end(run: Run, at_start: bool) -> tuple[int, int]:
+    """The first (or last) PROBE_S_SAMPLES of a run."""
+    if at_start:
+        return run.start, min(run.end, run.start + PROBE_S_SAMPLES)
+    return max(run.start, run.end - PROBE_S_SAMPLES), run.end
+
+
 def find_copies(run: Run, y_edit: np.ndarray, y_raw: np.ndarray, copies: np.ndarray, *,
                 hop: int, block_frames: int, search: int, window: int, margin: float,
                 limit: int = 64) -> list[tuple[float, float]]:
     """Other lags that play the run's stretch as well as its own: offsets the fingerprint
     votes found in two or more of the run's blocks (the `limit` found in most), each
-    measured to the sample and
-    kept when its waveform correlation, on the lag window and over the whole stretch, is
-    within `margin` of the run's own.
+    measured to the sample and kept when its waveform correlation, on the middle `window`
+    samples and over the whole stretch, is within `margin` of the run's own.
 
     Args:
         copies : np.ndarray [shape=(n, 2)], (block, offset) pairs sorted by block
@@ -216,16 +239,14 @@ def find_copies(run: Run, y_edit: np.ndarray, y_raw: np.ndarray, copies: np.ndar
             places.append((cover, centre))
     places.sort(key=lambda p: -p[0])
     edge = min(EDGE_S_SAMPLES, (run.end - run.start) // 4)
-    whole = stretch_rho(y_edit, y_raw, run.start, run.end, run.lag)
+    middle = (run.start + run.end) // 2
+    probe = (max(run.start, middle - window // 2), min(run.end, middle + window // 2))
     found = []
     for _, centre in places[:limit]:
-        lag, rho = measure_lag(y_edit, y_raw, run.start + edge, run.end - edge, centre * hop,
-                               search, window)
-        if not rho >= run.rho - margin:
-            continue
-        rho_whole = stretch_rho(y_edit, y_raw, run.start, run.end, lag)
-        if rho_whole >= whole - margin:
-            found.append((lag, rho_whole))
+        lag, _ = measure_lag(y_edit, y_raw, run.start + edge, run.end - edge, centre * hop,
+                             search, window)
+        if _plays_as_well(y_edit, y_raw, run, lag, margin, probe=probe):
+            found.append((lag, stretch_rho(y_edit, y_raw, run.start, run.end, lag)))
     return sorted(found, key=lambda a: -a[1])
 
 
@@ -603,14 +624,16 @@ def frame_correlation(y_edit: np.ndarray, y_raw: np.ndarray, hop: int, n_frames:
         j1 = min(n_frames, -(-run.end // hop))
         if j1 <= j0:
             continue
-        lo, hi = j0 * hop - half, j1 * hop - half
-        e = _emphasised(y_edit, lo, hi).reshape(-1, hop)
-        r = _shifted(y_raw, lo, hi, run.lag).reshape(-1, hop)
-        e = e - e.mean(axis=1, keepdims=True)
-        r = r - r.mean(axis=1, keepdims=True)
-        er = np.einsum("ij,ij->i", e, r)
-        den = np.sqrt(np.einsum("ij,ij->i", e, e) * np.einsum("ij,ij->i", r, r))
-        out[j0:j1] = np.where(den > 1e-12, er / np.maximum(den, 1e-30), np.nan)
+        for c0 in range(j0, j1, CHUNK_FRAMES):  # a chunk at a time: runs can last minutes
+            c1 = min(c0 + CHUNK_FRAMES, j1)
+            lo, hi = c0 * hop - half, c1 * hop - half
+            e = _emphasised(y_edit, lo, hi).reshape(-1, hop)
+            r = _shifted(y_raw, lo, hi, run.lag).reshape(-1, hop)
+            e -= e.mean(axis=1, keepdims=True)
+            r -= r.mean(axis=1, keepdims=True)
+            er = np.einsum("ij,ij->i", e, r)
+            den = np.sqrt(np.einsum("ij,ij->i", e, e) * np.einsum("ij,ij->i", r, r))
+            out[c0:c1] = np.where(den > 1e-12, er / np.maximum(den, 1e-30), np.nan)
     return out
 
 
