@@ -1,17 +1,20 @@
 """Alignment accuracy on the synthetic corpus, and speed and memory on long recordings.
 
-    .venv/bin/python benchmarks/bench_align.py            # full: 6 pairs per mastering, 15/30/60 min
-    .venv/bin/python benchmarks/bench_align.py --quick    # 3 short pairs per mastering, 15 min only
-    .venv/bin/python benchmarks/bench_align.py --skip-speed | --skip-accuracy
+    .venv/bin/python benchmarks/bench_align.py            # full: corpus, trimmer check, 15/30/60/120 min
+    .venv/bin/python benchmarks/bench_align.py --quick    # short pairs, 15 min only
+    .venv/bin/python benchmarks/bench_align.py --skip-speed | --skip-accuracy | --skip-trimmer
 
-Targets (issue 4):
+Targets:
 - frames outside crossfades within +-1 frame of the truth: >= 99.5% mild, >= 99% heavy;
 - cut points (pointer jumps) against the true joins, F1 within 50 ms: >= 0.98 mild, >= 0.95 heavy;
 - an edit not cut from its raw: >= 95% of frames not in raw, low confidence, a warning;
-- a 60 min 44.1 kHz stereo raw with a 20 min edit: align_files wall time <= 1.3x the time
+- synthetic trimmer pairs (an editor who only cuts forward): no loops and no reorders in
+  any pair's ops, and no pointer file that jumps back (by more than 0.5 s);
+- a 60 min 44.1 kHz stereo raw with a 20 min edit: align_files wall time <= 0.8x the time
   decoding, resampling and librosa.feature.melspectrogram of both files take in the same
-  run, and <= 2 GB peak RSS; time shown for 15, 30 and 60 minutes.
+  run, and <= 1 GB peak RSS; time and memory shown for 15, 30, 60 and 120 minutes.
 The corpus (editorbot.synth.write_corpus) and the long files are kept in benchmarks/out/.
+Real music: bench_align_real.py.
 """
 from __future__ import annotations
 
@@ -314,8 +317,49 @@ result = {"seconds": seconds, "stages": r.info["timing_s"], "accuracy": s["accur
 """
 
 
+BACK_FRAMES = 43  # a pointer moving back by more than 0.5 s is a jump back
+
+
+def trimmer(args) -> bool:
+    """A corpus of the trimmer persona alone: what alignment reports of an editor who
+    only cuts forward must never be a loop, a reorder or a jump back."""
+    from editorbot.align import align_files
+    from editorbot.edits import Edit
+    from editorbot.features import DEFAULT_PARAMS
+    from editorbot.synth import write_corpus
+
+    folder = OUT / f"align_trimmer_{args.trimmer_pairs}x{args.minutes:g}min_s{args.seed}"
+    if not (folder / "done").exists():
+        write_corpus(folder, pairs=args.trimmer_pairs, seed=args.seed + 100, minutes=args.minutes,
+                     persona="trimmer", mastering="mild", write_unmastered=False, progress=False)
+        (folder / "done").write_text("")
+    print(f"== trimmer persona ({args.trimmer_pairs} pairs of {args.minutes:g} min, mild mastering): "
+          "loops, reorders and backward jumps in what alignment reports")
+    loops = reorders = back = right = frames = segs = true_segs = 0
+    for truth_path in sorted(folder.glob("truth/*.json")):
+        name = truth_path.stem
+        truth = Edit.from_json(json.loads(truth_path.read_text()))
+        result = align_files(folder / "input" / f"{name}_raw.wav", folder / "desired_output" / f"{name}_edit.wav")
+        p = result.pointers[result.pointers >= 0]
+        jumps_back = bool((np.diff(p) < -BACK_FRAMES).any())
+        s = score(truth, result, DEFAULT_PARAMS)
+        loops += result.info["loops"]
+        reorders += result.info["reorders"]
+        back += jumps_back
+        right, frames = right + s["right"], frames + s["frames"]
+        segs, true_segs = segs + len(result.edit.segments), true_segs + len(truth.segments)
+        print(f"  {name:24s} segments {len(result.edit.segments):2d}/{len(truth.segments):2d}  loops "
+              f"{result.info['loops']}  reorders {result.info['reorders']}  jumps back "
+              f"{'yes' if jumps_back else 'no '}  accuracy {s['accuracy']:.4f}  F1 {s['f1']:.3f}")
+    good = loops == 0 and reorders == 0 and back == 0
+    print(f"  trimmer: {loops} loops, {reorders} reorders, {back} pairs jumping back (target 0, 0, 0); "
+          f"segments {segs} found / {true_segs} true; accuracy {right / max(frames, 1):.4f}: "
+          f"{'PASS' if good else 'FAIL'}")
+    return good
+
+
 def speed(args) -> bool:
-    sizes = [15.0] if args.quick else [15.0, 30.0, 60.0]
+    sizes = [15.0] if args.quick else [15.0, 30.0, 60.0, 120.0]
     print("== speed: align_files (decode, mel, align, refine) against decode + resample + "
           "librosa.feature.melspectrogram of both files, same run; raw 44.1 kHz stereo, "
           "edit a third of it (mastered)")
@@ -338,10 +382,10 @@ def speed(args) -> bool:
               f"{rss:5.0f} MB (baseline {max(r['peak_rss_mb'] for r in base):5.0f} MB); "
               f"accuracy {o['accuracy']:.4f}, join F1 {o['f1']:.3f} over {o['joins']} joins")
         if minutes == 60.0:
-            good = ratio <= 1.3 and rss <= 2048
+            good = ratio <= 0.8 and rss <= 1024
             ok &= good
-            print(f"  60 min: ratio {ratio:.2f} (target <= 1.3), peak RSS {rss:.0f} MB "
-                  f"(target <= 2048): {'PASS' if good else 'FAIL'}")
+            print(f"  60 min: ratio {ratio:.2f} (target <= 0.8), peak RSS {rss:.0f} MB "
+                  f"(target <= 1024): {'PASS' if good else 'FAIL'}")
     return ok
 
 
@@ -355,14 +399,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per size (best counts)")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-trimmer", action="store_true")
+    parser.add_argument("--trimmer-pairs", type=int, default=24,
+                        help="pairs of the trimmer-only corpus (default 24)")
     args = parser.parse_args()
     if args.quick:
-        args.pairs, args.minutes, args.repeats = 1, 3.0, 1
+        args.pairs, args.minutes, args.repeats, args.trimmer_pairs = 1, 3.0, 1, 4
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(levelname)s: %(message)s")
     ok = True
     if not args.skip_accuracy:
         ok &= accuracy(args)
         ok &= not_from_raw(args)
+    if not args.skip_trimmer:
+        ok &= trimmer(args)
     if not args.skip_speed:
         ok &= speed(args)
     print("all targets met" if ok else "some targets missed")

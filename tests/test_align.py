@@ -337,6 +337,17 @@ def test_a_trimmer_who_skips_false_starts_is_not_taught_to_jump(tmp_path):
         assert got.raw_start_s - t_got == pytest.approx(want.raw_start_s - t_want, abs=1 / sr)
 
 
+def test_too_short_or_silent_audio_is_named_not_a_traceback(raw22, tmp_path):
+    """Half a second of edit, or an edit of digital silence: one line naming the file, exit 2."""
+    y, raw_path = raw22
+    short = write(tmp_path / "short_edit.wav", y[:11025], 22050)
+    silent = write(tmp_path / "quiet_edit.wav", np.zeros((20 * 22050, 1), np.float32), 22050)
+    for edit_path, says in ((short, "too short to align"), (silent, "the audio is silent")):
+        proc = run_cli("align", raw_path, edit_path, "--out", tmp_path / "out")
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert f"{edit_path}: " in proc.stderr and says in proc.stderr
+
+
 def test_seam_is_sample_exact_at_a_hard_cut():
     sr = 22050
     y = jam(30, sr, seed=3)[:, 0]

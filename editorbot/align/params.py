@@ -45,9 +45,6 @@ class AlignParams:
         jump_cost: cost of any jump (cut, loop, reorder), in units of per-frame evidence.
         back_cost: added to jump_cost for a jump back in the raw (loop, reorder), so that
             of two equal explanations the one moving forward wins.
-        extend_blocks: an offset that matches at the end (start) of its run of blocks is
-            tried in up to this many following (preceding) blocks while it matches, so
-            that a stretch which carries straight on can always stay on its offset.
         not_in_raw_cost: cost of entering or leaving "not in raw".
         min_not_in_raw_s: runs of "not in raw" shorter than this between two segments are
             given to their neighbours (they are crossfades or quiet passages).
@@ -93,7 +90,6 @@ class AlignParams:
     match_full: float = 0.6
     jump_cost: float = 4.0
     back_cost: float = 2.0
-    extend_blocks: int = 4096
     not_in_raw_cost: float = 4.0
     min_not_in_raw_s: float = 0.5
     join_search_s: float = 0.25

@@ -1,9 +1,24 @@
 """The jump-aware path: for each edit frame, which raw offset (or "not in raw") it plays.
 
-A Viterbi search over the candidate offsets of each block of edit frames. Staying on an
-offset is free, any jump (cut, loop, reorder, of any length) costs jump_cost, and a
-"not in raw" state scores 0 against each candidate's per-frame evidence: the correlation
-of spectral-difference features minus match_threshold.
+A Viterbi search over the candidate offsets of each block of edit frames, scored by each
+candidate's per-frame evidence: the correlation of spectral-difference features, capped at
+match_full, minus match_threshold ("not in raw" scores 0).
+
+The labels must say what the editor did, so among explanations that match the edit
+equally well the one with the fewest jumps wins. This is the one place that rule lives:
+- carrying straight on (previous pointer + 1) is free; any jump costs jump_cost, and a
+  jump back in the raw (a loop, a reorder) costs back_cost more, so of two equal copies the
+  one ahead wins; entering or leaving "not in raw" costs not_in_raw_cost;
+- evidence is capped at match_full, so identical copies of the material (met at another
+  fraction of a frame, they correlate a little better or worse) score the same and the
+  costs above decide; identical copies draw the same votes, so voting keeps ties
+  (tie_ratio) and an offset that still matches past its candidate blocks stays a
+  candidate (extend_offsets): carrying on is always on offer;
+- refinement keeps the rule at the sample: neighbouring segments that one lag plays
+  equally well are merged (refine.merge_equivalent), and among the copies that play each
+  segment equally well the fewest joins, then the fewest jumps back, are chosen, with the
+  same relative cost of a jump back (refine.choose_copies); the other copies are written
+  down as the segment's alternatives, never taken as jumps.
 """
 from __future__ import annotations
 
@@ -126,8 +141,8 @@ def extend_offsets(active: np.ndarray, corr: np.ndarray, edit_features: np.ndarr
     the path would have to jump to a copy. Here an offset whose block matches (mean
     correlation over its frames with spectral change at least halfway from
     match_threshold to match_full) is tried in the next block, and the one before its run,
-    and kept there while it matches, for up to extend_blocks blocks; blocks with little
-    spectral change (silence) neither stop nor count as a match.
+    and kept there while it matches; blocks with little spectral change (silence) neither
+    stop nor count as a match.
 
     Returns:
         added : np.ndarray [shape=(n_blocks, k)], int64, the offsets added to each block
@@ -163,16 +178,13 @@ def extend_offsets(active: np.ndarray, corr: np.ndarray, edit_features: np.ndarr
         o = int(active[b, col])
         for direction in (1, -1):
             nb = b + direction
-            steps = 0
-            while 0 <= nb < n_blocks and steps < cfg.extend_blocks and o not in members[nb] \
-                    and len(members[nb]) < MAX_WIDTH:
+            while 0 <= nb < n_blocks and o not in members[nb] and len(members[nb]) < MAX_WIDTH:
                 ok = matches(nb, o)
                 if ok is False:
                     break
                 members[nb].add(o)
                 added[nb].append(o)
                 nb += direction
-                steps += 1
     extra = max(len(a) for a in added)
     if not extra:
         return None
