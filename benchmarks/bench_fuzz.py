@@ -171,8 +171,9 @@ def run(argv: list[str]) -> tuple[int | str, str]:
             code = main(argv)
     except SystemExit as exc:  # argparse
         code = exc.code
-    except BaseException:  # noqa: BLE001  (what we count)
-        return "traceback", traceback.format_exc().strip().splitlines()[-1]
+    except BaseException as exc:  # noqa: BLE001  (what we count)
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return "traceback", f"{type(exc).__name__}: {exc} ({where.filename}:{where.lineno})"
     lines = [line for line in err.getvalue().splitlines() if line.strip()]
     return code, lines[-1] if lines else ""
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
+import tokenize
 import time
 import zipfile
 from pathlib import Path
@@ -149,7 +150,7 @@ def load_npz(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict] | No
             meta = json.loads(str(npz["meta"]))
             arrays = {k: npz[k] for k in npz.files if k != "meta"}
     except (zipfile.BadZipFile, KeyError, ValueError, EOFError, OSError, MemoryError,
-            OverflowError, SyntaxError) as err:
+            OverflowError, SyntaxError, tokenize.TokenError) as err:
         log.warning("%s: unreadable cache entry (%s); recomputing", path, err)
         return None
     return arrays, meta

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,7 +145,8 @@ def discover(data_dir: str | os.PathLike = "training_data",
 
 # What np.load raises for a cut-short or damaged .npy (a flipped byte in the header can
 # make its shape absurd).
-_NPY_ERRORS = (ValueError, OSError, EOFError, SyntaxError, MemoryError, OverflowError)
+NPY_ERRORS = (ValueError, OSError, EOFError, SyntaxError, MemoryError, OverflowError,
+              tokenize.TokenError)
 
 
 def read_pointer_files(pointer_dir: str | os.PathLike, name: str
@@ -166,7 +168,7 @@ def read_pointer_files(pointer_dir: str | os.PathLike, name: str
     path = pointer_dir / f"{name}_pointers.npy"
     if not path.is_file():
         raise UserError(f"{path}: no pointer sequence for '{name}'; run `editorbot prepare {name}`")
-    pointers = _read_npy(path, redo)
+    pointers = read_npy(path, redo)
     if pointers.ndim != 1 or len(pointers) == 0 or not np.issubdtype(pointers.dtype, np.integer):
         raise UserError(f"{path}: expected a non-empty 1-D integer array of raw frames, got "
                         f"{pointers.dtype} {pointers.shape}; {redo}")
@@ -192,7 +194,7 @@ def read_pointer_files(pointer_dir: str | os.PathLike, name: str
     ops_path = pointer_dir / f"{name}_ops.npy"
     ops = None
     if ops_path.is_file():
-        ops = _read_npy(ops_path, redo)
+        ops = read_npy(ops_path, redo)
         if ops.shape != pointers.shape or not np.issubdtype(ops.dtype, np.integer):
             raise UserError(f"{ops_path}: expected {len(pointers)} integer ops (one per pointer), "
                             f"got {ops.dtype} {ops.shape}; {redo}")
@@ -200,9 +202,10 @@ def read_pointer_files(pointer_dir: str | os.PathLike, name: str
     return pointers, ops, info
 
 
-def _read_npy(path: Path, redo: str) -> np.ndarray:
+def read_npy(path: Path, redo: str) -> np.ndarray:
+    """np.load(path) without pickles; UserError '{path}: cut short or damaged (...); {redo}'."""
     try:
         return np.load(path, allow_pickle=False)
-    except _NPY_ERRORS as err:
+    except NPY_ERRORS as err:
         text = str(err).splitlines()[0][:100] if str(err) else type(err).__name__
         raise UserError(f"{path}: cut short or damaged ({text}); {redo}") from None

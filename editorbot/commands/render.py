@@ -92,13 +92,11 @@ def _edit_from_pointers(path):
     from ..edits import pointers_to_segments
     from ..errors import UserError
     from ..features import DEFAULT_PARAMS, FeatureParams
+    from ..layout import read_npy
 
     if not path.is_file():
         raise UserError(f"{path}: no such pointer file")
-    try:
-        pointers = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise UserError(f"{path}: not a .npy pointer array ({err})") from None
+    pointers = read_npy(path, "pass the pointers.npy that `editorbot prepare` or `align` wrote")
     if pointers.ndim != 1 or not np.issubdtype(pointers.dtype, np.integer) or len(pointers) == 0:
         raise UserError(f"{path}: pointers must be a non-empty 1-D integer array, got "
                         f"{pointers.dtype} {pointers.shape}")
