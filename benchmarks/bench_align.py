@@ -169,14 +169,8 @@ def score(truth, result, params) -> dict:
     from editorbot.edits import segments_to_pointers
 
     n = len(result.pointers)
-    fps = params.frames_per_s
     want = segments_to_pointers(truth, params, n)
-    outside = np.ones(n, bool)
-    for seg, start in zip(truth.segments, truth.edit_starts_s()):
-        if seg.crossfade_s > 0:
-            a = int(np.floor((start - seg.crossfade_s / 2) * fps))
-            b = int(np.ceil((start + seg.crossfade_s / 2) * fps))
-            outside[max(a, 0):b + 1] = False
+    outside = outside_crossfades(truth, n, params.frames_per_s)
     got = result.pointers
     right = np.where(want >= 0, np.abs(got - want) <= 1, got < 0)
     true_joins, found_joins = joins(truth), joins(result.edit)
@@ -187,6 +181,17 @@ def score(truth, result, params) -> dict:
     return {"frames": int(outside.sum()), "right": int(right[outside].sum()),
             "accuracy": float(right[outside].mean()), "joins": len(true_joins),
             "found": len(found_joins), "hits": hits, "f1": f1}
+
+
+def outside_crossfades(truth, n: int, fps: float) -> np.ndarray:
+    """Edit frames that no truth crossfade touches (the frames score counts)."""
+    keep = np.ones(n, bool)
+    for seg, start in zip(truth.segments, truth.edit_starts_s()):
+        if seg.crossfade_s > 0:
+            a = int(np.floor((start - seg.crossfade_s / 2) * fps))
+            b = int(np.ceil((start + seg.crossfade_s / 2) * fps))
+            keep[max(a, 0):b + 1] = False
+    return keep
 
 
 def joins(edit) -> np.ndarray:

@@ -58,7 +58,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import realmusic as rm  # noqa: E402
-from bench_align import _matched, joins, score  # noqa: E402
+from bench_align import _matched, joins, outside_crossfades, score  # noqa: E402
 
 KINDS = ("trimmer", "mp3", "loops")
 ACC_TARGET = 0.995
@@ -86,18 +86,8 @@ def build_all(args, kinds: list[str]) -> dict[str, list[tuple[Path, dict]]]:
     if "trimmer" in kinds or "mp3" in kinds:
         for i in range(args.pairs):
             folder = root / f"trimmer_{i:02d}"
-            want = {"gen_version": rm.GEN_VERSION, "seed": args.seed, "index": i,
-                    "quick": args.quick, "package_debs": versions}
-            if not rm.pair_ready(folder, want, ("raw.flac", "edit.wav", "truth.json")):
-                t = time.perf_counter()
-                print(f"   building trimmer {i + 1}/{args.pairs} ...", end="", flush=True)
-                rm.clear(folder)
-                meta = rm.build_trimmer(tracks, i, args.seed, plan, folder)
-                meta.update(want)
-                (folder / "meta.json").write_text(json.dumps(meta, indent=1))
-                print(f" {meta['raw_s'] / 60:.1f} min raw, {meta['edit_s'] / 60:.1f} min edit "
-                      f"({time.perf_counter() - t:.0f} s)", flush=True)
-            meta = json.loads((folder / "meta.json").read_text())
+            meta = built(folder, "trimmer", i, args, versions,
+                         lambda: rm.build_trimmer(tracks, i, args.seed, plan, folder))
             if "trimmer" in kinds:
                 out["trimmer"].append((folder, meta))
             if "mp3" in kinds:
@@ -111,32 +101,30 @@ def build_all(args, kinds: list[str]) -> dict[str, list[tuple[Path, dict]]]:
     if "loops" in kinds:
         for i in range(args.pairs):
             folder = root / f"loops_{i:02d}"
-            want = {"gen_version": rm.GEN_VERSION, "seed": args.seed, "index": i,
-                    "quick": args.quick, "package_debs": versions}
-            if not rm.pair_ready(folder, want, ("raw.flac", "edit.wav", "truth.json")):
-                t = time.perf_counter()
-                print(f"   building loops {i + 1}/{args.pairs} ...", end="", flush=True)
-                rm.clear(folder)
-                meta = rm.build_loops(tracks, i, args.seed, folder)
-                meta.update(want)
-                (folder / "meta.json").write_text(json.dumps(meta, indent=1))
-                print(f" {meta['raw_s'] / 60:.1f} min raw, {meta['edit_s'] / 60:.1f} min edit "
-                      f"({time.perf_counter() - t:.0f} s)", flush=True)
-            out["loops"].append((folder, json.loads((folder / "meta.json").read_text())))
+            out["loops"].append((folder, built(folder, "loops", i, args, versions,
+                                               lambda: rm.build_loops(tracks, i, args.seed, folder))))
     return out
+
+
+def built(folder: Path, kind: str, i: int, args, versions: dict, build) -> dict:
+    """The pair in `folder`, built by `build()` unless one with the same settings is there;
+    returns its meta."""
+    want = {"gen_version": rm.GEN_VERSION, "seed": args.seed, "index": i,
+            "quick": args.quick, "package_debs": versions}
+    if not rm.pair_ready(folder, want, ("raw.flac", "edit.wav", "truth.json")):
+        t = time.perf_counter()
+        print(f"   building {kind} {i + 1}/{args.pairs} ...", end="", flush=True)
+        rm.clear(folder)
+        meta = build()
+        meta.update(want)
+        (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+        print(f" {meta['raw_s'] / 60:.1f} min raw, {meta['edit_s'] / 60:.1f} min edit "
+              f"({time.perf_counter() - t:.0f} s)", flush=True)
+    return json.loads((folder / "meta.json").read_text())
 
 
 # ---------------------------------------------------------------- scoring
 
-def outside_crossfades(truth, n: int, fps: float) -> np.ndarray:
-    """Edit frames that no truth crossfade touches (the frames bench_align.score counts)."""
-    keep = np.ones(n, bool)
-    for seg, start in zip(truth.segments, truth.edit_starts_s()):
-        if seg.crossfade_s > 0:
-            a = int(np.floor((start - seg.crossfade_s / 2) * fps))
-            b = int(np.ceil((start + seg.crossfade_s / 2) * fps))
-            keep[max(a, 0):b + 1] = False
-    return keep
 
 
 def wrong_runs(right: np.ndarray, keep: np.ndarray, got: np.ndarray, want: np.ndarray,

@@ -242,6 +242,18 @@ def master_mild(y: np.ndarray, rng: np.random.Generator, sr: int = SR) -> tuple[
     return np.clip(out, -1, 1).astype(np.float32), s
 
 
+def _write_edit(folder: Path, raw: np.ndarray, segs: list, rng: np.random.Generator):
+    """Splice the truth's segments from `raw`, master the edit mildly, write edit.wav and
+    truth.json into `folder`; returns the truth and the mastering settings."""
+    from editorbot.edits import Edit
+
+    truth = Edit(segs, str(folder / "raw.flac"), len(raw) / SR)
+    mastered, mastering = master_mild(splice(raw, truth), rng)
+    _write_pcm16(folder / "edit.wav", mastered)
+    truth.save(folder / "truth.json")
+    return truth, mastering
+
+
 def _write_pcm16(path: Path, y: np.ndarray, sr: int = SR) -> np.ndarray:
     """Write 16-bit audio and return what a reader gets back (the exact samples)."""
     from editorbot.audio import read, write
@@ -399,11 +411,7 @@ def build_trimmer(tracks: list[Track], index: int, seed: int, plan: Plan, folder
         segs.append(Segment(t["raw_start_s"], t["duration_s"], crossfade_s=xf))
     if rng.random() < 0.5:
         segs[-1].fade_out_s = round(float(rng.uniform(1, 5)), 3)
-    truth = Edit(segs, str(folder / "raw.flac"), len(raw) / SR)
-    edit = splice(raw, truth)
-    mastered, mastering = master_mild(edit, rng)
-    _write_pcm16(folder / "edit.wav", mastered)
-    truth.save(folder / "truth.json")
+    truth, mastering = _write_edit(folder, raw, segs, rng)
     meta = {"kind": "trimmer", "index": index, "seed": seed, "gen_version": GEN_VERSION,
             "raw_s": len(raw) / SR, "edit_s": truth.duration_s, "takes": takes,
             "false_starts": false_starts, "noodles": noodles, "mastering": mastering,
@@ -624,11 +632,7 @@ def build_loops(tracks: list[Track], index: int, seed: int, folder: Path) -> dic
         segs.append(Segment((lead + s * bar) / SR, n * bar / SR, crossfade_s=xf))
     if rng.random() < 0.3:
         segs[-1].fade_out_s = round(float(rng.uniform(1, 2)), 3)
-    truth = Edit(segs, str(folder / "raw.flac"), len(raw) / SR)
-    edit = splice(raw, truth)
-    mastered, mastering = master_mild(edit, rng)
-    _write_pcm16(folder / "edit.wav", mastered)
-    truth.save(folder / "truth.json")
+    truth, mastering = _write_edit(folder, raw, segs, rng)
     meta = {"kind": "loops", "index": index, "seed": seed, "gen_version": GEN_VERSION,
             "track": track.name, "package": track.package, "raw_s": len(raw) / SR,
             "edit_s": truth.duration_s, "bar_samples": bar, "lead_samples": lead,

@@ -331,9 +331,12 @@ def _info(edit, runs, pointers, ops, confidence, ambiguous, params, cfg, n_raw_f
     if aligned < cfg.warn_aligned_fraction:
         warnings.append(f"{name}: only {100 * aligned:.1f}% of the edit was found in "
                         f"{raw_path or 'the raw'}; check that it was cut from this recording")
-    elif summary["mean_aligned"] < 0.5:
+    # How well the audio matches, before ambiguity (identical copies) halved the confidence:
+    # a loop-based edit is sure of its audio even where every bar has copies.
+    match = np.where(ambiguous, 2 * confidence, confidence)[inr]
+    if aligned >= cfg.warn_aligned_fraction and len(match) and float(match.mean()) < 0.5:
         warnings.append(f"{name}: the alignment is unsure (mean confidence "
-                        f"{summary['mean_aligned']:.2f}); check {name} against its raw")
+                        f"{float(match.mean()):.2f}); check {name} against its raw")
     edit_json = edit.to_json()
     sr = params.sr
     for seg_json, run in zip(edit_json["segments"], runs):
