@@ -300,7 +300,7 @@ def build_trimmer(tracks: list[Track], index: int, seed: int, plan: Plan, folder
     """Write one trimmer jam into `folder` (raw.flac, edit.wav, truth.json, meta.json) and
     return its meta. Tracks for takes rotate through the pool so that pairs use different
     tracks and mix packages."""
-    from editorbot.edits import Edit, Segment
+    from editorbot.edits import Segment
 
     rng = np.random.default_rng([seed, 1, index])
     pool = take_pool(tracks, plan.take_min_s + 10)
@@ -502,7 +502,7 @@ def min_cover(edit_bars: list[int], raw_bars: list[int]) -> list[int]:
 def build_loops(tracks: list[Track], index: int, seed: int, folder: Path) -> dict:
     """Write one loop-based pair into `folder` and return its meta (with the bar map that
     scoring uses to accept identical copies)."""
-    from editorbot.edits import Edit, Segment
+    from editorbot.edits import Segment
 
     rng = np.random.default_rng([seed, 3, index])
     pool = loop_pool(tracks)

@@ -19,7 +19,7 @@ from ..audio import load_analysis, probe
 from ..edits import Edit, Op, Segment, ops_from_pointers, segments_to_pointers
 from ..errors import AudioError, log
 from ..features import DEFAULT_PARAMS, FeatureParams, mel as compute_mel
-from . import refine
+from . import copies, refine
 from .fingerprint import Candidates, landmarks, vote
 from .params import DEFAULT_ALIGN, AlignParams
 from .path import best_path, match_features
@@ -141,7 +141,7 @@ def align_audio(y_raw: np.ndarray, y_edit: np.ndarray, evidence: Evidence, *,
         y_raw, y_edit : np.ndarray [shape=(n,)], mono float32 at params.sr
         evidence: gather_evidence of their mels
     """
-    hop, sr = params.hop_length, params.sr
+    sr = params.sr
     for y, n, what, path in ((y_raw, len(evidence.raw_features), "raw", raw_path),
                              (y_edit, len(evidence.edit_features), "edit", edit_path)):
         check_alignable(y, path, what, params)
@@ -187,13 +187,13 @@ def _refine_runs(y_raw, y_edit, path, cands, params, cfg) -> list[refine.Run]:
         run.lag, run.rho = refine.measure_lag(y_edit, y_raw, run.start + margin, run.end - margin,
                                               run.lag, search, window)
     runs = refine.merge_same_lag(runs, cfg.same_lag_ms * 1e-3 * sr)
-    runs = refine.merge_equivalent(runs, y_edit, y_raw, cfg.same_audio_margin)
-    copies = cands.copies[np.argsort(cands.copies[:, 0], kind="stable")]
+    runs = copies.merge_equivalent(runs, y_edit, y_raw, cfg.same_audio_margin)
+    found = cands.copies[np.argsort(cands.copies[:, 0], kind="stable")]
     for run in runs:
-        run.alternatives = refine.find_copies(run, y_edit, y_raw, copies, hop=hop,
+        run.alternatives = copies.find_copies(run, y_edit, y_raw, found, hop=hop,
                                               block_frames=cfg.block_frames, search=search,
                                               window=window, margin=cfg.same_audio_margin)
-    runs = refine.choose_copies(runs, y_edit, y_raw, back_extra=cfg.back_cost / cfg.jump_cost)
+    runs = copies.choose_copies(runs, back_extra=cfg.back_cost / cfg.jump_cost)
     runs = refine.fill_not_in_raw(runs, y_edit, y_raw, hop, cfg.fill_min_rho)
     refine.place_seams(runs, y_edit, y_raw, int(cfg.join_search_s * sr), sr)
     return [r for r in runs if r.end > r.start]
