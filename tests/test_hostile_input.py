@@ -197,6 +197,14 @@ def test_a_cut_short_pointer_file_is_one_line_for_training_and_evaluate(tmp_path
         read_pointer_files(folder, "a")
 
 
+def test_edit_of_silence_names_the_file(tmp_path):
+    """An hour-long export of silence (here 30 s: the check is the same) is one line naming
+    the file, not "shorter than one bar"."""
+    raw = write(tmp_path / "quiet_raw.wav", np.zeros((30 * SR, 1), np.float32), SR)
+    line = assert_refused(run_cli("edit", raw, "-o", tmp_path / "out.wav"), raw)
+    assert "silent" in line and not (tmp_path / "out.wav").exists()
+
+
 # --- work is never overwritten silently ----------------------------------------------------
 
 def test_edit_onto_an_existing_file_needs_overwrite(raw_wav, tmp_path):
