@@ -178,12 +178,7 @@ def read_pointer_files(pointer_dir: str | os.PathLike, name: str
     info_path = pointer_dir / f"{name}_info.json"
     info = {}
     if info_path.is_file():
-        try:
-            info = json.loads(info_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise UserError(f"{info_path}: unreadable ({err}); {redo}") from None
-        if not isinstance(info, dict):
-            raise UserError(f"{info_path}: expected a JSON object; {redo}")
+        info = read_json_object(info_path, fix=redo)
         edit_frames, raw_frames = info.get("edit_frames"), info.get("raw_frames")
         if isinstance(edit_frames, int) and edit_frames != len(pointers):
             raise UserError(f"{path}: {len(pointers)} pointers, but {info_path.name} records "
@@ -209,3 +204,16 @@ def read_npy(path: Path, redo: str) -> np.ndarray:
     except NPY_ERRORS as err:
         text = str(err).splitlines()[0][:100] if str(err) else type(err).__name__
         raise UserError(f"{path}: cut short or damaged ({text}); {redo}") from None
+
+
+def read_json_object(path: Path, *, fix: str) -> dict:
+    """A JSON file holding an object (an info or settings file), with a one-line error
+    naming the file and `fix` when it is unreadable, not JSON or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"{path}: unreadable or not valid JSON ({err}); {fix}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object; {fix}")
+    return data
+

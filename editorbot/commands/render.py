@@ -85,14 +85,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _edit_from_pointers(path):
-    import json
-
     import numpy as np
 
     from ..edits import pointers_to_segments
     from ..errors import UserError
     from ..features import DEFAULT_PARAMS, FeatureParams
-    from ..layout import read_npy
+    from ..layout import read_json_object, read_npy
 
     if not path.is_file():
         raise UserError(f"{path}: no such pointer file")
@@ -103,12 +101,7 @@ def _edit_from_pointers(path):
     params = DEFAULT_PARAMS
     info_path = _info_path(path)
     if info_path != path and info_path.is_file():
-        try:
-            info = json.loads(info_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise UserError(f"{info_path}: not valid JSON ({err}); fix or remove it") from None
-        if not isinstance(info, dict):
-            raise UserError(f"{info_path}: expected a JSON object; fix or remove it")
+        info = read_json_object(info_path, fix="fix or remove it")
         if "sample_rate" in info and "hop_length" in info:
             sr, hop = info["sample_rate"], info["hop_length"]
             if not (isinstance(sr, int) and isinstance(hop, int) and sr > 0 and hop > 0):
