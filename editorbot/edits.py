@@ -141,7 +141,7 @@ def check_segment(seg: Segment, index: int, where: str = "segments") -> None:
 
     Checks types and ranges only: finite numbers, duration_s > 0, raw_start_s >= 0 or None,
     fades and crossfade >= 0, effect None or {"name": str, "params": {str: number}}.
-    Whether an effect name exists is the renderer's business (editorbot.render.EFFECTS).
+    Whether an effect name exists is the effects registry's business (editorbot.effects).
     """
     def bad(what: str) -> UserError:
         return UserError(f"{where}: segment {index}: {what}; fix the segment list")

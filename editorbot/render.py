@@ -30,6 +30,7 @@ import soundfile as sf
 
 from .audio import AudioInfo, iter_blocks, probe, write_blocks
 from .edits import Edit, check_segment, segment_samples
+from .effects import EFFECTS, effect_params
 from .errors import UserError, log
 from .seams import (LOUDNESS_WINDOW_MS, RawClickStats, SeamReport, raw_click_stats, rms_db,
                     seam_click, seam_window)
@@ -45,81 +46,6 @@ OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 # Sample formats an output keeps from its raw when it can hold them; a raw in any other
 # (MP3, Vorbis, Opus, ADPCM, u-law...) is written as PCM_24, or Vorbis in an .ogg.
 LINEAR_SUBTYPES = ("PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
-
-
-# ---------------------------------------------------------------------------- effects
-
-@dataclass(frozen=True)
-class EffectSpec:
-    """An effect a segment can name: make(sr, params) -> process(block (n, ch)) -> block.
-
-    process is called on consecutive blocks of one segment and may keep state between them.
-    whole: None for such block-wise effects. Effects that need a segment at once (reverse,
-    time stretch) give whole(params) = raw samples read per sample played; process then
-    gets the segment's span in one block and its result is cut or padded to the span.
-    """
-
-    make: Callable[[int, dict], Callable[[np.ndarray], np.ndarray]]
-    defaults: dict
-    help: str
-    whole: Callable[[dict], float] | None = None
-
-
-EFFECTS: dict[str, EffectSpec] = {}
-
-
-def register_effect(name: str, defaults: dict, help: str,
-                    whole: Callable[[dict], float] | None = None):
-    """Decorator: register `make(sr, params)` as effect `name` with its parameter defaults
-    (`whole`: see EffectSpec)."""
-    def deco(make):
-        EFFECTS[name] = EffectSpec(make, dict(defaults), help, whole)
-        return make
-    return deco
-
-
-@register_effect("gain", {"gain_db": 0.0}, "gain in dB")
-def _gain(sr: int, params: dict):
-    g = np.float32(10 ** (params["gain_db"] / 20))
-    return lambda block: block * g
-
-
-def _pedalboard_effect(plugin: str):
-    def make(sr: int, params: dict):
-        import pedalboard  # imported on first use: it is heavy and most renders use no effect
-        board = pedalboard.Pedalboard([getattr(pedalboard, plugin)(**params)])
-        return lambda block: board.process(np.ascontiguousarray(block.T), sr, reset=False).T
-    return make
-
-
-for _name, _plugin, _defaults, _help in [
-    ("lowpass", "LowpassFilter", {"cutoff_frequency_hz": 8000.0}, "first-order low-pass"),
-    ("highpass", "HighpassFilter", {"cutoff_frequency_hz": 40.0}, "first-order high-pass"),
-    ("eq", "PeakFilter", {"cutoff_frequency_hz": 1000.0, "gain_db": 0.0, "q": 0.7071},
-     "peaking EQ band"),
-    ("low_shelf", "LowShelfFilter", {"cutoff_frequency_hz": 200.0, "gain_db": 0.0, "q": 0.7071},
-     "low shelf"),
-    ("high_shelf", "HighShelfFilter", {"cutoff_frequency_hz": 5000.0, "gain_db": 0.0,
-                                       "q": 0.7071}, "high shelf"),
-    ("compressor", "Compressor", {"threshold_db": -20.0, "ratio": 4.0, "attack_ms": 5.0,
-                                  "release_ms": 100.0}, "dynamic range compressor"),
-]:
-    register_effect(_name, _defaults, _help)(_pedalboard_effect(_plugin))
-
-
-def effect_params(effect: dict, *, where: str) -> dict:
-    """The full parameters of a segment's effect (defaults filled in); UserError if unknown."""
-    name = effect.get("name")
-    if name not in EFFECTS:
-        raise UserError(f"{where}: unknown effect {name!r}; known effects: "
-                        f"{', '.join(sorted(EFFECTS))}")
-    spec = EFFECTS[name]
-    params = effect.get("params", {}) or {}
-    unknown = sorted(set(params) - set(spec.defaults))
-    if unknown:
-        raise UserError(f"{where}: effect {name!r} has no parameter {unknown[0]!r}; its "
-                        f"parameters: {', '.join(sorted(spec.defaults))}")
-    return {**spec.defaults, **{k: float(v) for k, v in params.items()}}
 
 
 # ------------------------------------------------------------------------------ plan
@@ -693,9 +619,3 @@ def render_array(raw_path: str | os.PathLike, edit: Edit, *,
         audio[pos:pos + len(block)] = block
         pos += len(block)
     return (audio, stream.info.sr, stream.report) if with_report else (audio, stream.info.sr)
-
-
-# Whole-segment effects of the RL actions: reverse, speed, pitch, distortion, reverb.
-from .rl import effects as _rl_effects  # noqa: E402  (imported last: it registers into EFFECTS)
-
-_rl_effects.register(register_effect)

@@ -25,7 +25,7 @@ from editorbot.rl.actions import (ACTION_DIMS, AMOUNTS, SIZE_BEATS, ActionType, 
 from editorbot.rl.beat_features import (BEAT_FEATURE_LAYOUT, BEAT_FEATURE_NAMES, N_BEAT_FEATURES,
                                         BeatFeatures, beat_features, compute_beat_features,
                                         feature_slice)
-from editorbot.rl.effects import apply_effect
+from editorbot.effects import apply_effect
 from editorbot.rl.env import EditEnv, EnvConfig, env_fn, load_pointers, make_vec_env
 from editorbot.rl.replay import load_actions, render_replay, replay, save_actions
 from editorbot.rl.state import (CONTEXT_BEATS, STATE_DIM, STATE_LAYOUT, STRUCTURE_NAMES,

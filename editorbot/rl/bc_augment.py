@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import audio
 from ..config import from_dict
+from ..effects import apply_effect
 from ..errors import UserError, log
 from ..layout import Layout
 from .actions import (AMOUNTS, BEATS_PER_BAR, EQ_HIGH_HZ, EQ_LOW_HZ, SIZE_BEATS, ActionType, Amount,
@@ -30,7 +31,6 @@ from .actions import (AMOUNTS, BEATS_PER_BAR, EQ_HIGH_HZ, EQ_LOW_HZ, SIZE_BEATS,
 from .bc_labels import (BCDataset, HumanPiece, Recording, RecordingLabels, label_counts, label_pieces,
                         mels_per_beat)
 from .beat_features import beat_features
-from .effects import apply_effect
 from .env import EditEnv, EnvConfig
 
 T, S, A = ActionType, Size, Amount
