@@ -30,11 +30,11 @@ def merge_equivalent(runs: list[Run], y_edit: np.ndarray, y_raw: np.ndarray,
         if a.lag is None or b.lag is None or abs(a.lag - b.lag) < 1.0:
             i += 1
             continue
-        if _plays_as_well(y_edit, y_raw, b, a.lag, margin, probe=_near_end(b, True)):
+        if _plays_as_well(y_edit, y_raw, b, a.lag, margin, probe=_near_end(b, True)) is not None:
             a.end = b.end
             del out[i + 1]
             continue
-        if _plays_as_well(y_edit, y_raw, a, b.lag, margin, probe=_near_end(a, False)):
+        if _plays_as_well(y_edit, y_raw, a, b.lag, margin, probe=_near_end(a, False)) is not None:
             b.start = a.start
             del out[i]
             i = max(i - 1, 0)
@@ -44,14 +44,21 @@ def merge_equivalent(runs: list[Run], y_edit: np.ndarray, y_raw: np.ndarray,
 
 
 def _plays_as_well(y_edit: np.ndarray, y_raw: np.ndarray, run: Run, lag: float, margin: float,
-                   *, probe: tuple[int, int]) -> bool:
+                   *, probe: tuple[int, int], own: dict | None = None) -> float | None:
     """Whether `lag` plays the run's stretch as well as the run's own lag does (waveform
     correlation within `margin`, fractional lags interpolated): first on the edit samples
-    `probe`, a short part where most candidates fail at once, then on the whole stretch."""
+    `probe`, a short part where most candidates fail at once, then on the whole stretch.
+    Returns the correlation over the whole stretch when it does, else None. `own` keeps
+    the run's own correlations between calls (one run, many candidates)."""
+    own = {} if own is None else own
+    rho = None
     for lo, hi in (probe, (run.start, run.end)):
-        if not stretch_rho(y_edit, y_raw, lo, hi, lag) >= stretch_rho(y_edit, y_raw, lo, hi, run.lag) - margin:
-            return False
-    return True
+        if (lo, hi) not in own:
+            own[(lo, hi)] = stretch_rho(y_edit, y_raw, lo, hi, run.lag)
+        rho = stretch_rho(y_edit, y_raw, lo, hi, lag)
+        if not rho >= own[(lo, hi)] - margin:
+            return None
+    return rho
 
 
 def _near_end(run: Run, at_start: bool) -> tuple[int, int]:
@@ -101,12 +108,13 @@ def find_copies(run: Run, y_edit: np.ndarray, y_raw: np.ndarray, copies: np.ndar
     edge = min(EDGE_S_SAMPLES, (run.end - run.start) // 4)
     middle = (run.start + run.end) // 2
     probe = (max(run.start, middle - window // 2), min(run.end, middle + window // 2))
-    found = []
+    found, own = [], {}
     for _, centre in places[:limit]:
         lag, _ = measure_lag(y_edit, y_raw, run.start + edge, run.end - edge, centre * hop,
                              search, window)
-        if _plays_as_well(y_edit, y_raw, run, lag, margin, probe=probe):
-            found.append((lag, stretch_rho(y_edit, y_raw, run.start, run.end, lag)))
+        rho = _plays_as_well(y_edit, y_raw, run, lag, margin, probe=probe, own=own)
+        if rho is not None:
+            found.append((lag, rho))
     return sorted(found, key=lambda a: -a[1])
 
 
