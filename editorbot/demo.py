@@ -65,8 +65,8 @@ def run_demo(out: str = "demo_output", seed: int = 0, *, pairs: int = 6, heldout
                         + "; ".join(missing))
     from .align.prepare import describe
     from .baseline import propose_edit as rule_based
-    from .commands.edit import edit_to_files
     from .config import load
+    from .edit_files import edit_to_files
     from .editors import load_checkpoint
     from .evaluate import evaluate_editors
     from .jobs import run_jobs
