@@ -20,26 +20,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..features import DEFAULT_PARAMS
+
+    return align_to_folder(Path(args.raw), Path(args.edit), Path(args.out), name=args.name,
+                           params=DEFAULT_PARAMS)
+
+
+def align_to_folder(raw: Path, edit: Path, out: Path, *, name: str | None, params) -> int:
+    """Align `edit` to `raw` on the analysis grid `params` (a FeatureParams) and write the
+    pointers, ops, info and picture into `out`; returns the exit status."""
     from ..align import align_files
     from ..align.prepare import alternatives, describe, output_paths, write_outputs
     from ..cache import file_fingerprint
     from ..errors import UserError
-    from ..features import DEFAULT_PARAMS
 
-    raw, edit = Path(args.raw), Path(args.edit)
-    out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder; choose another --out")
-    name = args.name or (edit.stem[:-len("_edit")] if edit.stem.endswith("_edit") and
-                         len(edit.stem) > len("_edit") else edit.stem)
+    name = name or (edit.stem[:-len("_edit")] if edit.stem.endswith("_edit") and
+                    len(edit.stem) > len("_edit") else edit.stem)
     outputs = output_paths(out, name)
     for path in outputs.values():
         if path.exists() and path.resolve() in (raw.resolve(), edit.resolve()):
             raise UserError(f"{path}: is an input file; choose another --out or --name")
-    result = align_files(raw, edit)
+    result = align_files(raw, edit, params=params)
     result.info["sources"] = {"raw": file_fingerprint(raw), "edit": file_fingerprint(edit)}
-    write_outputs(result, outputs, title=name, params=DEFAULT_PARAMS,
-                  raw_duration_s=result.info["raw_frames"] / DEFAULT_PARAMS.frames_per_s)
+    write_outputs(result, outputs, title=name, params=params,
+                  raw_duration_s=result.info["raw_frames"] / params.frames_per_s)
     info = result.info
     print(describe({"name": name, "skipped": False, "aligned_fraction": info["aligned_fraction"],
                     "cuts": info["cuts"], "loops": info["loops"], "reorders": info["reorders"],

@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ..edits import Edit
     from ..errors import UserError, log
     from ..export import export_all, export_paths
+    from ..features import DEFAULT_PARAMS
     from ..outputs import check_outputs
     from ..render import render
 
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             edit = Edit.load(seg_path)
     else:
-        edit = _edit_from_pointers(Path(args.pointers))
+        edit = _edit_from_pointers(Path(args.pointers), params=DEFAULT_PARAMS)
     if edit.raw_path and Path(edit.raw_path).name != raw.name:
         log.warning("%s: the segments name raw %s; rendering from %s", args.segments,
                     edit.raw_path, raw)
@@ -84,12 +85,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _edit_from_pointers(path):
+def _edit_from_pointers(path, *, params):
+    """The segments of a pointer file, on the grid of the {sample}_info.json beside it, else
+    on `params` (a FeatureParams)."""
     import numpy as np
 
     from ..edits import pointers_to_segments
     from ..errors import UserError
-    from ..features import DEFAULT_PARAMS, FeatureParams
+    from ..features import FeatureParams
     from ..layout import read_json_object, read_npy
 
     if not path.is_file():
@@ -98,7 +101,6 @@ def _edit_from_pointers(path):
     if pointers.ndim != 1 or not np.issubdtype(pointers.dtype, np.integer) or len(pointers) == 0:
         raise UserError(f"{path}: pointers must be a non-empty 1-D integer array, got "
                         f"{pointers.dtype} {pointers.shape}")
-    params = DEFAULT_PARAMS
     info_path = _info_path(path)
     if info_path != path and info_path.is_file():
         info = read_json_object(info_path, fix="fix or remove it")
