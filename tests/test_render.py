@@ -262,6 +262,26 @@ def test_effects_registry(tmp_path):
                      Edit([Segment(0.0, 1.0, effect={"name": "eq", "params": {"freq": 1}})]))
 
 
+def test_effects_registry_stands_below_the_renderer():
+    """editorbot.effects holds every effect without importing the renderer or rl/ (issue 25:
+    render and rl/effects once imported each other), and apply_effect checks parameters."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", (
+        "import json, sys, editorbot.effects as e; print(json.dumps([sorted(e.EFFECTS), "
+        "'editorbot.render' in sys.modules, 'editorbot.rl' in sys.modules]))")],
+        capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout) == [
+        ["compressor", "distortion", "eq", "gain", "high_shelf", "highpass", "low_shelf",
+         "lowpass", "pitch", "reverb", "reverse", "speed"], False, False]
+    from editorbot.effects import apply_effect
+    x = np.ones((100, 2), np.float32)
+    assert np.allclose(apply_effect("gain", {"gain_db": -20.0}, x, 8000), 0.1)
+    with pytest.raises(ValueError, match="effect 'low_shelf' has no parameter 'freq'"):
+        apply_effect("low_shelf", {"freq": 1}, x, 8000)
+
+
 def test_reads_only_the_segments_in_blocks(tmp_path, monkeypatch):
     sr = 8000
     raw = write_raw(tmp_path / "raw.wav", sr=sr, seconds=60.0, channels=1)
