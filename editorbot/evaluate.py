@@ -23,7 +23,8 @@ from .cache import load_npz
 from .edits import Edit, segments_to_pointers
 from .errors import UserError, log
 from .features import DEFAULT_PARAMS, FeatureParams
-from .layout import Layout, discover, read_pointer_files
+from .dataset import read_pointer_files
+from .layout import Layout, discover
 
 POINTER_TOLERANCE_S = 0.05
 DEFAULT_BEAT_PERIOD_S = 0.5  # 120 BPM, when no tempo is known

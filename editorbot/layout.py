@@ -149,54 +149,6 @@ NPY_ERRORS = (ValueError, OSError, EOFError, SyntaxError, MemoryError, OverflowE
               tokenize.TokenError)
 
 
-def read_pointer_files(pointer_dir: str | os.PathLike, name: str
-                       ) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    """A pair's pointer_sequences files, checked against each other.
-
-    Returns:
-        pointers : np.ndarray [shape=(edit_frames,)], int64 raw frame per edit frame, -1 = not in raw
-        ops : np.ndarray [shape=(edit_frames,)], int8 (editorbot.edits.Op), or None when
-            {name}_ops.npy is absent
-        info : the {name}_info.json record ({} when absent)
-
-    Raises UserError naming the file and `editorbot prepare` for a missing, cut-short or
-    damaged file, a wrong dtype or shape, or pointers that disagree with the info record
-    (its edit_frames, its raw_frames).
-    """
-    pointer_dir = Path(pointer_dir)
-    redo = f"run `editorbot prepare --force {name}` again"
-    path = pointer_dir / f"{name}_pointers.npy"
-    if not path.is_file():
-        raise UserError(f"{path}: no pointer sequence for '{name}'; run `editorbot prepare {name}`")
-    pointers = read_npy(path, redo)
-    if pointers.ndim != 1 or len(pointers) == 0 or not np.issubdtype(pointers.dtype, np.integer):
-        raise UserError(f"{path}: expected a non-empty 1-D integer array of raw frames, got "
-                        f"{pointers.dtype} {pointers.shape}; {redo}")
-    pointers = pointers.astype(np.int64)
-    if pointers.min() < -1:
-        raise UserError(f"{path}: holds raw frame {int(pointers.min())} (-1 is the least); {redo}")
-    info_path = pointer_dir / f"{name}_info.json"
-    info = {}
-    if info_path.is_file():
-        info = read_json_object(info_path, fix=redo)
-        edit_frames, raw_frames = info.get("edit_frames"), info.get("raw_frames")
-        if isinstance(edit_frames, int) and edit_frames != len(pointers):
-            raise UserError(f"{path}: {len(pointers)} pointers, but {info_path.name} records "
-                            f"{edit_frames} edit frames (cut short?); {redo}")
-        if isinstance(raw_frames, int) and pointers.max() >= raw_frames:
-            raise UserError(f"{path}: points at raw frame {int(pointers.max())}, but the raw has "
-                            f"{raw_frames} frames; {redo}")
-    ops_path = pointer_dir / f"{name}_ops.npy"
-    ops = None
-    if ops_path.is_file():
-        ops = read_npy(ops_path, redo)
-        if ops.shape != pointers.shape or not np.issubdtype(ops.dtype, np.integer):
-            raise UserError(f"{ops_path}: expected {len(pointers)} integer ops (one per pointer), "
-                            f"got {ops.dtype} {ops.shape}; {redo}")
-        ops = ops.astype(np.int8)
-    return pointers, ops, info
-
-
 def read_npy(path: Path, redo: str) -> np.ndarray:
     """np.load(path) without pickles; UserError '{path}: cut short or damaged (...); {redo}'."""
     try:

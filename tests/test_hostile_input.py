@@ -180,7 +180,7 @@ def test_prepare_names_bad_pairs_and_prepares_the_good_one(tmp_path):
 
 
 def test_a_cut_short_pointer_file_is_one_line_for_training_and_evaluate(tmp_path):
-    from editorbot.layout import read_pointer_files
+    from editorbot.dataset import read_pointer_files
     folder = tmp_path / "pointer_sequences"
     folder.mkdir()
     np.save(folder / "a_pointers.npy", np.arange(1000, dtype=np.int64))

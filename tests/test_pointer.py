@@ -24,7 +24,7 @@ from editorbot.features import DEFAULT_PARAMS
 from editorbot.layout import Layout
 from editorbot.pointer.config import ModelConfig, PointerConfig
 from editorbot.pointer.data import (History, PointerData, expected_positions, make_batch,
-                                    sample_steps, split_by_recording, step_table)
+                                    sample_steps, step_table)
 from editorbot.pointer.decode import (KeepPlan, StepDecision, decode_pointers, keep_ahead, kept_stretches,
                                       merge_fragments)
 from editorbot.pointer.model import (N_COND, SKIP_UNIT, PointerNet, bucket_of, bucket_offset_ranges,
@@ -346,10 +346,10 @@ def test_keep_veto_refuses_loops_back_for_an_editor_that_never_goes_back():
 
 
 def test_recording_says_whether_its_edit_jumps_back():
-    from editorbot.pointer.data import Recording
+    from editorbot.pointer.data import StepRecording
 
     def rec(p):
-        return Recording("x", 1000, np.asarray(p, np.int64), None)
+        return StepRecording("x", 1000, np.asarray(p, np.int64), None)
 
     assert not rec(np.r_[np.arange(10, 50), np.arange(80, 120)]).jumps_back(5)
     assert not rec(np.r_[np.arange(10, 50), -1, -1, np.arange(46, 60)]).jumps_back(5)  # 4 back: jitter
@@ -589,15 +589,6 @@ def test_missing_pointers_are_masked_out_of_the_loss(tmp_path):
         again = step_losses(net, enc, spoiled, batch, cfg)
     for key in ("delta_loss", "use_jump_loss", "jump_loss"):
         assert float(again[key]) == pytest.approx(float(base[key]), rel=1e-6)
-
-
-def test_split_is_by_recording():
-    names = [f"r{i}" for i in range(10)]
-    train, val = split_by_recording(names, val_fraction=0.2, seed=1)
-    assert len(val) == 2 and not set(train) & set(val) and sorted(train + val) == names
-    assert split_by_recording(names, val_fraction=0.2, seed=1) == (train, val)
-    assert split_by_recording(names, val_fraction=0.2, seed=2) != (train, val)
-    assert split_by_recording(names, val_fraction=0.5, seed=1, val_names=["r3"])[1] == ["r3"]
 
 
 def test_sampled_steps_include_every_change_and_weigh_the_rest():

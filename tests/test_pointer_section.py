@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from editorbot.pointer.config import ModelConfig, TrainConfig
-from editorbot.pointer.data import Recording
+from editorbot.pointer.data import StepRecording
 from editorbot.pointer.model import PointerNet, recording_block_means
 from editorbot.pointer.train import pretrain_section_keep
 
@@ -99,7 +99,7 @@ class _Blocks:
 
     def __init__(self, recordings):
         self.mels = {f"r{i}": mel.numpy() for i, (mel, _, _) in enumerate(recordings)}
-        self.recordings = {f"r{i}": Recording(f"r{i}", len(keep), np.flatnonzero(keep.numpy()), None)
+        self.recordings = {f"r{i}": StepRecording(f"r{i}", len(keep), np.flatnonzero(keep.numpy()), None)
                            for i, (_, keep, _) in enumerate(recordings)}
 
     def mel(self, name):

@@ -440,7 +440,7 @@ def test_normalizer_is_saved_in_the_checkpoint_and_used_to_edit(corpus, tmp_path
     names = sorted({r.name for r in dataset.recordings if not r.origin})
     held = names[-1]  # held out by name (train.val_names), not by the seeded split
     settings = TINY + ["train.n_updates=1", "ppo.n_steps=16", "train.bc_pretrain_epochs=2"]
-    with pytest.raises(UserError, match="val_names: nosuch not among"):
+    with pytest.raises(UserError, match="train.val_names: no recording named nosuch"):
         train(load(RLConfig, REPO / "configs" / "rl" / "small.json", settings + ['train.val_names=["nosuch"]']),
               data_dir=data_dir, cache_dir=cache_dir, save_dir=tmp_path / "bad", bc_pretrain=path,
               progress=False)

@@ -21,7 +21,7 @@ from editorbot.errors import UserError
 from editorbot.features import DEFAULT_PARAMS as P
 from editorbot.layout import Layout, discover
 from editorbot.supervised.config import InferConfig, SupervisedConfig
-from editorbot.supervised.data import analysis_mel, load_recording, split_names
+from editorbot.supervised.data import analysis_mel, load_recording
 from editorbot.supervised.infer import clean_mask, decide_kept
 from editorbot.supervised.labels import Label, labels_for, raw_targets, seam_frames_for
 from editorbot.supervised.losses import apply_gain, multi_scale_stft_loss, stft_gain_basis
@@ -33,7 +33,7 @@ from .conftest import REPO
 
 TINY = ["model.d_model=32", "model.n_heads=2", "model.encoder_layers=1", "model.decoder_layers=1",
         "model.crop_tokens=64", "model.n_gain_bands=8", "train.batch_size=4", "train.lr=0.003",
-        "train.val_fraction=0.34"]
+        "train.val_fraction=0.33"]
 
 
 # ---------------------------------------------------------------- labels on known pointers
@@ -217,15 +217,6 @@ def test_clean_mask_and_keep_fraction():
     assert kept[-1] and not kept[0]
 
 
-def test_split_is_by_recording():
-    names = [f"s{i}" for i in range(10)]
-    train_names, val_names = split_names(names, 0.2, seed=3)
-    assert len(val_names) == 2 and not set(train_names) & set(val_names)
-    assert sorted(train_names + val_names) == names
-    assert split_names(names, 0.2, seed=3) == (train_names, val_names)
-    assert len(split_names(["a", "b"], 0.1, 0)[1]) == 1
-
-
 # ---------------------------------------------------------------- train, resume, infer
 
 @pytest.fixture(scope="module")
@@ -249,15 +240,15 @@ def test_train_resume_and_propose(toy_corpus, tmp_path):
     ckpt = torch.load(save / "latest.pt", map_location="cpu", weights_only=False)
     assert ckpt["kind"] == "supervised" and ckpt["epoch"] == 1
     assert {"config", "feature_params", "editorbot_version", "model_state", "optimizer_state",
-            "edit_ref_db", "val_names", "train_names", "val_metrics", "step"} <= set(ckpt)
+            "edit_ref_db", "split", "val_metrics", "step"} <= set(ckpt)
     assert ckpt["config"]["model"]["d_model"] == 32
     assert ckpt["feature_params"] == P.as_dict()
     assert (save / "best.pt").is_file()
     assert any((save / "logs").iterdir())
     # split by recording
-    assert set(ckpt["train_names"]) | set(ckpt["val_names"]) == set(names)
-    assert not set(ckpt["train_names"]) & set(ckpt["val_names"])
-    assert len(ckpt["val_names"]) == 1
+    assert set(ckpt["split"]["train"]) | set(ckpt["split"]["val"]) == set(names)
+    assert not set(ckpt["split"]["train"]) & set(ckpt["split"]["val"])
+    assert len(ckpt["split"]["val"]) == 1
     for key in ("l1_kept", "l1_identity", "keep_accuracy", "kept_iou", "label_accuracy"):
         assert 0.0 <= ckpt["val_metrics"][key] <= 1.0
     steps = ckpt["step"]
@@ -269,7 +260,7 @@ def test_train_resume_and_propose(toy_corpus, tmp_path):
                   epochs=2, progress=False)
     resumed = torch.load(save / "latest.pt", map_location="cpu", weights_only=False)
     assert resumed["epoch"] == 2 and resumed["step"] == 2 * steps
-    assert again["val_names"] == ckpt["val_names"]
+    assert again["val_names"] == ckpt["split"]["val"]
     changed = [k for k in ckpt["model_state"]
                if not torch.equal(ckpt["model_state"][k], resumed["model_state"][k])]
     assert changed  # it trained on from the saved weights

@@ -82,7 +82,7 @@ def _needs_redo(layout, name: str) -> bool:
     """Whether a pair's pointer files exist but fail their checks (cut short, damaged, at
     odds with their info record): then the pair is aligned again, not called up to date."""
     from ..errors import UserError, log
-    from ..layout import read_pointer_files
+    from ..dataset import read_pointer_files
     if not layout.pointer_file(name, "pointers.npy").exists():
         return False
     try:

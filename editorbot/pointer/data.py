@@ -7,18 +7,16 @@ decoding in decode.py, so training sees what inference sees.
 """
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..cache import load_npz
-from ..edits import ops_from_pointers
 from ..errors import UserError
 from ..features import FeatureParams
-from ..layout import Layout, read_pointer_files
+from ..dataset import load_recording, read_raw_mel
+from ..layout import Layout
 from ..stems import read_stem_mels
 from .config import AugmentConfig
 from .model import N_COND, N_STEMS
@@ -259,8 +257,8 @@ def _teacher_forced(p: np.ndarray, hist: History,
 
 
 @dataclass
-class Recording:
-    """One training pair as the pointer network sees it."""
+class StepRecording:
+    """The pointer network's view of a `dataset.Recording`: its pointers and step table."""
 
     name: str
     n_raw: int
@@ -316,7 +314,7 @@ class PointerData:
             raise UserError(f"{self.pointer_dir}: no *_pointers.npy files; run `editorbot prepare` "
                             "on your training pairs first")
         self.params: FeatureParams | None = None
-        self.recordings: dict[str, Recording] = {}
+        self.recordings: dict[str, StepRecording] = {}
         for name in names:
             self.recordings[name] = self._load_recording(name)
 
@@ -324,36 +322,30 @@ class PointerData:
     def names(self) -> list[str]:
         return list(self.recordings)
 
-    def _load_recording(self, name: str) -> Recording:
-        path = self.pointer_dir / f"{name}_pointers.npy"
-        pointers, ops, _ = read_pointer_files(self.pointer_dir, name)
-        ops = (ops_from_pointers(pointers) if ops is None else ops).astype(np.int64)
-        mel = self._read_mel(name)
-        n_raw = mel.shape[1]
-        if pointers.max() >= n_raw:
-            raise UserError(f"{path}: points at raw frame {int(pointers.max())} but the raw mel "
-                            f"has {n_raw} frames; run `editorbot prepare {name}` again")
+    def _load_recording(self, name: str) -> StepRecording:
+        rec = load_recording(self.layout, name, pointer_dir=self.pointer_dir)
+        self._check_params(name, rec.params)
+        mel = self._with_stems(name, rec.mel, rec.meta)
         self._remember(name, mel)
-        return Recording(name, n_raw, pointers,
-                         step_table(pointers, ops, n_raw, drift_steps=self.drift_steps))
+        return StepRecording(name, rec.n_raw, rec.pointers,
+                             step_table(rec.pointers, rec.ops.astype(np.int64), rec.n_raw,
+                                        drift_steps=self.drift_steps))
 
-    def _read_mel(self, name: str) -> np.ndarray:
-        path = self.layout.features(name, "raw")
-        entry = load_npz(path)
-        if entry is None or "mel" not in entry[0]:
-            raise UserError(f"{path}: missing or unreadable; run `editorbot features {name}` "
-                            "(or `editorbot prepare`) with this --cache-dir")
-        arrays, meta = entry
-        params = FeatureParams(**meta["params"]) if "params" in meta else None
-        if params is None:
-            raise UserError(f"{path}: records no feature parameters; delete it and run "
-                            f"`editorbot features {name}` again")
+    def _check_params(self, name: str, params: FeatureParams) -> None:
         if self.params is None:
             self.params = params
         elif params != self.params:
-            raise UserError(f"{path}: made with other feature parameters than the other "
-                            "recordings; re-run `editorbot features` on all pairs")
-        mel = arrays["mel"].astype(np.float32, copy=False)
+            raise UserError(f"{self.layout.features(name, 'raw')}: made with other feature "
+                            "parameters than the other recordings; re-run `editorbot features` "
+                            "on all pairs")
+
+    def _read_mel(self, name: str) -> np.ndarray:
+        mel, params, meta = read_raw_mel(self.layout, name)
+        self._check_params(name, params)
+        return self._with_stems(name, mel, meta)
+
+    def _with_stems(self, name: str, mel: np.ndarray, meta: dict) -> np.ndarray:
+        """The raw mel, with the stem mels below it when the model reads stems."""
         if self.use_stems:
             mel = np.concatenate([mel, self._read_stems(name, mel.shape[1], meta)], axis=0)
         assert mel.shape[0] % (1 + N_STEMS * self.use_stems) == 0
@@ -396,33 +388,6 @@ def find_names(pointer_dir: str | Path) -> list[str]:
         raise UserError(f"{pointer_dir}: no such folder; run `editorbot prepare` to write the "
                         "pointer sequences, or pass --pointer-dir")
     return sorted(p.name[: -len("_pointers.npy")] for p in pointer_dir.glob("*_pointers.npy"))
-
-
-def split_by_recording(names: list[str], *, val_fraction: float, seed: int,
-                       val_names: list[str] | None = None) -> tuple[list[str], list[str]]:
-    """Split recordings (never frames) into training and validation sets.
-
-    Args:
-        val_names: use exactly these for validation (each must be among `names`).
-
-    Returns:
-        (train, val): disjoint sorted lists; val is empty only when there is one recording.
-    """
-    names = sorted(names)
-    if val_names:
-        unknown = sorted(set(val_names) - set(names))
-        if unknown:
-            raise UserError(f"train.val_names: no recording named {', '.join(unknown)}")
-        val = sorted(set(val_names))
-    else:
-        n_val = int(np.ceil(val_fraction * len(names))) if len(names) > 1 else 0
-        n_val = min(max(n_val, 1 if len(names) > 1 and val_fraction > 0 else 0), len(names) - 1)
-        order = np.random.default_rng(seed).permutation(len(names))
-        val = sorted(names[i] for i in order[:n_val])
-    train = [n for n in names if n not in set(val)]
-    if not train:
-        raise UserError("train.val_names: every recording is held out; leave some for training")
-    return train, val
 
 
 def change_steps(steps: StepTable) -> np.ndarray:
@@ -554,13 +519,3 @@ def make_batch(data: PointerData, items: list[tuple[str, np.ndarray, np.ndarray,
     batch["lengths"] = np.array([m.shape[1] for m in mels], np.int64)
     return batch
 
-
-def read_info(pointer_dir: str | Path, name: str) -> dict:
-    """{name}_info.json from the pointer dir, or {} when there is none."""
-    path = Path(pointer_dir) / f"{name}_info.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err.msg}); run `editorbot prepare {name}` again") from None

@@ -24,10 +24,11 @@ from tqdm import tqdm
 from .. import __version__
 from ..checkpoint import check_save_dir, save_checkpoint
 from ..config import from_dict, to_dict
+from ..dataset import split_by_recording
 from ..errors import UserError, log
 from ..evaluate import kept_iou, mask_iou
 from .config import PointerConfig, TrainConfig
-from .data import PointerData, make_batch, sample_steps, split_by_recording
+from .data import PointerData, make_batch, sample_steps
 from .decode import kept_stretches, smoothed_keep
 from .infer import decode_mel
 from .model import Encoded, PointerNet, recording_block_means
@@ -471,8 +472,8 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
         raise UserError(f"model.n_mels is {config.model.n_mels} but the cached mels in "
                         f"{tc.cache_dir} have {data.params.n_mels} bands; set model.n_mels")
     if state is None:
-        train_names, val_names = split_by_recording(data.names, val_fraction=tc.val_fraction,
-                                                    seed=tc.split_seed, val_names=tc.val_names)
+        train_names, val_names = split_by_recording(data.names, tc.val_fraction, tc.split_seed,
+                                                    val_names=tc.val_names)
     else:
         train_names, val_names = state["split"]["train"], state["split"]["val"]
     keep_ratio = float(np.median([data.recordings[n].keep_ratio for n in train_names]))

@@ -24,7 +24,8 @@ from ..config import from_dict, to_dict
 from ..edits import Edit, pointers_to_segments, segments_to_pointers
 from ..errors import UserError, log
 from ..features import DEFAULT_PARAMS, FeatureParams
-from ..layout import Layout, Pair, discover, read_pointer_files
+from ..dataset import read_pointer_files
+from ..layout import Layout, Pair, discover
 from .actions import (ACTION_DIMS, AMOUNTS, N_AMOUNTS, N_SIZES, N_TYPES, SIZE_BEATS, ActionType,
                       Amount, EditTrack, Size, describe)
 from .aux_tasks import AuxTables, aux_tables, beat_mels

@@ -24,7 +24,8 @@ import numpy as np
 from ..edits import Edit, segments_to_pointers
 from ..errors import UserError
 from ..features import DEFAULT_PARAMS
-from ..layout import Layout, read_pointer_files
+from ..dataset import read_pointer_files
+from ..layout import Layout
 from .actions import (ACTION_DIMS, CUT_TYPES, JUMP_TYPES, LOOP_TYPES, EditTrack, head_masks,
                       resolve)
 from .beat_features import BeatFeatures, beat_features, flow_columns, sample_name

@@ -5,7 +5,7 @@ of the RL editor, validated on held-out recordings, saved as models/<run>/best.p
     editorbot train rl --bc-pretrain bc_rich.npz --bc-pretrain-epochs 50 \\
         --bc-mixed bc_rich.npz --bc-weight 0.5 --save-dir models/rl
 
-Recordings are split by name (train.val_fraction); augmented BC examples made from a
+Recordings are split by name (dataset.split_by_recording); augmented BC examples made from a
 held-out recording stay out of training. The beat-feature normalizer is fitted on the
 training recordings and saved in the checkpoint, which inference uses as it is.
 """
@@ -29,6 +29,7 @@ import torch
 from .. import __version__
 from ..checkpoint import check_save_dir, save_checkpoint
 from ..config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Range, from_dict, load, to_dict
+from ..dataset import split_by_recording
 from ..edits import segments_to_pointers
 from ..errors import UserError, log
 from ..evaluate import kept_iou
@@ -54,11 +55,12 @@ class TrainConfig:
     bc_batch_size, bc_learning_rate: BC pretraining minibatch and step size.
     bc_detours: extra plans of each training recording's human edit, with random detours,
         added to the BC data (bc_labels.detour_dataset): labels at more cursors.
-    val_fraction: share of recordings held out (by name; at least one when there are two).
+    val_fraction: share of recordings held out (dataset.split_by_recording, as in every paradigm).
     val_names: hold out exactly these recordings instead (val_fraction is then unused).
+    split_seed: seed of the split (the same split as the other paradigms' with the same seed).
     eval_every: PPO updates between validation runs (and best.pt checks).
     grid: beat grid for recordings labelled here (no BC file): 'auto', 'truth', 'tracker'.
-    seed: same seed, same split and initial weights.
+    seed: same seed, same initial weights and data order.
     """
 
     n_updates: int = 50
@@ -68,8 +70,9 @@ class TrainConfig:
     bc_batch_size: int = 128
     bc_learning_rate: float = 1e-3
     bc_detours: int = 0
-    val_fraction: float = 0.25
+    val_fraction: float = 0.2
     val_names: list[str] = field(default_factory=list)
+    split_seed: int = 0
     eval_every: int = 5
     grid: str = "auto"
     seed: int = 0
@@ -233,17 +236,6 @@ def summarize_episodes(results: list[EpisodeResult]) -> dict[str, float]:
 
 # ---------------------------------------------------------------------------- data
 
-def split_names(names: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """(train, val) recording names: a seeded shuffle, at least one held out when there are two."""
-    names = sorted(names)
-    if len(names) < 2 or val_fraction <= 0:
-        return names, []
-    n_val = min(len(names) - 1, max(1, round(val_fraction * len(names))))
-    order = np.random.default_rng(seed).permutation(len(names))
-    val = sorted(names[i] for i in order[:n_val])
-    return [n for n in names if n not in val], val
-
-
 def _pointers_for(recs: list[Recording], data_dir: Path, cache_dir: Path) -> list[np.ndarray]:
     layout = Layout(data_dir, cache_dir)
     pairs = {p.name: p for p in discover(data_dir).pairs}
@@ -348,15 +340,9 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
     if state is not None:
         train_names = [n for n in state["split"]["train"] if n in names]
         val_names = [n for n in state["split"]["val"] if n in names]
-    elif tc.val_names:
-        unknown = sorted(set(tc.val_names) - set(names))
-        if unknown:
-            raise UserError(f"train.val_names: {', '.join(unknown)} not among the labelled "
-                            f"recordings of {data_dir}")
-        val_names = sorted(tc.val_names)
-        train_names = [n for n in names if n not in val_names]
     else:
-        train_names, val_names = split_names(names, tc.val_fraction, tc.seed)
+        train_names, val_names = split_by_recording(names, tc.val_fraction, tc.split_seed,
+                                                    val_names=tc.val_names)
     if not train_names:
         raise UserError(f"{data_dir}: no training recordings left after the split")
     train_recs = [r for r in real if r.name in train_names]

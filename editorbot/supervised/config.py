@@ -64,8 +64,10 @@ class TrainConfig:
     lr: float = 3e-4
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    val_fraction: float = 0.2        # share of recordings held out (at least one when >= 2)
-    seed: int = 0
+    val_fraction: float = 0.2        # share of recordings held out (dataset.split_by_recording)
+    val_names: list[str] = field(default_factory=list)  # hold out exactly these instead
+    split_seed: int = 0              # seed of the split (the same in every paradigm)
+    seed: int = 0                    # seed of initialisation and crops
 
     LIMITS: ClassVar[dict[str, Range]] = {
         "epochs": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": POSITIVE,

@@ -12,7 +12,8 @@ import torch
 
 from ..audio import load_analysis
 from ..features import DEFAULT_PARAMS, FeatureParams, mel_power, normalize_db
-from ..layout import Layout, Pair, read_pointer_files
+from ..dataset import read_pointer_files
+from ..layout import Layout, Pair
 from .labels import Label, RawTargets, labels_for
 from .model import context_features
 
@@ -144,22 +145,6 @@ def load_recording(pair: Pair, layout: Layout, params: FeatureParams = DEFAULT_P
                                       shifts)
     return Recording(pair.name, raw_mel, targets.target_mel(edit_mel), targets.labels.copy(),
                      raw_audio, target_audio.astype(np.float16), ref_raw, ref_edit)
-
-
-def split_names(names: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Split recordings (not frames) into train and validation, reproducibly by seed.
-
-    At least one validation recording when there are two or more and val_fraction > 0.
-    """
-    names = sorted(names)
-    order = np.random.default_rng(seed).permutation(len(names))
-    n_val = int(round(len(names) * val_fraction))
-    if val_fraction > 0 and len(names) >= 2:
-        n_val = max(n_val, 1)
-    n_val = min(n_val, len(names) - 1) if names else 0
-    val = sorted(names[i] for i in order[:n_val])
-    train = sorted(names[i] for i in order[n_val:])
-    return train, val
 
 
 def crop(rec: Recording, frame0: int, n_frames: int, params: FeatureParams) -> dict[str, np.ndarray]:

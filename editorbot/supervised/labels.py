@@ -32,7 +32,8 @@ from ..cache import cached, file_fingerprint
 from ..edits import Op, ops_from_pointers
 from ..errors import UserError
 from ..features import DEFAULT_PARAMS, FeatureParams
-from ..layout import Layout, Pair, read_pointer_files
+from ..dataset import read_pointer_files
+from ..layout import Layout, Pair
 
 GAIN_CHANGE_DB = 3.0   # a run's level offset beyond this (vs the recording's median) is a gain move
 FLOOR = 0.05           # mel values below this (about -76 dB re max) are too quiet to measure a level

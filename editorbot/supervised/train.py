@@ -19,12 +19,13 @@ from tqdm import tqdm
 from .. import __version__
 from ..checkpoint import check_save_dir, save_checkpoint
 from ..config import from_dict, load, to_dict
+from ..dataset import split_by_recording
 from ..errors import UserError, log
 from ..features import DEFAULT_PARAMS, FeatureParams
 from ..jobs import run_jobs
 from ..layout import Layout, Pair, discover
 from .config import SupervisedConfig
-from .data import Recording, collate, crop, load_recording, random_crops, split_names, tiled_crops
+from .data import Recording, collate, crop, load_recording, random_crops, tiled_crops
 from .infer import decide_kept, predict
 from .labels import Label
 from .losses import compute_losses, masked_l1, stft_gain_basis
@@ -137,7 +138,8 @@ def train(cfg: SupervisedConfig | None, data_dir: str | Path, save_dir: str | Pa
 
     Returns:
         dict with the last epoch's validation metrics, 'best_val_loss', 'epochs',
-        'train_names', 'val_names' and 'seconds'.
+        'train_names', 'val_names' and 'seconds'. The checkpoints store the split as
+        split: {"train": [...], "val": [...]}, as every trainer's do.
     """
     from torch.utils.tensorboard import SummaryWriter
 
@@ -166,10 +168,11 @@ def train(cfg: SupervisedConfig | None, data_dir: str | Path, save_dir: str | Pa
         cfg.train.epochs = epochs
     names = [p.name for p in found.pairs]
     if state is not None:
-        val_names = [n for n in state["val_names"] if n in names]
+        val_names = [n for n in state["split"]["val"] if n in names]
         train_names = [n for n in names if n not in val_names]
     else:
-        train_names, val_names = split_names(names, cfg.train.val_fraction, cfg.train.seed)
+        train_names, val_names = split_by_recording(names, cfg.train.val_fraction, cfg.train.split_seed,
+                                                    val_names=cfg.train.val_names)
     by_name = {p.name: p for p in found.pairs}
     train_recs = load_recordings([by_name[n] for n in train_names], layout, params, jobs=jobs, progress=progress)
     val_recs = load_recordings([by_name[n] for n in val_names], layout, params, jobs=jobs, progress=progress)
@@ -241,7 +244,7 @@ def train(cfg: SupervisedConfig | None, data_dir: str | Path, save_dir: str | Pa
                 "editorbot_version": __version__, "model_state": model.state_dict(),
                 "optimizer_state": opt.state_dict(), "epoch": epoch + 1, "step": step,
                 "best_val_loss": best, "val_metrics": metrics, "train_metrics": train_means,
-                "train_names": train_names, "val_names": val_names, "edit_ref_db": edit_ref_db,
+                "split": {"train": train_names, "val": val_names}, "edit_ref_db": edit_ref_db,
                 "labels": [lab.name for lab in Label]}
         save_checkpoint(save_dir / "latest.pt", ckpt)
         if improved:
