@@ -98,7 +98,29 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not all(isinstance(v, torch.Tensor) for v in ckpt["model_state"].values()):
         raise UserError(f"{path}: its model_state holds values that are not tensors; "
                         "train or copy it again")
+    split = stored_split(ckpt, where=str(path))
+    if split is not None:
+        ckpt["split"] = split
     return ckpt
+
+
+def stored_split(ckpt: dict, *, where: str) -> dict[str, list[str]] | None:
+    """The recordings a checkpoint was trained on and held out, {"train": [...], "val": [...]},
+    as every trainer writes them; also from supervised checkpoints written before the split
+    was stored this way (top-level train_names / val_names). None when it records none."""
+    if "split" in ckpt:
+        split = ckpt["split"]
+    elif "train_names" in ckpt or "val_names" in ckpt:
+        split = {"train": ckpt.get("train_names", []), "val": ckpt.get("val_names", [])}
+    else:
+        return None
+    ok = (isinstance(split, dict) and set(split) == {"train", "val"}
+          and all(isinstance(v, (list, tuple)) and all(isinstance(n, str) for n in v)
+                  for v in split.values()))
+    if not ok:
+        raise UserError(f"{where}: its split is not two lists of recording names (train, val); "
+                        "train or copy it again")
+    return {"train": list(split["train"]), "val": list(split["val"])}
 
 
 def load_state(module, state: dict, *, where: str) -> None:

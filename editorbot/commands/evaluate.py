@@ -51,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         infer = importlib.import_module(f"editorbot.{ckpt['kind']}.infer")
         label = f"{ckpt['kind']}:{Path(path).parent.name}/{Path(path).name}"
         editors[label] = _checkpoint_editor(infer.propose_edit, ckpt, args.cache_dir)
+        if "split" not in ckpt:
+            log.warning("%s: records no training split; its figures may include pairs it "
+                        "trained on", path)
         for name in ckpt.get("split", {}).get("train", []):
             trained_on.setdefault(name, path)
     if not args.no_baseline:
@@ -62,23 +65,35 @@ def run(args: argparse.Namespace) -> int:
             editors = {"rule-based": baseline} | editors
     if not editors:
         raise UserError("nothing to evaluate: give --checkpoint, or leave out --no-baseline")
-    names = [p.name for p in found.pairs]
-    if args.names:
-        for name in names:
-            if name in trained_on:
-                log.warning("%s: in the training split of %s; its figures are not held out",
-                            name, trained_on[name])
-    else:
-        names = [n for n in names if n not in trained_on]
-        if not names:
-            raise UserError(f"{args.data_dir}: every pair was used to train the checkpoint(s); "
-                            "evaluate on a data dir with other pairs")
+    names = held_out_names([p.name for p in found.pairs], trained_on, asked=bool(args.names),
+                           data_dir=args.data_dir)
     results = evaluate_editors(args.data_dir, editors, names=names, cache_dir=args.cache_dir,
                                match_duration=args.match_duration)
     if args.json:
         atomic_write_text(args.json, json.dumps(_without_nan(results), indent=1))
     failed = sum(len(r["failures"]) for r in results.values())
     return 2 if failed else 0
+
+
+def held_out_names(names: list[str], trained_on: dict[str, str], *, asked: bool,
+                   data_dir) -> list[str]:
+    """The pairs to score: none that a checkpoint trained on (its split's "train", the same
+    for every kind). Pairs named on the command line that one trained on are an error;
+    otherwise they are left out, and said so."""
+    from ..errors import UserError, log
+
+    trained = [n for n in names if n in trained_on]
+    if trained and asked:
+        raise UserError(f"{trained_on[trained[0]]}: trained on {', '.join(trained)}, so its "
+                        "figures there would not be held out; name only held-out pairs")
+    if trained:
+        log.warning("left out %d pairs that the checkpoints trained on: %s", len(trained),
+                    ", ".join(trained))
+    held = [n for n in names if n not in trained_on]
+    if not held:
+        raise UserError(f"{data_dir}: every pair was used to train the checkpoint(s); "
+                        "evaluate on a data dir with other pairs")
+    return held
 
 
 def _checkpoint_editor(propose_edit, ckpt: dict, cache_dir):
