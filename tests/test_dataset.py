@@ -182,3 +182,35 @@ def test_every_paradigm_holds_out_the_same_recordings(tmp_path):
         assert done.stderr.strip().splitlines()[-1] == (
             f"editorbot: error: {path}: trained on {expected_train[0]}, so its figures there would not be "
             "held out; name only held-out pairs")
+
+
+def test_every_trainer_takes_the_same_options(monkeypatch, tmp_path):
+    """--data-dir, --cache-dir, --save-dir, --resume, --seed, --set mean the same in each
+    `train` subcommand; RL's earlier --checkpoint still resumes."""
+    import argparse
+    import types
+
+    from editorbot.commands import train as train_cmd
+
+    parser = argparse.ArgumentParser()
+    train_cmd.add_parser(parser.add_subparsers())
+    common = ["--data-dir", "d", "--cache-dir", "c", "--save-dir", "s", "--resume", "r.pt",
+              "--seed", "3", "--set", "train.lr=0.1", "--no-progress"]
+    for paradigm in ("pointer", "supervised", "rl"):
+        args = parser.parse_args(["train", paradigm] + common)
+        assert (args.data_dir, args.cache_dir, args.save_dir, args.resume, args.seed, args.set,
+                args.no_progress) == ("d", "c", "s", "r.pt", 3, ["train.lr=0.1"], True), paradigm
+    assert parser.parse_args(["train", "rl", "--checkpoint", "old.pt"]).resume == "old.pt"
+
+    seen = {}
+
+    def fake_train(config, **kwargs):
+        seen["config"], seen["kwargs"] = config, kwargs
+        return types.SimpleNamespace(interrupted=True)
+
+    monkeypatch.setattr("editorbot.pointer.train.train", fake_train)
+    args = parser.parse_args(["train", "pointer", "--data-dir", str(tmp_path), "--seed", "3",
+                              "--resume", "r.pt"])
+    assert args.func(args) == 130
+    assert seen["config"].train.pointer_dir == str(tmp_path / "pointer_sequences")
+    assert seen["config"].train.seed == 3 and seen["kwargs"]["resume"] == "r.pt"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,19 +31,11 @@ def _add_pointer(paradigms: argparse._SubParsersAction) -> None:
                     "PointerConfig: model, train, decode), then the flags below, then --set. "
                     "Runs under torchrun for several processes (DistributedDataParallel).")
     p.add_argument("--config", help="JSON config, e.g. configs/pointer/full.json (default: built-in)")
-    p.add_argument("--cache-dir", help="holds features/{name}_raw.npz (train.cache_dir)")
-    p.add_argument("--pointer-dir", help="holds {name}_pointers.npy (train.pointer_dir)")
-    p.add_argument("--save-dir", help="where best.pt and latest.pt go (train.save_dir)")
-    p.add_argument("--log-dir", help="TensorBoard logs (train.log_dir; default SAVE_DIR/logs)")
+    _add_common(p, defaults=False)
+    p.add_argument("--pointer-dir", help="holds {name}_pointers.npy (train.pointer_dir; default "
+                   "DATA_DIR/pointer_sequences)")
     p.add_argument("--epochs", type=int, help="train.epochs")
     p.add_argument("--max-minutes", type=float, help="stop after this much wall time (train.max_minutes)")
-    p.add_argument("--seed", type=int, help="train.seed: same seed, same run")
-    p.add_argument("--resume", metavar="LATEST_PT", help="carry on from a latest.pt")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start a new run in a --save-dir that holds another run's checkpoints")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any setting, e.g. --set model.d_model=96 (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_pointer)
 
 
@@ -52,20 +45,40 @@ def add_supervised_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentP
         "supervised", help="supervised mel reconstruction on aligned pairs",
         description="Train the supervised editor (label head + smooth gain treatment) on the "
                     "pairs under DATA_DIR, using their pointer_sequences/ from `editorbot prepare`.")
-    p.add_argument("--data-dir", default="training_data", help="default: training_data")
-    p.add_argument("--cache-dir", default="cache", help="default: cache")
-    p.add_argument("--save-dir", default="models/supervised", help="default: models/supervised")
+    _add_common(p, save_dir="models/supervised")
     p.add_argument("--config", help="a JSON config, e.g. configs/supervised/full.json")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.lr=1e-3 (repeatable)")
     p.add_argument("--epochs", type=int, help="epochs (default: the config's train.epochs)")
-    p.add_argument("--resume", help="continue from a checkpoint (e.g. models/supervised/latest.pt)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start a new run in a --save-dir that holds another run's checkpoints")
-    p.add_argument("--log-dir", help="TensorBoard folder (default: SAVE_DIR/logs)")
     p.add_argument("--jobs", type=int, default=1, help="processes that load pairs (default 1)")
     p.set_defaults(func=_run_supervised)
     return p
+
+
+def _add_common(p: argparse.ArgumentParser, *, save_dir: str | None = None,
+                defaults: bool = True) -> None:
+    """The options every trainer takes, spelled the same way: --data-dir, --cache-dir,
+    --save-dir, --log-dir, --resume, --overwrite, --seed, --set, --no-progress.
+
+    Args:
+        defaults: give --data-dir, --cache-dir and --save-dir their defaults here (the
+            pointer trainer leaves them to its config's train section).
+    """
+    p.add_argument("--data-dir", default="training_data" if defaults else None,
+                   help="the pairs, with pointer_sequences/ (default: training_data)")
+    p.add_argument("--cache-dir", default="cache" if defaults else None,
+                   help="holds features/{name}_raw.npz (default: cache)")
+    p.add_argument("--save-dir", default=save_dir if defaults else None,
+                   help=f"where best.pt and latest.pt go (default: {save_dir or 'train.save_dir'})")
+    p.add_argument("--log-dir", help="TensorBoard folder (default: SAVE_DIR/logs)")
+    # --checkpoint: the RL trainer's earlier spelling of --resume.
+    p.add_argument("--resume", "--checkpoint", dest="resume", metavar="PT",
+                   help="carry on from a latest.pt (or best.pt) of an earlier run")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a --save-dir that holds another run's checkpoints")
+    p.add_argument("--seed", type=int, help="train.seed: initial weights and data order (the "
+                   "train/validation split follows train.split_seed, the same in every paradigm)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set train.lr=1e-3 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _run_supervised(args: argparse.Namespace) -> int:
@@ -81,25 +94,15 @@ def add_rl_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "from `editorbot bc-labels` (--bc-pretrain), then PPO with the BC loss mixed "
                     "in (--bc-mixed, --bc-weight). Settings: --config (configs/rl/*.json), then "
                     "the flags, then --set.")
-    p.add_argument("--data-dir", default="training_data", help="default: training_data")
-    p.add_argument("--cache-dir", default="cache", help="default: cache")
-    p.add_argument("--save-dir", default="models/rl", help="where best.pt and latest.pt go (default models/rl)")
-    p.add_argument("--log-dir", help="TensorBoard folder (default: SAVE_DIR/logs)")
+    _add_common(p, save_dir="models/rl")
     p.add_argument("--config", help="a JSON config, e.g. configs/rl/small.json")
     p.add_argument("--bc-pretrain", metavar="FILE", help="BC labels to pretrain on (bc_rich.npz)")
     p.add_argument("--bc-pretrain-epochs", type=int, help="train.bc_pretrain_epochs")
     p.add_argument("--bc-mixed", metavar="FILE", help="BC labels whose loss is mixed into PPO")
     p.add_argument("--bc-weight", type=float, help="ppo.bc_weight (default 0.5 with --bc-mixed)")
-    p.add_argument("--checkpoint", metavar="PT", help="continue from a best.pt / latest.pt")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start a new run in a --save-dir that holds another run's checkpoints")
     p.add_argument("--updates", type=int, help="train.n_updates (PPO updates)")
     p.add_argument("--n-envs", type=int, help="train.n_envs")
     p.add_argument("--subprocess", action="store_true", help="environments in worker processes")
-    p.add_argument("--seed", type=int, help="train.seed")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. --set ppo.ent_coef=0.02 (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_rl)
     return p
 
@@ -115,7 +118,10 @@ def run_pointer(args: argparse.Namespace) -> int:
     from ..pointer.config import PointerConfig
     from ..pointer.train import train
 
-    flags = {"cache_dir": args.cache_dir, "pointer_dir": args.pointer_dir, "save_dir": args.save_dir,
+    pointer_dir = args.pointer_dir
+    if pointer_dir is None and args.data_dir is not None:
+        pointer_dir = str(Path(args.data_dir) / "pointer_sequences")
+    flags = {"cache_dir": args.cache_dir, "pointer_dir": pointer_dir, "save_dir": args.save_dir,
              "log_dir": args.log_dir, "epochs": args.epochs, "max_minutes": args.max_minutes,
              "seed": args.seed}
     overrides = [f"train.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]

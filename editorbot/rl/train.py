@@ -307,7 +307,7 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
 
     started = time.perf_counter()
     data_dir, cache_dir, save_dir = Path(data_dir), Path(cache_dir), Path(save_dir)
-    check_save_dir(save_dir, resume=checkpoint, overwrite=overwrite, resume_flag="--checkpoint")
+    check_save_dir(save_dir, resume=checkpoint, overwrite=overwrite)
     tc = config.train
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     state = None
@@ -524,11 +524,11 @@ def config_from_args(args: argparse.Namespace) -> RLConfig:
     if args.bc_mixed and args.bc_weight is None:
         flags["ppo.bc_weight"] = 0.5
     overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + args.set
-    if args.checkpoint and not args.config:
+    if args.resume and not args.config:
         from ..config import apply_overrides
         from ..checkpoint import load_checkpoint
-        data = load_checkpoint(args.checkpoint)["config"]
-        return from_dict(RLConfig, apply_overrides(data, overrides), where=f"{args.checkpoint} config")
+        data = load_checkpoint(args.resume)["config"]
+        return from_dict(RLConfig, apply_overrides(data, overrides), where=f"{args.resume} config")
     try:
         return load(RLConfig, args.config, overrides)
     except UserError as err:
@@ -543,7 +543,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     result = train(config, data_dir=args.data_dir, cache_dir=args.cache_dir, save_dir=args.save_dir,
                    log_dir=args.log_dir, bc_pretrain=args.bc_pretrain, bc_mixed=args.bc_mixed,
-                   checkpoint=args.checkpoint, overwrite=args.overwrite, progress=not args.no_progress)
+                   checkpoint=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     if result.val_after_bc:
         print(f"after BC:  {_short(result.val_after_bc)}")
     if result.val_final:

@@ -255,12 +255,14 @@ def train(cfg: SupervisedConfig | None, data_dir: str | Path, save_dir: str | Pa
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.resume and (args.config or args.set):
-        raise UserError(f"{args.resume}: resuming uses the checkpoint's config; drop --config and "
-                        f"--set (only --epochs may change)")
-    cfg = None if args.resume else load(SupervisedConfig, args.config, args.set)
+    if args.resume and (args.config or args.set or args.seed is not None):
+        raise UserError(f"{args.resume}: resuming uses the checkpoint's config; drop --config, "
+                        f"--seed and --set (only --epochs may change)")
+    seed = [] if args.seed is None else [f"train.seed={args.seed}"]
+    cfg = None if args.resume else load(SupervisedConfig, args.config, seed + args.set)
     result = train(cfg, args.data_dir, args.save_dir, cache_dir=args.cache_dir, log_dir=args.log_dir,
-                   resume=args.resume, overwrite=args.overwrite, epochs=args.epochs, jobs=args.jobs)
+                   resume=args.resume, overwrite=args.overwrite, epochs=args.epochs, jobs=args.jobs,
+                   progress=not args.no_progress)
     if "l1_kept" in result:
         print(f"val l1 {result['l1_kept']:.4f} vs identity {result['l1_identity']:.4f} "
               f"({100 * (1 - result['l1_ratio']):.0f}% below), label accuracy "
