@@ -1,7 +1,8 @@
 """Training data of the supervised editor: each pair moved into raw time, and crops of it.
 
-A Recording holds the raw mel and audio, and the edit's mel and audio placed in raw time
-through the pointers (raw frame i gets the edit frame that plays it; see labels.py).
+A RawTimeRecording (the supervised view of a pair; dataset.Recording is the shared one)
+holds the raw mel and audio, and the edit's mel and audio placed in raw time through the
+pointers (raw frame i gets the edit frame that plays it; see labels.py).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .model import context_features
 
 
 @dataclass
-class Recording:
+class RawTimeRecording:
     """One training pair in raw time.
 
     raw_mel, target_mel : np.ndarray [shape=(n_mels, n_raw)], float32 in [0, 1]; target_mel
@@ -129,7 +130,7 @@ def segment_shifts(info: dict, target_frames: np.ndarray, sr: int, hop_length: i
     return shifts
 
 
-def load_recording(pair: Pair, layout: Layout, params: FeatureParams = DEFAULT_PARAMS) -> Recording:
+def load_recording(pair: Pair, layout: Layout, params: FeatureParams = DEFAULT_PARAMS) -> RawTimeRecording:
     """Read one pair, label it (cached in cache/labels/) and move its edit into raw time."""
     y_raw = load_analysis(pair.raw, sr=params.sr)
     y_edit = load_analysis(pair.edit, sr=params.sr)
@@ -143,11 +144,11 @@ def load_recording(pair: Pair, layout: Layout, params: FeatureParams = DEFAULT_P
     shifts = segment_shifts(info, targets.target_frames, params.sr, params.hop_length)
     target_audio = aligned_edit_audio(y_edit, targets.target_frames, n_samples, params.hop_length,
                                       shifts)
-    return Recording(pair.name, raw_mel, targets.target_mel(edit_mel), targets.labels.copy(),
+    return RawTimeRecording(pair.name, raw_mel, targets.target_mel(edit_mel), targets.labels.copy(),
                      raw_audio, target_audio.astype(np.float16), ref_raw, ref_edit)
 
 
-def crop(rec: Recording, frame0: int, n_frames: int, params: FeatureParams) -> dict[str, np.ndarray]:
+def crop(rec: RawTimeRecording, frame0: int, n_frames: int, params: FeatureParams) -> dict[str, np.ndarray]:
     """Frames frame0 .. frame0 + n_frames - 1 of a recording, zero-padded past its end.
 
     Returns a dict of arrays (see `collate` for the keys and shapes).
@@ -193,7 +194,7 @@ def collate(items: list[dict[str, np.ndarray]], device: torch.device | str = "cp
     return {k: torch.from_numpy(np.stack([it[k] for it in items])).to(device) for k in items[0]}
 
 
-def random_crops(recordings: list[Recording], n_crops: int, n_frames: int,
+def random_crops(recordings: list[RawTimeRecording], n_crops: int, n_frames: int,
                  rng: np.random.Generator) -> list[tuple[int, int]]:
     """(recording index, first frame) of n_crops crops, recordings drawn by their length."""
     lengths = np.array([r.n_frames for r in recordings], np.float64)
@@ -202,6 +203,6 @@ def random_crops(recordings: list[Recording], n_crops: int, n_frames: int,
     return list(zip(which.tolist(), starts))
 
 
-def tiled_crops(recordings: list[Recording], n_frames: int) -> list[tuple[int, int]]:
+def tiled_crops(recordings: list[RawTimeRecording], n_frames: int) -> list[tuple[int, int]]:
     """(recording index, first frame) of crops tiling every recording end to end."""
     return [(i, f0) for i, r in enumerate(recordings) for f0 in range(0, r.n_frames, n_frames)]

@@ -25,7 +25,7 @@ from ..features import DEFAULT_PARAMS, FeatureParams
 from ..jobs import run_jobs
 from ..layout import Layout, Pair, discover
 from .config import SupervisedConfig
-from .data import Recording, collate, crop, load_recording, random_crops, tiled_crops
+from .data import RawTimeRecording, collate, crop, load_recording, random_crops, tiled_crops
 from .infer import decide_kept, predict
 from .labels import Label
 from .losses import compute_losses, masked_l1, stft_gain_basis
@@ -42,12 +42,12 @@ class _LoadTask:
     params: FeatureParams
 
 
-def _load(task: _LoadTask) -> Recording:
+def _load(task: _LoadTask) -> RawTimeRecording:
     return load_recording(task.pair, task.layout, task.params)
 
 
 def load_recordings(pairs: list[Pair], layout: Layout, params: FeatureParams, *, jobs: int = 1,
-                    progress: bool = True) -> list[Recording]:
+                    progress: bool = True) -> list[RawTimeRecording]:
     """Load and label every pair (labels cached); a pair that fails is an error."""
     from ..precache import pair_seconds
 
@@ -61,7 +61,7 @@ def load_recordings(pairs: list[Pair], layout: Layout, params: FeatureParams, *,
 
 
 @torch.no_grad()
-def validate(model: SupervisedEditor, recordings: list[Recording], cfg: SupervisedConfig,
+def validate(model: SupervisedEditor, recordings: list[RawTimeRecording], cfg: SupervisedConfig,
              params: FeatureParams, stft_basis: torch.Tensor) -> dict[str, float]:
     """Losses on crops tiling the recordings, and the inference path on whole recordings.
 
