@@ -28,7 +28,7 @@ from ..errors import UserError, log
 from ..layout import Layout
 from .actions import (AMOUNTS, BEATS_PER_BAR, EQ_HIGH_HZ, EQ_LOW_HZ, SIZE_BEATS, ActionType, Amount,
                       EditTrack, Size, amount_value)
-from .bc_labels import (BCDataset, HumanPiece, Recording, RecordingLabels, label_counts, label_pieces,
+from .bc_labels import (BCDataset, BeatRecording, HumanPiece, RecordingLabels, label_counts, label_pieces,
                         mels_per_beat)
 from .beat_features import beat_features
 from .env import EditEnv, EnvConfig
@@ -255,7 +255,7 @@ class _Source:
     """A real recording of the dataset with its human edit as pieces."""
 
     index: int
-    rec: Recording
+    rec: BeatRecording
     pieces: list[HumanPiece]
 
 
@@ -282,7 +282,7 @@ def _sources(data: BCDataset) -> tuple[list[_Source], list[str]]:
 
 def changed_recording(src: _Source, t: ActionType, k: int, *, name: str, audio_dir: Path,
                       cache_dir: Path, env_config: EnvConfig,
-                      rng: np.random.Generator) -> tuple[Recording, RecordingLabels, np.ndarray] | None:
+                      rng: np.random.Generator) -> tuple[BeatRecording, RecordingLabels, np.ndarray] | None:
     """Write one changed copy of src's recording with up to k changes of type t, and label it.
 
     Returns:
@@ -320,7 +320,7 @@ def changed_recording(src: _Source, t: ActionType, k: int, *, name: str, audio_d
     keep = labels.edit.duration_s / bf.duration_s
     section = EditEnv(path, features=bf, config=env_config, target_keep_ratio=keep).section
     layout = Layout(audio_dir, cache_dir)
-    recording = Recording(name, str(path), bf, mels_per_beat(path, bf, layout, name), section, keep,
+    recording = BeatRecording(name, str(path), bf, mels_per_beat(path, bf, layout, name), section, keep,
                           f"augment:{t.name}", rec.grid, rec.name)
     return recording, labels, rows
 
@@ -373,7 +373,7 @@ def augment(data: BCDataset, *, min_samples: int, audio_dir: str | os.PathLike,
     tried = {t: 0 for t in rare}
     made = {t: 0 for t in rare}
     n_recordings = 0
-    found: list[tuple[Recording, RecordingLabels, np.ndarray]] = []
+    found: list[tuple[BeatRecording, RecordingLabels, np.ndarray]] = []
     used_names = {r.name for r in data.recordings}
     bar = tqdm(total=max_recordings, desc="bc-augment", unit="recording", disable=not progress)
     active = list(rare)

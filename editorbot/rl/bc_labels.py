@@ -453,9 +453,10 @@ def human_source(pair: Pair, layout: Layout, *, grid: str = "auto",
 # ---------------------------------------------------------------------------- dataset
 
 @dataclass
-class Recording:
-    """One recording of a BCDataset: its beat grid and features, the mel of each beat (for
-    the mel auxiliary task), its sections, what was asked of the edit, and where it came from."""
+class BeatRecording:
+    """One recording of a BCDataset (the RL view of a pair; dataset.Recording is the shared
+    one): its beat grid and features, the mel of each beat (for the mel auxiliary task), its
+    sections, what was asked of the edit, and where it came from."""
 
     name: str
     raw_path: str
@@ -484,14 +485,14 @@ class Recording:
 class BCDataset:
     """Labelled steps of many recordings.
 
-    recordings: list[Recording]
+    recordings: list[BeatRecording]
     rec : np.ndarray [shape=(n,)], int64: recording index of each step
     cursors : np.ndarray [shape=(n,)], int64; tails : (n, 15) float32; actions : (n, 3) int64;
     masks : np.ndarray [shape=(n, 20, 5, 5)], bool
     env_config: the EnvConfig dict the states were made under.
     """
 
-    recordings: list[Recording]
+    recordings: list[BeatRecording]
     rec: np.ndarray
     cursors: np.ndarray
     tails: np.ndarray
@@ -504,7 +505,7 @@ class BCDataset:
         return len(self.rec)
 
     @classmethod
-    def from_labels(cls, items: list[tuple[Recording, RecordingLabels]], env_config: dict,
+    def from_labels(cls, items: list[tuple[BeatRecording, RecordingLabels]], env_config: dict,
                     meta: dict | None = None) -> "BCDataset":
         recs = [r for r, _ in items]
         labels = [lab for _, lab in items]
@@ -515,7 +516,7 @@ class BCDataset:
                    np.concatenate([lab.masks for lab in labels]), env_config, dict(meta or {}))
 
     def subset(self, keep_recording) -> "BCDataset":
-        """The steps of the recordings for which keep_recording(Recording) is true."""
+        """The steps of the recordings for which keep_recording(BeatRecording) is true."""
         keep = [i for i, r in enumerate(self.recordings) if keep_recording(r)]
         remap = np.full(len(self.recordings), -1, np.int64)
         remap[keep] = np.arange(len(keep))
@@ -608,7 +609,7 @@ class BCDataset:
             bf = BeatFeatures(arrays["features"][a:b].astype(np.float32), arrays["bounds_s"][a + i:b + i + 1],
                               float(m["tempo_bpm"]), int(m["downbeat_phase"]), float(m["duration_s"]),
                               str(m["stems_source"]))
-            recs.append(Recording(m["name"], m["raw_path"], bf, arrays["mels"][a:b].astype(np.float32),
+            recs.append(BeatRecording(m["name"], m["raw_path"], bf, arrays["mels"][a:b].astype(np.float32),
                                   arrays["section"][a:b], float(m["target_keep_ratio"]), m["source"],
                                   m["grid"], m.get("origin", "")))
         n = len(arrays["rec"])
@@ -663,7 +664,7 @@ def mels_per_beat(raw_path: str | os.PathLike, features: BeatFeatures, layout: L
     return beat_mels(mel_for(raw_path, layout.features(name, "raw"), params), features.bounds_s, params)
 
 
-def _label_pair(task: _LabelTask) -> tuple[Recording, RecordingLabels]:
+def _label_pair(task: _LabelTask) -> tuple[BeatRecording, RecordingLabels]:
     layout = Layout(Path(task.data_dir), Path(task.cache_dir))
     src = human_source(task.pair, layout, grid=task.grid)
     bf = beat_features(task.pair.raw, cache_dir=task.cache_dir, beats_s=src.beats_s,
@@ -673,7 +674,7 @@ def _label_pair(task: _LabelTask) -> tuple[Recording, RecordingLabels]:
     labels = label_recording(task.pair.raw, bf, src.pointers, src.edit, config=config,
                              target_keep_ratio=keep)
     env = EditEnv(task.pair.raw, features=bf, config=config, target_keep_ratio=keep)
-    rec = Recording(task.pair.name, str(task.pair.raw), bf,
+    rec = BeatRecording(task.pair.name, str(task.pair.raw), bf,
                     mels_per_beat(task.pair.raw, bf, layout, task.pair.name), env.section,
                     keep, src.pointers_from, "truth" if src.beats_s is not None else "tracker")
     return rec, labels
@@ -736,7 +737,7 @@ def detour_dataset(data: BCDataset, data_dir: str | os.PathLike, *, cache_dir: s
         for k in range(n_detours):
             labels = label_pieces(rec.raw_path, rec.features, pieces, config=config, pointers=src.pointers,
                                   target_keep_ratio=rec.target_keep_ratio, rng=rng)
-            items.append((Recording(f"{rec.name}~detour{k}", rec.raw_path, rec.features, rec.mels,
+            items.append((BeatRecording(f"{rec.name}~detour{k}", rec.raw_path, rec.features, rec.mels,
                                     rec.section, rec.target_keep_ratio, rec.source, rec.grid,
                                     origin=rec.name), labels))
     if not items:

@@ -37,7 +37,7 @@ from ..features import DEFAULT_PARAMS
 from ..layout import Layout, discover
 from .actions import ActionType
 from .agent import Agent, AgentConfig
-from .bc_labels import BCDataset, Recording, build_bc_dataset, detour_dataset, human_source
+from .bc_labels import BCDataset, BeatRecording, build_bc_dataset, detour_dataset, human_source
 from .beat_features import FEATURE_VERSION
 from .env import EditEnv, EnvConfig, make_vec_env
 from .ppo import BCSource, PPOConfig, UpdateReport, bc_loss, learn
@@ -142,14 +142,14 @@ class RecordingsEnv(gym.Env):
         return self.envs[self.current].action_masks()
 
 
-def _env_spec(rec: Recording, pointers: np.ndarray | None, normalizer: FeatureNormalizer,
+def _env_spec(rec: BeatRecording, pointers: np.ndarray | None, normalizer: FeatureNormalizer,
               env_config: EnvConfig, shaped_reward: bool = False) -> dict:
     return {"raw_path": rec.raw_path, "pointers": pointers, "features": rec.features,
             "normalizer": normalizer, "config": env_config, "target_keep_ratio": rec.target_keep_ratio,
             "shaped_reward": shaped_reward}
 
 
-def make_envs(recs: list[Recording], pointers: list[np.ndarray | None], normalizer: FeatureNormalizer,
+def make_envs(recs: list[BeatRecording], pointers: list[np.ndarray | None], normalizer: FeatureNormalizer,
               env_config: EnvConfig, n_envs: int, *, subprocess: bool, seed: int,
               shaped_reward: bool = False):
     """A VecEnv of n_envs environments sharing the recordings round robin (see EditEnv for
@@ -205,7 +205,7 @@ def run_episode(agent: Agent, env: EditEnv, *, deterministic: bool = True, play_
             return float(info["episode_reward"]), info.get("reward_components", {})
 
 
-def evaluate_recordings(agent: Agent, recs: list[Recording], pointers: list[np.ndarray],
+def evaluate_recordings(agent: Agent, recs: list[BeatRecording], pointers: list[np.ndarray],
                         normalizer: FeatureNormalizer, env_config: EnvConfig,
                         device=torch.device("cpu")) -> list[EpisodeResult]:
     """Deterministic episodes on recordings with a human edit: reward and kept-raw IoU."""
@@ -236,7 +236,7 @@ def summarize_episodes(results: list[EpisodeResult]) -> dict[str, float]:
 
 # ---------------------------------------------------------------------------- data
 
-def _pointers_for(recs: list[Recording], data_dir: Path, cache_dir: Path) -> list[np.ndarray]:
+def _pointers_for(recs: list[BeatRecording], data_dir: Path, cache_dir: Path) -> list[np.ndarray]:
     layout = Layout(data_dir, cache_dir)
     pairs = {p.name: p for p in discover(data_dir).pairs}
     out = []
@@ -352,7 +352,7 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
     train_ptr = _pointers_for(train_recs, data_dir, cache_dir)
     val_ptr = _pointers_for(val_recs, data_dir, cache_dir)
 
-    def in_training(rec: Recording) -> bool:
+    def in_training(rec: BeatRecording) -> bool:
         return rec.real_name in train_names
 
     detours = None
