@@ -14,7 +14,7 @@ import numpy as np
 from .align.plot import plot_alignment
 from .audio import check_audio
 from .editors import propose
-from .edits import Edit, ops_from_pointers, segments_to_pointers
+from .edits import Edit, clock, ops_from_pointers, segments_to_pointers
 from .errors import UserError, log
 from .export import export_all, export_paths
 from .features import DEFAULT_PARAMS, FeatureParams
@@ -86,9 +86,9 @@ def edit_to_files(raw: str | os.PathLike, output: str | os.PathLike, *,
                                    title=f"{out.name}: {editor}", params=params)
     lines = report.lines()[-2:]
     asked = target_duration_s or (keep * info.duration_s if keep else None)
-    length = f"{_clock(report.duration_s)} from {_clock(info.duration_s)} of raw by {editor}"
+    length = f"{clock(report.duration_s)} from {clock(info.duration_s)} of raw by {editor}"
     if asked:
-        length += f" (asked {_clock(asked)}, off by {100 * abs(report.duration_s / asked - 1):.1f}%)"
+        length += f" (asked {clock(asked)}, off by {100 * abs(report.duration_s / asked - 1):.1f}%)"
     lines += [f"edit:       {paths['edit']}  {length}",
               f"segments:   {paths['segments']}  ({len(report.edit.segments)} segments)",
               f"timelines:  {paths['otio']}, {paths['edl']}, {paths['fcp_xml']}",
@@ -119,8 +119,3 @@ def _decision_plot(path: Path, edit: Edit, raw_duration_s: float, *, title: str,
             confidence[j0:int(np.ceil((start + seg.duration_s) * fps - 1e-6))] = seg.confidence
     return plot_alignment(path, edit=edit, ops=ops, confidence=confidence, params=params,
                           raw_duration_s=raw_duration_s, title=title)
-
-
-def _clock(seconds: float) -> str:
-    m, s = divmod(seconds, 60.0)
-    return f"{int(m)}:{s:04.1f}"

@@ -295,3 +295,12 @@ def with_crossfades(edit: Edit, crossfade_s: float) -> Edit:
     """A copy of `edit` with the same crossfade at every seam."""
     segs = [replace(s, crossfade_s=crossfade_s if i else 0.0) for i, s in enumerate(edit.segments)]
     return replace(edit, segments=segs)
+
+
+def clock(seconds: float | None, digits: int = 1) -> str:
+    """A time as a musician reads it, m:ss.s (digits after the point); "-" for none."""
+    if seconds is None or not np.isfinite(seconds):
+        return "-"
+    m, s = divmod(max(0.0, float(seconds)), 60.0)
+    return f"{int(m)}:{s:0{3 + digits}.{digits}f}"
+

@@ -11,7 +11,6 @@ import base64
 import html
 import io
 import json
-import math
 import os
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import soxr
 
 from . import __version__, audio
 from .cache import atomic_write_text
-from .edits import Edit
+from .edits import Edit, clock
 
 COLUMNS = 1000          # waveform columns (peaks per column)
 CLIP_S = 5.0            # seconds of edit audio around each cut
@@ -82,13 +81,6 @@ def cut_clip(edit_audio_path: str | os.PathLike, edit_s: float, clip_s: float = 
     return wav_data_uri(mono, sr), edit_s - start / info.sr
 
 
-def _clock(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    m, s = divmod(max(0.0, seconds), 60.0)
-    return f"{int(m)}:{s:05.2f}"
-
-
 def _wave_path(lo: np.ndarray, hi: np.ndarray, x0: float, width: float, y0: float, height: float) -> str:
     """SVG path of a filled waveform: the max edge left to right, the min edge back."""
     n = len(lo)
@@ -110,7 +102,7 @@ def _ticks(length_s: float, width: float, y: float) -> list[str]:
     for t in np.arange(0.0, length_s + 1e-9, step):
         x = width * t / max(length_s, 1e-9)
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y:.0f}" y2="{y + 4:.0f}" class="tick"/>'
-                   f'<text x="{x + 2:.1f}" y="{y + 13:.0f}" class="ticklabel">{_clock(t)[:-3]}</text>')
+                   f'<text x="{x + 2:.1f}" y="{y + 13:.0f}" class="ticklabel">{clock(t, 2)[:-3]}</text>')
     return out
 
 
@@ -177,8 +169,8 @@ def write_review_page(out_html: str | os.PathLike, *, raw_path: str | os.PathLik
     svg = [f'<svg id="overview" viewBox="0 0 {W:.0f} {edit_y + lane_h + 20:.0f}" '
            'preserveAspectRatio="none" role="img" aria-label="raw and edit waveforms">']
     svg.append(f'<text x="0" y="{raw_y - 6:.0f}" class="lane">raw {html.escape(Path(raw_path).name)} '
-               f'({_clock(raw_s)})</text>')
-    svg.append(f'<text x="0" y="{edit_y - 6:.0f}" class="lane">edit ({_clock(edit_s)})</text>')
+               f'({clock(raw_s, 2)})</text>')
+    svg.append(f'<text x="0" y="{edit_y - 6:.0f}" class="lane">edit ({clock(edit_s, 2)})</text>')
     for i, (seg, e0) in enumerate(zip(edit.segments, starts)):
         if seg.raw_start_s is None:
             continue
@@ -216,8 +208,8 @@ def write_review_page(out_html: str | os.PathLike, *, raw_path: str | os.PathLik
         jump = ("" if skipped is None else
                 f" &mdash; {'skips' if skipped >= 0 else 'jumps back'} {abs(skipped):.2f} s of raw")
         cut_html.append(
-            f'<li class="cut" id="cut-{k + 1}"><div><b>Cut {k + 1}</b> at {_clock(seam["edit_s"])} in '
-            f'the edit: raw {_clock(seam["raw_out_s"])} &rarr; {_clock(seam["raw_in_s"])}{jump}</div>'
+            f'<li class="cut" id="cut-{k + 1}"><div><b>Cut {k + 1}</b> at {clock(seam["edit_s"], 2)} in '
+            f'the edit: raw {clock(seam["raw_out_s"], 2)} &rarr; {clock(seam["raw_in_s"], 2)}{jump}</div>'
             f'<div class="scores">{_score_cells(seam)}</div>'
             f'<audio controls preload="auto" src="{uri}"></audio> '
             f'<span class="muted">the cut is {offset:.2f} s into this clip</span></li>')
@@ -229,8 +221,8 @@ def write_review_page(out_html: str | os.PathLike, *, raw_path: str | os.PathLik
         effect = "-" if not seg.effect else html.escape(json.dumps(seg.effect))
         rows.append(
             f'<tr><td><span class="swatch" style="background:{color}"></span>{i + 1}</td>'
-            f'<td>{_clock(e0)}</td><td>{_clock(e0 + seg.duration_s)}</td>'
-            f'<td>{_clock(seg.raw_start_s)}</td><td>{_clock(seg.raw_end_s)}</td>'
+            f'<td>{clock(e0, 2)}</td><td>{clock(e0 + seg.duration_s, 2)}</td>'
+            f'<td>{clock(seg.raw_start_s, 2)}</td><td>{clock(seg.raw_end_s, 2)}</td>'
             f'<td>{seg.duration_s:.2f}</td><td>{seg.gain_db:+.1f}</td><td>{seg.fade_in_s:.2f}</td>'
             f'<td>{seg.fade_out_s:.2f}</td><td>{1000 * seg.crossfade_s:.0f}</td><td>{conf}</td>'
             f'<td>{effect}</td></tr>')
@@ -243,7 +235,7 @@ def write_review_page(out_html: str | os.PathLike, *, raw_path: str | os.PathLik
     page = _PAGE.format(
         title=html.escape(title), raw=html.escape(str(raw_path)),
         edit_audio=html.escape(str(edit_audio_path)), rel_audio=html.escape(Path(rel_audio).as_posix()),
-        raw_len=_clock(raw_s), edit_len=_clock(edit_s), keep=100 * kept / max(raw_s, 1e-9),
+        raw_len=clock(raw_s, 2), edit_len=clock(edit_s, 2), keep=100 * kept / max(raw_s, 1e-9),
         n_segments=len(edit.segments), n_cuts=len(seams), notes=note_html,
         overview="\n".join(svg), cuts="\n".join(cut_html) or '<li class="muted">no cuts</li>',
         rows="\n".join(rows), segments_uri=segments_uri,

@@ -18,6 +18,7 @@ from .. import __version__
 from ..audio import load_analysis
 from ..cache import atomic_write_bytes, atomic_write_text, file_fingerprint
 from ..features import DEFAULT_PARAMS, FeatureParams
+from ..edits import clock
 from ..layout import Layout, Pair
 from ..precache import mel_for
 from .core import Alignment, align_audio, check_alignable, gather_evidence
@@ -159,12 +160,6 @@ def describe(summary: dict) -> str:
                  f"edit could also come from {', '.join(clock(t) for t in raw_s[:3])}"
                  f"{' and others' if len(raw_s) > 3 else ''}{more}; the fewest jumps were kept")
     return line
-
-
-def clock(seconds: float) -> str:
-    """m:ss.s"""
-    m, s = divmod(max(seconds, 0.0), 60)
-    return f"{int(m)}:{s:04.1f}"
 
 
 def output_paths(out_dir: str | os.PathLike, name: str) -> dict[str, Path]:
