@@ -157,3 +157,23 @@ def test_training_pretrains_the_section_gru_first_and_refuses_without_one(tmp_pa
     result = train(cfg, progress=False)
     assert result.global_step == 1
     assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_a_time_limit_holds_for_the_whole_run_and_leaves_a_best_checkpoint(tmp_path):
+    """Keep pretraining long enough to outlast any budget, a 6-second budget and
+    validation that decodes only every 1000th time (so no score chooses a best.pt before the
+    deadline): the pretraining stops at its share, the model still trains, and the run
+    leaves best.pt and latest.pt and says so (a 25-minute run once spent it all pretraining and wrote
+    only latest.pt while its log named both)."""
+    from editorbot.pointer.train import train
+
+    from .test_pointer import tiny_config, write_toy_corpus
+
+    corpus = write_toy_corpus(tmp_path / "corpus", 4)
+    result = train(tiny_config(corpus, tmp_path / "run", "model.section_context=4",
+                               "train.keep_pretrain_steps=1000000", "train.max_minutes=0.1",
+                               "train.epochs=100000", "train.select_by=val_iou",
+                               "train.val_decode_every=1000"), progress=False)
+    assert result.global_step > 0 and not result.interrupted
+    assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "run" / "latest.pt").is_file()
+    assert result.wrote == ("best.pt", "latest.pt")

@@ -130,6 +130,7 @@ def run_pointer(args: argparse.Namespace) -> int:
     if result.interrupted:
         return 130
     shown = {k: round(v, 4) for k, v in result.metrics.items() if isinstance(v, float)}
-    log.info("pointer: %d steps, %d epochs in %.0f s; best.pt and latest.pt in %s; last validation %s",
-             result.global_step, result.epochs_done, result.seconds, result.save_dir, shown or "none")
+    log.info("pointer: %d steps, %d epochs in %.0f s; %s in %s; last validation %s",
+             result.global_step, result.epochs_done, result.seconds,
+             " and ".join(result.wrote) or "no checkpoint written", result.save_dir, shown or "none")
     return 0

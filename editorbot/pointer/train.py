@@ -38,6 +38,7 @@ CHANGE_TOLERANCE_FRAMES = 4  # 50 ms at hop 256 / 22050 Hz
 KEEP_THRESHOLDS = (0.5, 0.45, 0.55, 0.4, 0.6, 0.35, 0.65, 0.3, 0.7)
 LEAVE_ROWS_PER_PASS = 64  # jump distributions over the whole recording computed at once
 BACK_JUMP_S = 0.5  # an edit that moves back in the raw by more than this loops or reorders
+PRETRAIN_SHARE = 0.25  # of a train.max_minutes deadline, what keep pretraining may use at most
 PRETRAIN_NOISE = 0.05  # std of the noise on input-channel blocks in pretrain_section_keep
 
 
@@ -52,6 +53,7 @@ class TrainResult:
     history: list = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
+    wrote: tuple = ()  # the checkpoint files this run wrote, e.g. ("best.pt", "latest.pt")
 
 
 class Objective(nn.Module):
@@ -486,7 +488,9 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
         if net.section_keep is None:
             raise UserError("train.keep_pretrain_steps needs model.section_context > 0 and model.keep_head")
         if ddp.main:  # DistributedDataParallel hands rank 0's parameters to the others
-            pretrain_section_keep(net, data, train_names, tc, ddp.device, deadline=deadline,
+            # Pretraining gets its share of a deadline, not all of it: the run must train.
+            pretrain_until = started + PRETRAIN_SHARE * (deadline - started)
+            pretrain_section_keep(net, data, train_names, tc, ddp.device, deadline=pretrain_until,
                                   progress=progress)
     objective: nn.Module = Objective(net, config)
     if ddp.enabled:
@@ -501,6 +505,8 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
         opt, _lr_lambda(tc.warmup_steps, total_steps, started, tc.max_minutes))
     epoch, step_in_epoch, global_step = 0, 0, 0
     best = -math.inf
+    written: set[str] = set()  # checkpoint files this run wrote
+    val_seconds = 0.0          # how long the last validation took
     history: list[dict] = []
     metrics: dict = {}
     if state is not None:
@@ -523,6 +529,11 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
                unit="s", desc="train pointer", disable=not (progress and ddp.main), file=sys.stderr,
                dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s audio [{elapsed}<{remaining}{postfix}]")
     epochs_total, loop_start = bar.total, (time.time(), bar.n)
+
+    def keep(name: str) -> None:
+        """Write best.pt (weights) or latest.pt (weights and optimiser state)."""
+        save_checkpoint(save_dir / name, payload(with_optimizer=name == "latest.pt"))
+        written.add(name)
 
     def payload(with_optimizer: bool) -> dict:
         p = {
@@ -583,7 +594,8 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
                 bar.total = projected_total(epochs_total, bar.n, loop_start, time.time(), deadline)
                 if on_step is not None:
                     on_step(global_step, losses)
-                if ddp.any(time.time() > deadline):
+                # Stop in time for the last validation to end by the deadline too.
+                if ddp.any(time.time() + val_seconds > deadline):
                     out_of_time = True
                     break
             if not out_of_time:
@@ -592,9 +604,12 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
             validate_now = out_of_time or epoch % tc.val_every == 0 or epoch == tc.epochs
             if ddp.main and val_names and validate_now:
                 n_val += 1
-                decode = tc.val_decode_every > 0 and (n_val % tc.val_decode_every == 0 or epoch == tc.epochs)
+                last = out_of_time or epoch == tc.epochs
+                decode = tc.val_decode_every > 0 and (n_val % tc.val_decode_every == 0 or last)
+                val_started = time.time()
                 metrics = validate(net, data, val_names, config, ddp.device, keep_ratio=keep_ratio,
                                    decode=decode, jumps_back=jumps_back)
+                val_seconds = time.time() - val_started
                 metrics["epoch"] = epoch
                 metrics["global_step"] = global_step
                 history.append(metrics)
@@ -607,14 +622,20 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
                     if k not in ("epoch", "global_step")), file=sys.stderr)
                 if score > best:
                     best = score
-                    save_checkpoint(save_dir / "best.pt", payload(with_optimizer=False))
+                    keep("best.pt")
             elif ddp.main and not val_names:
-                save_checkpoint(save_dir / "best.pt", payload(with_optimizer=False))
+                keep("best.pt")
             if ddp.main:
-                save_checkpoint(save_dir / "latest.pt", payload(with_optimizer=True))
+                keep("latest.pt")
             ddp.barrier()
+        inherited = state is not None and (save_dir / "best.pt").is_file()
+        if ddp.main and global_step > 0 and "best.pt" not in written and not inherited:
+            # No validation chose one (none decoded before the deadline, say): the run's
+            # last state is the best it knows, and a run always leaves a best.pt (one that
+            # an --overwrite'd earlier run left is not this run's).
+            keep("best.pt")
         if out_of_time and ddp.main:
-            log.info("pointer: stopped after train.max_minutes = %g; latest.pt saved", tc.max_minutes)
+            log.info("pointer: stopped after train.max_minutes = %g", tc.max_minutes)
         if ddp.enabled:
             ok = ddp.params_in_sync(net)
             if ddp.main:
@@ -622,7 +643,7 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
     except KeyboardInterrupt:
         interrupted = True
         if ddp.main:
-            save_checkpoint(save_dir / "latest.pt", payload(with_optimizer=True))
+            keep("latest.pt")
             log.warning("interrupted: saved %s; carry on with --resume %s", save_dir / "latest.pt",
                         save_dir / "latest.pt")
     finally:
@@ -631,7 +652,8 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
             writer.close()
         if not interrupted:
             ddp.close()
-    return TrainResult(save_dir, global_step, epoch, metrics, history, interrupted, time.time() - started)
+    return TrainResult(save_dir, global_step, epoch, metrics, history, interrupted, time.time() - started,
+                       tuple(sorted(written)))
 
 
 def projected_total(epochs_total: float, done: float, start: tuple[float, float], now: float,
