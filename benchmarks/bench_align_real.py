@@ -10,8 +10,8 @@ sample.
 Music: fretsonfire-songs-sectoid (full mixes only, song.ogg), wesnoth-1.16-music and
 asc-music, fetched with `apt-get download` and unpacked with `dpkg-deb -x` into --cache
 (default ~/.cache/editorbot-bench/debian, outside git), where the pairs are written too
-and reused by later runs with the same settings. nexuiz-music and
-fretsonfire-songs-muldjord are reserved for evaluation: the script refuses them.
+and reused by later runs with the same settings. Only those packages are used
+(realmusic.ALLOWED): other music is kept for evaluation, and the script refuses it.
 
 Kinds (benchmarks/realmusic.py builds them, deterministic from --seed):
 - trimmer: a 6-15 min 44.1 kHz stereo raw of 3-4 takes (real tracks or 1.5-4 min excerpts),
@@ -386,7 +386,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="2 pairs per kind, 4-6 min trimmer raws")
     parser.add_argument("--packages", default=",".join(rm.DEFAULT_PACKAGES),
-                        help="comma list of Debian packages with music")
+                        help="comma list of Debian packages with music (among realmusic.ALLOWED)")
     parser.add_argument("--json", type=Path, help="write every figure and segment list here")
     parser.add_argument("--build-only", action="store_true", help="build the pairs, align nothing")
     parser.add_argument("--commit", help="measure this commit's editorbot (a git archive snapshot "
@@ -395,7 +395,7 @@ def main() -> None:
     args.cache = args.cache.expanduser()
     args.packages = [p.strip() for p in args.packages.split(",") if p.strip()]
     for p in args.packages:
-        rm.refuse_forbidden(p)
+        rm.check_allowed(p)
     if args.pairs is None:
         args.pairs = 2 if args.quick else 8
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]

@@ -15,8 +15,8 @@ seed and written into the cache with its truth (an editorbot.edits.Edit):
   between sections at bar ends, and every join is needed (checked on the bar sequence, so
   the truth has the fewest segments and its join times are unique).
 
-nexuiz-music and fretsonfire-songs-muldjord are reserved for an evaluation the project must
-not tune to: every entry point here refuses them.
+Only the packages in ALLOWED are used: other music packages are kept for an evaluation the
+project must not tune to, so every entry point refuses any package not on that list.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import numpy as np
 SR = 44100
 DEFAULT_CACHE = Path("~/.cache/editorbot-bench/debian").expanduser()
 DEFAULT_PACKAGES = ("fretsonfire-songs-sectoid", "wesnoth-1.16-music", "asc-music")
-FORBIDDEN = ("nexuiz-music", "fretsonfire-songs-muldjord")
+ALLOWED = DEFAULT_PACKAGES  # the only packages benchmarks may use
 AUDIO_EXT = (".ogg", ".wav", ".flac", ".mp3")
 # Stem files that Frets on Fire ships beside the full mix (song.ogg).
 FOF_STEMS = ("guitar", "rhythm", "drums", "bass", "vocals", "keys", "crowd", "preview")
@@ -41,15 +41,11 @@ GEN_VERSION = 1  # bump when pair generation changes, so cached pairs are rebuil
 
 # ---------------------------------------------------------------- packages and tracks
 
-def refuse_forbidden(name: str) -> None:
-    """SystemExit when `name` (a package, a deb or a path) belongs to a reserved package."""
-    low = str(name).lower()
-    for bad in FORBIDDEN:
-        if bad in low or bad.replace("-", "_") in low:
-            raise SystemExit(f"{name}: {bad} is reserved for evaluation and must not be used "
-                             "by benchmarks; pick another package")
-    if "muldjord" in low or "nexuiz" in low:
-        raise SystemExit(f"{name}: reserved material (nexuiz / muldjord); refusing to use it")
+def check_allowed(package: str) -> None:
+    """SystemExit unless `package` is one benchmarks may use (ALLOWED)."""
+    if package not in ALLOWED:
+        raise SystemExit(f"{package}: not among the packages benchmarks may use "
+                         f"({', '.join(ALLOWED)}); other music is kept for evaluation")
 
 
 def fetch(packages, cache: Path = DEFAULT_CACHE, *, log=print) -> dict[str, Path]:
@@ -59,7 +55,7 @@ def fetch(packages, cache: Path = DEFAULT_CACHE, *, log=print) -> dict[str, Path
     knows no candidate for a package.
     """
     for pkg in packages:
-        refuse_forbidden(pkg)
+        check_allowed(pkg)
     debs, unpacked = cache / "debs", cache / "unpacked"
     debs.mkdir(parents=True, exist_ok=True)
     unpacked.mkdir(parents=True, exist_ok=True)
@@ -114,11 +110,10 @@ def find_tracks(unpacked: dict[str, Path], min_s: float = 30.0) -> list[Track]:
 
     tracks = []
     for pkg, root in sorted(unpacked.items()):
-        refuse_forbidden(pkg)
+        check_allowed(pkg)
         for path in sorted(root.rglob("*")):
             if path.suffix.lower() not in AUDIO_EXT or not path.is_file():
                 continue
-            refuse_forbidden(str(path))
             stem = path.stem.lower()
             if pkg.startswith("fretsonfire"):
                 if stem != "song":
