@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from .. import __version__
-from ..audio import load_analysis, probe
+from ..audio import SILENCE_PEAK, load_analysis, probe
 from ..edits import Edit, Op, Segment, ops_from_pointers, segments_to_pointers
 from ..errors import AudioError, log
 from ..features import DEFAULT_PARAMS, FeatureParams, mel as compute_mel
@@ -27,7 +27,6 @@ from .path import best_path, match_features
 CONFIDENT_RHO, UNSURE_RHO = 0.8, 0.3  # waveform correlation mapped to confidence 1 and 0
 SMOOTH_FRAMES = 9
 MIN_ALIGN_S = 1.0      # shortest raw or edit that can be aligned
-SILENT_PEAK = 10 ** (-90 / 20)  # a file that never reaches -90 dBFS is silent
 MAX_ALTERNATIVES = 16  # other places listed per segment in the info
 
 
@@ -105,7 +104,7 @@ def check_alignable(y: np.ndarray, path: str | os.PathLike | None, what: str,
     if len(y) < MIN_ALIGN_S * params.sr:
         raise AudioError(f"{name}: {len(y) / params.sr:.2f} s of audio is too short to align "
                          f"(at least {MIN_ALIGN_S:g} s); use a longer recording")
-    if not max(float(y.max()), -float(y.min())) > SILENT_PEAK:  # no |y| copy of an hour
+    if not max(float(y.max()), -float(y.min())) >= SILENCE_PEAK:  # no |y| copy of an hour
         raise AudioError(f"{name}: the audio is silent (peak below -90 dBFS), so there is "
                          "nothing to align; check that the right file was exported")
     return y
@@ -138,13 +137,13 @@ def align_audio(y_raw: np.ndarray, y_edit: np.ndarray, evidence: Evidence, *,
     """Align analysis audio in memory, given the evidence of its mels (see align_files).
 
     Args:
-        y_raw, y_edit : np.ndarray [shape=(n,)], mono float32 at params.sr
+        y_raw, y_edit : np.ndarray [shape=(n,)], mono float32 at params.sr, that
+            check_alignable accepted (align_files and prepare check them once, on loading)
         evidence: gather_evidence of their mels
     """
     sr = params.sr
     for y, n, what, path in ((y_raw, len(evidence.raw_features), "raw", raw_path),
                              (y_edit, len(evidence.edit_features), "edit", edit_path)):
-        check_alignable(y, path, what, params)
         if n != params.n_frames(len(y)):
             raise AudioError(f"{path or what}: its cached mel has {n} frames but the "
                              f"audio gives {params.n_frames(len(y))}; delete the cache entry")

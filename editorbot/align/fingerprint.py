@@ -119,11 +119,12 @@ class Candidates:
     """Candidate offsets (raw frame - edit frame) per block of edit frames.
 
     offsets : np.ndarray [shape=(n_blocks, k)], int64, -2**40 where a slot is empty
-        (k >= top_k: ties with the top_k-th offset are kept, up to max_candidates)
+        (k >= top_k: offsets with tie_ratio of the block's best are kept too, up to
+        max_candidates)
     votes : np.ndarray [shape=(n_blocks, k)], int32, landmark votes for each offset
     copies : np.ndarray [shape=(n, 2)], int64, (block, offset) of every offset with at
         least copy_ratio of its block's best votes, however many: the places in the raw
-        that may hold the same audio (refine.choose_copies checks them)
+        that may hold the same audio (copies.find_copies checks them)
     """
 
     offsets: np.ndarray

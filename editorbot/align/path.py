@@ -15,9 +15,9 @@ equally well the one with the fewest jumps wins. This is the one place that rule
   (tie_ratio) and an offset that still matches past its candidate blocks stays a
   candidate (extend_offsets): carrying on is always on offer;
 - refinement keeps the rule at the sample: neighbouring segments that one lag plays
-  equally well are merged (refine.merge_equivalent), and among the copies that play each
+  equally well are merged (copies.merge_equivalent), and among the copies that play each
   segment equally well the fewest joins, then the fewest jumps back, are chosen, with the
-  same relative cost of a jump back (refine.choose_copies); the other copies are written
+  same relative cost of a jump back (copies.choose_copies); the other copies are written
   down as the segment's alternatives, never taken as jumps.
 """
 from __future__ import annotations
@@ -150,7 +150,7 @@ def extend_offsets(active: np.ndarray, corr: np.ndarray, edit_features: np.ndarr
     """
     bf = cfg.block_frames
     n, n_raw = len(edit_features), len(raw_features)
-    n_blocks, width = active.shape
+    n_blocks = len(active)
     good_corr = 0.5 * (cfg.match_threshold + cfg.match_full)
     changing = edit_features.any(axis=1)
     n_changing = np.add.reduceat(changing.astype(np.int64), np.arange(0, n, bf))

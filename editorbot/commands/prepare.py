@@ -66,12 +66,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-MIN_ALIGN_S = 1.0  # shorter audio holds too few fingerprint frames to align
-
-
 def check_pair(pair) -> bool:
     """Both files of a pair are readable audio that decodes, long enough to align and not
     silent (a top-level function, for worker processes). Raises AudioError otherwise."""
+    from ..align.core import MIN_ALIGN_S
     from ..audio import check_audio
     for path in (pair.raw, pair.edit):
         check_audio(path, min_duration_s=MIN_ALIGN_S, need="to align")
