@@ -179,7 +179,8 @@ def split_by_recording(names: list[str], fraction: float, seed: int, *,
             n_val = min(max(int(np.ceil(round(fraction * len(names), 9))), 1), len(names) - 1)
         order = np.random.default_rng(seed).permutation(len(names))
         val = sorted(names[i] for i in order[:n_val])
-    train = [n for n in names if n not in set(val)]
+    held = set(val)
+    train = [n for n in names if n not in held]
     if not train:
         raise UserError("train.val_names: every recording is held out; leave some for training")
     return train, val
