@@ -38,7 +38,8 @@ def edit_to_files(raw: str | os.PathLike, output: str | os.PathLike, *,
                   checkpoint: str | os.PathLike | None = None,
                   target_duration_s: float | None = None, keep: float | None = None,
                   seam_search_ms: float = 20.0, review: bool = True,
-                  cache_dir: str | os.PathLike | None = None, overwrite: bool = False,
+                  cache_dir: str | os.PathLike | None = None, allow_clipping: bool = False,
+                  overwrite: bool = False,
                   params: FeatureParams = DEFAULT_PARAMS) -> dict:
     """Propose an edit of `raw`, render it to `output` and write its exports and review page.
 
@@ -50,6 +51,9 @@ def edit_to_files(raw: str | os.PathLike, output: str | os.PathLike, *,
         seam_search_ms: each cut moves within +- this to where it joins best.
         review: write the review page (OUTPUT_review.html).
         cache_dir: cached stems for models that read them (see editorbot.editors.propose).
+        allow_clipping: write at the level the gains ask for, clipping what passes full
+            scale (default: one gain lowers the whole edit so that nothing clips; see
+            editorbot.render).
         overwrite: replace outputs that exist (without it they are an error); an output is
             never allowed to be the raw or the checkpoint.
         params: the analysis grid of the decision plot.
@@ -79,12 +83,14 @@ def edit_to_files(raw: str | os.PathLike, output: str | os.PathLike, *,
     edit.raw_duration_s = info.duration_s
     editor = f"model {checkpoint}" if checkpoint else "the rule-based structure editor"
 
-    report = render(raw, edit, out, seam_search_ms=seam_search_ms, progress=True)
+    report = render(raw, edit, out, seam_search_ms=seam_search_ms, allow_clipping=allow_clipping,
+                    progress=True)
     paths = {"edit": report.out_path}
-    paths.update(export_all(report.edit, out.with_suffix(""), sr=report.sr, channels=report.channels))
+    paths.update(export_all(report.edit, out.with_suffix(""), sr=report.sr, channels=report.channels,
+                            render=report.level_json()))
     paths["plot"] = _decision_plot(decision, report.edit, info.duration_s,
                                    title=f"{out.name}: {editor}", params=params)
-    lines = report.lines()[-2:]
+    lines = report.lines()[-3:]  # the seam summary, the level line, the output
     asked = target_duration_s or (keep * info.duration_s if keep else None)
     length = f"{clock(report.duration_s)} from {clock(info.duration_s)} of raw by {editor}"
     if asked:
@@ -95,7 +101,7 @@ def edit_to_files(raw: str | os.PathLike, output: str | os.PathLike, *,
               f"labels:     {paths['labels']}  (Audacity: File > Import > Labels)",
               f"plot:       {paths['plot']}  (raw time against edit time, as `prepare` draws alignments)"]
     if review:
-        notes = [f"made by {editor} from {raw}"] + warnings.lines
+        notes = [f"made by {editor} from {raw}", report.level_line()] + warnings.lines
         paths["review"] = write_review_page(review_page, raw_path=raw,
                                             edit_audio_path=out, edit=edit, render_report=report,
                                             notes=notes)

@@ -80,11 +80,17 @@ class Segment:
 
 @dataclass
 class Edit:
-    """An ordered list of segments, plus what they were cut from."""
+    """An ordered list of segments, plus what they were cut from.
+
+    loudness_lufs: the integrated loudness the editor sets the whole edit to (the render
+        brings it there with one gain, never past full scale); None: the level the
+        segments' gains give.
+    """
 
     segments: list[Segment] = field(default_factory=list)
     raw_path: str | None = None
     raw_duration_s: float | None = None
+    loudness_lufs: float | None = None
 
     @property
     def duration_s(self) -> float:
@@ -105,7 +111,7 @@ class Edit:
             segs.append(d)
         return {"editorbot_version": __version__, "raw_path": self.raw_path,
                 "raw_duration_s": self.raw_duration_s, "duration_s": self.duration_s,
-                "segments": segs}
+                "loudness_lufs": self.loudness_lufs, "segments": segs}
 
     @classmethod
     def from_json(cls, data: dict, *, where: str = "segments") -> "Edit":
@@ -119,7 +125,11 @@ class Edit:
             except TypeError as err:
                 raise UserError(f"{where}: segment {i}: {err}") from None
             check_segment(segs[-1], i, where)
-        return cls(segs, data.get("raw_path"), data.get("raw_duration_s"))
+        loudness = data.get("loudness_lufs")
+        if loudness is not None and not _finite_number(loudness):
+            raise UserError(f"{where}: loudness_lufs must be a number or null, got {loudness!r}; "
+                            "fix the segment list")
+        return cls(segs, data.get("raw_path"), data.get("raw_duration_s"), loudness)
 
     def save(self, path: str | os.PathLike) -> Path:
         return atomic_write_text(path, json.dumps(self.to_json(), indent=1))

@@ -21,6 +21,7 @@ stereo. FCP XML gets one audio track whose clip items reference the raw file.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 from pathlib import Path
@@ -235,7 +236,7 @@ def export_paths(out_stem: str | os.PathLike) -> dict[str, Path]:
 
 
 def export_all(edit: Edit, out_stem: str | os.PathLike, *, sr: int, channels: int | None = None,
-               fps: int = EDL_FPS) -> dict[str, Path]:
+               fps: int = EDL_FPS, render: dict | None = None) -> dict[str, Path]:
     """Write every export next to `out_stem`; returns {kind: path}.
 
     Writes {stem}.otio, {stem}.edl, {stem}.fcp.xml, {stem}_labels.txt and
@@ -246,6 +247,8 @@ def export_all(edit: Edit, out_stem: str | os.PathLike, *, sr: int, channels: in
         sr: the raw's sample rate (the .otio time base).
         channels: the raw's channels (default: read from edit.raw_path).
         fps: frame rate of the EDL and FCP XML grid (24, 25 or 30).
+        render: what the render did to the level (RenderReport.level_json()), written into
+            the segment list as "render".
     """
     if fps not in (24, 25, 30):
         raise UserError(f"EDL frame rate {fps} is not supported; use 24, 25 or 30")
@@ -262,5 +265,6 @@ def export_all(edit: Edit, out_stem: str | os.PathLike, *, sr: int, channels: in
         "fcp_xml": atomic_write_text(where["fcp_xml"],
                                      fcp_xml_text(edit, fps=fps, channels=channels, title=title)),
         "labels": atomic_write_text(where["labels"], audacity_labels_text(edit)),
-        "segments": edit.save(where["segments"]),
+        "segments": (edit.save(where["segments"]) if render is None else atomic_write_text(
+            where["segments"], json.dumps({**edit.to_json(), "render": render}, indent=1))),
     }

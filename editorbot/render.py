@@ -16,6 +16,14 @@ a linear one, so the join neither dips nor bumps.
 Seam search rolls the cut: the seam moves by the same offset in the edit and in both raw
 positions (the outgoing segment grows by what the incoming one loses), so the edit keeps
 its length and every other sample its place.
+
+Level. A render never writes a clipped sample unless asked (allow_clipping): a first pass
+measures the peak the segments' gains give (and the integrated loudness when the edit names
+a loudness_lufs), then the edit is written with one gain for the whole of it, so the
+segments keep their levels relative to each other: the gain that brings the edit to its
+loudness, lowered as far as it must be to put a peak that would pass full scale at
+PEAK_CEILING_DBFS. Float outputs keep values above 1.0 and count them. RenderReport says
+what was done; its `level_json` goes into the segment list as "render".
 """
 from __future__ import annotations
 
@@ -32,6 +40,7 @@ from .audio import AudioInfo, iter_blocks, probe, write_blocks
 from .edits import Edit, check_segment, segment_samples
 from .effects import EFFECTS, effect_params
 from .errors import UserError, log
+from .loudness import LoudnessMeter
 from .seams import (LOUDNESS_WINDOW_MS, RawClickStats, SeamReport, raw_click_stats, rms_db,
                     seam_click, seam_window)
 
@@ -42,6 +51,8 @@ MOVE_PENALTY = 0.1           # cost added per full search radius moved (prefers 
 QUIET_DB = 20.0              # a join this far below the loudest candidate counts as fully quiet
 END_TOLERANCE_S = 0.025      # segments may run this far past the raw's end (pointer rounding)
 READ_BLOCK_S = 10.0          # seconds of raw read per block
+PEAK_CEILING_DBFS = -0.1     # a render that would clip is lowered to this sample peak
+LOUDNESS_TOLERANCE_LU = 0.2  # a render this close to its loudness_lufs gets no gain for it
 OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 # Sample formats an output keeps from its raw when it can hold them; a raw in any other
 # (MP3, Vorbis, Opus, ADPCM, u-law...) is written as PCM_24, or Vorbis in an .ogg.
@@ -432,6 +443,17 @@ class RenderReport:
         at the raw's sample grid; export this one so that timelines match the audio.
     seams: one SeamReport per seam, in edit order. raw_stats: the raw's own click
         percentiles the seams are judged against.
+    level_method: "none" (written at the level the segments' gains give), "gain" (one gain
+        on the whole edit, gain_db, for its loudness_lufs and/or to keep it from clipping)
+        or "clipping allowed" (written at the level asked, clipped_samples cut at full scale).
+    gain_db: the gain applied to the whole edit. gain_reduction_db: how much of the gain
+        the edit asked for (0 dB, or what brings it to its loudness_lufs) was taken off so
+        that no sample passes full scale.
+    unreduced_peak_dbfs: the peak at the gain asked for; peak_dbfs: the peak written.
+    clipped_samples: samples cut at full scale (integer outputs with allow_clipping only).
+    over_full_scale_samples: float outputs, which keep them: samples beyond +-1.0.
+    loudness_lufs, target_loudness_lufs: the edit's integrated loudness as written, and
+        the edit's loudness_lufs; None when the edit names no loudness (not measured).
     """
 
     out_path: Path | None
@@ -445,20 +467,61 @@ class RenderReport:
     peak_dbfs: float = float("-inf")
     clipped_samples: int = 0
     seconds: float = 0.0
+    level_method: str = "none"
+    gain_db: float = 0.0
+    gain_reduction_db: float = 0.0
+    unreduced_peak_dbfs: float = float("-inf")
+    over_full_scale_samples: int = 0
+    loudness_lufs: float | None = None
+    target_loudness_lufs: float | None = None
 
     @property
     def duration_s(self) -> float:
         return self.frames / self.sr
 
+    def level_json(self) -> dict:
+        """What the render did to the edit's level, as the segment list records it ("render")."""
+        def db(x):
+            return None if x is None or not np.isfinite(x) else round(float(x), 2)
+        return {"method": self.level_method, "gain_db": db(self.gain_db),
+                "gain_reduction_db": db(self.gain_reduction_db),
+                "unreduced_peak_dbfs": db(self.unreduced_peak_dbfs),
+                "peak_dbfs": db(self.peak_dbfs), "clipped_samples": self.clipped_samples,
+                "over_full_scale_samples": self.over_full_scale_samples,
+                "loudness_lufs": db(self.loudness_lufs),
+                "target_loudness_lufs": db(self.target_loudness_lufs)}
+
+    def level_line(self) -> str:
+        """One line: what the render did to the edit's level."""
+        loud = ""
+        if self.target_loudness_lufs is not None:
+            loud = (f"; loudness {self.loudness_lufs:.1f} LUFS (the edit asks "
+                    f"{self.target_loudness_lufs:.1f})")
+        if self.level_method == "clipping allowed":
+            return (f"level: clipping allowed: {self.clipped_samples} samples clipped at full "
+                    f"scale (peak {self.unreduced_peak_dbfs:+.1f} dBFS before clipping){loud}")
+        if self.over_full_scale_samples:
+            return (f"level: {self.over_full_scale_samples} samples exceed 1.0 (peak "
+                    f"{self.peak_dbfs:+.1f} dBFS), kept in the float output{loud}")
+        if self.gain_reduction_db > 0:
+            return (f"level: the gains would clip (peak {self.unreduced_peak_dbfs:+.1f} dBFS): "
+                    f"the whole edit lowered by {self.gain_reduction_db:.1f} dB (one gain, "
+                    f"segments keep their relative levels), peak {self.peak_dbfs:.1f} dBFS, "
+                    f"0 samples clipped{loud}")
+        if self.level_method == "gain":
+            return (f"level: one gain of {self.gain_db:+.1f} dB on the whole edit, peak "
+                    f"{self.peak_dbfs:.1f} dBFS{loud}")
+        return f"level: as the segments' gains make it, peak {self.peak_dbfs:.1f} dBFS{loud}"
+
     def lines(self) -> list[str]:
-        """The seam table and a summary, for the command line."""
+        """The seam table, a summary, the level line and the output, for the command line."""
         from .seams import summarize
         out = [s.line() for s in self.seams]
         out.append(summarize(self.seams, self.raw_stats))
+        out.append(self.level_line())
         out.append(f"{self.duration_s:.2f} s, {self.sr} Hz, {self.channels} ch, "
                    f"{self.subtype or 'float32'}; peak {self.peak_dbfs:.1f} dBFS"
-                   + (f", {self.clipped_samples} samples clipped" if self.clipped_samples else "")
-                   + f"; rendered in {self.seconds:.2f} s")
+                   f"; rendered in {self.seconds:.2f} s")
         return out
 
 
@@ -469,71 +532,136 @@ def _rendered_edit(edit: Edit, pieces: list[_Piece], info: AudioInfo) -> Edit:
         seg = edit.segments[p.index]
         segs.append(replace(seg, raw_start_s=p.raw_start / sr if p.in_raw else None,
                             duration_s=p.length / sr))
-    return Edit(segs, edit.raw_path or str(info.path), info.duration_s)
+    return Edit(segs, edit.raw_path or str(info.path), info.duration_s, edit.loudness_lufs)
+
+
+def _dbfs(peak: float) -> float:
+    return 20.0 * float(np.log10(peak)) if peak > 0 else float("-inf")
 
 
 class _Stream:
     """A planned render: iterate it for the output blocks; then `report` says what it did.
 
     Planning (checks, crossfades, seam moves) happens on construction, so a bad edit fails
-    before any output file is opened.
+    before any output file is opened. Iterating first measures the edit where its level
+    needs it (see the module docstring), then yields it at the gain that was decided.
+
+    Args:
+        floating: the output holds values beyond +-1.0 (float subtypes, render_array).
+        allow_clipping: integer outputs: write at the level asked and clip at full scale.
     """
 
     def __init__(self, raw_path, edit: Edit, *, seam_search_ms: float, beats_s,
-                 crossfade_ms: float, clip: bool, progress: bool, out_path: Path | None,
-                 subtype: str | None):
+                 crossfade_ms: float, floating: bool, allow_clipping: bool, progress: bool,
+                 out_path: Path | None, subtype: str | None):
         self.started = time.perf_counter()
         self.info = probe(raw_path)
         self.edit = edit
         self.pieces, self.seams = _plan(edit, self.info, seam_search_ms=seam_search_ms,
                                         beats_s=beats_s, crossfade_ms=crossfade_ms)
         self.total = self.pieces[-1].edit_start + self.pieces[-1].length
-        self.clip, self.progress = clip, progress
+        self.floating, self.allow_clipping = floating, allow_clipping
+        self.progress = progress
         self.out_path, self.subtype = out_path, subtype
         self.report: RenderReport | None = None
 
+    def _blocks(self, gain: float, meter: LoudnessMeter | None, bar) -> Iterator[tuple[int, np.ndarray]]:
+        """(edit sample, block) of the whole edit times `gain`, fed to `meter` and `bar`."""
+        info = self.info
+        for pos, block in _mix(info, self.pieces, self.total, int(READ_BLOCK_S * info.sr)):
+            if gain != 1.0:
+                block *= np.float32(gain)
+            if meter is not None:
+                meter.add(block)
+            yield pos, block
+            if bar is not None:
+                bar.update(min(len(block) / info.sr, bar.total - bar.n))
+
+    def _measure(self, bar) -> tuple[float, float | None]:
+        """The first pass: the peak at unit gain, and the loudness (LUFS) when asked for."""
+        meter = (LoudnessMeter(self.info.sr, self.info.channels)
+                 if self.edit.loudness_lufs is not None else None)
+        peak = 0.0
+        for _, block in self._blocks(1.0, meter, bar):
+            peak = max(peak, float(np.abs(block).max(initial=0.0)))
+        return peak, None if meter is None else meter.integrated_lufs()
+
+    def _gain_db(self, peak: float, loudness: float | None) -> tuple[float, float]:
+        """(gain for the whole edit, how much of the gain asked for the ceiling took off)."""
+        target = self.edit.loudness_lufs
+        asked = 0.0
+        if target is not None and loudness is not None and np.isfinite(loudness):
+            asked = target - loudness
+            if abs(asked) < LOUDNESS_TOLERANCE_LU:
+                asked = 0.0
+        if self.floating or self.allow_clipping or peak <= 0.0:
+            return asked, 0.0
+        if _dbfs(peak) + asked <= 0.0:  # nothing passes full scale
+            return asked, 0.0
+        gain = min(asked, PEAK_CEILING_DBFS - _dbfs(peak))
+        return gain, asked - gain
+
     def __iter__(self) -> Iterator[np.ndarray]:
         info = self.info
-        taps = _SeamTaps(self.seams, self.pieces, info.sr, self.total)
-        stats = raw_click_stats(info.path, info=info)
-        peak, clipped = 0.0, 0
+        target = self.edit.loudness_lufs
+        # Without a loudness to reach, a float output or a render allowed to clip keeps
+        # the level asked whatever its peak: no first pass is needed.
+        measure = target is not None or not (self.floating or self.allow_clipping)
         bar = None
         if self.progress:
             import sys
             from tqdm import tqdm
-            bar = tqdm(total=self.total / info.sr, unit="s", desc="render",
+            bar = tqdm(total=(1 + measure) * self.total / info.sr, unit="s", desc="render",
                        file=sys.stderr, dynamic_ncols=True,
                        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio "
                                   "[{elapsed}<{remaining}]")
-        for pos, block in _mix(info, self.pieces, self.total, int(READ_BLOCK_S * info.sr)):
+        gain_db = reduction_db = 0.0
+        loudness = None
+        if measure:
+            peak, loudness = self._measure(bar)
+            gain_db, reduction_db = self._gain_db(peak, loudness)
+        gain = float(10.0 ** (gain_db / 20.0))
+        taps = _SeamTaps(self.seams, self.pieces, info.sr, self.total)
+        stats = raw_click_stats(info.path, info=info)
+        peak, clipped, over = 0.0, 0, 0
+        for pos, block in self._blocks(gain, None, bar):
             taps.see(pos, block)
             block_peak = float(np.abs(block).max(initial=0.0))
             peak = max(peak, block_peak)
-            if self.clip and block_peak > 1.0:
-                clipped += int((np.abs(block) > 1.0).sum())
-                block = np.clip(block, -1.0, 1.0)
+            if block_peak > 1.0:
+                if self.floating:
+                    over += int((np.abs(block) > 1.0).sum())
+                else:  # only allow_clipping gets here: the gain keeps every other render below
+                    clipped += int((np.abs(block) > 1.0).sum())
+                    block = np.clip(block, -1.0, 1.0)
             yield block
-            if bar is not None:
-                bar.update(min(len(block) / info.sr, bar.total - bar.n))
         if bar is not None:
             bar.close()
-        if clipped:
-            log.warning("%s: %d samples clipped at full scale; lower the gains",
-                        self.out_path or "render", clipped)
+        method = "none"
+        if self.allow_clipping and clipped:
+            method = "clipping allowed"
+        elif gain_db != 0.0:
+            method = "gain"
+        written_peak = min(peak, 1.0) if clipped else peak
         self.report = RenderReport(
             self.out_path, info.sr, info.channels, self.subtype, self.total,
-            _rendered_edit(self.edit, self.pieces, info), self._seam_reports(taps, stats),
-            stats, rms_db(peak * peak) if peak > 0 else float("-inf"), clipped,
-            time.perf_counter() - self.started)
+            _rendered_edit(self.edit, self.pieces, info), self._seam_reports(taps, stats, gain),
+            stats, _dbfs(written_peak), clipped, time.perf_counter() - self.started,
+            level_method=method, gain_db=gain_db, gain_reduction_db=reduction_db,
+            unreduced_peak_dbfs=_dbfs(peak) + reduction_db, over_full_scale_samples=over,
+            # The gain is linear: the loudness written is the one measured plus the gain.
+            loudness_lufs=None if loudness is None else loudness + gain_db,
+            target_loudness_lufs=target)
 
-    def _seam_reports(self, taps: _SeamTaps, stats: RawClickStats) -> list[SeamReport]:
+    def _seam_reports(self, taps: _SeamTaps, stats: RawClickStats,
+                      gain: float) -> list[SeamReport]:
         sr = self.info.sr
         reports = []
         for j, seam in enumerate(self.seams):
             a, b = self.pieces[seam.left], self.pieces[seam.left + 1]
             step, burst = (seam_click(taps.click[j], sr) if j in taps.click
                            else (float("nan"), float("nan")))
-            raw_step, raw_burst = self._raw_here(a, b)
+            raw_step, raw_burst = self._raw_here(a, b, gain)
             reports.append(SeamReport(
                 index=seam.left + 1, edit_s=b.edit_start / sr,
                 raw_out_s=(a.raw_start + a.length) / sr if a.in_raw else None,
@@ -546,16 +674,17 @@ class _Stream:
                 loudness_step_db=taps.loudness_step_db(j)))
         return reports
 
-    def _raw_here(self, a: _Piece, b: _Piece) -> tuple[float, float]:
+    def _raw_here(self, a: _Piece, b: _Piece, gain: float) -> tuple[float, float]:
         """The click measures the raw itself has where seam a|b sits: each side measured on
-        its own raw audio (gain applied) on the seam's tile; steps add, bursts take the max."""
+        its own raw audio (its gain and the whole edit's applied) on the seam's tile; steps
+        add, bursts take the max."""
         w0, w1 = seam_window(b.edit_start, self.info.sr)
         steps, bursts = [], []
         for side in (a, b):
             if side.in_raw:
                 x = np.concatenate(list(_read_padded(
                     self.info, side.raw_start + w0 - side.edit_start, w1 - w0, w1 - w0)))
-                step, burst = seam_click(x * np.float32(side.gain), self.info.sr)
+                step, burst = seam_click(x * np.float32(side.gain * gain), self.info.sr)
                 steps.append(step)
                 bursts.append(burst)
         return float(sum(steps)), float(max(bursts, default=0.0))
@@ -567,15 +696,21 @@ def _ratio(value: float, reference: float) -> float:
 
 def render(raw_path: str | os.PathLike, edit: Edit, out_path: str | os.PathLike, *,
            seam_search_ms: float = SEAM_SEARCH_MS, beats_s=None, subtype: str | None = None,
-           crossfade_ms: float = DEFAULT_CROSSFADE_MS, progress: bool = False) -> RenderReport:
+           crossfade_ms: float = DEFAULT_CROSSFADE_MS, allow_clipping: bool = False,
+           progress: bool = False) -> RenderReport:
     """Render `edit` from the raw file's samples to `out_path` (.wav, .flac or .ogg), atomically.
 
     Memory stays at a few blocks of READ_BLOCK_S seconds whatever the raw's or the edit's
     length: only the segments' spans are read, and the output is written as it is made.
+    A first pass over the same blocks measures the peak (and the loudness when the edit
+    names its loudness_lufs) unless nothing could change (float output or allow_clipping,
+    and no loudness).
 
     Args:
         raw_path: the recording the segments were cut from; never overwritten.
-        edit: the segments (seconds of raw and edit time; see editorbot.edits).
+        edit: the segments (seconds of raw and edit time; see editorbot.edits), and the
+            loudness the whole edit is brought to (edit.loudness_lufs; None: as the gains
+            make it).
         out_path: .wav, .flac or .ogg (see output_subtype for its sample format).
         seam_search_ms: each cut may move within +- this to where its sides join best
             (0: cuts stay where the segments put them).
@@ -583,10 +718,13 @@ def render(raw_path: str | os.PathLike, edit: Edit, out_path: str | os.PathLike,
             first snaps to the nearest beat within half a beat, then seam search refines it.
         subtype: soundfile subtype of the output (default: see output_subtype).
         crossfade_ms: crossfade at hard cuts (segments with crossfade_s == 0).
+        allow_clipping: write an integer output at the level the gains ask for and clip
+            what passes full scale (default: lower the whole edit so nothing clips).
         progress: show a progress bar in seconds of audio.
 
     Returns:
-        RenderReport, with the edit as rendered and a SeamReport per seam.
+        RenderReport, with the edit as rendered, a SeamReport per seam and what was done
+        to the level.
     """
     out_path = Path(out_path)
     info = probe(raw_path)
@@ -594,8 +732,9 @@ def render(raw_path: str | os.PathLike, edit: Edit, out_path: str | os.PathLike,
     if out_path.exists() and out_path.resolve() == info.path.resolve():
         raise UserError(f"{out_path}: is the raw recording; choose another output name")
     stream = _Stream(raw_path, edit, seam_search_ms=seam_search_ms, beats_s=beats_s,
-                     crossfade_ms=crossfade_ms, clip=not subtype.startswith(("FLOAT", "DOUBLE")),
-                     progress=progress, out_path=out_path, subtype=subtype)
+                     crossfade_ms=crossfade_ms, floating=subtype.startswith(("FLOAT", "DOUBLE")),
+                     allow_clipping=allow_clipping, progress=progress, out_path=out_path,
+                     subtype=subtype)
     write_blocks(out_path, stream, info.sr, channels=info.channels, subtype=subtype,
                  protect=(raw_path,))
     return stream.report
@@ -608,11 +747,12 @@ def render_array(raw_path: str | os.PathLike, edit: Edit, *,
     """Render `edit` into memory: (audio (n, channels) float32, sr) at the raw's rate.
 
     Same arguments as `render`; with_report=True returns (audio, sr, RenderReport).
-    Nothing is clipped (float output).
+    The output is float: nothing is clipped or lowered for its peak (the report counts
+    the samples beyond +-1.0); an edit's loudness_lufs is applied.
     """
     stream = _Stream(raw_path, edit, seam_search_ms=seam_search_ms, beats_s=beats_s,
-                     crossfade_ms=crossfade_ms, clip=False, progress=False, out_path=None,
-                     subtype=None)
+                     crossfade_ms=crossfade_ms, floating=True, allow_clipping=False,
+                     progress=False, out_path=None, subtype=None)
     audio = np.empty((stream.total, stream.info.channels), np.float32)
     pos = 0
     for block in stream:

@@ -68,6 +68,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", metavar="DIR",
                    help="a cache where `editorbot stems` wrote this raw's stems, for models "
                         "trained with stems (default: separate them now)")
+    p.add_argument("--allow-clipping", action="store_true",
+                   help="write at the level the model's gains ask for and clip samples past full "
+                        "scale (default: lower the whole edit by one gain so that nothing clips)")
     p.add_argument("--no-review", action="store_true", help="do not write the review page")
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUTPUT and the files next to it when they exist")
@@ -80,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     done = edit_to_files(args.input, args.output, checkpoint=args.checkpoint,
                          target_duration_s=args.target_duration, keep=args.keep,
                          seam_search_ms=args.seam_search_ms, review=not args.no_review,
-                         cache_dir=args.cache_dir, overwrite=args.overwrite)
+                         cache_dir=args.cache_dir, allow_clipping=args.allow_clipping,
+                         overwrite=args.overwrite)
     for line in done["lines"]:
         print(line)
     sys.stdout.flush()

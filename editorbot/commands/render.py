@@ -29,6 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="raw beat times, one number (seconds) per line: cuts snap to them")
     p.add_argument("--subtype", help="output sample format, e.g. PCM_16, PCM_24, FLOAT "
                                      "(default: the raw's when the output format holds it, else PCM_24; VORBIS for .ogg)")
+    p.add_argument("--allow-clipping", action="store_true",
+                   help="write at the level the gains ask for and clip samples past full scale "
+                        "(default: lower the whole edit by one gain so that nothing clips)")
     p.add_argument("--no-exports", action="store_true", help="write the audio only")
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUT and its exports when they exist (never the command's inputs)")
@@ -74,13 +77,14 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{args.beats}: expected one beat time in seconds per line ({err})") \
                 from None
     report = render(raw, edit, args.out, seam_search_ms=args.seam_search_ms, beats_s=beats,
-                    subtype=args.subtype, crossfade_ms=args.crossfade_ms, progress=True)
+                    subtype=args.subtype, crossfade_ms=args.crossfade_ms,
+                    allow_clipping=args.allow_clipping, progress=True)
     for line in report.lines():
         print(line)
     print(f"wrote {report.out_path}")
     if not args.no_exports:
         paths = export_all(report.edit, out.with_suffix(""), sr=report.sr,
-                           channels=report.channels)
+                           channels=report.channels, render=report.level_json())
         print("exports: " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
     return 0
 
