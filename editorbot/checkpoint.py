@@ -98,6 +98,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not all(isinstance(v, torch.Tensor) for v in ckpt["model_state"].values()):
         raise UserError(f"{path}: its model_state holds values that are not tensors; "
                         "train or copy it again")
+    if "levels" in ckpt:  # the editor's levels (editorbot.levels), in checkpoints that have them
+        from .levels import check_levels
+        check_levels(ckpt["levels"], where=str(path))
     split = stored_split(ckpt, where=str(path))
     if split is not None:
         ckpt["split"] = split

@@ -24,6 +24,7 @@ COMMANDS = [
     "stems",
     "render",
     "edit",
+    "review",
     "train",
     "bc",
     "evaluate",

@@ -169,3 +169,78 @@ def test_streaming_loudness_meter_matches_pyloudnorm(rng):
             meter.add(x[i:i + 12345])
         assert abs(meter.integrated_lufs() - pyloudnorm.Meter(sr).integrated_loudness(x)) < 1e-6
     assert LoudnessMeter(44100, 2).integrated_lufs() == float("-inf")
+
+
+# ------------------------------------------------------------ the editor's levels
+
+
+def write_pair(data_dir, name: str, *, mastering_db: float, gains_db: list[float],
+               edit_rms: float, seed: int) -> float:
+    """A pair whose alignment info records `mastering_db` and segments of `gains_db` (2 s
+    each, plus one 0.5 s segment at +20 dB that is too short to count); its edit is noise
+    at `edit_rms`. Returns the edit's loudness (pyloudnorm)."""
+    from editorbot.layout import Layout
+    layout = Layout(data_dir)
+    for folder in (layout.input_dir, layout.output_dir, layout.pointer_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    raw = 0.1 * rng.standard_normal((SR * 4, 2)).astype(np.float32)
+    edit = edit_rms * rng.standard_normal((SR * 3, 2)).astype(np.float32)
+    audio.write(layout.input_dir / f"{name}_raw.wav", raw, SR, subtype="FLOAT")
+    audio.write(layout.output_dir / f"{name}_edit.wav", edit, SR, subtype="FLOAT")
+    segments = [{"raw_start_s": 0.0, "duration_s": 2.0, "gain_db": g} for g in gains_db]
+    segments += [{"raw_start_s": 1.0, "duration_s": 0.5, "gain_db": 20.0},
+                 {"raw_start_s": None, "duration_s": 3.0, "gain_db": -30.0}]
+    info = {"mastering_gain_db": mastering_db, "segments": segments}
+    (layout.pointer_dir / f"{name}_info.json").write_text(json.dumps(info))
+    return pyloudnorm.Meter(SR).integrated_loudness(edit.astype(np.float64))
+
+
+def test_editor_levels_are_the_range_alignment_measured_and_the_loudness_the_edits_share(tmp_path):
+    from editorbot.levels import editor_levels
+    lufs = [write_pair(tmp_path, "a", mastering_db=3.0, gains_db=[-1.0, 0.0, 2.5], edit_rms=0.1,
+                       seed=0),
+            write_pair(tmp_path, "b", mastering_db=4.0, gains_db=[0.0, -2.0], edit_rms=0.11,
+                       seed=1)]
+    levels = editor_levels(tmp_path, ["a", "b"])
+    # Segment levels over the raw: 3 + (-1, 0, 2.5) and 4 + (0, -2); short and foreign ones out.
+    assert levels["gain_db"] == [2.0, 5.5]
+    assert levels["mastering_gain_db"] == 3.5 and levels["pairs"] == 2
+    assert abs(levels["loudness_lufs"] - np.mean(lufs)) < 0.01  # 0.8 LU apart: it aims at one
+    write_pair(tmp_path, "c", mastering_db=3.0, gains_db=[0.0], edit_rms=0.03, seed=2)
+    spread = editor_levels(tmp_path, ["a", "b", "c"])
+    assert spread["loudness_lufs"] is None and spread["loudness_spread_lu"] > 4
+
+
+def test_model_gains_stay_within_the_editors_range_at_the_editors_level():
+    from editorbot.levels import with_levels
+    from editorbot.rl.infer import at_editor_level
+    from editorbot.supervised.infer import at_level
+    levels = {"pairs": 4, "gain_db": [2.0, 5.5], "mastering_gain_db": 3.6,
+              "loudness_lufs": -11.0, "loudness_spread_lu": 0.4}
+    boosted = Edit([Segment(0.0, 2.0, gain_db=g) for g in (4.0, 6.0, 5.0, 9.0)])
+    # Supervised: the model's gains are relative; their median goes to the editor's level.
+    edit = with_levels(at_level(boosted, levels["mastering_gain_db"]), levels)
+    # median 5.5 -> 3.6: a shift of -1.9, then 7.1 is held at the editor's highest, 5.5
+    assert [s.gain_db for s in edit.segments] == [2.1, 4.1, 3.1, 5.5]
+    assert edit.loudness_lufs == -11.0
+    # RL: the policy's gains are moves from the editor's level.
+    edit = at_editor_level(Edit([Segment(0.0, 2.0, gain_db=g) for g in (0.0, 6.0, -6.0)]), levels)
+    assert [s.gain_db for s in edit.segments] == [3.6, 5.5, 2.0]
+    assert at_editor_level(boosted, None) is boosted
+
+
+def test_a_checkpoint_with_malformed_levels_is_refused(tmp_path):
+    import pytest
+    import torch
+
+    from editorbot.checkpoint import load_checkpoint, save_checkpoint
+    from editorbot.errors import UserError
+    base = {"kind": "rl", "config": {}, "model_state": {"w": torch.zeros(1)}, "normalizer": {}}
+    good = {"pairs": 2, "gain_db": [-1.0, 2.0], "mastering_gain_db": 0.5, "loudness_lufs": None,
+            "loudness_spread_lu": 2.0}
+    save_checkpoint(tmp_path / "good.pt", {**base, "levels": good})
+    assert load_checkpoint(tmp_path / "good.pt")["levels"] == good
+    save_checkpoint(tmp_path / "bad.pt", {**base, "levels": {**good, "gain_db": [3.0, 1.0]}})
+    with pytest.raises(UserError, match="levels"):
+        load_checkpoint(tmp_path / "bad.pt")

@@ -18,6 +18,7 @@ from ..checkpoint import load_state
 from ..config import from_dict
 from ..edits import Edit
 from ..errors import UserError, log
+from ..levels import with_levels
 from .actions import ActionType
 from .agent import Agent
 from .beat_features import FEATURE_VERSION, beat_features
@@ -116,4 +117,14 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *, target_durati
                          crossfade_s=config.infer.crossfade_s)
     if not edit.segments:
         raise UserError(f"{raw_path}: the RL policy kept nothing; train it longer or ask for more (--keep)")
-    return trim_to(edit, wanted * raw_s * (1 + tol))
+    return at_editor_level(trim_to(edit, wanted * raw_s * (1 + tol)), checkpoint.get("levels"))
+
+
+def at_editor_level(edit: Edit, levels: dict | None) -> Edit:
+    """The policy's gains are moves from the editor's level: each segment gets the editor's
+    level over the raw (levels' mastering_gain_db) added, then stays within the editor's
+    range (editorbot.levels.with_levels); unchanged without levels."""
+    if levels is None:
+        return edit
+    shifted = [replace(s, gain_db=s.gain_db + levels["mastering_gain_db"]) for s in edit.segments]
+    return with_levels(replace(edit, segments=shifted), levels)

@@ -1,13 +1,19 @@
 """Edit a raw recording with a supervised checkpoint: keep what the label head keeps, and
 carry the predicted treatment over to the segments as gains and fades (no vocoder).
 
+The model sees mels normalised to each file's loudest bin, so its gain says how the editor
+treats one passage against another, not how loud the edit is. The level comes from the
+checkpoint's levels (editorbot.levels): the segments' gains are shifted so that their
+median is the editor's level over the raw as alignment measured it (mastering_gain_db,
+what alignment calls an edit's typical level), then kept within the editor's range.
+
 The model runs over windows of the training crop's length (half overlapping), first for
 the labels, then, fed the labels it predicted, for the gain; train and inference match.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -18,6 +24,7 @@ from ..config import from_dict
 from ..edits import Edit, Segment
 from ..errors import UserError, log
 from ..features import FeatureParams, mel_power, normalize_db
+from ..levels import with_levels
 from .config import InferConfig, SupervisedConfig
 from .labels import N_LABELS, Label
 from .model import SupervisedEditor, context_features
@@ -253,9 +260,22 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
                            keep_fraction=min(1.0, cfg.infer.min_segment_s / info.duration_s))
     gain_db, _ = treatment_db(pred, model, raw_power, kept, checkpoint["edit_ref_db"], params.top_db)
     edit = mask_to_edit(kept, pred, gain_db, raw_power, cfg.infer, params)
+    if "levels" in checkpoint:
+        edit = with_levels(at_level(edit, checkpoint["levels"]["mastering_gain_db"]),
+                           checkpoint["levels"])
     edit.raw_path = str(raw_path)
     edit.raw_duration_s = info.duration_s
     return edit
+
+
+def at_level(edit: Edit, level_db: float) -> Edit:
+    """`edit` with every segment's gain_db shifted by one amount so that their median (the
+    edit's typical level over the raw, as alignment measures it) is level_db."""
+    if not edit.segments:
+        return edit
+    shift = level_db - float(np.median([s.gain_db for s in edit.segments]))
+    return replace(edit, segments=[replace(s, gain_db=round(s.gain_db + shift, 2))
+                                   for s in edit.segments])
 
 
 def _raw_features(raw_path: str | os.PathLike, params: FeatureParams) -> tuple[np.ndarray, np.ndarray]:
