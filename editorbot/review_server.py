@@ -378,10 +378,10 @@ def apply_op(edit: Edit, request: dict, grid: BeatGrid, raw_duration_s: float) -
         args["grid"] = grid
     new = func(edit, **args)
     for i, seg in enumerate(new.segments):
-        check_segment(seg, i, where=f"op {name}")
         if seg.duration_s < MIN_SEGMENT_S - 1e-9:
             raise UserError(f"op {name} would leave segment {i} {seg.duration_s:.3f} s long "
                             f"(at least {MIN_SEGMENT_S} s); move it less")
+        check_segment(seg, i, where=f"op {name}")
         if seg.raw_start_s is not None and seg.raw_end_s > raw_duration_s + END_TOLERANCE_S:
             raise UserError(f"op {name} would play segment {i} past the raw's end "
                             f"({raw_duration_s:.2f} s)")
@@ -876,6 +876,12 @@ class ReviewServer(ThreadingHTTPServer):
         self.session = session
         self.token = secrets.token_urlsafe(24)
         self.folder = session.files.folder.resolve()
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return  # a player that stopped reading (seeking, a new source): normal
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:

@@ -1,0 +1,391 @@
+"""`editorbot review`: the operations and their beat grid, undo/redo and the journal, the
+server's safety (token, paths, lock), Save's versions and training pair, and the page driven
+in headless Chromium (veto a cut, move another by a bar, save)."""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from editorbot import render, review
+from editorbot.edits import Edit, Segment, segments_to_pointers
+from editorbot.errors import UserError
+from editorbot.export import export_all
+from editorbot.review_server import (BeatGrid, EditState, ReviewServer, ReviewSession, apply_op,
+                                    find_edit)
+
+from .test_baseline import make_jam
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+BAR_S = 2.0  # make_jam plays 120 bpm in 4/4
+# Four pieces of the jam cut on its bar lines (groove a's bars start at even seconds, groove
+# b's, after 3 s of silence, at odd ones): cut 1 skips 2 s of groove a, cut 2 goes from
+# groove a to groove b, cut 3 skips 2 s of groove b.
+PIECES = [(8.0, 6.0), (16.0, 4.0), (33.0, 8.0), (43.0, 4.0)]
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """A jam and an edit of it written as `editorbot edit` writes one (audio, segment list,
+    timelines, review page), in out/ beside the raw."""
+    root = tmp_path_factory.mktemp("review27")
+    y, sr, *_ = make_jam()
+    raw = root / "jam_raw.wav"
+    sf.write(raw, np.stack([y, 0.7 * y], axis=1), sr, subtype="PCM_24")
+    edit = Edit([Segment(s, d, crossfade_s=0.03 if i else 0.0, fade_out_s=1.0 if i == 3 else 0.0)
+                 for i, (s, d) in enumerate(PIECES)], raw_path=str(raw), raw_duration_s=len(y) / sr)
+    out = root / "out" / "jam.wav"
+    out.parent.mkdir()
+    report = render.render(raw, edit, out)
+    export_all(report.edit, out.with_suffix(""), sr=report.sr, channels=report.channels)
+    review.write_review_page(out.with_name("jam_review.html"), raw_path=raw, edit_audio_path=out,
+                             edit=report.edit, render_report=report)
+    return {"root": root, "raw": raw, "out": out, "sr": sr}
+
+
+@pytest.fixture
+def folder(made, tmp_path):
+    """A fresh copy of the edit's folder (each session writes versions and a journal)."""
+    dest = tmp_path / "out"
+    shutil.copytree(made["out"].parent, dest)
+    return dest
+
+
+@pytest.fixture
+def session(folder, tmp_path):
+    s = ReviewSession(folder / "jam.wav", data_dir=tmp_path / "training_data", find_beats=False)
+    s.load_grid()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def server(session):
+    srv = ReviewServer(session)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def request(srv, path: str, *, method: str = "GET", headers: dict | None = None, body=None,
+            token: bool = True):
+    """A raw HTTP request (http.client sends the path as given: no '..' folding)."""
+    port = srv.server_address[1]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    if token:
+        path += ("&" if "?" in path else "?") + f"token={srv.token}"
+    data = None if body is None else json.dumps(body).encode()
+    hdrs = {"Content-Type": "application/json"} if body is not None else {}
+    hdrs.update(headers or {})
+    conn.request(method, path, body=data, headers=hdrs)
+    resp = conn.getresponse()
+    return resp.status, dict(resp.getheaders()), resp.read()
+
+
+# ----------------------------------------------------------------------------- grid and operations
+
+GRID = BeatGrid(np.arange(0.0, 60.0, 0.5), np.arange(0.0, 60.0, 2.0), 120.0)
+
+
+def plain_edit() -> Edit:
+    return Edit([Segment(s, d, crossfade_s=0.03 if i else 0.0) for i, (s, d) in enumerate(PIECES)],
+                raw_path="raw.wav", raw_duration_s=51.0)
+
+
+def spans(edit: Edit) -> list[tuple[float, float]]:
+    return [(round(s.raw_start_s, 6), round(s.duration_s, 6)) for s in edit.segments]
+
+
+@pytest.mark.parametrize("t,n,unit,want", [
+    (20.0, 1, "bar", 22.0), (20.0, -1, "bar", 18.0), (20.3, 1, "bar", 22.0),  # 0.3 s: on the line
+    (21.0, 1, "bar", 22.0), (21.0, -1, "bar", 20.0), (21.1, 0, "bar", 22.0),  # between lines
+    (20.0, 1, "beat", 20.5), (20.2, -2, "beat", 19.5), (20.0, 3, "s", 23.0)])
+def test_grid_steps_count_lines_from_a_line_and_the_first_line_from_between(t, n, unit, want):
+    assert GRID.step(t, n, unit) == pytest.approx(want)
+
+
+def test_grid_refuses_to_step_past_its_ends_and_without_a_beat():
+    with pytest.raises(UserError, match="past the raw's bar grid"):
+        GRID.step(58.0, 1, "bar")
+    with pytest.raises(UserError, match="move by seconds"):
+        BeatGrid(np.zeros(0), np.zeros(0), None).step(10.0, 1, "bar")
+
+
+def test_veto_joins_the_pieces_and_the_edit_grows_by_the_raw_the_cut_skipped():
+    edit = plain_edit()
+    new = apply_op(edit, {"op": "veto", "cut": 1}, GRID, 51.0)
+    assert spans(new) == [(8.0, 12.0), (33.0, 8.0), (43.0, 4.0)]
+    assert new.duration_s == pytest.approx(edit.duration_s + 2.0)
+    assert new.segments[0].crossfade_s == 0.0 and new.segments[1].crossfade_s == 0.03
+    with pytest.raises(UserError, match="jumps back"):
+        apply_op(Edit([Segment(30.0, 4.0), Segment(10.0, 4.0)]), {"op": "veto", "cut": 1}, GRID, 51.0)
+
+
+def test_moving_a_cut_by_a_bar_rolls_both_raw_points_and_keeps_the_length():
+    edit = plain_edit()
+    new = apply_op(edit, {"op": "move_cut", "cut": 2, "n": 1, "unit": "bar"}, GRID, 51.0)
+    assert spans(new) == [(8.0, 6.0), (16.0, 6.0), (35.0, 6.0), (43.0, 4.0)]
+    assert new.duration_s == pytest.approx(edit.duration_s)
+    back = apply_op(new, {"op": "move_cut", "cut": 2, "n": -2, "unit": "beat"}, GRID, 51.0)
+    assert spans(back) == [(8.0, 6.0), (16.0, 5.0), (34.0, 7.0), (43.0, 4.0)]
+
+
+def test_trim_delete_reorder_and_insert_give_the_segments_they_promise():
+    edit = plain_edit()
+    trimmed = apply_op(edit, {"op": "move_edge", "segment": 2, "edge": "start", "n": 1, "unit": "bar"},
+                       GRID, 51.0)
+    assert spans(trimmed)[2] == (34.0, 7.0)  # from between bar lines: the next one
+    longer = apply_op(edit, {"op": "move_edge", "segment": 3, "edge": "end", "n": 1, "unit": "bar"},
+                      GRID, 51.0)
+    assert spans(longer)[3] == (43.0, 5.0)
+    deleted = apply_op(edit, {"op": "delete", "segment": 0}, GRID, 51.0)
+    assert spans(deleted) == spans(edit)[1:] and deleted.segments[0].crossfade_s == 0.0
+    moved = apply_op(edit, {"op": "move_segment", "segment": 0, "to": 2}, GRID, 51.0)
+    assert spans(moved) == [(16.0, 4.0), (33.0, 8.0), (8.0, 6.0), (43.0, 4.0)]
+    assert [s.crossfade_s for s in moved.segments] == [0.0, 0.03, 0.03, 0.03]
+    added = apply_op(edit, {"op": "insert", "raw_start_s": 0.1, "raw_end_s": 3.9, "at": 1}, GRID, 51.0)
+    assert spans(added)[1] == (0.0, 4.0)  # both ends snapped to the nearest beat
+    assert len(added.segments) == 5
+
+
+@pytest.mark.parametrize("req,message", [
+    ({"op": "move_cut", "cut": 1, "n": -3, "unit": "bar"}, "at least 0.1 s"),
+    ({"op": "move_edge", "segment": 3, "edge": "end", "n": 3, "unit": "bar"}, "past the raw's end"),
+    ({"op": "veto", "cut": 4}, "cuts are 1 to 3"),
+    ({"op": "veto", "cut": 1, "extra": 2}, "unknown extra"),
+    ({"op": "move_cut", "cut": 1, "n": 1.5, "unit": "bar"}, "whole number"),
+    ({"op": "explode"}, "must be one of")])
+def test_impossible_operations_are_one_line_errors(req, message):
+    with pytest.raises(UserError, match=message):
+        apply_op(plain_edit(), req, GRID, 51.0)
+
+
+def test_the_journal_replays_every_change_undo_and_redo_and_survives_a_cut_short_line(tmp_path):
+    journal = tmp_path / "journal.jsonl"
+    state = EditState(journal, plain_edit(), version=1)
+    for req in ({"op": "veto", "cut": 1}, {"op": "delete", "segment": 2},
+                {"op": "move_cut", "cut": 1, "n": 1, "unit": "bar"}):
+        state.change(apply_op(state.edit, req, GRID, 51.0), req["op"], req)
+    state.undo()
+    state.undo()
+    state.redo()
+    want = spans(state.edit)
+    assert want == [(8.0, 12.0), (33.0, 8.0)] and state.can_redo and state.dirty
+    again = EditState(journal, Edit([Segment(0.0, 1.0)]), version=1)  # the base is ignored
+    assert spans(again.edit) == want and again.cursor == state.cursor and again.can_redo
+    with open(journal, "a") as fh:
+        fh.write('{"kind": "change", "op": {"op": "del')  # the server killed mid-write
+    assert spans(EditState(journal, plain_edit(), version=1).edit) == want
+    # A change after an undo drops the undone future.
+    again.change(apply_op(again.edit, {"op": "delete", "segment": 1}, GRID, 51.0), "delete", {})
+    assert not again.can_redo and spans(again.edit) == [(8.0, 12.0)]
+
+
+# ----------------------------------------------------------------------------- session and server
+
+def test_find_edit_takes_any_version_or_the_folder(folder, tmp_path):
+    assert find_edit(folder).stem == "jam"
+    assert find_edit(folder / "jam.wav").versions() == [1]
+    shutil.copy(folder / "jam.wav", folder / "jam_v2.wav")
+    shutil.copy(folder / "jam_segments.json", folder / "jam_v2_segments.json")
+    assert find_edit(folder / "jam_v2.wav").stem == "jam" and find_edit(folder).versions() == [1, 2]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no edit here"):
+        find_edit(tmp_path / "empty")
+
+
+def test_a_second_writer_is_refused(session, folder, tmp_path):
+    with pytest.raises(UserError, match="already being reviewed"):
+        ReviewSession(folder, data_dir=tmp_path / "td", find_beats=False)
+
+
+def test_requests_need_the_token_and_stay_inside_the_folder(server, folder, tmp_path):
+    assert request(server, "/")[0] == 200
+    assert request(server, "/", token=False)[0] == 403
+    assert request(server, "/api/state?token=wrong", token=False)[0] == 403
+    assert request(server, "/", headers={"Host": "evil.example:80"})[0] == 403
+    assert request(server, "/files/jam_segments.json")[0] == 200
+    for path in ("/files/../jam_raw.wav", "/files/%2e%2e/jam_raw.wav", "/files/..%2fjam_raw.wav",
+                 "/static/../review_server.py", "/files/jam_corrections/journal.jsonl"):
+        assert request(server, path)[0] == 403, path
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the page")
+    os.symlink(secret, folder / "link.txt")
+    assert request(server, "/files/link.txt")[0] == 403  # a symlink out of the folder
+    assert request(server, "/files/nothing.wav")[0] == 404
+    assert request(server, "/api/op", method="POST", body={"op": "veto", "cut": 1}, token=False)[0] == 403
+
+
+def test_audio_answers_range_requests_byte_for_byte(server, made):
+    whole = made["raw"].read_bytes()
+    status, headers, body = request(server, "/raw", headers={"Range": "bytes=1000-1999"})
+    assert status == 206 and body == whole[1000:2000]
+    assert headers["Content-Range"] == f"bytes 1000-1999/{len(whole)}"
+    status, _, body = request(server, "/raw", headers={"Range": "bytes=-500"})
+    assert status == 206 and body == whole[-500:]
+    assert request(server, "/raw", headers={"Range": f"bytes={len(whole)}-"})[0] == 416
+    status, headers, body = request(server, "/raw")
+    assert status == 200 and body == whole and headers["Accept-Ranges"] == "bytes"
+
+
+def test_auditions_play_the_seconds_across_a_cut_and_the_raw_without_it(server, session, made):
+    _, _, with_cut = request(server, "/api/clip.wav?cut=2")
+    _, _, without = request(server, "/api/clip.wav?cut=2&without=1")
+    import io
+    x, sr = sf.read(io.BytesIO(with_cut), always_2d=True)
+    r, _ = sf.read(io.BytesIO(without), always_2d=True)
+    assert sr == made["sr"] and len(x) == pytest.approx(4.0 * sr, abs=2) and len(r) == len(x)
+    raw, _ = sf.read(made["raw"], always_2d=True)
+    a = session.state.edit.segments[1]
+    start = int(round((a.raw_end_s - 2.0) * sr))
+    # Without the cut: the raw itself (16-bit), across the out point.
+    assert np.max(np.abs(r - raw[start:start + len(r)])) < 1e-3
+    # With it: the same first second, then the incoming side (groove b), not the raw.
+    assert np.max(np.abs(x[:sr] - raw[start:start + sr])) < 1e-3
+    assert np.max(np.abs(x[-sr:] - raw[start + len(r) - sr:start + len(r)])) > 0.05
+
+
+def test_save_writes_a_new_version_keeps_the_old_and_writes_the_correction_pair(session, folder, tmp_path):
+    from editorbot.dataset import read_pointer_files
+    from editorbot.layout import discover
+
+    old = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
+    before = Edit.load(folder / "jam_segments.json")
+    session.apply({"op": "veto", "cut": 1})
+    done = session.save(wait_for_page=True)
+    assert done["version"] == 2
+    for kind in ("audio", "segments", "otio", "edl", "fcp_xml", "labels", "review"):
+        assert Path(done["paths"][kind]).is_file() and "jam_v2" in Path(done["paths"][kind]).name
+    # Version 1 is untouched.
+    assert {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in old} == old
+    gap = before.segments[1].raw_start_s - (before.segments[0].raw_start_s + before.segments[0].duration_s)
+    new = Edit.load(folder / "jam_v2_segments.json")
+    info = sf.info(folder / "jam_v2.wav")
+    assert info.frames == round((before.duration_s + gap) * info.samplerate)
+    assert len(new.segments) == 3
+    # The pair: the raw linked, the version's audio, pointers straight from its segments.
+    td = tmp_path / "training_data"
+    (pair,) = discover(td).pairs
+    assert pair.name == "jam" and pair.raw.resolve() == session.raw.resolve()
+    assert pair.edit.read_bytes() == (folder / "jam_v2.wav").read_bytes()
+    pointers, ops, meta = read_pointer_files(td / "pointer_sequences", "jam")
+    np.testing.assert_array_equal(pointers, segments_to_pointers(new, raw_frames=meta["raw_frames"]))
+    assert meta["correction"] is True and meta["edit"]["version"] == 2 and ops is not None
+    # A second save is version 3; the pair now holds it.
+    session.apply({"op": "delete", "segment": 2})
+    assert session.save(wait_for_page=True)["version"] == 3
+    assert discover(td).pairs[0].edit.read_bytes() == (folder / "jam_v3.wav").read_bytes()
+    assert (folder / "jam_v2.wav").is_file()
+
+
+def test_a_killed_server_loses_nothing(folder, tmp_path):
+    first = ReviewSession(folder, data_dir=None, find_beats=False)
+    first.grid = GRID
+    first.apply({"op": "veto", "cut": 3})
+    first.apply({"op": "delete", "segment": 0})
+    first.undo()
+    want = spans(first.state.edit)
+    first._lock_fh.close()  # what the kernel does when the process dies
+    second = ReviewSession(folder, data_dir=None, find_beats=False)
+    try:
+        assert spans(second.state.edit) == want and second.state.can_redo and second.state.dirty
+    finally:
+        second.close()
+
+
+# ----------------------------------------------------------------------------- the page in Chromium
+
+@pytest.mark.browser
+@pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+                    reason="needs Debian's chromium and chromium-driver "
+                           "(apt-get install -y chromium chromium-driver)")
+def test_veto_a_cut_move_another_by_a_bar_and_save_in_headless_chromium(server, session, folder,
+                                                                         tmp_path):
+    """Screenshots go to $EDITORBOT_SCREENSHOTS when it is set."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    shots = os.environ.get("EDITORBOT_SCREENSHOTS")
+    before = Edit.load(folder / "jam_segments.json")
+    old_audio = (folder / "jam.wav").read_bytes()
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1250"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    wait = WebDriverWait(driver, 60)
+    try:
+        driver.get(server.url)
+        wait.until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#segments tbody tr")) == 4
+        history = lambda: driver.execute_script(
+            "return Array.from(document.querySelectorAll('#history li')).map(li => li.textContent)")
+
+        # Move cut 3 (inside groove b) one bar later.
+        driver.find_element(By.CSS_SELECTOR, 'a[data-cut="3"]').click()
+        if shots:
+            Path(shots).mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(Path(shots) / "before.png"))
+        driver.find_element(By.CSS_SELECTOR, '[data-cut-move="1"][data-unit="bar"]').click()
+        wait.until(lambda d: len(history()) == 2)
+        # Veto cut 1 (the pieces of groove a join).
+        driver.find_element(By.CSS_SELECTOR, 'a[data-cut="1"]').click()
+        driver.find_element(By.ID, "veto").click()
+        wait.until(lambda d: len(history()) == 3)
+        assert history()[1:] == ["move cut 3 by +1 bar", "veto cut 1"]
+        if shots:
+            driver.save_screenshot(str(Path(shots) / "corrected.png"))
+        driver.find_element(By.ID, "save").click()
+        wait.until(lambda d: "saved version 2" in d.find_element(By.ID, "status").text)
+        wait.until(lambda d: "static page written" in d.find_element(By.ID, "save-facts").text)
+        # The saved version plays in the edit lane.
+        wait.until(lambda d: d.execute_script(
+            "return document.getElementById('edit-audio').src").split("?")[0].endswith("/files/jam_v2.wav"))
+        if shots:
+            driver.save_screenshot(str(Path(shots) / "after.png"))
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        driver.quit()
+
+    # The segment list and the audio changed exactly as asked (cuts within the renderer's
+    # seam search of where the grid put them).
+    a, b, c, d = before.segments
+    shift = session.grid.step(c.raw_start_s + c.duration_s, 1, "bar") - (c.raw_start_s + c.duration_s)
+    assert shift == pytest.approx(BAR_S, abs=0.05)  # the grid found the jam's bars
+    new = Edit.load(folder / "jam_v2_segments.json")
+    want = [(a.raw_start_s, b.raw_start_s + b.duration_s - a.raw_start_s),
+            (c.raw_start_s, c.duration_s + shift), (d.raw_start_s + shift, d.duration_s - shift)]
+    got = [(s.raw_start_s, s.duration_s) for s in new.segments]
+    assert len(got) == 3
+    radius = render.SEAM_SEARCH_MS / 1000 + 1e-4
+    for (gs, gd), (ws, wd) in zip(got, want):
+        assert gs == pytest.approx(ws, abs=radius) and gd == pytest.approx(wd, abs=2 * radius)
+    gap = b.raw_start_s - (a.raw_start_s + a.duration_s)
+    info = sf.info(folder / "jam_v2.wav")
+    assert info.frames == round((before.duration_s + gap) * info.samplerate)
+    assert sf.info(folder / "jam.wav").frames == round(before.duration_s * info.samplerate)
+    assert (folder / "jam.wav").read_bytes() == old_audio  # the old version is still there
+    # Without the token, or with '..', the same server refuses.
+    assert request(server, "/api/state", token=False)[0] == 403
+    assert request(server, "/files/../jam_raw.wav")[0] == 403
