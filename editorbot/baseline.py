@@ -5,6 +5,12 @@ repetition, groove, noodling, silence, seam cost), then a dynamic programme over
 bar-aligned segments that keeps the best music under a target duration, with an intro
 and an ending. It is the default editor for a new user and the baseline every model must beat.
 
+What it never does unless asked (`allow_loops`): play any stretch of the raw more than
+twice. When the recording holds less music than the target, it plays whole passages a
+second time (a band repeating a chorus), and when even that falls short it returns a
+shorter edit and says why in one line. Every cut falls on a unit boundary (a bar line),
+and the edit ends where the playing ends or fades out.
+
 Units are bars when the recording has a steady beat, and phrases (about `phrase_s` long,
 cut at the quietest moment nearby) when it does not.
 """
@@ -21,11 +27,12 @@ import scipy.ndimage
 import scipy.signal
 
 from . import audio
-from .edits import Edit, Segment
+from .edits import Edit, Segment, clock
 from .errors import UserError, log
 
 DEFAULT_KEEP = 0.3  # fraction of the raw kept when the user has no training pairs
 MAX_LOOP_FACTOR = 4.0  # longest target, in lengths of the recording (looping makes up the rest)
+MAX_PLAYS = 2  # most plays of any stretch of the raw without allow_loops
 
 
 @dataclass(frozen=True)
@@ -44,17 +51,27 @@ class BaselineConfig:
     phrase_s: phrase length used when there is no beat grid.
     novelty_beats: half-width of the checkerboard kernel, in beats.
     silence_db: a unit this far below the recording's loud level is silence.
+    quiet_db: sounding units this far below the loud level, in a stretch at least twice
+        min_segment_s long, are quiet (noodling between takes): their quality drops as a
+        noodle's does.
+    false_start_s: a stretch of playing between silences shorter than this is a false
+        start or a try (when the recording has a longer one): its quality drops too.
+    min_quality: units of lower quality (below about the recording's 10th percentile on
+        every measure) are not music worth keeping for their own sake: with the silent,
+        noodling, quiet and false-start ones, they decide how much music the raw holds,
+        hence when passages are played twice.
     noodle_repetition: a unit without a clear pulse whose repetition score is below this
         counts as noodling (aimless playing, tuning).
-    min_quality: units below this quality are not music worth keeping: when the target
-        is longer than the rest, a passage is looped rather than keep them.
-    min_segment_s: shortest kept segment.
+    min_segment_s: shortest kept segment, and shortest passage played a second time.
+    max_repeat_s: longest passage played a second time (about a verse or a chorus).
     cut_penalty: cost of one more cut, in units of one bar of good music.
     seam_weight: weight of the seam cost (0: cut anywhere, 1: only at section changes).
-    intro_penalty, ending_penalty: cost of starting / ending the edit away from a section
-        boundary, in bars of good music.
+    intro_penalty: cost of starting the edit away from a section start, in bars of good music.
+    ending_penalty: cost of ending the edit where the playing goes on (it fades out
+        there), in bars of good music; half of it at a section boundary.
     duration_tolerance: relative duration error accepted to keep a natural ending;
-        otherwise the last segment is trimmed or extended to the exact target.
+        otherwise the edit is trimmed or extended by whole units to the unit boundary
+        nearest the target, and fades out there unless the playing ends there.
     crossfade_s: crossfade at each seam.
     fade_out_s: fade at the end when the edit does not stop at a natural ending.
     max_ticks: cap on the duration grid of the search (memory is about 3 bytes x units x ticks).
@@ -74,9 +91,12 @@ class BaselineConfig:
     phrase_s: float = 4.0
     novelty_beats: int = 16
     silence_db: float = 35.0
+    quiet_db: float = 15.0
+    false_start_s: float = 12.0
+    min_quality: float = -2.0
     noodle_repetition: float = 0.6
-    min_quality: float = -1.0
     min_segment_s: float = 4.0
+    max_repeat_s: float = 30.0
     cut_penalty: float = 1.0
     seam_weight: float = 1.0
     intro_penalty: float = 3.0
@@ -98,9 +118,12 @@ class Analysis:
     bounds_s: unit boundaries, (n_units + 1,), from 0 to the end of the recording.
     unit_kind: 'bar' or 'phrase'.
     section_starts: unit indices where a section starts (novelty peaks, silence edges).
+    end_db: level of the recording's last half second re the loud level (where it ends
+        in silence or a rung-out chord, ending there is natural).
     scores: per-unit arrays (n_units,): 'energy_db' (re the loud level), 'density'
-        (onsets per s), 'repetition' (0..1), 'pulse' (clarity 0..1), 'silent', 'noodle'
-        (bools) and 'quality' (the goodness the search maximises, per bar of music).
+        (onsets per s), 'repetition' (0..1), 'pulse' (clarity 0..1), 'silent', 'noodle',
+        'quiet', 'false_start' (bools) and 'quality' (the goodness the search maximises,
+        per bar of music).
     seam_cost: per boundary (n_units + 1,), 0 (a natural place to cut) .. 1 (mid-phrase).
     novelty: per boundary (n_units + 1,), 0..1.
     """
@@ -113,6 +136,7 @@ class Analysis:
     bounds_s: np.ndarray
     unit_kind: str
     section_starts: np.ndarray
+    end_db: float = 0.0
     scores: dict[str, np.ndarray] = field(default_factory=dict)
     seam_cost: np.ndarray = field(default_factory=lambda: np.zeros(0))
     novelty: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -123,34 +147,67 @@ class Analysis:
 
 
 def propose_edit(raw_path: str | os.PathLike, *, target_duration_s: float | None = None,
-                 keep: float | None = None, data_dir: str | os.PathLike = "training_data",
+                 keep: float | None = None, allow_loops: bool = False,
+                 data_dir: str | os.PathLike = "training_data",
                  config: BaselineConfig = DEFAULT_CONFIG) -> Edit:
-    """The rule-based editor's edit of `raw_path`: bar-aligned runs in raw order, and
-    when the target is longer than the music in the recording, one passage looped.
+    """The rule-based editor's edit of `raw_path`: bar-aligned runs in raw order; when
+    the target is longer than the music in the recording, passages played a second time
+    (or, with allow_loops, one passage looped up to the target).
 
     Args:
         target_duration_s: wanted edit length in seconds (up to MAX_LOOP_FACTOR times the
             recording), or
         keep: wanted fraction of the raw (0..1]. With neither, the median keep ratio of
             the training pairs under `data_dir` is used, or DEFAULT_KEEP without any.
+        allow_loops: let a passage play more than MAX_PLAYS times to reach the target.
         data_dir: the user's training_data folder (only read for the default keep ratio).
 
     Returns:
-        Edit whose duration is the target (within config.duration_tolerance where that
-        keeps a natural ending, else to a few ms).
+        Edit, see edit_from_analysis.
     """
     info = audio.probe(raw_path)
     target = resolve_target(info.duration_s, target_duration_s=target_duration_s, keep=keep,
                             data_dir=data_dir, where=str(raw_path))
     y = audio.load_analysis(raw_path, sr=config.sr)
     found = analyze(y, config, where=str(raw_path))
-    music_s = float(np.diff(found.bounds_s)[found.scores["quality"] > config.min_quality].sum())
-    runs = plan(found, min(target, 0.95 * music_s), config)
-    kept_s = float(sum(found.bounds_s[b] - found.bounds_s[a] for a, b in runs))
-    if target > kept_s + config.duration_tolerance * target:
-        runs = loop_runs(found, runs, target - kept_s, config, where=str(raw_path))
-    return to_edit(found, runs, target, config, raw_path=str(raw_path),
-                   raw_duration_s=info.duration_s)
+    return edit_from_analysis(found, target, allow_loops=allow_loops, config=config,
+                              raw_path=str(raw_path), raw_duration_s=info.duration_s)
+
+
+def edit_from_analysis(found: Analysis, target_s: float, *, allow_loops: bool = False,
+                       config: BaselineConfig = DEFAULT_CONFIG, raw_path: str | None = None,
+                       raw_duration_s: float | None = None) -> Edit:
+    """The edit of an analysed recording, target_s long where the music allows.
+
+    The search keeps the best runs of units up to the music the recording holds
+    (music_units). When the target is longer than that, what is missing is made up by
+    repeat_runs (each unit plays at most MAX_PLAYS times) or, with allow_loops, by
+    loop_runs. When the edit still falls
+    short of the target by more than config.duration_tolerance and a unit, one warning
+    line says how much music there is and why the edit is shorter.
+
+    Returns:
+        Edit whose cuts sit on unit boundaries; its duration is the target to within half
+        a unit (config.duration_tolerance where that keeps a natural ending), or shorter
+        as the warning says.
+    """
+    where = raw_path or "raw"
+    dur = np.diff(found.bounds_s)
+    music_s = float(dur[music_units(found, config)].sum())
+    runs = plan(found, min(target_s, 0.95 * music_s), config)
+    missing_s = target_s - float(sum(found.bounds_s[b] - found.bounds_s[a] for a, b in runs))
+    # Repeats only make up for music the raw lacks; the search's own slack is to_edit's.
+    if target_s > 0.95 * music_s and missing_s > config.duration_tolerance * target_s:
+        if allow_loops:
+            runs = loop_runs(found, runs, missing_s, config, where=where)
+        else:
+            runs = repeat_runs(found, runs, missing_s, config, where=where)
+    edit = to_edit(found, runs, target_s, config, raw_path=raw_path, raw_duration_s=raw_duration_s)
+    if target_s - edit.duration_s > max(config.duration_tolerance * target_s, float(np.median(dur))):
+        log.warning("%s: %.0f s of music for a %.0f s edit; with no passage played more than %d "
+                    "times the edit is %.0f s (--allow-loops loops a passage to the full length)",
+                    where, music_s, target_s, MAX_PLAYS, edit.duration_s)
+    return edit
 
 
 def resolve_target(raw_duration_s: float, *, target_duration_s: float | None = None,
@@ -329,7 +386,8 @@ def analyze(y: np.ndarray, config: BaselineConfig = DEFAULT_CONFIG, *, where: st
 
     found = Analysis(duration_s=duration_s, tempo_bpm=tempo, pulse_clarity=overall_clarity,
                      beats_s=beats_s, downbeats_s=downbeats_s, bounds_s=bounds_s,
-                     unit_kind=unit_kind, section_starts=np.zeros(0, np.int64))
+                     unit_kind=unit_kind, section_starts=np.zeros(0, np.int64),
+                     end_db=float(np.mean(rms_db[-max(1, int(0.5 * fps)):])) - loud_db)
     _score_units(found, grid_s, mel_db, chroma, rms_db, onset_env, loud_db,
                  centres_s, clarity, config)
     return found
@@ -621,7 +679,19 @@ def _score_units(found: Analysis, grid_s, mel_db, chroma, rms_db, onset_env, lou
                + 1.0 * _scaled(repetition, sounding)
                + 0.5 * _scaled(pulse, sounding)
                + 0.25 * _scaled(np.log1p(density), sounding))
-    quality = quality - 3.0 * noodle - 6.0 * silent
+    # Long stretches of playing far under the loud level (noodling between takes; a quiet
+    # bar inside a song is a break, not that), and short stretches of playing between
+    # silences (false starts, tries) when longer ones exist.
+    quiet = np.zeros(n_units, bool)
+    for a, b in _stretches(~silent & (energy_db < -config.quiet_db)):
+        quiet[a:b] = found.bounds_s[b] - found.bounds_s[a] >= 2 * config.min_segment_s
+    false_start = np.zeros(n_units, bool)
+    islands = _stretches(sounding)
+    lengths = [found.bounds_s[b] - found.bounds_s[a] for a, b in islands]
+    if lengths and max(lengths) >= config.false_start_s:
+        for (a, b), length in zip(islands, lengths):
+            false_start[a:b] = length < config.false_start_s
+    quality = quality - 3.0 * (noodle | quiet | false_start) - 6.0 * silent
 
     # Sections start at novelty peaks and where sound starts after silence.
     edges = np.zeros(n_units + 1, bool)
@@ -630,16 +700,23 @@ def _score_units(found: Analysis, grid_s, mel_db, chroma, rms_db, onset_env, lou
     starts = np.flatnonzero((is_peak | edges)[:-1] | (np.arange(n_units + 1) == 0)[:-1])
     starts = starts[~silent[starts]]
     # Seam cost: cutting mid-section costs 1, at a clear change or beside silence 0.
-    quiet = np.zeros(n_units + 1, bool)
-    quiet[1:-1] = silent[:-1] | silent[1:]
-    seam_cost = np.where(quiet | edges | is_peak, 0.0, 1.0 - novelty)
+    beside_silence = np.zeros(n_units + 1, bool)
+    beside_silence[1:-1] = silent[:-1] | silent[1:]
+    seam_cost = np.where(beside_silence | edges | is_peak, 0.0, 1.0 - novelty)
     seam_cost[0] = seam_cost[-1] = 0.0
 
     found.section_starts = starts.astype(np.int64)
     found.novelty = novelty
     found.seam_cost = seam_cost
     found.scores = {"energy_db": energy_db, "density": density, "repetition": repetition,
-                    "pulse": pulse, "silent": silent, "noodle": noodle, "quality": quality}
+                    "pulse": pulse, "silent": silent, "noodle": noodle, "quiet": quiet,
+                    "false_start": false_start, "quality": quality}
+
+
+def _stretches(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The runs of True in a bool array, as (start, end) with end exclusive."""
+    edges = np.flatnonzero(np.diff(np.r_[0, mask.astype(np.int8), 0]))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
 
 
 def _unit_norm(v: np.ndarray) -> np.ndarray:
@@ -657,15 +734,23 @@ def _scaled(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
 # Search
 
 
-def natural_ends(found: Analysis) -> np.ndarray:
-    """Boundaries where an edit can stop without a fade, bool (n_units + 1,): the end of
-    the recording, where the playing stops (silence follows), and where a section ends."""
+def music_units(found: Analysis, config: BaselineConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """Units worth keeping for their own sake, bool (n_units,): neither silence, nor
+    noodling, nor quiet, nor a false start, nor of quality below config.min_quality.
+    Their total length is how much music the recording holds."""
+    s = found.scores
+    return (~s["silent"] & ~s["noodle"] & ~s["quiet"] & ~s["false_start"]
+            & (s["quality"] >= config.min_quality))
+
+
+def natural_ends(found: Analysis, config: BaselineConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """Boundaries where an edit can stop without a fade, bool (n_units + 1,): where the
+    playing stops (silence follows), and the end of the recording when it ends in
+    silence. A section boundary is not one: the music goes on there."""
     silent = found.scores["silent"]
     ends = np.zeros(found.n_units + 1, bool)
-    ends[-1] = True
     ends[1:-1] = silent[1:] & ~silent[:-1]
-    ends[found.section_starts] = True
-    ends[0] = False
+    ends[-1] = bool(silent[-1]) or found.end_db < -config.silence_db
     return ends
 
 
@@ -676,7 +761,8 @@ def plan(found: Analysis, target_s: float, config: BaselineConfig = DEFAULT_CONF
     eighth of a typical unit): it maximises the kept units' quality minus the cost of
     each cut (cut_penalty plus the seam costs where a run ends and where the next starts),
     with the first run starting at a section start (else intro_penalty) and the last one
-    ending at a section end (else ending_penalty). Runs keep the raw's order and are at
+    ending where the playing stops (else ending_penalty, half of it at a section
+    boundary: the edit fades out there). Runs keep the raw's order and are at
     least min_segment_s long (a shorter raw or target relaxes that).
 
     Returns:
@@ -699,7 +785,9 @@ def plan(found: Analysis, target_s: float, config: BaselineConfig = DEFAULT_CONF
     c_entry = config.seam_weight * found.seam_cost
     intro = np.full(n + 1, config.intro_penalty)
     intro[found.section_starts] = 0.0
-    ending = np.where(natural_ends(found), 0.0, config.ending_penalty)
+    ending = np.full(n + 1, config.ending_penalty)
+    ending[found.section_starts] = 0.5 * config.ending_penalty
+    ending[natural_ends(found, config)] = 0.0
     # Runs of at least min_segment_s, relaxed so that a short target fits in about 3 runs.
     min_units = int(np.ceil(config.min_segment_s / bar_s - 1e-6))
     min_units = max(1, min(min_units, int(target_s / bar_s / 3)))
@@ -781,7 +869,8 @@ def _backtrack(u, row, k, rows, ticks, idle_src, start_src, long_src) -> list[tu
 
 def loop_runs(found: Analysis, runs: list[tuple[int, int]], extra_s: float,
               config: BaselineConfig = DEFAULT_CONFIG, *, where: str = "raw") -> list[tuple[int, int]]:
-    """Make an edit longer by repeating one passage of it, as players loop a groove.
+    """Make an edit longer by repeating one passage of it, as players loop a groove (when
+    the user asks for loops: the passage plays as often as the target needs).
 
     The passage is the kept window of `loop_units` units (4 bars, or 2 phrases) with the
     best mean quality and the cheapest seams at both ends (a section start is best); it
@@ -813,40 +902,121 @@ def loop_runs(found: Analysis, runs: list[tuple[int, int]], extra_s: float,
     return runs[:i] + middle + runs[i + 1:]
 
 
+def repeat_runs(found: Analysis, runs: list[tuple[int, int]], extra_s: float,
+                config: BaselineConfig = DEFAULT_CONFIG, *, where: str = "raw") -> list[tuple[int, int]]:
+    """Make an edit longer by playing kept passages a second time, each right after itself
+    (as a band plays a chorus twice); no unit plays more than MAX_PLAYS times.
+
+    A passage is a window of whole units inside one kept run, neither the edit's first
+    unit (its opening) nor its last (its ending), from config.min_segment_s to
+    config.max_repeat_s long and at most what is still missing plus half a unit. Each pick
+    is the window with
+    the best mean quality, minus the seam costs at both its ends, plus 0.5 for each end on
+    a section boundary, plus the share of what is missing that it covers. Picks do not
+    overlap; they stop when less than min_segment_s is missing or no window is left.
+
+    Returns:
+        runs with the repeats inserted, in play order: a run (a, b) with a repeat of
+        (w0, w1) inside it becomes (a, w1), (w0, b).
+    """
+    bounds = found.bounds_s
+    dur = np.diff(bounds)
+    half_unit_s = 0.5 * float(np.median(dur))
+    quality_sum = np.r_[0.0, np.cumsum(found.scores["quality"] * dur)]
+    at_section = np.zeros(found.n_units + 1)
+    at_section[found.section_starts] = 0.5
+    picked = np.zeros(found.n_units, bool)
+    missing = extra_s
+    picks: list[tuple[int, int]] = []
+    while missing >= config.min_segment_s:
+        best = None
+        used = np.r_[0, np.cumsum(picked)]  # picked units before each boundary
+        for a, b in runs:
+            w0, w1 = np.meshgrid(np.arange(a, b + 1), np.arange(a, b + 1), indexing="ij")
+            length = bounds[w1] - bounds[w0]
+            ok = ((w1 > w0) & (length >= config.min_segment_s - 1e-6)
+                  & (length <= min(missing + half_unit_s, config.max_repeat_s + 1e-6))
+                  & (used[w1] == used[w0]) & (w0 != runs[0][0]) & (w1 != runs[-1][1]))
+            if not ok.any():
+                continue
+            score = ((quality_sum[w1] - quality_sum[w0]) / np.maximum(length, 1e-9)
+                     - found.seam_cost[w0] - found.seam_cost[w1] + at_section[w0] + at_section[w1]
+                     + np.minimum(length, missing) / missing)
+            score = np.where(ok, score, -np.inf)
+            i, j = np.unravel_index(np.argmax(score), score.shape)
+            if best is None or score[i, j] > best[0]:
+                best = (float(score[i, j]), int(w0[i, j]), int(w1[i, j]))
+        if best is None:
+            break
+        _, w0, w1 = best
+        picks.append((w0, w1))
+        picked[w0:w1] = True
+        missing -= bounds[w1] - bounds[w0]
+    if picks:
+        kept_s = sum(bounds[b] - bounds[a] for a, b in runs)
+        log.info("%s: %.0f s kept for a %.0f s edit; playing %s twice",
+                 where, kept_s, kept_s + extra_s,
+                 ", ".join(f"{clock(bounds[a])}-{clock(bounds[b])}" for a, b in sorted(picks)))
+    out = []
+    for a, b in runs:
+        start = a
+        for w0, w1 in sorted(p for p in picks if a <= p[0] and p[1] <= b):
+            out.append((start, w1))
+            start = w0
+        out.append((start, b))
+    return out
+
+
 def to_edit(found: Analysis, runs: list[tuple[int, int]], target_s: float,
             config: BaselineConfig = DEFAULT_CONFIG, *, raw_path: str | None = None,
             raw_duration_s: float | None = None) -> Edit:
-    """Segments of the kept runs, the last one trimmed or extended to hit target_s.
+    """Segments of the kept runs, brought to the unit boundary nearest target_s.
 
-    The last segment fades out unless it stops at a natural ending (the end of the
-    recording, or where the playing stops); seams get config.crossfade_s.
+    Runs that carry straight on in the raw become one segment. Unless the edit already
+    stops at a natural ending within config.duration_tolerance of the target, whole units
+    are added (music units after the last segment, then before the first) or taken off the
+    end while that brings the length nearer the target. The edit fades out over
+    config.fade_out_s unless it stops at a natural ending; seams get config.crossfade_s.
+    Every segment starts and ends on a unit boundary (a bar line).
     """
     bounds = found.bounds_s
-    pieces = [[float(bounds[a]), float(bounds[b])] for a, b in runs]
-    short = target_s - sum(e - s for s, e in pieces)
-    natural = bool(natural_ends(found)[runs[-1][1]])
-    if natural and abs(short) <= config.duration_tolerance * target_s:
-        short = 0.0  # close enough: keep the natural ending rather than fade out early
-    if short > 1e-6:
-        # Play on past the last run's end, or (at the end of the raw) start earlier.
-        grow = min(short, found.duration_s - pieces[-1][1])
-        pieces[-1][1] += grow
-        pieces[0][0] -= min(short - grow, pieces[0][0])
-        natural = natural and grow < 1e-6
-    while short < -1e-6:
-        # Stop early: drop whole pieces that the excess covers, then trim the last one.
-        length = pieces[-1][1] - pieces[-1][0]
-        if len(pieces) > 1 and -short >= length:
-            pieces.pop()
-            short += length
+    n = found.n_units
+    music = music_units(found, config)
+    ends = natural_ends(found, config)
+    pieces: list[list[int]] = []
+    for a, b in runs:
+        if pieces and pieces[-1][1] == a:
+            pieces[-1][1] = b
         else:
-            pieces[-1][1] -= min(-short, length - 0.5)
-            short = 0.0
-        natural = False
-    segments = []
-    for i, (s, e) in enumerate(pieces):
-        segments.append(Segment(raw_start_s=s, duration_s=e - s,
-                                crossfade_s=config.crossfade_s if i else 0.0))
-    if not natural:
+            pieces.append([a, b])
+    short = target_s - sum(bounds[b] - bounds[a] for a, b in pieces)
+    if not (ends[pieces[-1][1]] and abs(short) <= config.duration_tolerance * target_s):
+        # A unit of length d brings the edit nearer the target when d < 2 |short|.
+        while short > 0:
+            last, first = pieces[-1][1], pieces[0][0]
+            if last < n and music[last] and bounds[last + 1] - bounds[last] < 2 * short:
+                pieces[-1][1] += 1
+                short -= bounds[last + 1] - bounds[last]
+            elif first > 0 and music[first - 1] and bounds[first] - bounds[first - 1] < 2 * short:
+                pieces[0][0] -= 1
+                short -= bounds[first] - bounds[first - 1]
+            else:
+                break
+        while short < 0:
+            a, b = pieces[-1]
+            if bounds[b] - bounds[b - 1] >= -2 * short:
+                break
+            short += bounds[b] - bounds[b - 1]
+            if b - 1 > a:
+                pieces[-1][1] -= 1
+            elif len(pieces) > 1:
+                pieces.pop()
+            else:
+                short -= bounds[b] - bounds[b - 1]
+                break
+    segments = [Segment(raw_start_s=float(bounds[a]), duration_s=float(bounds[b] - bounds[a]),
+                        crossfade_s=config.crossfade_s if i else 0.0)
+                for i, (a, b) in enumerate(pieces)]
+    if not ends[pieces[-1][1]]:
         segments[-1].fade_out_s = min(config.fade_out_s, segments[-1].duration_s / 2)
     return Edit(segments, raw_path=raw_path, raw_duration_s=raw_duration_s)

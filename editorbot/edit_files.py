@@ -37,7 +37,7 @@ class _Warnings(logging.Handler):
 def edit_to_files(raw: str | os.PathLike, output: str | os.PathLike, *,
                   checkpoint: str | os.PathLike | None = None,
                   target_duration_s: float | None = None, keep: float | None = None,
-                  seam_search_ms: float = 20.0, review: bool = True,
+                  allow_loops: bool = False, seam_search_ms: float = 20.0, review: bool = True,
                   cache_dir: str | os.PathLike | None = None, allow_clipping: bool = False,
                   overwrite: bool = False,
                   params: FeatureParams = DEFAULT_PARAMS) -> dict:
@@ -48,6 +48,7 @@ def edit_to_files(raw: str | os.PathLike, output: str | os.PathLike, *,
         output: the edit's audio (.wav, .flac or .ogg); the other files go next to it.
         checkpoint: a trained model's checkpoint path; None: the rule-based editor.
         target_duration_s, keep: the wanted length (see editorbot.editors.propose).
+        allow_loops: the rule-based editor may loop a passage to reach the length.
         seam_search_ms: each cut moves within +- this to where it joins best.
         review: write the review page (OUTPUT_review.html).
         cache_dir: cached stems for models that read them (see editorbot.editors.propose).
@@ -76,7 +77,7 @@ def edit_to_files(raw: str | os.PathLike, output: str | os.PathLike, *,
     log.addHandler(warnings)
     try:
         edit = propose(raw, checkpoint=checkpoint, target_duration_s=target_duration_s, keep=keep,
-                       cache_dir=cache_dir)
+                       allow_loops=allow_loops, cache_dir=cache_dir)
     finally:
         log.removeHandler(warnings)
     edit.raw_path = str(raw)

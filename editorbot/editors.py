@@ -16,13 +16,15 @@ from .errors import UserError
 
 def propose(raw_path: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
             target_duration_s: float | None = None, keep: float | None = None,
-            cache_dir: str | os.PathLike | None = None) -> Edit:
+            allow_loops: bool = False, cache_dir: str | os.PathLike | None = None) -> Edit:
     """The edit an editor proposes for `raw_path`.
 
     Args:
         checkpoint: a trained model; None uses the rule-based structure editor.
         target_duration_s: wanted length of the edit in seconds, or
         keep: wanted fraction of the raw to keep (0..1). At most one of the two.
+        allow_loops: let the rule-based editor play a passage more than twice to reach
+            the length (a trained model plays what its training pairs taught it).
         cache_dir: a cache holding this raw's stems (`editorbot stems`), read by the models
             that use stems (pointer, RL) instead of separating them again; None: the
             pointer network separates them when it needs them, RL reads ./cache.
@@ -33,7 +35,11 @@ def propose(raw_path: str | os.PathLike, *, checkpoint: str | os.PathLike | None
         raise UserError(f"--keep {keep}: must be a fraction in (0, 1], for example 0.3")
     if checkpoint is None:
         from .baseline import propose_edit
-        return propose_edit(raw_path, target_duration_s=target_duration_s, keep=keep)
+        return propose_edit(raw_path, target_duration_s=target_duration_s, keep=keep,
+                            allow_loops=allow_loops)
+    if allow_loops:
+        raise UserError("--allow-loops is for the rule-based editor; a trained model loops as "
+                        "its training pairs did: leave out --checkpoint or --allow-loops")
     ckpt = load_checkpoint(checkpoint)
     infer = importlib.import_module(f"editorbot.{ckpt['kind']}.infer")
     extra = {}

@@ -63,6 +63,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     length.add_argument("--keep", type=float, metavar="FRACTION",
                         help="fraction of the raw to keep, e.g. 0.3 (default: the median of "
                              "your pairs in ./training_data, else 0.3)")
+    p.add_argument("--allow-loops", action="store_true",
+                   help="let the rule-based editor loop a passage as often as the length needs "
+                        "(default: no stretch of the raw plays more than twice; when the raw "
+                        "holds too little music the edit is shorter and says why)")
     p.add_argument("--seam-search-ms", type=float, default=20.0,
                    help="move each cut within +- this many ms to where it joins best (default 20)")
     p.add_argument("--cache-dir", metavar="DIR",
@@ -82,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
 
     done = edit_to_files(args.input, args.output, checkpoint=args.checkpoint,
                          target_duration_s=args.target_duration, keep=args.keep,
-                         seam_search_ms=args.seam_search_ms, review=not args.no_review,
-                         cache_dir=args.cache_dir, allow_clipping=args.allow_clipping,
+                         allow_loops=args.allow_loops, seam_search_ms=args.seam_search_ms,
+                         review=not args.no_review, cache_dir=args.cache_dir,
+                         allow_clipping=args.allow_clipping,
                          overwrite=args.overwrite)
     for line in done["lines"]:
         print(line)
