@@ -623,13 +623,18 @@ class ReviewSession:
         data_dir: the training layout Save writes corrections into (None: none written).
         find_beats: start finding the raw's beat grid in a thread (False: no grid until
             `load_grid()` is called).
+        background_render: render each new state of the edit in a thread as soon as it is
+            made (the edit lane plays it; Save publishes it); False: render when asked.
     """
 
     def __init__(self, path: str | os.PathLike, *, raw: str | os.PathLike | None = None,
-                 data_dir: str | os.PathLike | None = "training_data", find_beats: bool = True):
+                 data_dir: str | os.PathLike | None = "training_data", find_beats: bool = True,
+                 background_render: bool = True):
         self.files = find_edit(path)
         self.files.state_dir.mkdir(exist_ok=True)
         self._lock_fh = _take_lock(self.files.state_dir / "lock")
+        for left in self.files.state_dir.glob("render_*"):
+            left.unlink()  # renders of a session that ended before publishing them
         try:
             latest = self.files.versions()[-1]
             base = Edit.load(self.files.paths(latest)["segments"])
@@ -644,12 +649,21 @@ class ReviewSession:
             self.close()
             raise
         self.lock = threading.RLock()
+        self._rendered_cond = threading.Condition(self.lock)
         self.grid: BeatGrid | None = None
         self.grid_error: str | None = None
         self.page_threads: list[threading.Thread] = []
         self.last_save: dict | None = None
-        self._preview: tuple[int, Path] | None = None
         self._state_id = 0
+        # The newest render of the current edit: (key, path, RenderReport), or a failure.
+        self._rendered: tuple[str, Path, object] | None = None
+        self._render_failed: tuple[str, str] | None = None
+        self._closing = False
+        self._renderer = None
+        if background_render:
+            self._renderer = threading.Thread(target=self._render_loop, daemon=True,
+                                              name="background render")
+            self._renderer.start()
         if find_beats:
             threading.Thread(target=self.load_grid, daemon=True, name="beat grid").start()
 
@@ -662,6 +676,12 @@ class ReviewSession:
             log.warning("%s", err)
 
     def close(self) -> None:
+        if getattr(self, "_renderer", None) is not None:
+            with self._rendered_cond:
+                self._closing = True
+                self._rendered_cond.notify_all()
+            self._renderer.join()
+            self._renderer = None
         for thread in getattr(self, "page_threads", []):
             thread.join()
         if getattr(self, "_lock_fh", None) is not None:
@@ -680,20 +700,22 @@ class ReviewSession:
             edit = apply_op(self.state.edit, request, self.grid or NO_GRID,
                             self.raw_info.duration_s)
             self.state.change(edit, describe(request), request)
-            self._state_id += 1
-            return self.snapshot()
+            return self._changed()
 
     def undo(self) -> dict:
         with self.lock:
             self.state.undo()
-            self._state_id += 1
-            return self.snapshot()
+            return self._changed()
 
     def redo(self) -> dict:
         with self.lock:
             self.state.redo()
-            self._state_id += 1
-            return self.snapshot()
+            return self._changed()
+
+    def _changed(self) -> dict:
+        self._state_id += 1
+        self._rendered_cond.notify_all()
+        return self.snapshot()
 
     def snapshot(self) -> dict:
         """What the page shows: the current segments, cuts, versions, grid and history."""
@@ -711,7 +733,8 @@ class ReviewSession:
                 "state_id": self._state_id, "dirty": st.dirty, "can_undo": st.can_undo,
                 "can_redo": st.can_redo, "version": st.version, "versions": self.files.versions(),
                 "edit_audio": (f"/files/{version_audio.name}" if not st.dirty
-                               else f"/api/preview.wav?state={self._state_id}"),
+                               else f"/api/preview?state={self._state_id}"),
+                "rendered": self._rendered is not None and self._rendered[0] == self._key(),
                 "duration_s": edit.duration_s, "segments": segs,
                 "history": st.labels[:st.cursor + 1][-8:],
                 "raw": {"name": self.raw.name, "duration_s": self.raw_info.duration_s,
@@ -756,20 +779,71 @@ class ReviewSession:
         sf.write(buf, np.clip(x, -1, 1), sr, format="WAV", subtype="PCM_16")
         return buf.getvalue()
 
-    def preview(self, state_id: int) -> Path:
-        """The current (unsaved) edit rendered whole into S_corrections/preview.wav."""
+    def _key(self) -> str:
+        """What a render depends on: the current segments."""
+        return json.dumps(self.state.edit.to_json()["segments"], sort_keys=True)
+
+    def _render_loop(self) -> None:
+        """Render the newest unsaved state whenever it has no render yet; a state that
+        changes during a render is rendered again after it (intermediate states are skipped;
+        a saved state has its version's audio)."""
+        while True:
+            with self._rendered_cond:
+                while not self._closing and (not self.state.dirty
+                                             or self._key() in self._done_keys()):
+                    self._rendered_cond.wait()
+                if self._closing:
+                    return
+                key, edit, sid = self._key(), self.state.edit, self._state_id
+            self._render_state(key, edit, sid)
+
+    def _done_keys(self) -> tuple:
+        return tuple(x[0] for x in (self._rendered, self._render_failed) if x is not None)
+
+    def _render_state(self, key: str, edit: Edit, sid: int) -> None:
+        """Render `edit` into S_corrections/render_{sid}.ext; keep it when it is still the
+        current edit, else drop it."""
         from .render import render
 
-        with self.lock:
-            if state_id != self._state_id:
-                raise UserError(f"preview of state {state_id}: the edit has changed since "
-                                f"(now {self._state_id}); reload the page")
-            if self._preview is None or self._preview[0] != state_id:
-                path = self.files.state_dir / "preview.wav"
-                edit = replace(self.state.edit, raw_path=str(self.raw))
-                render(self.raw, edit, path, subtype="PCM_16")
-                self._preview = (state_id, path)
-            return self._preview[1]
+        path = self.files.state_dir / f"render_{sid}{self.files.suffix}"
+        edit = replace(edit, raw_path=str(self.raw), raw_duration_s=self.raw_info.duration_s)
+        try:
+            report = render(self.raw, edit, path)
+        except UserError as err:
+            with self._rendered_cond:
+                self._render_failed = (key, str(err))
+                self._rendered_cond.notify_all()
+            return
+        with self._rendered_cond:
+            old = self._rendered
+            if key == self._key():
+                self._rendered = (key, path, report)
+                if old is not None and old[1] != path:
+                    old[1].unlink(missing_ok=True)
+            else:
+                path.unlink(missing_ok=True)
+            self._rendered_cond.notify_all()
+
+    def current_render(self) -> tuple[Path, object]:
+        """(path, RenderReport) of the current edit, rendered: waits for the background
+        render, or renders now without one. Raises UserError if the edit changes meanwhile
+        or cannot be rendered."""
+        with self._rendered_cond:
+            key = self._key()
+            while self._rendered is None or self._rendered[0] != key:
+                if self._render_failed is not None and self._render_failed[0] == key:
+                    raise UserError(self._render_failed[1])
+                if self._renderer is None or not self.state.dirty:
+                    self._render_state(key, self.state.edit, self._state_id)
+                    continue
+                self._rendered_cond.wait()
+                if self._key() != key:
+                    raise UserError("the edit changed while it was being rendered; try again")
+            return self._rendered[1], self._rendered[2]
+
+    def preview(self) -> Path:
+        """The current (unsaved) edit, rendered whole from the raw."""
+        return self.current_render()[0]
 
     # Save ------------------------------------------------------------------------------
 
@@ -782,17 +856,16 @@ class ReviewSession:
         """
         from .export import export_all
         from .outputs import check_outputs
-        from .render import render
         from .review import write_review_page
 
         with self.lock:
             started = time.perf_counter()
+            rendered, report = self.current_render()
             n = self.files.next_version()
             paths = self.files.paths(n)
             check_outputs(paths.values(), inputs={"the raw recording": self.raw}, overwrite=False)
-            edit = replace(self.state.edit, raw_path=str(self.raw),
-                           raw_duration_s=self.raw_info.duration_s)
-            report = render(self.raw, edit, paths["audio"])
+            _publish(rendered, paths["audio"])
+            report.out_path = paths["audio"]
             export_all(report.edit, paths["audio"].with_suffix(""), sr=report.sr,
                        channels=report.channels)
             render_s = time.perf_counter() - started
@@ -804,6 +877,8 @@ class ReviewSession:
             previous = self.state.version
             self.state.saved(n)
             self._state_id += 1
+            self._rendered = None  # published: the next change renders anew
+            rendered.unlink(missing_ok=True)
             notes = [f"version {n}: corrected in `editorbot review` from version {previous} "
                      f"({'; '.join(self.state.labels[1:self.state.cursor + 1][-12:]) or 'no changes'})"]
             thread = threading.Thread(
@@ -815,13 +890,28 @@ class ReviewSession:
             thread.start()
             self.page_threads = [t for t in self.page_threads if t.is_alive()] + [thread]
             self.last_save = {"version": n, "duration_s": report.duration_s,
-                              "render_s": round(render_s, 3),
+                              "render_s": round(report.seconds, 3),
+                              "render_and_timelines_s": round(render_s, 3),
                               "saved_s": round(time.perf_counter() - started, 3),
                               "paths": {k: str(p) for k, p in paths.items()},
                               "pair": {k: str(p) for k, p in pair.items()}}
         if wait_for_page:
             thread.join()
         return self.last_save
+
+
+def _publish(rendered: Path, target: Path) -> None:
+    """Give a finished render its version's name: a hard link (the render stays where it
+    is until dropped), or a copy across file systems; atomically, never over a file."""
+    def place(tmp: Path) -> None:
+        tmp.unlink()
+        try:
+            os.link(rendered, tmp)
+        except OSError:
+            shutil.copyfile(rendered, tmp)
+    if target.exists():
+        raise UserError(f"{target}: already exists; versions are never overwritten")
+    atomic_write_bytes(target, place)
 
 
 def _find_raw(edit: Edit, folder: Path, raw: str | os.PathLike | None) -> Path:
@@ -957,8 +1047,8 @@ class _Handler(BaseHTTPRequestHandler):
             cut = _int(query, "cut")
             data = session.clip(cut, without=(query.get("without") or ["0"])[0] == "1")
             return self._bytes(data, "audio/wav", head=head)
-        if path == "/api/preview.wav":
-            return self._file(session.preview(_int(query, "state")), head=head)
+        if path == "/api/preview":
+            return self._file(session.preview(), head=head)
         return self._text(HTTPStatus.NOT_FOUND, "not found")
 
     def _post(self, path: str) -> None:

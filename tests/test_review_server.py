@@ -293,6 +293,25 @@ def test_save_writes_a_new_version_keeps_the_old_and_writes_the_correction_pair(
     assert (folder / "jam_v2.wav").is_file()
 
 
+def test_each_change_is_rendered_in_the_background_and_save_publishes_that_render(server, session,
+                                                                                  tmp_path):
+    session.apply({"op": "move_cut", "cut": 3, "n": 1, "unit": "bar"})
+    deadline = time.time() + 60
+    while not session.snapshot()["rendered"] and time.time() < deadline:
+        time.sleep(0.1)
+    assert session.snapshot()["edit_audio"].startswith("/api/preview")
+    status, _, preview = request(server, "/api/preview")
+    assert status == 200
+    # What the edit lane plays is the renderer's output for the current segments.
+    fresh = render.render(session.raw, session.state.edit, tmp_path / "fresh.wav")
+    assert preview == (tmp_path / "fresh.wav").read_bytes()
+    done = session.save()
+    assert Path(done["paths"]["audio"]).read_bytes() == preview
+    assert done["duration_s"] == fresh.duration_s
+    assert session.snapshot()["edit_audio"] == "/files/jam_v2.wav"
+    assert not list(session.files.state_dir.glob("render_*"))  # published, not left behind
+
+
 def test_a_killed_server_loses_nothing(folder, tmp_path):
     first = ReviewSession(folder, data_dir=None, find_beats=False)
     first.grid = GRID

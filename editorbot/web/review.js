@@ -150,7 +150,8 @@
     $("edit-facts").textContent = clock(state.duration_s) + ", " + state.segments.length +
       " segments, " + (state.segments.length - 1) + " cuts, " +
       Math.round(100 * kept / state.raw.duration_s) + "% of the raw" +
-      (state.dirty ? " (unsaved: plays a preview rendered from the raw)" : "");
+      (state.dirty ? (state.rendered ? " (unsaved: plays its render from the raw)" :
+                      " (unsaved: rendering it from the raw\u2026)") : "");
     var g = state.grid;
     $("grid-facts").textContent = !g.ready ? "Finding the raw's beats and bars\u2026" :
       (g.bars ? "Beat grid: " + g.beats + " beats, " + g.bars + " bars, " +
@@ -187,7 +188,7 @@
     showSegment();
     if (!g.ready) { setTimeout(refresh, 1000); }
     else if (!grid) { api("GET", "/api/grid").then(function (j) { grid = j; drawRegions(); }); }
-    if (state.page_writing) { setTimeout(refresh, 1000); }
+    if (state.page_writing || (state.dirty && !state.rendered)) { setTimeout(refresh, 1000); }
   }
 
   function refresh() { api("GET", "/api/state").then(render).catch(function (e) { status(e.message, true); }); }
