@@ -102,7 +102,7 @@ def edit_to_files(raw: str | os.PathLike, output: str | os.PathLike, *,
               f"labels:     {paths['labels']}  (Audacity: File > Import > Labels)",
               f"plot:       {paths['plot']}  (raw time against edit time, as `prepare` draws alignments)"]
     if review:
-        notes = [f"made by {editor} from {raw}", report.level_line()] + warnings.lines
+        notes = [f"made by {editor} from {raw}"] + warnings.lines  # the page adds the level line
         paths["review"] = write_review_page(review_page, raw_path=raw,
                                             edit_audio_path=out, edit=edit, render_report=report,
                                             notes=notes)
@@ -113,15 +113,18 @@ def edit_to_files(raw: str | os.PathLike, output: str | os.PathLike, *,
 def _decision_plot(path: Path, edit: Edit, raw_duration_s: float, *, title: str,
                    params: FeatureParams) -> Path:
     """The editor's decision drawn like an alignment: raw time against edit time, each
-    segment coloured by what it does (cut, loop, reorder). Confidence is the editor's own
-    where the segments carry one, else 1."""
+    segment coloured by what it does (cut, loop, reorder). The confidence strip shows the
+    editor's own where the segments carry one (else 1); an editor without any (the
+    rule-based one) gets no strip."""
     fps = params.frames_per_s
     pointers = segments_to_pointers(edit, params)
     ops = ops_from_pointers(pointers, fade_in_frames=int(round(edit.segments[0].fade_in_s * fps)),
                             fade_out_frames=int(round(edit.segments[-1].fade_out_s * fps)))
-    confidence = np.ones(len(pointers), np.float32)
+    confidence = None
+    if any(seg.confidence is not None for seg in edit.segments):
+        confidence = np.ones(len(pointers), np.float32)
     for seg, start in zip(edit.segments, edit.edit_starts_s()):
-        if seg.confidence is not None:
+        if confidence is not None and seg.confidence is not None:
             j0 = int(np.ceil(start * fps - 1e-6))
             confidence[j0:int(np.ceil((start + seg.duration_s) * fps - 1e-6))] = seg.confidence
     return plot_alignment(path, edit=edit, ops=ops, confidence=confidence, params=params,

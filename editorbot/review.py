@@ -25,6 +25,7 @@ from .edits import Edit, clock
 COLUMNS = 1000          # waveform columns (peaks per column)
 CLIP_S = 5.0            # seconds of edit audio around each cut
 CLIP_SR = 22050         # clips are mono at this rate (keeps the page small)
+LABEL_CHAR_W = 6.5      # width of one label character, in overview units (font-size 10)
 PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1",
            "#ff9da7", "#9c755f", "#86bc86"]
 
@@ -106,6 +107,78 @@ def _ticks(length_s: float, width: float, y: float) -> list[str]:
     return out
 
 
+def place_labels(spans: list[tuple[float, float, str]], rows: int) -> list[int | None]:
+    """A row for each label so that no two labels in a row overlap, or None (skipped).
+
+    Args:
+        spans: (x0, x1, text) per label: the label is centred on x0..x1, in overview units.
+        rows: rows available (one under the other).
+
+    Returns:
+        per label, the first row where it fits, or None where it fits in none; labels are
+        placed from left to right, so the leftmost keep the top row.
+    """
+    right_edge = [-np.inf] * rows
+    out: list[int | None] = [None] * len(spans)
+    for i in sorted(range(len(spans)), key=lambda k: (spans[k][0] + spans[k][1]) / 2):
+        x0, x1, text = spans[i]
+        half = LABEL_CHAR_W * len(text) / 2 + 2
+        centre = (x0 + x1) / 2
+        for row in range(rows):
+            if centre - half >= right_edge[row]:
+                right_edge[row] = centre + half
+                out[i] = row
+                break
+    return out
+
+
+def plural(n: int, word: str) -> str:
+    """'1 segment', '2 segments', '0 cuts'."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def raw_coverage_s(edit: Edit) -> tuple[float, float]:
+    """Seconds of the raw the edit plays at least once, and of those, more than once."""
+    events = sorted([(s.raw_start_s, 1) for s in edit.segments if s.raw_start_s is not None]
+                    + [(s.raw_end_s, -1) for s in edit.segments if s.raw_start_s is not None])
+    once = again = 0.0
+    depth, last = 0, 0.0
+    for t, step in events:
+        if depth >= 1:
+            once += t - last
+        if depth >= 2:
+            again += t - last
+        depth, last = depth + step, t
+    return once, again
+
+
+def level_line(render: dict | None) -> str | None:
+    """One line about what the render did to the edit's level, from the "render" dict that
+    the segment list carries (editorbot.render's RenderReport.level_json); None without
+    one. Keys it does not find are left out of the line."""
+    if not render:
+        return None
+
+    def num(key):
+        value = render.get(key)
+        return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else None
+
+    reduction, gain, peak = num("gain_reduction_db"), num("gain_db"), num("peak_dbfs")
+    if render.get("method") == "clipping allowed":
+        line = f"level: clipping allowed, {render.get('clipped_samples', '?')} samples clipped"
+    elif reduction:
+        line = f"level: the whole edit lowered by {reduction:.1f} dB so that nothing clips"
+    elif gain:
+        line = f"level: one gain of {gain:+.1f} dB on the whole edit"
+    else:
+        line = "level: as the segments' gains make it"
+    if peak is not None:
+        line += f", peak {peak:.1f} dBFS"
+    if num("loudness_lufs") is not None:
+        line += f", loudness {num('loudness_lufs'):.1f} LUFS"
+    return line
+
+
 def _seams(edit: Edit, render_report) -> list[dict]:
     """One dict per cut: from the render's seam reports, or (no render) from the segments."""
     if render_report is not None:
@@ -138,7 +211,8 @@ def _score_cells(seam: dict) -> str:
 
 def write_review_page(out_html: str | os.PathLike, *, raw_path: str | os.PathLike,
                       edit_audio_path: str | os.PathLike, edit: Edit, render_report=None,
-                      title: str | None = None, notes: list[str] | None = None) -> Path:
+                      render: dict | None = None, title: str | None = None,
+                      notes: list[str] | None = None) -> Path:
     """Write the review page of an edit, atomically.
 
     Args:
@@ -147,6 +221,9 @@ def write_review_page(out_html: str | os.PathLike, *, raw_path: str | os.PathLik
         edit_audio_path: the rendered edit (clips around the cuts come from it).
         edit: the segments; with a render report, its `edit` (the cuts as rendered) is shown.
         render_report: editorbot.render.RenderReport, for the seam scores (None: no scores).
+        render: what the render did to the level, as the segment list's "render" dict
+            records it (default: the report's, when it has one); shown in one line and
+            kept in the segment list the page offers for download.
         title: page title (default: the edit file's name).
         notes: lines to show at the top (which editor made it, warnings...).
 
@@ -157,6 +234,8 @@ def write_review_page(out_html: str | os.PathLike, *, raw_path: str | os.PathLik
     edit_audio_path = Path(edit_audio_path)
     if render_report is not None:
         edit = render_report.edit
+        if render is None and hasattr(render_report, "level_json"):
+            render = render_report.level_json()
     raw_lo, raw_hi, raw_s = waveform_peaks(raw_path)
     ed_lo, ed_hi, edit_s = waveform_peaks(edit_audio_path)
     seams = _seams(edit, render_report)
@@ -171,6 +250,8 @@ def write_review_page(out_html: str | os.PathLike, *, raw_path: str | os.PathLik
     svg.append(f'<text x="0" y="{raw_y - 6:.0f}" class="lane">raw {html.escape(Path(raw_path).name)} '
                f'({clock(raw_s, 2)})</text>')
     svg.append(f'<text x="0" y="{edit_y - 6:.0f}" class="lane">edit ({clock(edit_s, 2)})</text>')
+    raw_labels: list[tuple[float, float, str]] = []
+    edit_labels: list[tuple[float, float, str]] = []
     for i, (seg, e0) in enumerate(zip(edit.segments, starts)):
         if seg.raw_start_s is None:
             continue
@@ -185,8 +266,14 @@ def write_review_page(out_html: str | os.PathLike, *, raw_path: str | os.PathLik
                    f'L{x1:.1f},{edit_y:.0f} L{x0:.1f},{edit_y:.0f} Z" fill="{color}" opacity="0.3"/>')
         svg.append(f'<rect x="{x0:.1f}" y="{edit_y:.0f}" width="{max(x1 - x0, 0.5):.1f}" '
                    f'height="{lane_h:.0f}" fill="{color}" opacity="0.25"/>')
-        svg.append(f'<text x="{(r0 + r1) / 2:.1f}" y="{raw_y + 12:.0f}" class="seglabel">{i + 1}</text>')
-        svg.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{edit_y + 12:.0f}" class="seglabel">{i + 1}</text>')
+        raw_labels.append((r0, r1, str(i + 1)))
+        edit_labels.append((x0, x1, str(i + 1)))
+    # Labels in up to three rows; one that fits in none is left out (the table lists all).
+    for labels, y in ((raw_labels, raw_y), (edit_labels, edit_y)):
+        for (a, b, text), row in zip(labels, place_labels(labels, rows=3)):
+            if row is not None:
+                svg.append(f'<text x="{(a + b) / 2:.1f}" y="{y + 12 + 12 * row:.0f}" '
+                           f'class="seglabel">{text}</text>')
     svg += _ticks(raw_s, W, raw_y + lane_h)
     svg += _ticks(edit_s, W, edit_y + lane_h)
     svg.append(f'<path class="wave" d="{_wave_path(raw_lo, raw_hi, 0, W, raw_y, lane_h)}"/>')
@@ -215,30 +302,40 @@ def write_review_page(out_html: str | os.PathLike, *, raw_path: str | os.PathLik
             f'<span class="muted">the cut is {offset:.2f} s into this clip</span></li>')
 
     rows = []
+    has_confidence = any(seg.confidence is not None for seg in edit.segments)
     for i, (seg, e0) in enumerate(zip(edit.segments, starts)):
         color = PALETTE[i % len(PALETTE)]
-        conf = "-" if seg.confidence is None else f"{seg.confidence:.2f}"
+        conf = ("" if not has_confidence else
+                f"<td>{'-' if seg.confidence is None else f'{seg.confidence:.2f}'}</td>")
         effect = "-" if not seg.effect else html.escape(json.dumps(seg.effect))
         rows.append(
             f'<tr><td><span class="swatch" style="background:{color}"></span>{i + 1}</td>'
             f'<td>{clock(e0, 2)}</td><td>{clock(e0 + seg.duration_s, 2)}</td>'
             f'<td>{clock(seg.raw_start_s, 2)}</td><td>{clock(seg.raw_end_s, 2)}</td>'
             f'<td>{seg.duration_s:.2f}</td><td>{seg.gain_db:+.1f}</td><td>{seg.fade_in_s:.2f}</td>'
-            f'<td>{seg.fade_out_s:.2f}</td><td>{1000 * seg.crossfade_s:.0f}</td><td>{conf}</td>'
+            f'<td>{seg.fade_out_s:.2f}</td><td>{1000 * seg.crossfade_s:.0f}</td>{conf}'
             f'<td>{effect}</td></tr>')
 
-    segments_json = json.dumps(edit.to_json(), indent=1)
+    listed = edit.to_json() if render is None else {**edit.to_json(), "render": render}
+    segments_json = json.dumps(listed, indent=1)
     segments_uri = "data:application/json;base64," + base64.b64encode(segments_json.encode()).decode()
-    kept = sum(s.duration_s for s in edit.segments if s.raw_start_s is not None)
-    note_html = "".join(f"<li>{html.escape(n)}</li>" for n in (notes or []))
+    kept_s, again_s = raw_coverage_s(edit)
+    kept = f"{100 * kept_s / max(raw_s, 1e-9):.0f}% of the raw kept"
+    if again_s > 0:
+        kept += f", {again_s:.0f} s of it played more than once"
+    level = level_line(render)
+    note_html = "".join(f"<li>{html.escape(n)}</li>" for n in ([level] if level else []) + (notes or []))
     rel_audio = os.path.relpath(edit_audio_path.resolve(), out_html.resolve().parent)
     page = _PAGE.format(
         title=html.escape(title), raw=html.escape(str(raw_path)),
         edit_audio=html.escape(str(edit_audio_path)), rel_audio=html.escape(Path(rel_audio).as_posix()),
-        raw_len=clock(raw_s, 2), edit_len=clock(edit_s, 2), keep=100 * kept / max(raw_s, 1e-9),
-        n_segments=len(edit.segments), n_cuts=len(seams), notes=note_html,
-        overview="\n".join(svg), cuts="\n".join(cut_html) or '<li class="muted">no cuts</li>',
-        rows="\n".join(rows), segments_uri=segments_uri,
+        raw_len=clock(raw_s, 2), edit_len=clock(edit_s, 2), kept=kept,
+        segments_cuts=f"{plural(len(edit.segments), 'segment')}, {plural(len(seams), 'cut')}",
+        notes=note_html, overview="\n".join(svg),
+        cuts=(f'<ol class="cuts">\n{chr(10).join(cut_html)}\n</ol>' if cut_html
+              else '<p class="muted">no cuts: the edit is one piece of the raw</p>'),
+        rows="\n".join(rows), confidence_th="<th>confidence</th>" if has_confidence else "",
+        segments_uri=segments_uri,
         segments_name=html.escape(f"{edit_audio_path.stem}_segments.json"),
         edit_len_s=f"{edit_s:.6f}", version=__version__, clip_s=CLIP_S, clip_sr=CLIP_SR)
     return atomic_write_text(out_html, page)
@@ -265,7 +362,7 @@ table {{ border-collapse: collapse; }} td, th {{ border-bottom: 1px solid #e5e5e
 <body>
 <h1>{title}</h1>
 <div class="facts"><span>raw <b>{raw}</b> ({raw_len})</span><span>edit <b>{edit_audio}</b> ({edit_len})</span>
-<span>{keep:.0f}% of the raw kept</span><span>{n_segments} segments, {n_cuts} cuts</span></div>
+<span>{kept}</span><span>{segments_cuts}</span></div>
 <ul class="notes">{notes}</ul>
 <h2>Where the edit comes from</h2>
 <p class="muted">Top: the raw, with each kept segment shaded; bottom: the edit, segment by segment;
@@ -276,14 +373,12 @@ red lines: cuts (click one to jump to it). Click the edit lane to play from ther
 <h2>Cuts</h2>
 <p class="muted">Each player holds {clip_s:.0f} s of the edit around its cut (mono, {clip_sr} Hz).
 Seam scores compare the cut with the raw's own clicks: &times;1 or less is as smooth as the music itself.</p>
-<ol class="cuts">
 {cuts}
-</ol>
 <h2>Segments</h2>
 <p><a id="download" href="{segments_uri}" download="{segments_name}">Download the segment list (JSON)</a></p>
 <table><thead><tr><th>#</th><th>edit in</th><th>edit out</th><th>raw in</th><th>raw out</th>
 <th>length s</th><th>gain dB</th><th>fade in s</th><th>fade out s</th><th>crossfade ms</th>
-<th>confidence</th><th>effect</th></tr></thead>
+{confidence_th}<th>effect</th></tr></thead>
 <tbody>
 {rows}
 </tbody></table>

@@ -166,3 +166,96 @@ def test_edit_command_writes_the_edit_its_exports_and_review_page(page, tmp_path
     assert (tmp_path / "track.edl").is_file() and (tmp_path / "track.fcp.xml").is_file()
     again = run_cli("edit", page["raw"], "-o", page["raw"])
     assert again.returncode == 2 and "input recording" in again.stderr
+
+
+def test_labels_that_would_overlap_go_to_another_row_or_are_left_out():
+    # Three segments from the same raw place (a passage and its repeats), one further on.
+    spans = [(100.0, 140.0, "1"), (100.0, 140.0, "2"), (100.0, 140.0, "3"), (100.0, 140.0, "4"),
+             (300.0, 310.0, "5"), (312.0, 318.0, "6")]
+    # "5" centred at 305 and "6" at 315: each about 10.5 wide, so they touch: 6 drops a row.
+    assert review.place_labels(spans, rows=3) == [0, 1, 2, None, 0, 1]
+    assert review.place_labels([(0, 50, "1"), (60, 100, "2")], rows=1) == [0, 0]
+
+
+def test_counts_are_singular_for_one_and_coverage_counts_repeats_once():
+    assert review.plural(1, "segment") == "1 segment"
+    assert review.plural(0, "cut") == "0 cuts" and review.plural(2, "cut") == "2 cuts"
+    edit = Edit([Segment(0.0, 10.0), Segment(5.0, 5.0), Segment(20.0, 4.0)])
+    assert review.raw_coverage_s(edit) == pytest.approx((14.0, 5.0))
+
+
+def test_level_line_reads_the_segment_lists_render_dict_and_tolerates_gaps():
+    assert review.level_line(None) is None and review.level_line({}) is None
+    lowered = {"method": "gain", "gain_db": -3.2, "gain_reduction_db": 3.2, "peak_dbfs": -0.1}
+    assert review.level_line(lowered) == ("level: the whole edit lowered by 3.2 dB so that "
+                                          "nothing clips, peak -0.1 dBFS")
+    assert review.level_line({"method": "clipping allowed", "clipped_samples": 12}) == (
+        "level: clipping allowed, 12 samples clipped")
+    assert review.level_line({"peak_dbfs": None, "method": "none"}) == "level: as the segments' gains make it"
+
+
+def _labels(text: str, y: float) -> list[float]:
+    return [float(x) for x, yy in re.findall(r'<text x="([\d.]+)" y="([\d.]+)" class="seglabel">', text)
+            if float(yy) == y]
+
+
+def test_a_one_piece_edit_says_1_segment_and_no_cuts_without_numbering(page, tmp_path):
+    edit = Edit([Segment(8.0, 12.0, fade_out_s=1.0)], raw_path=str(page["raw"]), raw_duration_s=51.0)
+    out = tmp_path / "one.wav"
+    report = render.render(page["raw"], edit, out)
+    text = review.write_review_page(tmp_path / "one_review.html", raw_path=page["raw"],
+                                    edit_audio_path=out, edit=edit, render_report=report).read_text()
+    assert "1 segment, 0 cuts" in text
+    assert '<ol class="cuts">' not in text and '<p class="muted">no cuts' in text
+    # No segment carries a confidence (a rule-based edit): no confidence column.
+    assert "<th>confidence</th>" not in text
+    # The render's level, from the report, in one line; and in the downloadable segment list.
+    assert text.count("<li>level: ") == 1
+    (segments,) = data_uris(text, "application/json")
+    assert json.loads(segments)["render"] == report.level_json()
+
+
+def test_repeats_keep_their_labels_apart_and_the_page_says_what_plays_twice(page, tmp_path):
+    # A passage played four times over (a loop): labels 1..3 stack, the rest are left out.
+    edit = Edit([Segment(8.0, 4.0)] + [Segment(8.0, 4.0, crossfade_s=0.03) for _ in range(5)]
+                + [Segment(12.0, 4.0, crossfade_s=0.03, confidence=0.5)],
+                raw_path=str(page["raw"]), raw_duration_s=51.0)
+    out = tmp_path / "loop.wav"
+    report = render.render(page["raw"], edit, out)
+    text = review.write_review_page(tmp_path / "loop_review.html", raw_path=page["raw"],
+                                    edit_audio_path=out, edit=edit, render_report=report,
+                                    render={"method": "gain", "gain_reduction_db": 2.0}).read_text()
+    rows = [_labels(text, y) for y in (32.0, 44.0, 56.0)]  # raw lane rows (raw_y 20)
+    assert [len(r) for r in rows] == [2, 1, 1]  # 1 and 7 side by side, then 2, then 3
+    for xs in rows:
+        assert all(abs(a - b) >= 2 * review.LABEL_CHAR_W for a, b in zip(xs, xs[1:]))
+    assert "4 s of it played more than once" in text  # 8-12 s of the raw, six times
+    assert "level: the whole edit lowered by 2.0 dB so that nothing clips" in text
+    assert "<th>confidence</th>" in text and "<td>0.50</td>" in text
+
+
+def test_decision_plot_draws_a_confidence_strip_with_a_scale_only_for_editors_that_have_one(tmp_path):
+    import matplotlib.image
+
+    from editorbot.align.plot import plot_alignment
+    from editorbot.edits import Op
+    from editorbot.features import DEFAULT_PARAMS
+
+    edit = Edit([Segment(0.0, 10.0), Segment(20.0, 10.0)])
+    frames = int(20.0 * DEFAULT_PARAMS.frames_per_s)
+    ops = np.full(frames, Op.COPY, np.int8)
+    confidence = np.ones(frames, np.float32)
+    confidence[frames // 2:] = 0.0
+
+    def colour_pixels(path, rgb):
+        img = (matplotlib.image.imread(path)[..., :3] * 255).round().astype(int)
+        return int(np.sum(np.all(np.abs(img - np.array(rgb)) <= 3, axis=-1)))
+
+    green, red = (0, 104, 55), (165, 0, 38)  # RdYlGn at 1 and 0
+    with_strip = plot_alignment(tmp_path / "with.png", edit=edit, ops=ops, confidence=confidence,
+                                params=DEFAULT_PARAMS, raw_duration_s=40.0)
+    without = plot_alignment(tmp_path / "without.png", edit=edit, ops=ops, confidence=None,
+                             params=DEFAULT_PARAMS, raw_duration_s=40.0)
+    # The strip: half green, half red, and the scale beside it has both ends too.
+    assert colour_pixels(with_strip, green) > 5000 and colour_pixels(with_strip, red) > 5000
+    assert colour_pixels(without, green) == 0 and colour_pixels(without, red) == 0

@@ -1,5 +1,6 @@
 """The alignment picture: raw time against edit time, one line per segment coloured by
-what the editor did, joins marked, and a strip of per-frame confidence underneath.
+what the editor did, joins marked, and a strip of per-frame confidence (with its colour
+scale) underneath when there is a confidence to show.
 
 Drawn with matplotlib's Agg canvas (no display, no pyplot state), readable for an hour of raw.
 """
@@ -46,14 +47,15 @@ def segment_kinds(edit: Edit, ops: np.ndarray, params: FeatureParams) -> list[st
 
 
 def plot_alignment(out_path: str | os.PathLike, *, edit: Edit, ops: np.ndarray,
-                   confidence: np.ndarray, params: FeatureParams, raw_duration_s: float,
+                   confidence: np.ndarray | None, params: FeatureParams, raw_duration_s: float,
                    title: str = "", alternatives: list[list[float]] | None = None) -> Path:
     """Write the alignment picture as a PNG (atomically).
 
     Args:
         edit: the aligned segments.
         ops : np.ndarray [shape=(edit_frames,)], int8, per-frame ops
-        confidence : np.ndarray [shape=(edit_frames,)], float in [0, 1]
+        confidence : np.ndarray [shape=(edit_frames,)], float in [0, 1]; None: the editor
+            has none (the rule-based one), and the strip is left out.
         raw_duration_s: length of the raw recording (the y axis).
         alternatives: per segment, the raw starts of identical copies that play it as
             well (drawn thin and faint: "this could also come from there").
@@ -63,13 +65,17 @@ def plot_alignment(out_path: str | os.PathLike, *, edit: Edit, ops: np.ndarray,
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    edit_s = max(edit.duration_s, len(confidence) / params.frames_per_s, 1e-3)
+    n_conf = 0 if confidence is None else len(confidence)
+    edit_s = max(edit.duration_s, n_conf / params.frames_per_s, 1e-3)
     unit, scale = ("min", 60.0) if max(edit_s, raw_duration_s) > 120 else ("s", 1.0)
     fig = Figure(figsize=(14, 8.5), dpi=100)
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(2, 1, height_ratios=[12, 1], hspace=0.08)
-    ax = fig.add_subplot(grid[0])
-    strip = fig.add_subplot(grid[1], sharex=ax)
+    if confidence is not None:
+        grid = fig.add_gridspec(2, 1, height_ratios=[12, 1], hspace=0.08)
+        ax = fig.add_subplot(grid[0])
+        strip = fig.add_subplot(grid[1], sharex=ax)
+    else:
+        ax = fig.add_subplot(1, 1, 1)
     kinds = segment_kinds(edit, ops, params)
     lines, colours, joins, copies = [], [], [], []
     alternatives = alternatives or [[] for _ in edit.segments]
@@ -101,7 +107,7 @@ def plot_alignment(out_path: str | os.PathLike, *, edit: Edit, ops: np.ndarray,
     ax.set_ylim(0, max(raw_duration_s, 1e-3) / scale)
     ax.set_ylabel(f"raw time ({unit})")
     ax.grid(True, color="0.92", lw=0.6)
-    ax.tick_params(labelbottom=False)
+    ax.tick_params(labelbottom=confidence is None)
     handles = [Line2D([], [], color=c, lw=3, label=k) for k, c in COLOURS.items()
                if k in kinds]
     handles.append(Line2D([], [], color="0.55", lw=0.8, ls=":", label="join"))
@@ -110,16 +116,28 @@ def plot_alignment(out_path: str | os.PathLike, *, edit: Edit, ops: np.ndarray,
                               label="identical audio elsewhere (alternative)"))
     ax.legend(handles=handles, loc="upper left", fontsize=9, framealpha=0.9)
     ax.set_title(title, fontsize=11, loc="left")
-    # Confidence strip: the worst frame of each column, so short doubts stay visible.
-    conf = np.asarray(confidence, np.float32)
+    if confidence is None:
+        ax.set_xlabel(f"edit time ({unit})")
+    else:
+        _confidence_strip(fig, strip, np.asarray(confidence, np.float32), params, scale)
+        strip.set_xlabel(f"edit time ({unit})")
+    fig.subplots_adjust(left=0.07, right=0.93, top=0.94, bottom=0.07)
+    return atomic_write_bytes(out_path, lambda tmp: fig.savefig(tmp, format="png"))
+
+
+def _confidence_strip(fig, strip, conf: np.ndarray, params: FeatureParams, scale: float) -> None:
+    """The confidence strip: the worst frame of each column (short doubts stay visible),
+    red 0 to green 1, with its colour scale beside it and the lowest value in the label."""
     if len(conf):
         cols = min(STRIP_COLUMNS, len(conf))
         edges = np.linspace(0, len(conf), cols + 1).astype(int)
         worst = np.minimum.reduceat(conf, edges[:-1])
-        strip.imshow(worst[None, :], aspect="auto", cmap="RdYlGn", vmin=0, vmax=1,
-                     extent=(0, len(conf) / params.frames_per_s / scale, 0, 1), interpolation="nearest")
+        image = strip.imshow(worst[None, :], aspect="auto", cmap="RdYlGn", vmin=0, vmax=1,
+                             extent=(0, len(conf) / params.frames_per_s / scale, 0, 1),
+                             interpolation="nearest")
+        bar = fig.colorbar(image, cax=strip.inset_axes([1.01, 0.0, 0.012, 1.0]), ticks=[0, 0.5, 1])
+        bar.ax.tick_params(labelsize=8)
+        strip.set_title(f"confidence per frame (lowest {float(conf.min()):.2f})", fontsize=9,
+                        loc="left", pad=3)
     strip.set_yticks([])
     strip.set_ylabel("conf.", rotation=0, ha="right", va="center", fontsize=9)
-    strip.set_xlabel(f"edit time ({unit})")
-    fig.subplots_adjust(left=0.07, right=0.98, top=0.94, bottom=0.07)
-    return atomic_write_bytes(out_path, lambda tmp: fig.savefig(tmp, format="png"))
