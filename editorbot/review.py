@@ -107,18 +107,20 @@ def _ticks(length_s: float, width: float, y: float) -> list[str]:
     return out
 
 
-def place_labels(spans: list[tuple[float, float, str]], rows: int) -> list[int | None]:
+def place_labels(spans: list[tuple[float, float, str]], rows: int,
+                 taken_to: float = -np.inf) -> list[int | None]:
     """A row for each label so that no two labels in a row overlap, or None (skipped).
 
     Args:
         spans: (x0, x1, text) per label: the label is centred on x0..x1, in overview units.
         rows: rows available (one under the other).
+        taken_to: every row is taken up to this x already (by a lane's title).
 
     Returns:
         per label, the first row where it fits, or None where it fits in none; labels are
         placed from left to right, so the leftmost keep the top row.
     """
-    right_edge = [-np.inf] * rows
+    right_edge = [taken_to] * rows
     out: list[int | None] = [None] * len(spans)
     for i in sorted(range(len(spans)), key=lambda k: (spans[k][0] + spans[k][1]) / 2):
         x0, x1, text = spans[i]
@@ -278,12 +280,17 @@ def write_review_page(out_html: str | os.PathLike, *, raw_path: str | os.PathLik
     svg += _ticks(edit_s, W, edit_y + lane_h)
     svg.append(f'<path class="wave" d="{_wave_path(raw_lo, raw_hi, 0, W, raw_y, lane_h)}"/>')
     svg.append(f'<path class="wave" d="{_wave_path(ed_lo, ed_hi, 0, W, edit_y, lane_h)}"/>')
-    for k, seam in enumerate(seams):
-        x = W * seam["edit_s"] / max(edit_s, 1e-9)
+    # Cut labels right of their line, in one row after the lane's title; a label that
+    # would overlap another is left out (its line stays, and the list below names it).
+    cut_x = [W * seam["edit_s"] / max(edit_s, 1e-9) for seam in seams]
+    edit_title_w = LABEL_CHAR_W * len(f"edit ({clock(edit_s, 2)})") * 1.1
+    cut_rows = place_labels([(x + 2, x + 4 + LABEL_CHAR_W * (2 + len(str(k + 1))), "x" + str(k + 1))
+                             for k, x in enumerate(cut_x)], rows=1, taken_to=edit_title_w)
+    for k, (x, row) in enumerate(zip(cut_x, cut_rows)):
+        label = ("" if row is None else f'<text x="{x + 2:.1f}" y="{edit_y - 8:.0f}" '
+                 f'class="cutlabel">&#9986;{k + 1}</text>')
         svg.append(f'<a href="#cut-{k + 1}"><line x1="{x:.1f}" x2="{x:.1f}" y1="{edit_y - 4:.0f}" '
-                   f'y2="{edit_y + lane_h + 4:.0f}" class="cutline"/>'
-                   f'<text x="{x + 2:.1f}" y="{edit_y - 8:.0f}" class="cutlabel">'
-                   f'&#9986;{k + 1}</text></a>')
+                   f'y2="{edit_y + lane_h + 4:.0f}" class="cutline"/>{label}</a>')
     svg.append("</svg>")
 
     # Cuts, each with a player around it.

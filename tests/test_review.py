@@ -175,6 +175,8 @@ def test_labels_that_would_overlap_go_to_another_row_or_are_left_out():
     # "5" centred at 305 and "6" at 315: each about 10.5 wide, so they touch: 6 drops a row.
     assert review.place_labels(spans, rows=3) == [0, 1, 2, None, 0, 1]
     assert review.place_labels([(0, 50, "1"), (60, 100, "2")], rows=1) == [0, 0]
+    # A cut label right after the lane's title (taken up to x = 90) is left out.
+    assert review.place_labels([(60, 80, "x1"), (200, 220, "x2")], rows=1, taken_to=90.0) == [None, 0]
 
 
 def test_counts_are_singular_for_one_and_coverage_counts_repeats_once():
