@@ -209,6 +209,38 @@ def test_find_edit_takes_any_version_or_the_folder(folder, tmp_path):
         find_edit(tmp_path / "empty")
 
 
+def test_the_command_prints_its_address_serves_it_and_refuses_a_second_writer(folder, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "editorbot", "review", str(folder / "jam.wav"),
+                             "--no-learn"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=tmp_path)
+    try:
+        lines = []
+        while not any(line.startswith("open:") for line in lines):
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            lines.append(line)
+        url = lines[-1].split()[1]
+        assert url.startswith("http://127.0.0.1:") and "token=" in url
+        parts = urlsplit(url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        conn.request("GET", f"/api/state?{parts.query}")
+        state = json.loads(conn.getresponse().read())
+        assert state["version"] == 1 and len(state["segments"]) == 4 and state["learn"] is None
+        second = subprocess.run([sys.executable, "-m", "editorbot", "review", str(folder)],
+                                capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert second.returncode == 2
+        assert second.stderr.strip().splitlines() == [
+            f"editorbot: error: {folder / 'jam_corrections'}: this edit is already being reviewed "
+            f"(pid {proc.pid}); close that review first (one writer at a time)"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+
+
 def test_a_second_writer_is_refused(session, folder, tmp_path):
     with pytest.raises(UserError, match="already being reviewed"):
         ReviewSession(folder, data_dir=tmp_path / "td", find_beats=False)
@@ -360,6 +392,16 @@ def test_veto_a_cut_move_another_by_a_bar_and_save_in_headless_chromium(server, 
         history = lambda: driver.execute_script(
             "return Array.from(document.querySelectorAll('#history li')).map(li => li.textContent)")
 
+        # Play the raw from its middle; audition cut 2 (the clip is CLIP_S long).
+        from selenium.webdriver.common.action_chains import ActionChains
+        wave = driver.find_element(By.ID, "raw-wave")
+        ActionChains(driver).move_to_element_with_offset(wave, 0, 0).click().perform()
+        wait.until(lambda d: abs(d.execute_script(
+            "return document.getElementById('raw-audio').currentTime") - session.raw_info.duration_s / 2) < 1.0)
+        driver.find_element(By.CSS_SELECTOR, 'a[data-cut="2"]').click()
+        driver.find_element(By.CSS_SELECTOR, '[data-audition="with"]').click()
+        wait.until(lambda d: abs((d.execute_script(
+            "return document.getElementById('clip-audio').duration") or 0) - 4.0) < 0.05)
         # Move cut 3 (inside groove b) one bar later.
         driver.find_element(By.CSS_SELECTOR, 'a[data-cut="3"]').click()
         if shots:
