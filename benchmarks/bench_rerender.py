@@ -19,7 +19,6 @@ import os
 import shutil
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 

@@ -7,7 +7,8 @@ Files of an edit OUT.wav (stem S) in its folder: version 1 is what `editorbot ed
 writes version n as the same files named S_vN.*, never replacing one. S_corrections/
 holds the session: journal.jsonl (one JSON line per change, appended and fsynced as it
 happens), the lock that keeps a second writer out, the raw's waveform peaks and beat grid,
-and the preview of unsaved changes.
+and the render of the current unsaved edit (made in a thread as soon as a change is made;
+the page plays it and Save publishes it as the new version's audio).
 
 Cuts are numbered by the segment they lead into: cut k (1 <= k < n_segments) joins segment
 k - 1 to segment k (0-based segment indices), as RenderReport's seams are.
