@@ -1,0 +1,152 @@
+"""Levels on real music (issue 29): a supervised model trained on trimmer pairs of real music;
+its held-out edits with the gains it set before (a loudest-bin boost, written clipped) and
+with the editor's levels from the checkpoint and a render that cannot clip.
+
+    nice .venv/bin/python benchmarks/bench_levels_real.py [--pairs 8] [--epochs 12]
+
+The pairs are benchmarks/realmusic.py's trimmer jams (Debian packages in realmusic.ALLOWED
+only), built or reused as bench_align_real.py does: takes with noodling and false starts
+between them, the edit keeps the takes and is mildly mastered (2:1 compression, +1 to +4 dB
+make-up gain, a -1 dBFS limiter). `editorbot prepare` aligns them, `editorbot train
+supervised` trains on the training split, editorbot.levels.add_levels writes the editor's
+levels into best.pt. For each held-out raw, figures per edit: samples at full scale in the
+PCM_16 file, integrated loudness (LUFS) against the editor's edit of the same raw and the
+editor's mean, and the kept-raw IoU against the truth (the gains do not move a cut, so it
+is the same before and after).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import OUT
+
+REPO = Path(__file__).resolve().parents[1]
+FULL_SCALE_16 = 32767 / 32768
+
+
+def pairs(n: int, seed: int) -> list[tuple[Path, dict]]:
+    """n trimmer pairs of real music (built once, then reused from the cache)."""
+    import bench_align_real as bar
+    import realmusic as rm
+    args = argparse.Namespace(cache=rm.DEFAULT_CACHE, seed=seed, quick=False, pairs=n,
+                              packages=list(rm.DEFAULT_PACKAGES))
+    return bar.build_all(args, ["trimmer"])["trimmer"]
+
+
+def layout(built: list[tuple[Path, dict]], data: Path) -> list[str]:
+    """The pairs in the data contract's folders (links to the cached files)."""
+    names = []
+    for folder, _ in built:
+        name = folder.name
+        for link, target in ((data / "input" / f"{name}_raw.flac", folder / "raw.flac"),
+                             (data / "desired_output" / f"{name}_edit.wav", folder / "edit.wav")):
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(target)
+        names.append(name)
+    return names
+
+
+def cli(*args: str) -> None:
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "editorbot", *args], cwd=REPO,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"editorbot {' '.join(args[:2])} failed:\n{done.stderr[-3000:]}")
+    print(f"   editorbot {' '.join(args[:2])}: {time.perf_counter() - t:.0f} s", flush=True)
+
+
+def kept_iou(edit, truth, fps: float = 100.0) -> float:
+    """IoU of the raw time (10 ms grid) the two edits keep."""
+    def kept(e) -> set[int]:
+        out: set[int] = set()
+        for s in e.segments:
+            if s.raw_start_s is not None:
+                out.update(range(int(round(s.raw_start_s * fps)),
+                                 int(round((s.raw_start_s + s.duration_s) * fps))))
+        return out
+    a, b = kept(edit), kept(truth)
+    return len(a & b) / max(len(a | b), 1)
+
+
+def at_full_scale(path: Path) -> int:
+    import soundfile as sf
+    x, _ = sf.read(path, dtype="float32")
+    return int((np.abs(x) >= FULL_SCALE_16).sum())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", default=str(REPO / "configs/supervised/small.json"))
+    args = parser.parse_args()
+
+    from editorbot.checkpoint import load_checkpoint
+    from editorbot.edits import Edit
+    from editorbot.levels import add_levels
+    from editorbot.loudness import file_loudness
+    from editorbot.render import render
+    from editorbot.supervised.infer import propose_edit
+
+    root = OUT / f"levels_real_{args.pairs}_s{args.seed}"
+    data, cache, models = root / "training_data", root / "cache", root / "models"
+    built = pairs(args.pairs, args.seed)
+    names = layout(built, data)
+    print(f"== {len(names)} trimmer pairs of real music in {data}", flush=True)
+    cli("prepare", "--data-dir", str(data), "--cache-dir", str(cache), "--jobs", "2")
+    cli("train", "supervised", "--data-dir", str(data), "--cache-dir", str(cache),
+        "--save-dir", str(models), "--config", args.config, "--epochs", str(args.epochs),
+        "--no-progress", "--overwrite")
+    best = models / "best.pt"
+    levels = add_levels(best, data)
+    print(f"   editor's levels (training pairs): {json.dumps(levels)}", flush=True)
+    with_levels = load_checkpoint(best)
+    before = {k: v for k, v in with_levels.items() if k != "levels"}
+    train_lufs = [file_loudness(data / "desired_output" / f"{n}_edit.wav")
+                  for n in with_levels["split"]["train"]]
+    editor_mean = float(np.mean(train_lufs))
+    rows = []
+    out = root / "edits"
+    out.mkdir(exist_ok=True)
+    for name in with_levels["split"]["val"]:
+        raw = data / "input" / f"{name}_raw.flac"
+        truth = Edit.load(next(f for f, _ in built if f.name == name) / "truth.json")
+        editor = file_loudness(data / "desired_output" / f"{name}_edit.wav")
+        for label, ckpt, allow in (("before: model gains, clipped", before, True),
+                                   ("after: editor's levels, no clipping", with_levels, False)):
+            edit = propose_edit(raw, ckpt)
+            path = out / f"{name}_{'before' if allow else 'after'}.wav"
+            report = render(raw, edit, path, subtype="PCM_16", allow_clipping=allow)
+            gains = [s.gain_db for s in edit.segments]
+            rows.append({"name": name, "edit": label, "segments": len(gains),
+                         "gain_db": [round(min(gains), 2), round(max(gains), 2)],
+                         "at_full_scale": at_full_scale(path), "method": report.level_method,
+                         "gain_reduction_db": round(report.gain_reduction_db, 2),
+                         "loudness_lufs": round(file_loudness(path), 2),
+                         "editor_lufs": round(editor, 2), "editor_mean_lufs": round(editor_mean, 2),
+                         "kept_iou": round(kept_iou(edit, truth), 3)})
+    print("| held-out raw | edit | segment gains (dB) | samples at full scale | render | "
+          "loudness (LUFS) | editor's edit | vs editor's mean | kept IoU |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        taken = f" -{r['gain_reduction_db']:.1f} dB" if r["gain_reduction_db"] else ""
+        print(f"| {r['name']} | {r['edit']} | {r['gain_db'][0]:+.1f} to {r['gain_db'][1]:+.1f} | "
+              f"{r['at_full_scale']} | {r['method']}{taken} | "
+              f"{r['loudness_lufs']:.1f} | {r['editor_lufs']:.1f} | "
+              f"{r['loudness_lufs'] - r['editor_mean_lufs']:+.1f} LU | {r['kept_iou']:.3f} |")
+    (root / "bench_levels_real.json").write_text(json.dumps({"levels": levels, "rows": rows,
+                                                             "editor_train_lufs": train_lufs},
+                                                            indent=1))
+
+
+if __name__ == "__main__":
+    main()
