@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import fcntl
+import hashlib
 import hmac
 import io
 import json
@@ -416,8 +417,9 @@ class EditState:
     {"kind": "undo"}, {"kind": "redo"}, {"kind": "save", "version"}; each with "time".
     """
 
-    def __init__(self, journal: Path, base: Edit, *, version: int):
+    def __init__(self, journal: Path, base: Edit, *, version: int, base_id: str = ""):
         self.journal = Path(journal)
+        self.base_id = base_id     # what the base was loaded from (a journal of another is refused)
         self.history: list[Edit] = []
         self.labels: list[str] = []
         self.cursor = -1
@@ -428,7 +430,8 @@ class EditState:
         else:
             self.journal.parent.mkdir(parents=True, exist_ok=True)
             self.history, self.labels, self.cursor = [base], ["version %d" % version], 0
-            self._append({"kind": "start", "version": version, "edit": base.to_json()})
+            self._append({"kind": "start", "version": version, "base_id": base_id,
+                          "edit": base.to_json()})
 
     @property
     def edit(self) -> Edit:
@@ -497,6 +500,10 @@ class EditState:
             kind = record.get("kind")
             where = f"{self.journal}: line {number}"
             if kind == "start" and not self.history:
+                if self.base_id and record.get("base_id", self.base_id) != self.base_id:
+                    raise UserError(f"{self.journal}: was made for another version of this edit "
+                                    "(its segment list has changed since); move the journal away "
+                                    "to start over from the newest version")
                 self.history = [Edit.from_json(record["edit"], where=where)]
                 self.labels, self.cursor = [f"version {record['version']}"], 0
                 self.saved_at, self.version = 0, int(record["version"])
@@ -639,9 +646,22 @@ class ReviewSession:
         try:
             latest = self.files.versions()[-1]
             base = Edit.load(self.files.paths(latest)["segments"])
+            journal = self.files.state_dir / "journal.jsonl"
+            if journal.is_file() and journal.stat().st_size:
+                # The journal's base is the version it started from: that file must not have
+                # been replaced since (an `edit --overwrite`, say).
+                try:
+                    start = json.loads(journal.read_text(encoding="utf-8").split("\n", 1)[0])
+                except json.JSONDecodeError:
+                    start = {}  # EditState says what is wrong with it
+                if isinstance(start, dict) and isinstance(start.get("version"), int):
+                    latest = start["version"]
             self.raw = _find_raw(base, self.files.folder, raw)
             self.raw_info = audio.check_audio(self.raw, need="to review")
-            self.state = EditState(self.files.state_dir / "journal.jsonl", base, version=latest)
+            segments_file = self.files.paths(latest)["segments"]
+            base_id = (hashlib.sha256(segments_file.read_bytes()).hexdigest()
+                       if segments_file.is_file() else "missing")
+            self.state = EditState(journal, base, version=latest, base_id=base_id)
             self.layout = Layout(Path(data_dir)) if data_dir is not None else None
             self.pair_name = (correction_name(self.layout, self.files.stem)
                               if self.layout is not None else None)
@@ -1015,6 +1035,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json({"error": str(err)}, HTTPStatus.BAD_REQUEST)
         except (BrokenPipeError, ConnectionResetError):
             return None
+        except Exception as err:  # a bug: say so on the page, and in the server's log
+            log.exception("review: %s %s failed", method, self.path.split("?")[0])
+            return self._json({"error": f"internal error ({type(err).__name__}: {err}); see the "
+                                        "server's output"}, HTTPStatus.INTERNAL_SERVER_ERROR)
 
     def _allowed(self, query: dict) -> bool:
         port = self.server.server_address[1]

@@ -359,6 +359,17 @@ def test_a_killed_server_loses_nothing(folder, tmp_path):
         second.close()
 
 
+def test_a_journal_of_an_edit_made_again_is_refused(folder, made):
+    first = ReviewSession(folder, data_dir=None, find_beats=False, background_render=False)
+    first.apply({"op": "veto", "cut": 1})
+    first.close()
+    edit = Edit.load(folder / "jam_segments.json")
+    edit.segments = edit.segments[:2]
+    edit.save(folder / "jam_segments.json")  # `editorbot edit --overwrite`, say
+    with pytest.raises(UserError, match="made for another version of this edit"):
+        ReviewSession(folder, data_dir=None, find_beats=False)
+
+
 # ----------------------------------------------------------------------------- the page in Chromium
 
 @pytest.mark.browser
