@@ -435,6 +435,18 @@ def test_veto_a_cut_move_another_by_a_bar_and_save_in_headless_chromium(server, 
             "return document.getElementById('edit-audio').src").split("?")[0].endswith("/files/jam_v2.wav"))
         if shots:
             driver.save_screenshot(str(Path(shots) / "after.png"))
+        # Drag a stretch of the raw (its intro) into the edit, at the end; then undo it.
+        ActionChains(driver).move_to_element_with_offset(wave, -wave.size["width"] // 2 + 5, 0) \
+            .click_and_hold().move_by_offset(60, 0).move_by_offset(60, 0).release().perform()
+        wait.until(lambda d: not d.find_element(By.ID, "insert").get_property("disabled"))
+        driver.find_element(By.ID, "insert").click()
+        wait.until(lambda d: len(history()) == 4)
+        assert len(session.state.edit.segments) == 4
+        added = session.state.edit.segments[-1]
+        assert added.raw_start_s < 1.0 and added.duration_s > 2.0
+        assert added.raw_start_s in session.grid.beats_s  # snapped to the beat grid
+        driver.find_element(By.ID, "undo").click()
+        wait.until(lambda d: len(history()) == 3)
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
     finally:
