@@ -33,6 +33,8 @@ from .errors import UserError, log
 DEFAULT_KEEP = 0.3  # fraction of the raw kept when the user has no training pairs
 MAX_LOOP_FACTOR = 4.0  # longest target, in lengths of the recording (looping makes up the rest)
 MAX_PLAYS = 2  # most plays of any stretch of the raw without allow_loops
+ANCHOR_BONUS = 1.0  # bar-phase score (mean clipped z of harmonic change) for playing after silence
+PHASE_CHANGE_COST = 4.0  # bar-phase score a change of bar phase costs
 
 
 @dataclass(frozen=True)
@@ -368,7 +370,7 @@ def analyze(y: np.ndarray, config: BaselineConfig = DEFAULT_CONFIG, *, where: st
 
     if fraction >= config.min_pulse_fraction:
         beats_s, downbeats_s, tempo = _beat_grid(onset_env, chroma, centres_s, ac, lags,
-                                                 has_pulse & sounding_win, config)
+                                                 has_pulse & sounding_win, sounding, config)
         bounds_s = np.unique(np.concatenate([[0.0], downbeats_s[downbeats_s > 0.05], [duration_s]]))
         bounds_s = _merge_short(bounds_s, 0.5 * float(np.median(np.diff(downbeats_s))))
         unit_kind = "bar"
@@ -393,8 +395,9 @@ def analyze(y: np.ndarray, config: BaselineConfig = DEFAULT_CONFIG, *, where: st
     return found
 
 
-def _beat_grid(onset_env, chroma, centres_s, ac, lags, reliable, config):
-    """Beats (time-varying tempo) and downbeats (bar phase chosen by harmonic change)."""
+def _beat_grid(onset_env, chroma, centres_s, ac, lags, reliable, sounding, config):
+    """Beats (time-varying tempo) and downbeats (bar phase chosen by harmonic change, and
+    by where playing starts after a silence: a count-in or a take starts on a bar line)."""
     sr, hop = config.sr, config.hop_length
     fps = sr / hop
     n = len(onset_env)
@@ -443,7 +446,15 @@ def _beat_grid(onset_env, chroma, centres_s, ac, lags, reliable, config):
             log.debug("beats moved by half a beat (harmony changes between them)")
             beats, valid = mids, valid[:-1] & valid[1:]
             beats_s = beats / fps + config.n_fft / (4 * sr)
-    is_down = _bar_lines(beats, chroma, valid, config.beats_per_bar, [1, 2, config.beats_per_bar])
+    # The first beat of playing that follows at least a second of silence.
+    gap = int(round(fps))
+    quiet_before = np.r_[0, np.cumsum(sounding)]
+    starts = np.flatnonzero(sounding[1:] & ~sounding[:-1]) + 1
+    starts = starts[[quiet_before[t] - quiet_before[max(0, t - gap)] == 0 for t in starts]]
+    near = np.searchsorted(beats, starts - 3)
+    anchors = near[(near < len(beats)) & (np.abs(beats[np.minimum(near, len(beats) - 1)] - starts) <= 0.15 * fps)]
+    is_down = _bar_lines(beats, chroma, valid, config.beats_per_bar, [1, 2, config.beats_per_bar],
+                         anchors=anchors)
     downbeats_s = beats_s[is_down]
     return beats_s, downbeats_s, tempo
 
@@ -471,7 +482,7 @@ def _harmonic_change(grid: np.ndarray, chroma: np.ndarray, widths: list[int]) ->
 
 
 def _bar_lines(grid: np.ndarray, chroma: np.ndarray, valid: np.ndarray, per_bar: int,
-               widths: list[int]) -> np.ndarray:
+               widths: list[int], anchors: np.ndarray = np.zeros(0, np.int64)) -> np.ndarray:
     """Which beats start a bar, from harmonic change (chords change on bar lines;
     onsets do not tell: a backbeat's snare on 2 and 4 is louder than the kick on 1).
 
@@ -481,6 +492,8 @@ def _bar_lines(grid: np.ndarray, chroma: np.ndarray, valid: np.ndarray, per_bar:
         valid : np.ndarray [shape=(m,)], bool: steps in playing with a pulse
         per_bar: grid steps in a bar.
         widths: spans (in steps) over which harmony before and after a step is compared.
+        anchors: steps where playing starts after a silence: their phase gets ANCHOR_BONUS
+            for the 8 bars that follow (harmony alone often cannot tell there).
 
     Returns:
         is_down : np.ndarray [shape=(m,)], bool
@@ -501,12 +514,23 @@ def _bar_lines(grid: np.ndarray, chroma: np.ndarray, valid: np.ndarray, per_bar:
         total = scipy.ndimage.uniform_filter1d(np.where(mine, score, 0.0), width, mode="constant")
         count = scipy.ndimage.uniform_filter1d(mine.astype(float), width, mode="constant")
         phase_score[p] = np.where(count > 0.5 / width, total / np.maximum(count, 1e-9), -np.inf)
-    phase = np.argmax(phase_score, axis=0)
-    # Steps with no valid step near them take the phase of the nearest one that has.
-    known = np.flatnonzero(np.isfinite(phase_score.max(axis=0)))
-    if 0 < len(known) < m:
-        phase = phase[known[np.clip(np.searchsorted(known, idx), 0, len(known) - 1)]]
-    phase = scipy.ndimage.median_filter(phase, size=2 * per_bar + 1, mode="nearest")
+    for a in anchors:
+        phase_score[a % per_bar, a:a + width] += ANCHOR_BONUS
+    # The phase path with the best total score, each change of phase costing
+    # PHASE_CHANGE_COST (a bar phase holds for whole sections; the beat tracker rarely
+    # drops a beat). Steps with no valid step near them score every phase alike.
+    score = np.where(np.isfinite(phase_score), phase_score, 0.0)
+    total = score[:, 0].copy()
+    came_from = np.zeros((per_bar, m), np.int64)
+    for i in range(1, m):
+        stay, best = total, int(np.argmax(total))
+        switch = total[best] - PHASE_CHANGE_COST
+        came_from[:, i] = np.where(stay >= switch, np.arange(per_bar), best)
+        total = np.maximum(stay, switch) + score[:, i]
+    phase = np.empty(m, np.int64)
+    phase[-1] = int(np.argmax(total))
+    for i in range(m - 1, 0, -1):
+        phase[i - 1] = came_from[phase[i], i]
     return (idx % per_bar) == phase
 
 
