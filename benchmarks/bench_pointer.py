@@ -81,6 +81,7 @@ def bench_train(args: argparse.Namespace) -> dict:
     from editorbot.pointer.config import PointerConfig
     from editorbot.pointer.infer import propose_edit
     from editorbot.pointer.train import train
+    from editorbot.training import Run
 
     out = Path(args.out)
     t0 = time.time()
@@ -90,19 +91,15 @@ def bench_train(args: argparse.Namespace) -> dict:
                                  minutes=args.minutes, persona=args.persona, jobs=args.jobs)
     print(f"corpus: {args.pairs} training and {args.test_pairs} test pairs of {args.minutes} min "
           f"({args.persona}) in {time.time() - t0:.0f} s", flush=True)
-    cfg = load(PointerConfig, args.config, [
-        f"train.cache_dir={json.dumps(str(train_layout.cache_dir))}",
-        f"train.pointer_dir={json.dumps(str(train_layout.pointer_dir))}",
-        f"train.save_dir={json.dumps(str(out / 'model'))}",
-        f"train.max_minutes={args.max_minutes}", f"train.epochs={args.epochs}", *args.set])
+    cfg = load(PointerConfig, args.config, [f"train.epochs={args.epochs}", *args.set])
     t0 = time.time()
     cpu0 = time.process_time()
-    result = train(cfg, progress=True)
+    result = train(cfg, Run(out / "model", train_layout.data_dir, train_layout.cache_dir,
+                            max_minutes=args.max_minutes, overwrite=True))
     train_s, train_cpu = time.time() - t0, time.process_time() - cpu0
-    ckpt = load_checkpoint(Path(cfg.train.save_dir) / "best.pt")  # --set may move it
+    ckpt = load_checkpoint(out / "model" / "best.pt")
     best = ckpt["metrics"]
-    print(f"trained {result.global_step} steps, {result.epochs_done} epochs in {train_s:.0f} s "
-          f"({train_cpu:.0f} s CPU)")
+    print(f"trained {result.steps} steps in {train_s:.0f} s ({train_cpu:.0f} s CPU)")
     for h in result.history:
         print("  epoch {epoch:4d} step {global_step:6d}: val_delta_accuracy {acc:.4f}, change accuracy "
               "{chg:.3f}, val IoU {iou}, val loss {loss:.3f}".format(
@@ -131,6 +128,7 @@ def bench_stems(args: argparse.Namespace) -> dict:
     from editorbot.pointer.config import PointerConfig
     from editorbot.pointer.infer import propose_edit
     from editorbot.pointer.train import train
+    from editorbot.training import Run
 
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -152,22 +150,20 @@ def bench_stems(args: argparse.Namespace) -> dict:
     for label, use_stems in (("no stems", False), ("hpss stems", True)):
         save_dir = out / ("model_stems" if use_stems else "model_plain")
         cfg = load(PointerConfig, args.config, [
-            f"train.cache_dir={json.dumps(str(train_layout.cache_dir))}",
-            f"train.pointer_dir={json.dumps(str(train_layout.pointer_dir))}",
-            f"train.save_dir={json.dumps(str(save_dir))}", f"train.max_minutes={args.max_minutes}",
             f"train.epochs={args.epochs}", f"model.use_stems={'true' if use_stems else 'false'}",
             *args.set])
         t0, cpu0 = time.time(), time.process_time()
-        result = train(cfg, progress=False)
+        result = train(cfg, Run(save_dir, train_layout.data_dir, train_layout.cache_dir,
+                                max_minutes=args.max_minutes, overwrite=True, progress=False))
         ckpt = load_checkpoint(save_dir / "best.pt")
         best = ckpt["metrics"]
-        print(f"{label}: {result.global_step} steps, {result.epochs_done} epochs in {time.time() - t0:.0f} s "
+        print(f"{label}: {result.steps} steps in {time.time() - t0:.0f} s "
               f"({time.process_time() - cpu0:.0f} s CPU); best.pt at step {ckpt['global_step']}: val IoU "
               f"{best.get('val/iou', float('nan')):.3f}, change accuracy {best['val/change_accuracy']:.3f}, "
               f"stems_backend {ckpt['stems_backend']}", flush=True)
         editors[label] = (lambda c: lambda raw, **kw: propose_edit(
             raw, c, cache_dir=test_layout.cache_dir, progress=False, **kw))(ckpt)
-        summary[label] = {"steps": result.global_step, "train_s": result.seconds}
+        summary[label] = {"steps": result.steps, "train_s": result.seconds}
     for match in (False, True):
         results = evaluate_editors(test_layout.data_dir, editors, cache_dir=test_layout.cache_dir,
                                    match_duration=match, progress=False)

@@ -80,6 +80,7 @@ def must_reach(args) -> dict:
     from editorbot.config import load
     from editorbot.rl.bc_labels import BCDataset
     from editorbot.rl.train import RLConfig, train
+    from editorbot.training import Run
 
     started_all = time.perf_counter()
     root = OUT / "rl_train" / f"{args.persona}_{args.pairs}x{args.minutes:g}min_seed{args.seed}"
@@ -110,16 +111,16 @@ def must_reach(args) -> dict:
                                               f"train.seed={seed}", f"train.eval_every={max(args.updates, 1)}",
                                               *split, *args.set])
         started = time.perf_counter()
-        result = train(config, data_dir=data, cache_dir=cache, save_dir=root / f"{args.run_name}_seed{seed}",
-                       bc_pretrain=labels, bc_mixed=labels, progress=False)
+        result = train(config, Run(root / f"{args.run_name}_seed{seed}", data, cache, progress=False,
+                                   overwrite=True), bc_pretrain=labels, bc_mixed=labels)
         seconds = time.perf_counter() - started
         train_rows = np.isin(np.array([r.name for r in dataset.recordings])[dataset.rec], result.train_names)
         runs.append({
             "seed": seed, "held_out": result.val_names, "labelled_steps": int(train_rows.sum()),
             "label_type_shares_train": type_shares(dataset.actions[train_rows]),
-            "bc_train": {k: round(v, 3) for k, v in result.bc_metrics.items() if "accuracy" in k},
-            "held_out_after_bc": {k: round(result.val_after_bc[k], 3) for k in keys if k in result.val_after_bc},
-            "held_out_after_ppo": {k: round(result.val_final[k], 3) for k in keys if k in result.val_final},
+            "bc_train": {k: round(v, 3) for k, v in result.phases["bc_train"].items() if "accuracy" in k},
+            "held_out_after_bc": {k: round(result.phases["bc"][k], 3) for k in keys if k in result.phases["bc"]},
+            "held_out_after_ppo": {k: round(result.metrics[k], 3) for k in keys if k in result.metrics},
             "train_seconds": round(seconds, 1)})
         print(json.dumps(runs[-1]))
     mean = {phase: {k: round(float(np.mean([r[phase][k] for r in runs])), 3) for k in keys

@@ -66,6 +66,7 @@ def main() -> None:
     from editorbot.config import load
     from editorbot.supervised.config import SupervisedConfig
     from editorbot.supervised.train import train
+    from editorbot.training import Run
 
     tag = f"supervised_{args.pairs}x{args.minutes:g}min_{args.mastering}_s{args.seed}"
     data = corpus(OUT / tag, pairs=args.pairs, minutes=args.minutes, seed=args.seed,
@@ -77,7 +78,8 @@ def main() -> None:
     overrides = [f"train.epochs={args.epochs}"] if args.epochs else []
     cfg = load(SupervisedConfig, args.config, overrides)
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    result = train(cfg, data, models, cache_dir=cache, jobs=args.jobs, progress=False)
+    run = train(cfg, Run(models, data, cache, progress=False), jobs=args.jobs)
+    result = {**run.metrics, "train_names": run.train_names, "val_names": run.val_names}
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -63,17 +63,27 @@ def to_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
 
 
-def from_dict(cls: type[T], data: dict, *, where: str = "config") -> T:
-    """Build dataclass `cls` from a dict, recursing into dataclass fields."""
+def from_dict(cls: type[T], data: dict, *, where: str = "config", saved: bool = False) -> T:
+    """Build dataclass `cls` from a dict, recursing into dataclass fields.
+
+    A class may list in RETIRED the keys earlier versions had, with the flag that replaced
+    each: a config file that sets one is told that flag; a checkpoint's config (saved=True)
+    that holds one loads without it.
+    """
     if not isinstance(data, dict):
         raise UserError(f"{where}: expected an object of settings, got {type(data).__name__}")
+    retired = getattr(cls, "RETIRED", {})
+    old = sorted(set(data) & set(retired))
+    if old and not saved:
+        raise UserError(f"{where}: '{old[0]}' is no longer a setting; use {retired[old[0]]} instead")
+    data = {k: v for k, v in data.items() if k not in retired}
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - names)
     if unknown:
         raise UserError(f"{where}: unknown key '{unknown[0]}' for {cls.__name__}; "
                         f"known keys: {', '.join(sorted(names))}")
-    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}", saved) for k, v in data.items()}
     for key, allowed in getattr(cls, "LIMITS", {}).items():
         value = kwargs.get(key)
         if isinstance(value, (int, float)) and value not in allowed:
@@ -87,11 +97,11 @@ def from_dict(cls: type[T], data: dict, *, where: str = "config") -> T:
     return obj
 
 
-def _coerce(tp: Any, value: Any, where: str) -> Any:
+def _coerce(tp: Any, value: Any, where: str, saved: bool = False) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, where=where)
+        return from_dict(tp, value, where=where, saved=saved)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -100,7 +110,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(arg, value, where)
+                return _coerce(arg, value, where, saved)
             except UserError as err:
                 errors.append(str(err))
         raise UserError(errors[0] if errors else f"{where}: bad value {value!r}")
@@ -108,7 +118,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise UserError(f"{where}: expected a list, got {value!r}")
         inner = args[0] if args else Any
-        items = [_coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        items = [_coerce(inner, v, f"{where}[{i}]", saved) for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
     if origin is dict or tp is dict:
         if not isinstance(value, dict):

@@ -152,6 +152,16 @@ def load_recording(layout: Layout, name: str, *,
     return Recording(name, mel, pointers, ops, info, params, meta)
 
 
+def prepared_names(pointer_dir: str | os.PathLike) -> list[str]:
+    """The recordings `editorbot prepare` wrote pointers for ({name}_pointers.npy), sorted:
+    the names every trainer starts from."""
+    pointer_dir = Path(pointer_dir)
+    if not pointer_dir.is_dir():
+        raise UserError(f"{pointer_dir}: no such folder; run `editorbot prepare` on your pairs "
+                        "first, or pass the --data-dir that holds pointer_sequences/")
+    return sorted(p.name[: -len("_pointers.npy")] for p in pointer_dir.glob("*_pointers.npy"))
+
+
 def split_by_recording(names: list[str], fraction: float, seed: int, *,
                        val_names: list[str] | None = None) -> tuple[list[str], list[str]]:
     """Split recordings (never frames) into training and held-out sets.

@@ -74,6 +74,7 @@ def run_demo(out: str = "demo_output", seed: int = 0, *, pairs: int = 6, heldout
     from .pointer.config import PointerConfig
     from .pointer.infer import propose_edit as pointer_edit
     from .pointer.train import train
+    from .training import Run
     from .supervised.toy import write_corpus_pointers
     from .synth import write_corpus
 
@@ -101,15 +102,13 @@ def run_demo(out: str = "demo_output", seed: int = 0, *, pairs: int = 6, heldout
     write_corpus_pointers(held_dir)
 
     _step(f"3/6 training a small pointer model for {train_minutes:g} min on the CPU", started)
-    cfg = load(PointerConfig, SMALL_POINTER_CONFIG, [
-        f"train.cache_dir={cache_dir}", f"train.pointer_dir={layout.pointer_dir}",
-        f"train.save_dir={model_dir}", f"train.max_minutes={train_minutes}", "train.bf16=false",
-        f"train.seed={seed}"])
-    result = train(cfg, overwrite=True)  # the demo's own folder: a second demo run replaces it
+    cfg = load(PointerConfig, SMALL_POINTER_CONFIG, ["train.bf16=false", f"train.seed={seed}"])
+    # the demo's own folder: a second demo run replaces it
+    result = train(cfg, Run(model_dir, train_dir, cache_dir, max_minutes=train_minutes, overwrite=True))
     checkpoint = model_dir / "best.pt"
     if not checkpoint.is_file():
         checkpoint = model_dir / "latest.pt"
-    print(f"  {result.global_step} steps in {result.seconds:.0f} s; checkpoint {checkpoint}")
+    print(f"  {result.steps} steps in {result.seconds:.0f} s; checkpoint {checkpoint}")
 
     _step("4/6 editing the held-out recordings with the model and with the rule-based editor",
           started)

@@ -19,6 +19,7 @@ from editorbot.edits import ops_from_pointers
 from editorbot.errors import UserError
 from editorbot.features import DEFAULT_PARAMS
 from editorbot.layout import Layout
+from editorbot.training import Run
 
 from .conftest import REPO, run_cli
 
@@ -144,13 +145,14 @@ def test_every_paradigm_holds_out_the_same_recordings(tmp_path):
 
     paths = {"pointer": tmp_path / "pointer" / "best.pt", "supervised": tmp_path / "supervised" / "best.pt",
              "rl": tmp_path / "rl" / "best.pt"}
-    train_pointer(load(PointerConfig, None, POINTER_TINY + SPLIT + [
-        f"train.cache_dir={json.dumps(str(cache))}", f"train.pointer_dir={json.dumps(str(layout.pointer_dir))}",
-        f"train.save_dir={json.dumps(str(paths['pointer'].parent))}"]), progress=False)
+    # One signature: train(config, run), the run saying where the pairs are and the model goes.
+    def run(kind):
+        return Run(paths[kind].parent, data, cache, progress=False)
+
+    train_pointer(load(PointerConfig, None, POINTER_TINY + SPLIT), run("pointer"))
     train_supervised(load(SupervisedConfig, REPO / "configs/supervised/small.json", SUPERVISED_TINY + SPLIT),
-                     data, paths["supervised"].parent, cache_dir=cache, progress=False)
-    train_rl(load(RLConfig, REPO / "configs/rl/small.json", RL_TINY + SPLIT), data_dir=data,
-             cache_dir=cache, save_dir=paths["rl"].parent, progress=False)
+                     run("supervised"))
+    train_rl(load(RLConfig, REPO / "configs/rl/small.json", RL_TINY + SPLIT), run("rl"))
     for kind, path in paths.items():
         ckpt = load_checkpoint(path)
         assert ckpt["kind"] == kind
@@ -185,8 +187,9 @@ def test_every_paradigm_holds_out_the_same_recordings(tmp_path):
 
 
 def test_every_trainer_takes_the_same_options(monkeypatch, tmp_path):
-    """--data-dir, --cache-dir, --save-dir, --resume, --seed, --set mean the same in each
-    `train` subcommand; RL's earlier --checkpoint still resumes."""
+    """--data-dir, --cache-dir, --save-dir, --resume, --max-minutes, --seed, --set mean the
+    same in each `train` subcommand and reach the trainer as one Run; RL's earlier
+    --checkpoint still resumes."""
     import argparse
     import types
 
@@ -195,22 +198,23 @@ def test_every_trainer_takes_the_same_options(monkeypatch, tmp_path):
     parser = argparse.ArgumentParser()
     train_cmd.add_parser(parser.add_subparsers())
     common = ["--data-dir", "d", "--cache-dir", "c", "--save-dir", "s", "--resume", "r.pt",
-              "--seed", "3", "--set", "train.lr=0.1", "--no-progress"]
+              "--max-minutes", "2.5", "--seed", "3", "--set", "train.lr=0.1", "--no-progress"]
     for paradigm in ("pointer", "supervised", "rl"):
         args = parser.parse_args(["train", paradigm] + common)
-        assert (args.data_dir, args.cache_dir, args.save_dir, args.resume, args.seed, args.set,
-                args.no_progress) == ("d", "c", "s", "r.pt", 3, ["train.lr=0.1"], True), paradigm
+        assert (args.seed, args.set) == (3, ["train.lr=0.1"]), paradigm
+        assert Run.from_args(args) == Run(Path("s"), Path("d"), Path("c"), resume=Path("r.pt"),
+                                          max_minutes=2.5, progress=False), paradigm
     assert parser.parse_args(["train", "rl", "--checkpoint", "old.pt"]).resume == "old.pt"
 
     seen = {}
 
-    def fake_train(config, **kwargs):
-        seen["config"], seen["kwargs"] = config, kwargs
-        return types.SimpleNamespace(interrupted=True)
+    def fake_train(config, run, **kwargs):
+        seen["config"], seen["run"] = config, run
+        return types.SimpleNamespace(interrupted=True, summary=lambda paradigm: "")
 
     monkeypatch.setattr("editorbot.pointer.train.train", fake_train)
     args = parser.parse_args(["train", "pointer", "--data-dir", str(tmp_path), "--seed", "3",
                               "--resume", "r.pt"])
     assert args.func(args) == 130
-    assert seen["config"].train.pointer_dir == str(tmp_path / "pointer_sequences")
-    assert seen["config"].train.seed == 3 and seen["kwargs"]["resume"] == "r.pt"
+    assert seen["run"].layout.pointer_dir == tmp_path / "pointer_sequences"
+    assert seen["config"].train.seed == 3 and seen["run"].resume == Path("r.pt")

@@ -77,7 +77,7 @@ def test_a_checkpoint_holding_a_hostile_pickle_is_refused_and_never_runs(raw_wav
     evaluate = run_cli("evaluate", "--checkpoint", ckpt, "--data-dir", data)
     assert "refused" in assert_refused(evaluate, ckpt)
     resume = run_cli("train", "pointer", "--resume", ckpt, "--save-dir", tmp_path / "run",
-                     "--cache-dir", tmp_path / "cache", "--pointer-dir", tmp_path / "p")
+                     "--cache-dir", tmp_path / "cache", "--data-dir", tmp_path / "p")
     assert "refused" in assert_refused(resume, ckpt)
     assert not marker.exists(), "the pickled command ran"
     assert ckpt.read_bytes() == before and not (tmp_path / "out.wav").exists()
@@ -297,6 +297,6 @@ def test_bad_command_line_numbers_are_one_line(tmp_path):
         run_cli("synth", "--out", tmp_path / "s", "--minutes", "-1"))
     assert "train.epochs = -1: must be >= 1" in assert_refused(
         run_cli("train", "pointer", "--save-dir", tmp_path / "m", "--epochs", "-1"))
-    assert "--epochs -1: must be >= 1" in assert_refused(
+    assert "train.epochs = -1: must be >= 1" in assert_refused(
         run_cli("train", "supervised", "--save-dir", tmp_path / "m", "--epochs", "-1",
                 "--data-dir", tmp_path / "nothing"))

@@ -27,6 +27,7 @@ from editorbot.pointer.data import (History, PointerData, expected_positions, ma
                                     sample_steps, step_table)
 from editorbot.pointer.decode import (KeepPlan, StepDecision, decode_pointers, keep_ahead, kept_stretches,
                                       merge_fragments)
+from editorbot.training import Run
 from editorbot.pointer.model import (N_COND, SKIP_UNIT, PointerNet, bucket_of, bucket_offset_ranges,
                                      jump_bucket_edges, linear_attention)
 
@@ -116,11 +117,12 @@ def corpus(tmp_path_factory) -> Layout:
     return write_toy_corpus(tmp_path_factory.mktemp("pointer"), 4)
 
 
-def tiny_config(layout: Layout, save_dir: Path, *extra: str) -> PointerConfig:
-    return load(PointerConfig, None, TINY + [
-        f"train.cache_dir={json.dumps(str(layout.cache_dir))}",
-        f"train.pointer_dir={json.dumps(str(layout.pointer_dir))}",
-        f"train.save_dir={json.dumps(str(save_dir))}", *extra])
+def tiny_config(*extra: str) -> PointerConfig:
+    return load(PointerConfig, None, TINY + list(extra))
+
+
+def tiny_run(layout: Layout, save_dir: Path, **kw) -> Run:
+    return Run(save_dir, layout.data_dir, layout.cache_dir, progress=False, **kw)
 
 
 # ------------------------------------------------------------------ model pieces
@@ -467,17 +469,6 @@ def test_validation_chooses_the_keep_threshold_that_matches_the_editor():
     assert t == 0.5 and iou == pytest.approx(1.0)
 
 
-def test_progress_total_is_what_the_time_budget_reaches():
-    """Started at t=100 with 50 s of audio counted; at t=110, 150 counted (10 s of audio a
-    second) and 30 s left: the bar will end at 450, unless the epochs end sooner."""
-    from editorbot.pointer.train import projected_total
-
-    assert projected_total(10_000, 150, (100.0, 50), 110.0, 140.0) == 450
-    assert projected_total(300, 150, (100.0, 50), 110.0, 140.0) == 300
-    assert projected_total(10_000, 150, (100.0, 50), 110.0, math.inf) == 10_000
-    assert projected_total(10_000, 50, (100.0, 50), 100.0, 140.0) == 10_000
-
-
 def test_keep_threshold_comes_from_the_config_then_the_checkpoint():
     from editorbot.pointer.config import PointerConfig
     from editorbot.pointer.infer import keep_threshold_for
@@ -619,11 +610,11 @@ def test_train_checkpoint_infer_and_evaluate_end_to_end(corpus, tmp_path):
     from editorbot.pointer.infer import propose_edit
     from editorbot.pointer.train import train
 
-    cfg = tiny_config(corpus, tmp_path / "run", "train.epochs=2", "train.val_fraction=0.25",
+    cfg = tiny_config("train.epochs=2", "train.val_fraction=0.25",
                       "train.val_decode_every=1", "train.select_by=val_iou")
     losses = []
-    result = train(cfg, progress=False, on_step=lambda step, parts: losses.append(parts))
-    assert result.global_step == 4 and not result.interrupted
+    result = train(cfg, tiny_run(corpus, tmp_path / "run"), on_step=lambda step, parts: losses.append(parts))
+    assert result.steps == 4 and not result.interrupted
     assert all(np.isfinite(list(d.values())).all() for d in losses)
     ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
     assert ckpt["kind"] == "pointer" and ckpt["editorbot_version"]
@@ -666,12 +657,12 @@ def test_resume_continues_exactly(corpus, tmp_path):
         if step == 2:
             raise KeyboardInterrupt
 
-    straight = train(tiny_config(corpus, tmp_path / "a", "train.epochs=2"), progress=False)
-    first = train(tiny_config(corpus, tmp_path / "b", "train.epochs=2"), progress=False, on_step=stop_at_2)
+    straight = train(tiny_config("train.epochs=2"), tiny_run(corpus, tmp_path / "a"))
+    first = train(tiny_config("train.epochs=2"), tiny_run(corpus, tmp_path / "b"), on_step=stop_at_2)
     assert first.interrupted
-    resumed = train(tiny_config(corpus, tmp_path / "b", "train.epochs=2"),
-                    resume=tmp_path / "b" / "latest.pt", progress=False)
-    assert resumed.global_step == straight.global_step == 4
+    resumed = train(tiny_config("train.epochs=2"),
+                    tiny_run(corpus, tmp_path / "b", resume=tmp_path / "b" / "latest.pt"))
+    assert resumed.steps == straight.steps == 4
     a = torch.load(tmp_path / "a" / "latest.pt", weights_only=False)["model_state"]
     b = torch.load(tmp_path / "b" / "latest.pt", weights_only=False)["model_state"]
     for key in a:
@@ -685,8 +676,8 @@ def test_ctrl_c_saves_latest_and_stops(corpus, tmp_path):
         if step == 3:
             raise KeyboardInterrupt
 
-    result = train(tiny_config(corpus, tmp_path / "run", "train.epochs=5"), progress=False, on_step=interrupt)
-    assert result.interrupted and result.global_step == 3
+    result = train(tiny_config("train.epochs=5"), tiny_run(corpus, tmp_path / "run"), on_step=interrupt)
+    assert result.interrupted and result.steps == 3
     latest = torch.load(tmp_path / "run" / "latest.pt", weights_only=False)
     assert latest["global_step"] == 3 and latest["epoch"] == 1 and latest["step_in_epoch"] == 1
 
@@ -695,13 +686,15 @@ def test_cli_train_two_processes_with_gloo(corpus, tmp_path):
     """torchrun with 2 CPU processes (gloo): DDP keeps the parameters in sync and rank 0
     writes the checkpoints."""
     config = tmp_path / "tiny.json"
-    cfg = tiny_config(corpus, tmp_path / "ddp", "train.epochs=1", "train.batch_size=1")
+    cfg = tiny_config("train.epochs=1", "train.batch_size=1")
     from editorbot.config import to_dict
     config.write_text(json.dumps(to_dict(cfg)))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "editorbot", "train", "pointer", "--config", str(config), "--no-progress"],
+         "-m", "editorbot", "train", "pointer", "--config", str(config), "--no-progress",
+         "--data-dir", str(corpus.data_dir), "--cache-dir", str(corpus.cache_dir),
+         "--save-dir", str(tmp_path / "ddp")],
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 processes, parameters in sync" in proc.stderr
@@ -714,7 +707,7 @@ def test_cli_evaluate_holds_out_the_training_split(corpus, tmp_path, capsys):
     from editorbot.cli import main
     from editorbot.pointer.train import train
 
-    train(tiny_config(corpus, tmp_path / "run", "train.epochs=1"), progress=False)
+    train(tiny_config("train.epochs=1"), tiny_run(corpus, tmp_path / "run"))
     ckpt = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
     status = main(["evaluate", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--no-baseline",
                    "--data-dir", str(corpus.data_dir), "--cache-dir", str(corpus.cache_dir),
@@ -735,11 +728,8 @@ def test_learns_the_toy_trimmer(tmp_path):
     ci = os.environ.get("CI") == "true"
     layout = write_toy_corpus(tmp_path, 8 if ci else 16, seed=5, seconds=20.0)
     cfg = load(PointerConfig, REPO / "configs" / "pointer" / "small.json", [
-        f"train.cache_dir={json.dumps(str(layout.cache_dir))}",
-        f"train.pointer_dir={json.dumps(str(layout.pointer_dir))}",
-        f"train.save_dir={json.dumps(str(tmp_path / 'run'))}",
         f"train.epochs={15 if ci else 60}", "train.val_every=5"])
-    result = train(cfg, progress=False)
+    result = train(cfg, tiny_run(layout, tmp_path / "run"))
     first, last = result.history[0], result.history[-1]
     assert last["val/loss"] < 0.5 * first["val/loss"]
     assert last["val/change_accuracy"] > (0.2 if ci else 0.5)
@@ -764,8 +754,8 @@ def test_stems_model_records_its_backend_and_refuses_another(corpus, tmp_path, m
 
     assert main(["stems", "--backend", "hpss", "--data-dir", str(corpus.data_dir),
                  "--cache-dir", str(corpus.cache_dir)]) == 0
-    cfg = tiny_config(corpus, tmp_path / "run", "model.use_stems=true", "train.epochs=1")
-    train(cfg, progress=False)
+    cfg = tiny_config("model.use_stems=true", "train.epochs=1")
+    train(cfg, tiny_run(corpus, tmp_path / "run"))
     ckpt = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
     assert ckpt["stems_backend"] == "hpss" and ckpt["config"]["model"]["use_stems"]
     name = ckpt["split"]["val"][0]
@@ -807,7 +797,7 @@ def test_stems_model_records_its_backend_and_refuses_another(corpus, tmp_path, m
     latest = torch.load(tmp_path / "run" / "latest.pt", weights_only=False)
     torch.save(dict(latest, stems_backend="demucs"), tmp_path / "demucs_latest.pt")
     with pytest.raises(UserError, match="holds 'hpss' stems but the model was trained on 'demucs'"):
-        train(cfg, resume=tmp_path / "demucs_latest.pt", progress=False)
+        train(cfg, tiny_run(corpus, tmp_path / "run", resume=tmp_path / "demucs_latest.pt"))
 
     # Recordings whose stems come from two backends are refused before training.
     mixed = tmp_path / "mixed_cache"

@@ -147,15 +147,15 @@ def test_training_pretrains_the_section_gru_first_and_refuses_without_one(tmp_pa
     from editorbot.errors import UserError
     from editorbot.pointer.train import train
 
-    from .test_pointer import tiny_config, write_toy_corpus
+    from .test_pointer import tiny_config, tiny_run, write_toy_corpus
 
     corpus = write_toy_corpus(tmp_path / "corpus", 3)
     with pytest.raises(UserError, match="section_context"):
-        train(tiny_config(corpus, tmp_path / "no", "train.keep_pretrain_steps=5"), progress=False)
-    cfg = tiny_config(corpus, tmp_path / "run", "model.section_context=8", "train.epochs=1",
+        train(tiny_config("train.keep_pretrain_steps=5"), tiny_run(corpus, tmp_path / "no"))
+    cfg = tiny_config("model.section_context=8", "train.epochs=1",
                       "train.keep_pretrain_steps=5", "train.keep_pretrain_batch=2")
-    result = train(cfg, progress=False)
-    assert result.global_step == 1
+    result = train(cfg, tiny_run(corpus, tmp_path / "run"))
+    assert result.steps == 1
     assert (tmp_path / "run" / "best.pt").is_file()
 
 
@@ -167,13 +167,13 @@ def test_a_time_limit_holds_for_the_whole_run_and_leaves_a_best_checkpoint(tmp_p
     only latest.pt while its log named both)."""
     from editorbot.pointer.train import train
 
-    from .test_pointer import tiny_config, write_toy_corpus
+    from .test_pointer import tiny_config, tiny_run, write_toy_corpus
 
     corpus = write_toy_corpus(tmp_path / "corpus", 4)
-    result = train(tiny_config(corpus, tmp_path / "run", "model.section_context=4",
-                               "train.keep_pretrain_steps=1000000", "train.max_minutes=0.1",
+    result = train(tiny_config("model.section_context=4", "train.keep_pretrain_steps=1000000",
                                "train.epochs=100000", "train.select_by=val_iou",
-                               "train.val_decode_every=1000"), progress=False)
-    assert result.global_step > 0 and not result.interrupted
+                               "train.val_decode_every=1000"),
+                   tiny_run(corpus, tmp_path / "run", max_minutes=0.1))
+    assert result.steps > 0 and not result.interrupted and result.out_of_time
     assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "run" / "latest.pt").is_file()
     assert result.wrote == ("best.pt", "latest.pt")

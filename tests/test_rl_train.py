@@ -32,6 +32,7 @@ from editorbot.rl.beat_features import feature_slice
 from editorbot.rl.ppo import BCSource, PPOConfig, Rollout, collect, compute_gae, learn, start, update
 from editorbot.rl.state import STATE_DIM, FeatureNormalizer
 from editorbot.rl.train import RLConfig, make_envs, pretrain_bc, train
+from editorbot.training import Run
 
 from .conftest import REPO, run_cli
 
@@ -442,11 +443,10 @@ def test_normalizer_is_saved_in_the_checkpoint_and_used_to_edit(corpus, tmp_path
     settings = TINY + ["train.n_updates=1", "ppo.n_steps=16", "train.bc_pretrain_epochs=2"]
     with pytest.raises(UserError, match="train.val_names: no recording named nosuch"):
         train(load(RLConfig, REPO / "configs" / "rl" / "small.json", settings + ['train.val_names=["nosuch"]']),
-              data_dir=data_dir, cache_dir=cache_dir, save_dir=tmp_path / "bad", bc_pretrain=path,
-              progress=False)
+              Run(tmp_path / "bad", data_dir, cache_dir, progress=False), bc_pretrain=path)
     config = load(RLConfig, REPO / "configs" / "rl" / "small.json", settings + [f'train.val_names=["{held}"]'])
-    result = train(config, data_dir=data_dir, cache_dir=cache_dir, save_dir=tmp_path / "run",
-                   bc_pretrain=path, bc_mixed=path, progress=False)
+    result = train(config, Run(tmp_path / "run", data_dir, cache_dir, progress=False),
+                   bc_pretrain=path, bc_mixed=path)
     ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
     train_feats = [r.features.features for r in dataset.recordings if r.name in result.train_names]
     assert result.val_names == [held] and sorted(result.train_names) == names[:-1]

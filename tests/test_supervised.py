@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from editorbot import audio
-from editorbot.config import load
+from editorbot.config import from_dict, load
 from editorbot.edits import Edit, Segment, ops_from_pointers
 from editorbot.editors import propose
 from editorbot.errors import UserError
@@ -28,6 +28,7 @@ from editorbot.supervised.losses import apply_gain, multi_scale_stft_loss, stft_
 from editorbot.supervised.toy import write_toy_corpus, write_truth_pointers
 from editorbot.commands.train import add_supervised_parser
 from editorbot.supervised.train import train
+from editorbot.training import Run
 
 from .conftest import REPO
 
@@ -240,7 +241,7 @@ def test_train_resume_and_propose(toy_corpus, tmp_path):
     ckpt = torch.load(save / "latest.pt", map_location="cpu", weights_only=False)
     assert ckpt["kind"] == "supervised" and ckpt["epoch"] == 1
     assert {"config", "feature_params", "editorbot_version", "model_state", "optimizer_state",
-            "edit_ref_db", "split", "val_metrics", "step"} <= set(ckpt)
+            "edit_ref_db", "split", "metrics", "step"} <= set(ckpt)
     assert ckpt["config"]["model"]["d_model"] == 32
     assert ckpt["feature_params"] == P.as_dict()
     assert (save / "best.pt").is_file()
@@ -250,17 +251,19 @@ def test_train_resume_and_propose(toy_corpus, tmp_path):
     assert not set(ckpt["split"]["train"]) & set(ckpt["split"]["val"])
     assert len(ckpt["split"]["val"]) == 1
     for key in ("l1_kept", "l1_identity", "keep_accuracy", "kept_iou", "label_accuracy"):
-        assert 0.0 <= ckpt["val_metrics"][key] <= 1.0
+        assert 0.0 <= ckpt["metrics"][key] <= 1.0
     steps = ckpt["step"]
 
     bad = parser.parse_args(["supervised", "--resume", str(save / "latest.pt"), "--config", "x.json"])
     with pytest.raises(UserError, match="checkpoint's config"):
         bad.func(bad)
-    again = train(None, root / "data", save, cache_dir=root / "cache", resume=save / "latest.pt",
-                  epochs=2, progress=False)
+    cfg = from_dict(SupervisedConfig, ckpt["config"])
+    cfg.train.epochs = 2
+    again = train(cfg,
+                  Run(save, root / "data", root / "cache", resume=save / "latest.pt", progress=False))
     resumed = torch.load(save / "latest.pt", map_location="cpu", weights_only=False)
     assert resumed["epoch"] == 2 and resumed["step"] == 2 * steps
-    assert again["val_names"] == ckpt["split"]["val"]
+    assert again.val_names == ckpt["split"]["val"]
     changed = [k for k in ckpt["model_state"]
                if not torch.equal(ckpt["model_state"][k], resumed["model_state"][k])]
     assert changed  # it trained on from the saved weights
@@ -286,8 +289,7 @@ def test_small_config_reaches_targets(tmp_path):
     pairs, seconds, epochs = (6, 60.0, 6) if ci else (10, 90.0, 12)
     write_toy_corpus(tmp_path / "data", pairs=pairs, seed=5, seconds=seconds)
     cfg = load(SupervisedConfig, REPO / "configs/supervised/small.json", [f"train.epochs={epochs}"])
-    result = train(cfg, tmp_path / "data", tmp_path / "models", cache_dir=tmp_path / "cache",
-                   progress=False)
+    result = train(cfg, Run(tmp_path / "models", tmp_path / "data", tmp_path / "cache", progress=False)).metrics
     assert result["l1_ratio"] <= 0.7
     assert result["keep_accuracy"] >= 0.9
     assert result["kept_iou"] >= 0.7

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,11 +30,11 @@ def _add_pointer(paradigms: argparse._SubParsersAction) -> None:
                     "PointerConfig: model, train, decode), then the flags below, then --set. "
                     "Runs under torchrun for several processes (DistributedDataParallel).")
     p.add_argument("--config", help="JSON config, e.g. configs/pointer/full.json (default: built-in)")
-    _add_common(p, defaults=False)
-    p.add_argument("--pointer-dir", help="holds {name}_pointers.npy (train.pointer_dir; default "
-                   "DATA_DIR/pointer_sequences)")
+    _add_common(p, save_dir="models/pointer")
+    p.add_argument("--init", default="scratch", metavar="scratch|PT",
+                   help="start from random weights (scratch, the default) or from a pointer "
+                        "model's best.pt, to fine-tune it on your pairs (same model settings)")
     p.add_argument("--epochs", type=int, help="train.epochs")
-    p.add_argument("--max-minutes", type=float, help="stop after this much wall time (train.max_minutes)")
     p.set_defaults(func=run_pointer)
 
 
@@ -47,33 +46,31 @@ def add_supervised_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentP
                     "pairs under DATA_DIR, using their pointer_sequences/ from `editorbot prepare`.")
     _add_common(p, save_dir="models/supervised")
     p.add_argument("--config", help="a JSON config, e.g. configs/supervised/full.json")
-    p.add_argument("--epochs", type=int, help="epochs (default: the config's train.epochs)")
+    p.add_argument("--epochs", type=int, help="train.epochs")
     p.add_argument("--jobs", type=int, default=1, help="processes that load pairs (default 1)")
     p.set_defaults(func=_run_supervised)
     return p
 
 
-def _add_common(p: argparse.ArgumentParser, *, save_dir: str | None = None,
-                defaults: bool = True) -> None:
+def _add_common(p: argparse.ArgumentParser, *, save_dir: str) -> None:
     """The options every trainer takes, spelled the same way: --data-dir, --cache-dir,
-    --save-dir, --log-dir, --resume, --overwrite, --seed, --set, --no-progress.
-
-    Args:
-        defaults: give --data-dir, --cache-dir and --save-dir their defaults here (the
-            pointer trainer leaves them to its config's train section).
-    """
-    p.add_argument("--data-dir", default="training_data" if defaults else None,
-                   help="the pairs, with pointer_sequences/ (default: training_data)")
-    p.add_argument("--cache-dir", default="cache" if defaults else None,
+    --save-dir, --log-dir, --resume, --overwrite, --max-minutes, --seed, --set, --no-progress
+    (see editorbot.training.Run)."""
+    p.add_argument("--data-dir", default="training_data",
+                   help="the pairs, with pointer_sequences/ from `editorbot prepare` (default: training_data)")
+    p.add_argument("--cache-dir", default="cache",
                    help="holds features/{name}_raw.npz (default: cache)")
-    p.add_argument("--save-dir", default=save_dir if defaults else None,
-                   help=f"where best.pt and latest.pt go (default: {save_dir or 'train.save_dir'})")
+    p.add_argument("--save-dir", default=save_dir,
+                   help=f"where best.pt and latest.pt go (default: {save_dir})")
     p.add_argument("--log-dir", help="TensorBoard folder (default: SAVE_DIR/logs)")
     # --checkpoint: the RL trainer's earlier spelling of --resume.
     p.add_argument("--resume", "--checkpoint", dest="resume", metavar="PT",
                    help="carry on from a latest.pt (or best.pt) of an earlier run")
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in a --save-dir that holds another run's checkpoints")
+    p.add_argument("--max-minutes", type=float,
+                   help="wall time for the whole run, every phase included; best.pt is written "
+                        "by then (default: no limit)")
     p.add_argument("--seed", type=int, help="train.seed: initial weights and data order (the "
                    "train/validation split follows train.split_seed, the same in every paradigm)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -83,7 +80,14 @@ def _add_common(p: argparse.ArgumentParser, *, save_dir: str | None = None,
 
 def _run_supervised(args: argparse.Namespace) -> int:
     from ..supervised.train import run
-    return run(args)
+    return _finish("supervised", run(args))
+
+
+def _finish(paradigm: str, result) -> int:
+    """Say what the run left behind; 130 after Ctrl-C, as a shell would."""
+    from ..errors import log
+    log.info(result.summary(paradigm))
+    return 130 if result.interrupted else 0
 
 
 def add_rl_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -109,28 +113,17 @@ def add_rl_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _run_rl(args: argparse.Namespace) -> int:
     from ..rl.train import run
-    return run(args)
+    return _finish("rl", run(args))
 
 
 def run_pointer(args: argparse.Namespace) -> int:
     from ..config import load
-    from ..errors import log
     from ..pointer.config import PointerConfig
     from ..pointer.train import train
+    from ..training import Run, messages_above_bars
 
-    pointer_dir = args.pointer_dir
-    if pointer_dir is None and args.data_dir is not None:
-        pointer_dir = str(Path(args.data_dir) / "pointer_sequences")
-    flags = {"cache_dir": args.cache_dir, "pointer_dir": pointer_dir, "save_dir": args.save_dir,
-             "log_dir": args.log_dir, "epochs": args.epochs, "max_minutes": args.max_minutes,
-             "seed": args.seed}
+    flags = {"epochs": args.epochs, "seed": args.seed}
     overrides = [f"train.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     config = load(PointerConfig, args.config, overrides + args.set)
-    result = train(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
-    if result.interrupted:
-        return 130
-    shown = {k: round(v, 4) for k, v in result.metrics.items() if isinstance(v, float)}
-    log.info("pointer: %d steps, %d epochs in %.0f s; %s in %s; last validation %s",
-             result.global_step, result.epochs_done, result.seconds,
-             " and ".join(result.wrote) or "no checkpoint written", result.save_dir, shown or "none")
-    return 0
+    with messages_above_bars():
+        return _finish("pointer", train(config, Run.from_args(args)))

@@ -49,8 +49,7 @@ class ModelConfig:
         come before and after it, and how far the quiet stretches around it are. The
         repeat_* settings are its blocks, lags and smoothing too. With them the keep head can
         tell the second verse and the third chorus from the first ones: the notes are the
-        same, the count of takes before is not. On in cpu.json and full.json, with
-        section_context and train.keep_pretrain_steps (measured together, below).
+        same, the count of takes before is not.
     structure_threshold: cosine similarity of spectral shape above which two blocks count
         as the same material.
     structure_gap: lags (blocks) a run of matching lags may break for and still be one take
@@ -63,20 +62,10 @@ class ModelConfig:
         a second around a frame and the linear attention sees the whole recording as a bag
         of frames, without order; an editor's choice depends on what came before and after
         over minutes (the chorus after the solo, the second verse of a song), which a GRU
-        over blocks carries in time and memory linear in T. Measured on 192 synthetic
-        trimmer pairs of 3 min and 30 CPU minutes (cpu.json with structure_context,
-        section_context=32, train.keep_weight=4, train.keep_pretrain_steps=1200),
-        held-out kept-raw IoU on 24 recordings, decoded with the keep veto (before
-        decode.keep_skip followed the keep head): 0.811, 0.783 and 0.769 (train.seed 0, 2,
-        3; mean 0.788) against 0.773 with none of them (one run), a gain no larger than
-        the spread between seeds. Before the pretraining, when the GRU read the front
-        end's output: 0.757 (keep_weight 2) and 0.799 (keep_weight 4), with
-        structure_context.
+        over blocks carries in time and memory linear in T (figures: docs/results.md).
     section_block: frames per step of the section GRU (32 = 0.37 s at the default grid).
-        96 (1.1 s, cpu.json) costs a quarter as much and, trained alone on the keep label
-        of 153 synthetic trimmer recordings, scored as 32 did (validation IoU 0.79-0.81
-        with either); the frame-level keep head and the cut placement are not held to
-        its blocks.
+        96 (1.1 s) costs a quarter as much and scored as 32 did; the frame-level keep head
+        and the cut placement are not held to its blocks.
     """
 
     n_mels: int = 128
@@ -159,12 +148,11 @@ class AugmentConfig:
 class TrainConfig:
     """How training runs.
 
-    cache_dir: holds features/{name}_raw.npz (and stems_mel/ when use_stems).
-    pointer_dir: holds {name}_pointers.npy (and {name}_ops.npy).
-    save_dir: best.pt and latest.pt go here.
-    log_dir: TensorBoard logs ("" = save_dir/logs).
+    Where the run reads and writes and how long it may take are not settings of the
+    model: they are the run's (editorbot.training.Run, the CLI's --data-dir, --save-dir,
+    --max-minutes ...).
+
     epochs: passes over the training recordings.
-    max_minutes: stop after this much wall time (0 = no limit); latest.pt is saved.
     batch_size: recordings per step (each encoded whole, as at inference).
     random_steps: output steps drawn uniformly from each recording's edit per batch
         (weighted by how many steps each stands for).
@@ -206,12 +194,7 @@ class TrainConfig:
     keep_pretrain_batch: recordings per step of that pretraining.
     """
 
-    cache_dir: str = "cache"
-    pointer_dir: str = "training_data/pointer_sequences"
-    save_dir: str = "models/pointer"
-    log_dir: str = ""
     epochs: int = 100
-    max_minutes: float = 0.0
     batch_size: int = 2
     random_steps: int = 256
     context_steps: int = 8
@@ -245,7 +228,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     LIMITS: ClassVar[dict[str, Range]] = {
-        "epochs": AT_LEAST_1, "max_minutes": NON_NEGATIVE, "batch_size": AT_LEAST_1,
+        "epochs": AT_LEAST_1, "batch_size": AT_LEAST_1,
         "random_steps": NON_NEGATIVE, "context_steps": NON_NEGATIVE, "max_changes": NON_NEGATIVE,
         "drift_steps": NON_NEGATIVE, "target_given_fraction": FRACTION,
         "val_chunk_steps": AT_LEAST_1, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
@@ -255,6 +238,11 @@ class TrainConfig:
         "val_every": AT_LEAST_1, "val_decode_every": NON_NEGATIVE,
         "max_cached_recordings": AT_LEAST_1, "log_every": AT_LEAST_1,
         "keep_pretrain_steps": NON_NEGATIVE, "keep_pretrain_batch": AT_LEAST_1}
+    # Settings of earlier versions that are now the run's flags: dropped when a checkpoint
+    # holds them, named with their flag when a config file does.
+    RETIRED: ClassVar[dict[str, str]] = {
+        "cache_dir": "--cache-dir", "pointer_dir": "--data-dir (its pointer_sequences/)",
+        "save_dir": "--save-dir", "log_dir": "--log-dir", "max_minutes": "--max-minutes"}
 
     def check(self) -> None:
         if self.select_by not in ("val_iou", "val_loss"):

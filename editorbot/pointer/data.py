@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..features import FeatureParams
-from ..dataset import load_recording, read_raw_mel
+from ..dataset import load_recording, prepared_names, read_raw_mel
 from ..layout import Layout
 from ..stems import read_stem_mels
 from .config import AugmentConfig
@@ -309,7 +309,7 @@ class PointerData:
         self.drift_steps = drift_steps
         self._mels: OrderedDict[str, np.ndarray] = OrderedDict()
         if names is None:
-            names = find_names(self.pointer_dir)
+            names = prepared_names(self.pointer_dir)
         if not names:
             raise UserError(f"{self.pointer_dir}: no *_pointers.npy files; run `editorbot prepare` "
                             "on your training pairs first")
@@ -379,15 +379,6 @@ class PointerData:
         mel = self._read_mel(name)
         self._remember(name, mel)
         return mel
-
-
-def find_names(pointer_dir: str | Path) -> list[str]:
-    """Names of the recordings with a {name}_pointers.npy in pointer_dir, sorted."""
-    pointer_dir = Path(pointer_dir)
-    if not pointer_dir.is_dir():
-        raise UserError(f"{pointer_dir}: no such folder; run `editorbot prepare` to write the "
-                        "pointer sequences, or pass --pointer-dir")
-    return sorted(p.name[: -len("_pointers.npy")] for p in pointer_dir.glob("*_pointers.npy"))
 
 
 def change_steps(steps: StepTable) -> np.ndarray:

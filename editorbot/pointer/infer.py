@@ -29,7 +29,7 @@ def load_model(checkpoint: dict, device: str | torch.device = "cpu") -> tuple[Po
     """Rebuild the network of a pointer checkpoint, in eval mode."""
     if checkpoint.get("kind") != "pointer":
         raise UserError(f"checkpoint of kind {checkpoint.get('kind')!r} is not a pointer network")
-    cfg = from_dict(PointerConfig, checkpoint["config"], where="checkpoint config")
+    cfg = from_dict(PointerConfig, checkpoint["config"], where="checkpoint config", saved=True)
     params = FeatureParams(**checkpoint["feature_params"])
     model = PointerNet(cfg.model)
     load_state(model, checkpoint["model_state"], where="the pointer checkpoint")

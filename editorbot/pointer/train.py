@@ -1,8 +1,9 @@
 """Train the pointer network: whole-recording encodings, teacher-forced output steps.
 
-`train(config)` runs in one process, or in several under torchrun (DistributedDataParallel,
+`train(config, run)` runs in one process, or in several under torchrun (DistributedDataParallel,
 NCCL on GPUs, gloo on CPUs); rank 0 validates, logs to TensorBoard and writes best.pt and
-latest.pt atomically. Ctrl-C saves latest.pt; `resume=` carries on from one.
+latest.pt atomically. Ctrl-C saves latest.pt; `run.resume` carries on from one, `run.init`
+starts from another model's weights (fine-tuning).
 """
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -21,11 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .. import __version__
-from ..checkpoint import check_save_dir, save_checkpoint
+from ..checkpoint import load_checkpoint, load_state, save_checkpoint
 from ..config import from_dict, to_dict
-from ..dataset import split_by_recording
 from ..errors import UserError, log
+from ..training import Deadline, Progress, Run, TrainResult, checkpoint_payload, held_out
 from ..evaluate import kept_iou, mask_iou
 from .config import PointerConfig, TrainConfig
 from .data import PointerData, make_batch, sample_steps
@@ -38,22 +37,8 @@ CHANGE_TOLERANCE_FRAMES = 4  # 50 ms at hop 256 / 22050 Hz
 KEEP_THRESHOLDS = (0.5, 0.45, 0.55, 0.4, 0.6, 0.35, 0.65, 0.3, 0.7)
 LEAVE_ROWS_PER_PASS = 64  # jump distributions over the whole recording computed at once
 BACK_JUMP_S = 0.5  # an edit that moves back in the raw by more than this loops or reorders
-PRETRAIN_SHARE = 0.25  # of a train.max_minutes deadline, what keep pretraining may use at most
+PRETRAIN_SHARE = 0.25  # of a --max-minutes deadline, what keep pretraining may use at most
 PRETRAIN_NOISE = 0.05  # std of the noise on input-channel blocks in pretrain_section_keep
-
-
-@dataclass
-class TrainResult:
-    """What a training run left behind."""
-
-    save_dir: Path
-    global_step: int
-    epochs_done: int
-    metrics: dict = field(default_factory=dict)
-    history: list = field(default_factory=list)
-    interrupted: bool = False
-    seconds: float = 0.0
-    wrote: tuple = ()  # the checkpoint files this run wrote, e.g. ("best.pt", "latest.pt")
 
 
 class Objective(nn.Module):
@@ -372,15 +357,13 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     return metrics
 
 
-def _lr_lambda(warmup: int, total: int, started: float, max_minutes: float) -> Callable[[int], float]:
+def _lr_lambda(warmup: int, total: int, deadline: Deadline) -> Callable[[int], float]:
     """Linear warm-up, then a cosine to 0.1 x lr over the run: over the steps of all the
-    epochs, or over max_minutes of wall time if that ends the run first."""
+    epochs, or over the run's wall time if its deadline ends it first."""
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / max(warmup, 1)
-        progress = (step - warmup) / max(total - warmup, 1)
-        if max_minutes > 0:
-            progress = max(progress, (time.time() - started) / (60.0 * max_minutes))
+        progress = max((step - warmup) / max(total - warmup, 1), deadline.elapsed_fraction())
         return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
     return f
 
@@ -436,17 +419,16 @@ class _Dist:
             dist.destroy_process_group()
 
 
-def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
-          overwrite: bool = False, progress: bool = True,
+def train(config: PointerConfig, run: Run, *,
           on_step: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
-    """Train a pointer network; write best.pt and latest.pt to config.train.save_dir.
+    """Train a pointer network; write best.pt and latest.pt to run.save_dir.
 
     Args:
         config: the model, training and decoding settings.
-        resume: a latest.pt to carry on from (same model settings; its split is kept).
-        overwrite: start a new run in a save_dir that holds another run's checkpoints
-            (without it that is an error: see checkpoint.check_save_dir).
-        progress: show a progress bar (rank 0), in seconds of raw audio encoded.
+        run: where the pairs are and the checkpoints go; run.resume carries on a latest.pt
+            (same model settings; its split is kept); run.init starts from a pointer
+            checkpoint's weights (same model settings) with a new optimiser and split;
+            run.max_minutes bounds the whole run.
         on_step: called after every optimiser step with (global_step, losses).
 
     Returns:
@@ -458,40 +440,35 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
                      tc.select_by)
     ddp = _Dist()
     torch.manual_seed(tc.seed)
-    save_dir = Path(tc.save_dir)
-    check_save_dir(save_dir, resume=resume, overwrite=overwrite)
-    state = None
-    if resume is not None:
-        state = _load_resume(Path(resume), config)
-    data_names = None if state is None else sorted(state["split"]["train"] + state["split"]["val"])
+    save_dir = run.save_dir
+    run.check()
+    state = None if run.resume is None else _load_resume(run.resume, config)
     # With use_stems, every recording's stems come from one backend, recorded in the
     # checkpoint as stems_backend; a resumed run reads only that backend's stems.
-    data = PointerData(tc.cache_dir, tc.pointer_dir, names=data_names,
-                       use_stems=config.model.use_stems,
+    data = PointerData(run.cache_dir, run.layout.pointer_dir, use_stems=config.model.use_stems,
                        stems_backend=None if state is None else state.get("stems_backend"),
                        max_cached=tc.max_cached_recordings, drift_steps=tc.drift_steps)
     if data.params.n_mels != config.model.n_mels:
         raise UserError(f"model.n_mels is {config.model.n_mels} but the cached mels in "
-                        f"{tc.cache_dir} have {data.params.n_mels} bands; set model.n_mels")
-    if state is None:
-        train_names, val_names = split_by_recording(data.names, tc.val_fraction, tc.split_seed,
-                                                    val_names=tc.val_names)
-    else:
-        train_names, val_names = state["split"]["train"], state["split"]["val"]
+                        f"{run.cache_dir} have {data.params.n_mels} bands; set model.n_mels")
+    train_names, val_names = held_out(data.names, tc.val_fraction, tc.split_seed, val_names=tc.val_names,
+                                      saved=None if state is None else state["split"],
+                                      where=str(run.resume))
     keep_ratio = float(np.median([data.recordings[n].keep_ratio for n in train_names]))
     back_frames = int(round(BACK_JUMP_S * data.params.frames_per_s))
     jumps_back = any(data.recordings[n].jumps_back(back_frames) for n in train_names)
     net = PointerNet(config.model).to(ddp.device)
     net.activation_checkpointing = tc.activation_checkpointing
-    deadline = started + tc.max_minutes * 60 if tc.max_minutes > 0 else math.inf
-    if state is None and tc.keep_pretrain_steps > 0:
+    deadline = run.deadline()
+    if run.init is not None:
+        _load_init(net, run.init, config)
+    elif state is None and tc.keep_pretrain_steps > 0:
         if net.section_keep is None:
             raise UserError("train.keep_pretrain_steps needs model.section_context > 0 and model.keep_head")
         if ddp.main:  # DistributedDataParallel hands rank 0's parameters to the others
             # Pretraining gets its share of a deadline, not all of it: the run must train.
-            pretrain_until = started + PRETRAIN_SHARE * (deadline - started)
-            pretrain_section_keep(net, data, train_names, tc, ddp.device, deadline=pretrain_until,
-                                  progress=progress)
+            pretrain_section_keep(net, data, train_names, tc, ddp.device,
+                                  deadline=deadline.share(PRETRAIN_SHARE), progress=run.progress)
     objective: nn.Module = Objective(net, config)
     if ddp.enabled:
         objective = nn.parallel.DistributedDataParallel(
@@ -502,7 +479,7 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
     steps_per_epoch = max(1, math.ceil(len(train_names) / per_step))
     total_steps = tc.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _lr_lambda(tc.warmup_steps, total_steps, started, tc.max_minutes))
+        opt, _lr_lambda(tc.warmup_steps, total_steps, deadline))
     epoch, step_in_epoch, global_step = 0, 0, 0
     best = -math.inf
     written: set[str] = set()  # checkpoint files this run wrote
@@ -519,16 +496,13 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
     writer = None
     if ddp.main:
         from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(tc.log_dir or str(save_dir / "logs"))
+        writer = SummaryWriter(str(run.logs))
         log.info("pointer: %d training and %d validation recordings (split by recording), "
                  "%d parameters, %s%s", len(train_names), len(val_names),
                  sum(p.numel() for p in net.parameters()), ddp.device,
                  f", {ddp.world} processes" if ddp.enabled else "")
-    seconds_per_rec = float(np.mean([data.recordings[n].n_raw for n in train_names])) / data.params.frames_per_s
-    bar = tqdm(total=round(total_steps * per_step * seconds_per_rec), initial=round(global_step * per_step * seconds_per_rec),
-               unit="s", desc="train pointer", disable=not (progress and ddp.main), file=sys.stderr,
-               dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s audio [{elapsed}<{remaining}{postfix}]")
-    epochs_total, loop_start = bar.total, (time.time(), bar.n)
+    bar = Progress("train pointer", steps=total_steps, deadline=deadline, enabled=run.progress and ddp.main,
+                   done=global_step)
 
     def keep(name: str) -> None:
         """Write best.pt (weights) or latest.pt (weights and optimiser state)."""
@@ -536,17 +510,14 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
         written.add(name)
 
     def payload(with_optimizer: bool) -> dict:
-        p = {
-            "kind": "pointer", "config": to_dict(config), "feature_params": data.params.as_dict(),
-            "stems_backend": data.stems_backend,
-            "editorbot_version": __version__, "torch_version": str(torch.__version__),
-            "model_state": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-            "keep_ratio": keep_ratio, "jumps_back": jumps_back,
-            "keep_threshold": metrics.get("val/keep_threshold", 0.5), "split": {"train": list(train_names), "val": list(val_names)},
-            "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
-            "metrics": metrics, "best_metric": best, "select_by": tc.select_by,
-            "history": history, "world_size": ddp.world,
-        }
+        p = checkpoint_payload(
+            "pointer", config=to_dict(config), params=data.params, split=(train_names, val_names),
+            step=global_step, metrics=metrics, model_state=net.state_dict(),
+            stems_backend=data.stems_backend, keep_ratio=keep_ratio, jumps_back=jumps_back,
+            keep_threshold=metrics.get("val/keep_threshold", 0.5), epoch=epoch,
+            step_in_epoch=step_in_epoch, global_step=global_step, best_metric=best,
+            select_by=tc.select_by, history=history, world_size=ddp.world,
+            init=None if run.init is None else str(run.init))
         if with_optimizer:
             p["optimizer_state"] = opt.state_dict()
             p["scheduler_state"] = sched.state_dict()
@@ -589,13 +560,11 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
                     dt = max(time.time() - t0, 1e-9)
                     writer.add_scalar("throughput/raw_frames_per_s", frames * ddp.world / dt, global_step)
                     writer.add_scalar("throughput/steps_per_s", len(batch["rec"]) * ddp.world / dt, global_step)
-                bar.update(round(frames / data.params.frames_per_s * ddp.world))
-                bar.set_postfix_str(f", loss {losses['loss']:.3f}", refresh=False)
-                bar.total = projected_total(epochs_total, bar.n, loop_start, time.time(), deadline)
+                bar.step(losses["loss"])
                 if on_step is not None:
                     on_step(global_step, losses)
                 # Stop in time for the last validation to end by the deadline too.
-                if ddp.any(time.time() + val_seconds > deadline):
+                if ddp.any(deadline.passed(margin_s=val_seconds)):
                     out_of_time = True
                     break
             if not out_of_time:
@@ -617,9 +586,9 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
                     if k not in ("epoch", "global_step"):
                         writer.add_scalar(k, v, global_step)
                 score = _selection_score(metrics, tc.select_by) if decode or tc.select_by != "val_iou" else -math.inf
-                bar.write(f"epoch {epoch}: " + ", ".join(
+                bar.say(f"epoch {epoch}: " + ", ".join(
                     f"{k.removeprefix('val/')} {v:.4g}" for k, v in metrics.items()
-                    if k not in ("epoch", "global_step")), file=sys.stderr)
+                    if k not in ("epoch", "global_step")))
                 if score > best:
                     best = score
                     keep("best.pt")
@@ -634,8 +603,6 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
             # last state is the best it knows, and a run always leaves a best.pt (one that
             # an --overwrite'd earlier run left is not this run's).
             keep("best.pt")
-        if out_of_time and ddp.main:
-            log.info("pointer: stopped after train.max_minutes = %g", tc.max_minutes)
         if ddp.enabled:
             ok = ddp.params_in_sync(net)
             if ddp.main:
@@ -652,23 +619,9 @@ def train(config: PointerConfig, *, resume: str | os.PathLike | None = None,
             writer.close()
         if not interrupted:
             ddp.close()
-    return TrainResult(save_dir, global_step, epoch, metrics, history, interrupted, time.time() - started,
-                       tuple(sorted(written)))
-
-
-def projected_total(epochs_total: float, done: float, start: tuple[float, float], now: float,
-                    deadline: float) -> float:
-    """What the progress bar will have counted when training ends: all the epochs' audio,
-    or, when train.max_minutes ends the run first, what the pace so far reaches by then.
-
-    Args:
-        done: audio counted so far; start: (time, count) when the training loop began.
-    """
-    elapsed = now - start[0]
-    if not math.isfinite(deadline) or elapsed <= 0 or done <= start[1]:
-        return epochs_total
-    pace = (done - start[1]) / elapsed
-    return min(epochs_total, round(done + pace * max(deadline - now, 0.0)))
+    return TrainResult(save_dir, global_step, list(train_names), list(val_names), time.time() - started,
+                       metrics=metrics, history=history, wrote=tuple(sorted(written)),
+                       interrupted=interrupted, out_of_time=out_of_time)
 
 
 def _selection_score(metrics: dict, select_by: str) -> float:
@@ -682,14 +635,27 @@ def _selection_score(metrics: dict, select_by: str) -> float:
     raise UserError(f"train.select_by {select_by!r}: must be 'val_iou' or 'val_loss'")
 
 
-def _load_resume(path: Path, config: PointerConfig) -> dict:
-    from ..checkpoint import load_checkpoint
+def _load_init(net: PointerNet, path: Path, config: PointerConfig) -> None:
+    """Start from another pointer model's weights (fine-tuning): same model settings."""
+    state = load_checkpoint(path)
+    if state["kind"] != "pointer":
+        raise UserError(f"{path}: a {state['kind']} checkpoint; --init takes a pointer model")
+    saved = from_dict(PointerConfig, state["config"], where=str(path), saved=True)
+    if saved.model != config.model:
+        differ = [k for k, v in to_dict(saved.model).items() if to_dict(config.model)[k] != v]
+        raise UserError(f"{path}: its model settings differ from the config's ({', '.join(differ[:4])}); "
+                        "fine-tune with the config it was trained with (train with no --config "
+                        "takes the built-in one)")
+    load_state(net, state["model_state"], where=str(path))
+    log.info("pointer: starting from the weights of %s (%d steps)", path, int(state.get("step", 0)))
 
+
+def _load_resume(path: Path, config: PointerConfig) -> dict:
     state = load_checkpoint(path)
     if state.get("kind") != "pointer" or "optimizer_state" not in state:
         raise UserError(f"{path}: not a pointer latest.pt (best.pt carries no optimiser state); "
                         "resume from latest.pt")
-    saved = from_dict(PointerConfig, state["config"], where=str(path))
+    saved = from_dict(PointerConfig, state["config"], where=str(path), saved=True)
     if saved.model != config.model:
         raise UserError(f"{path}: trained with other model settings than the config; resume "
                         "with the config it was trained with")

@@ -38,7 +38,7 @@ def load_agent(checkpoint: dict) -> tuple[Agent, RLConfig, FeatureNormalizer]:
     if checkpoint.get("state_dim") != STATE_DIM:
         raise UserError(f"the checkpoint's policy reads other states than this version's {STATE_DIM} "
                         "numbers; train it again with `editorbot train rl`")
-    config = from_dict(RLConfig, checkpoint["config"], where="checkpoint config")
+    config = from_dict(RLConfig, checkpoint["config"], where="checkpoint config", saved=True)
     agent = Agent(config.agent)
     load_state(agent, checkpoint["model_state"], where="the rl checkpoint")
     agent.eval()

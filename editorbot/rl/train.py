@@ -26,15 +26,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from .. import __version__
-from ..checkpoint import check_save_dir, save_checkpoint
+from ..checkpoint import save_checkpoint
 from ..config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Range, from_dict, load, to_dict
-from ..dataset import split_by_recording
 from ..edits import segments_to_pointers
 from ..errors import UserError, log
 from ..evaluate import kept_iou
 from ..features import DEFAULT_PARAMS
 from ..layout import Layout, discover
+from ..training import Progress, Run, TrainResult, checkpoint_payload, held_out, messages_above_bars
 from .actions import ActionType
 from .agent import Agent, AgentConfig
 from .bc_labels import BCDataset, BeatRecording, build_bc_dataset, detour_dataset, human_source
@@ -143,22 +142,19 @@ class RecordingsEnv(gym.Env):
 
 
 def _env_spec(rec: BeatRecording, pointers: np.ndarray | None, normalizer: FeatureNormalizer,
-              env_config: EnvConfig, shaped_reward: bool = False) -> dict:
+              env_config: EnvConfig) -> dict:
     return {"raw_path": rec.raw_path, "pointers": pointers, "features": rec.features,
-            "normalizer": normalizer, "config": env_config, "target_keep_ratio": rec.target_keep_ratio,
-            "shaped_reward": shaped_reward}
+            "normalizer": normalizer, "config": env_config, "target_keep_ratio": rec.target_keep_ratio}
 
 
 def make_envs(recs: list[BeatRecording], pointers: list[np.ndarray | None], normalizer: FeatureNormalizer,
-              env_config: EnvConfig, n_envs: int, *, subprocess: bool, seed: int,
-              shaped_reward: bool = False):
-    """A VecEnv of n_envs environments sharing the recordings round robin (see EditEnv for
-    shaped_reward)."""
+              env_config: EnvConfig, n_envs: int, *, subprocess: bool, seed: int):
+    """A VecEnv of n_envs environments sharing the recordings round robin."""
     n_envs = max(1, min(n_envs, len(recs)))
     fns = []
     for e in range(n_envs):
         ids = list(range(e, len(recs), n_envs))
-        specs = [_env_spec(recs[i], pointers[i], normalizer, env_config, shaped_reward) for i in ids]
+        specs = [_env_spec(recs[i], pointers[i], normalizer, env_config) for i in ids]
         fns.append(functools.partial(RecordingsEnv, specs, ids, seed * 1000 + e))
     return make_vec_env(fns, subprocess=subprocess, start_method="fork" if subprocess else None)
 
@@ -272,42 +268,31 @@ def bc_accuracy(agent: Agent, source: BCSource, device, batch: int = 1024) -> di
 # ---------------------------------------------------------------------------- checkpoints
 
 
-@dataclass
-class TrainResult:
-    save_dir: Path
-    bc_metrics: dict[str, float]
-    val_after_bc: dict[str, float]
-    val_final: dict[str, float]
-    train_names: list[str]
-    val_names: list[str]
-    updates: int
-    seconds: float
-    history: list[dict] = field(default_factory=list)
-
-
-def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
-          cache_dir: str | os.PathLike = "cache", save_dir: str | os.PathLike = "models/rl",
-          log_dir: str | os.PathLike | None = None, bc_pretrain: str | os.PathLike | None = None,
-          bc_mixed: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
-          overwrite: bool = False, progress: bool = True) -> TrainResult:
+def train(config: RLConfig, run: Run, *, bc_pretrain: str | os.PathLike | None = None,
+          bc_mixed: str | os.PathLike | None = None) -> TrainResult:
     """Train the RL editor: optional BC pretraining, then PPO (BC loss mixed in when
     bc_mixed is given and config.ppo.bc_weight > 0), validating on held-out recordings.
 
     Args:
         config: the settings (when resuming, the checkpoint's agent settings must match).
-        data_dir: the pairs (with pointer_sequences/ or truth/) the envs and labels use.
+        run: where the pairs (with pointer_sequences/ or truth/) are and the checkpoints go;
+            run.resume carries on a best.pt / latest.pt (weights, optimizer, normalizer,
+            split); with run.max_minutes, cloning may use half of it and PPO stops in time
+            for its last validation.
         bc_pretrain, bc_mixed: BC label files (`editorbot bc-labels` / `bc-augment`).
-        checkpoint: a best.pt / latest.pt to continue from (weights, optimizer, normalizer, split).
-        overwrite: start a new run in a save_dir that holds another run's checkpoints.
 
     Returns:
-        TrainResult (validation figures after BC and at the end).
+        TrainResult; phases["bc"] holds the validation after cloning.
     """
     from torch.utils.tensorboard import SummaryWriter
 
-    started = time.perf_counter()
-    data_dir, cache_dir, save_dir = Path(data_dir), Path(cache_dir), Path(save_dir)
-    check_save_dir(save_dir, resume=checkpoint, overwrite=overwrite)
+    started = time.time()
+    deadline = run.deadline()
+    data_dir, cache_dir, save_dir = run.data_dir, run.cache_dir, run.save_dir
+    checkpoint, progress = run.resume, run.progress
+    run.check()
+    if run.init is not None:
+        raise UserError("--init: the RL editor starts from scratch, from --bc-pretrain labels or --resume")
     tc = config.train
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     state = None
@@ -337,14 +322,8 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
                                    progress=progress)
     real = [r for r in base.recordings if not r.origin]
     names = sorted({r.name for r in real})
-    if state is not None:
-        train_names = [n for n in state["split"]["train"] if n in names]
-        val_names = [n for n in state["split"]["val"] if n in names]
-    else:
-        train_names, val_names = split_by_recording(names, tc.val_fraction, tc.split_seed,
-                                                    val_names=tc.val_names)
-    if not train_names:
-        raise UserError(f"{data_dir}: no training recordings left after the split")
+    train_names, val_names = held_out(names, tc.val_fraction, tc.split_seed, val_names=tc.val_names,
+                                      saved=None if state is None else state["split"], where=str(checkpoint))
     train_recs = [r for r in real if r.name in train_names]
     val_recs = [r for r in real if r.name in val_names]
     normalizer = (FeatureNormalizer.from_dict(state["normalizer"], where=str(checkpoint)) if state
@@ -377,17 +356,16 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
         agent.load_state_dict(state["model_state"])
         optimizer.load_state_dict(state["optimizer_state"])
         update0, best = int(state["update"]), float(state.get("best_score", -math.inf))
-    writer = SummaryWriter(str(log_dir or save_dir / "logs"))
+    writer = SummaryWriter(str(run.logs))
     train_keep = float(np.median([r.target_keep_ratio for r in train_recs]))
 
     def checkpoint_state(update: int, phase: str, metrics: dict) -> dict:
-        return {"kind": "rl", "config": to_dict(config), "feature_params": DEFAULT_PARAMS.as_dict(),
-                "beat_feature_version": FEATURE_VERSION, "state_dim": STATE_DIM,
-                "editorbot_version": __version__,
-                "model_state": agent.state_dict(), "optimizer_state": optimizer.state_dict(),
-                "normalizer": normalizer.to_dict(), "update": update, "phase": phase,
-                "best_score": best, "val_metrics": metrics, "split": {"train": train_names, "val": val_names},
-                "train_keep_ratio": train_keep, "grid": sorted({r.grid for r in train_recs})}
+        return checkpoint_payload(
+            "rl", config=to_dict(config), params=DEFAULT_PARAMS, split=(train_names, val_names),
+            step=update, metrics=metrics, model_state=agent.state_dict(),
+            optimizer_state=optimizer.state_dict(), beat_feature_version=FEATURE_VERSION,
+            state_dim=STATE_DIM, normalizer=normalizer.to_dict(), update=update, phase=phase,
+            best_score=best, train_keep_ratio=train_keep, grid=sorted({r.grid for r in train_recs}))
 
     def validate(step: int, tag: str) -> dict[str, float]:
         recs, ptrs = (val_recs, val_ptr) if val_recs else (train_recs, train_ptr)
@@ -398,25 +376,30 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
             writer.add_scalar(f"{tag}/{k}", v, step)
         return m
 
-    wrote_best = state is not None and (save_dir / "best.pt").exists()  # the resumed run's
+    has_best = state is not None and (save_dir / "best.pt").exists()  # the resumed run's
+    wrote: set[str] = set()
 
     def save(update: int, phase: str, metrics: dict, score: float | None) -> None:
-        nonlocal best, wrote_best
+        nonlocal best, has_best
         improved = score is not None and score > best
         if improved:
             best = score
         ckpt = checkpoint_state(update, phase, metrics)
         save_checkpoint(save_dir / "latest.pt", ckpt)
-        if improved or not wrote_best:
+        wrote.add("latest.pt")
+        if improved or not has_best:
             save_checkpoint(save_dir / "best.pt", ckpt)
-            wrote_best = True
+            has_best = True
+            wrote.add("best.pt")
 
     # -- behavioral cloning
     bc_metrics: dict[str, float] = {}
     val_after_bc: dict[str, float] = {}
     if "pretrain" in sources and tc.bc_pretrain_epochs > 0:
+        # With PPO to follow, cloning may use half the run's time.
         bc_metrics = pretrain_bc(agent, sources["pretrain"], tc, config.ppo.aux_weight, device, writer,
-                                 progress=progress, label_smoothing=config.ppo.bc_label_smoothing)
+                                 progress=progress, label_smoothing=config.ppo.bc_label_smoothing,
+                                 deadline=deadline.share(0.5 if tc.n_updates > 0 else 1.0))
         val_after_bc = validate(0, "val")
         log.info("BC: %d epochs, train type accuracy %.3f; validation %s", tc.bc_pretrain_epochs,
                  bc_metrics.get("type_accuracy", float("nan")), _short(val_after_bc))
@@ -425,7 +408,9 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
     # -- PPO
     history: list[dict] = []
     val_final = dict(val_after_bc)
-    if tc.n_updates > 0:
+    out_of_time = False
+    update_done = update0
+    if tc.n_updates > 0 and not deadline.passed():
         tables = [r.aux() for r in train_recs]
 
         def aux_fn(recording: np.ndarray, cursors: np.ndarray) -> dict[str, np.ndarray]:
@@ -438,20 +423,27 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
             return out
 
         venv = make_envs(train_recs, train_ptr, normalizer, config.env, tc.n_envs,
-                         subprocess=tc.subprocess, seed=tc.seed, shaped_reward=config.ppo.shaped_reward)
-        bar = _bar(tc.n_updates, progress)
+                         subprocess=tc.subprocess, seed=tc.seed)
+        bar = Progress("ppo", steps=tc.n_updates, deadline=deadline, enabled=progress)
+        val_seconds = 0.0
 
-        def on_update(report: UpdateReport) -> None:
-            nonlocal val_final
-            bar.update(1)
-            if report.episodes:
-                bar.set_postfix_str(f"reward {np.mean([e.reward for e in report.episodes]):.2f}", refresh=False)
+        def on_update(report: UpdateReport) -> bool:
+            nonlocal val_final, val_seconds, out_of_time, update_done
+            update_done = report.update
+            rewards = [e.reward for e in report.episodes]
+            bar.step(**({"reward": float(np.mean(rewards))} if rewards else {}))
             entry = {"update": report.update, **{k: v for k, v in report.stats.items()}}
-            if (report.update - update0) % tc.eval_every == 0 or report.update == update0 + tc.n_updates:
+            # Stop in time for the last validation to end by the deadline too.
+            out_of_time = deadline.passed(margin_s=val_seconds)
+            if ((report.update - update0) % tc.eval_every == 0 or report.update == update0 + tc.n_updates
+                    or out_of_time):
+                val_started = time.time()
                 val_final = validate(report.update, "val")
+                val_seconds = time.time() - val_started
                 entry |= {f"val_{k}": v for k, v in val_final.items()}
                 save(report.update, "ppo", val_final, val_final.get("episode_reward"))
             history.append(entry)
+            return out_of_time
 
         try:
             learn(venv, agent, config.ppo, tc.n_updates, device=device, optimizer=optimizer,
@@ -463,16 +455,20 @@ def train(config: RLConfig, *, data_dir: str | os.PathLike = "training_data",
     elif not val_after_bc:
         val_final = validate(update0, "val")
         save(update0, "bc", val_final, val_final.get("episode_reward"))
+    else:
+        out_of_time = tc.n_updates > 0  # cloning used the time PPO would have had
     writer.close()
-    return TrainResult(save_dir, bc_metrics, val_after_bc, val_final, train_names, val_names,
-                       update0 + tc.n_updates, time.perf_counter() - started, history)
+    return TrainResult(save_dir, update_done, train_names, val_names, time.time() - started,
+                       metrics=val_final, phases={"bc": val_after_bc, "bc_train": bc_metrics},
+                       history=history, wrote=tuple(sorted(wrote)), out_of_time=out_of_time)
 
 
 def pretrain_bc(agent: Agent, source: BCSource, tc: TrainConfig, aux_weight: float, device, writer, *,
-                progress: bool = True, label_smoothing: float = 0.0) -> dict[str, float]:
-    """tc.bc_pretrain_epochs passes of BC (+ auxiliary) loss over the labelled steps;
-    logs train/bc_loss, train/bc_entropy and aux/<task> per epoch. Returns the last
-    epoch's means and the training accuracy."""
+                progress: bool = True, label_smoothing: float = 0.0,
+                deadline: float = math.inf) -> dict[str, float]:
+    """tc.bc_pretrain_epochs passes of BC (+ auxiliary) loss over the labelled steps, fewer
+    when an epoch ends after `deadline` (time.time()); logs train/bc_loss, train/bc_entropy
+    and aux/<task> per epoch. Returns the last epoch's means and the training accuracy."""
     from tqdm import tqdm
 
     opt = torch.optim.Adam(agent.policy.parameters(), lr=tc.bc_learning_rate)
@@ -500,13 +496,11 @@ def pretrain_bc(agent: Agent, source: BCSource, tc: TrainConfig, aux_weight: flo
         for k, v in means.items():
             writer.add_scalar(f"aux/{k[4:]}" if k.startswith("aux_") else f"train/{k}", v, epoch + 1)
         bar.set_postfix_str(f"bc_loss {means['bc_loss']:.3f}", refresh=False)
+        if time.time() > deadline:
+            log.info("BC: stopped after %d of %d epochs, at its share of --max-minutes",
+                     epoch + 1, tc.bc_pretrain_epochs)
+            break
     return means | bc_accuracy(agent, source, device)
-
-
-def _bar(total: int, progress: bool):
-    from tqdm import tqdm
-    return tqdm(total=total, desc="ppo", unit="update", disable=not progress, file=sys.stderr,
-                dynamic_ncols=True)
 
 
 def _short(m: dict) -> str:
@@ -537,17 +531,14 @@ def config_from_args(args: argparse.Namespace) -> RLConfig:
         raise UserError(f"{args.config}: {err}") from None
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> TrainResult:
     if args.bc_pretrain_epochs and not args.bc_pretrain:
         raise UserError("--bc-pretrain-epochs needs --bc-pretrain FILE (labels from `editorbot bc-labels`)")
     config = config_from_args(args)
-    result = train(config, data_dir=args.data_dir, cache_dir=args.cache_dir, save_dir=args.save_dir,
-                   log_dir=args.log_dir, bc_pretrain=args.bc_pretrain, bc_mixed=args.bc_mixed,
-                   checkpoint=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
-    if result.val_after_bc:
-        print(f"after BC:  {_short(result.val_after_bc)}")
-    if result.val_final:
-        print(f"final:     {_short(result.val_final)}")
-    print(f"{result.updates} PPO updates in {result.seconds:.0f} s on {len(result.train_names)} recordings "
-          f"({len(result.val_names)} held out); checkpoints in {result.save_dir}")
-    return 0
+    with messages_above_bars():
+        result = train(config, Run.from_args(args), bc_pretrain=args.bc_pretrain, bc_mixed=args.bc_mixed)
+    if result.phases["bc"]:
+        print(f"after BC:  {_short(result.phases['bc'])}")
+    if result.metrics:
+        print(f"final:     {_short(result.metrics)}")
+    return result

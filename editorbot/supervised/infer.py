@@ -56,7 +56,7 @@ def load_model(checkpoint: dict) -> tuple[SupervisedEditor, SupervisedConfig, Fe
     """The model of a 'supervised' checkpoint dict, in eval mode on the CPU."""
     if checkpoint.get("kind") != "supervised":
         raise UserError(f"checkpoint kind is {checkpoint.get('kind')!r}, not 'supervised'")
-    cfg = from_dict(SupervisedConfig, checkpoint["config"], where="checkpoint config")
+    cfg = from_dict(SupervisedConfig, checkpoint["config"], where="checkpoint config", saved=True)
     params = FeatureParams(**checkpoint["feature_params"])
     model = SupervisedEditor(cfg.model, params)
     load_state(model, checkpoint["model_state"], where="the supervised checkpoint")

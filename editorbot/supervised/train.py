@@ -7,23 +7,20 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from .. import __version__
-from ..checkpoint import check_save_dir, save_checkpoint
-from ..config import from_dict, load, to_dict
-from ..dataset import split_by_recording
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import apply_overrides, from_dict, load, to_dict
+from ..dataset import prepared_names
 from ..errors import UserError, log
 from ..features import DEFAULT_PARAMS, FeatureParams
 from ..jobs import run_jobs
 from ..layout import Layout, Pair, discover
+from ..training import Progress, Run, TrainResult, checkpoint_payload, held_out, messages_above_bars
 from .config import SupervisedConfig
 from .data import RawTimeRecording, collate, crop, load_recording, random_crops, tiled_crops
 from .infer import decide_kept, predict
@@ -120,65 +117,46 @@ def validate(model: SupervisedEditor, recordings: list[RawTimeRecording], cfg: S
 
 
 
-def train(cfg: SupervisedConfig | None, data_dir: str | Path, save_dir: str | Path, *,
-          cache_dir: str | Path = "cache", log_dir: str | Path | None = None,
-          resume: str | Path | None = None, overwrite: bool = False, epochs: int | None = None, jobs: int = 1,
-          progress: bool = True, params: FeatureParams = DEFAULT_PARAMS) -> dict:
-    """Train (or resume training) and write save_dir/latest.pt each epoch and best.pt
+def train(cfg: SupervisedConfig, run: Run, *, jobs: int = 1,
+          params: FeatureParams = DEFAULT_PARAMS) -> TrainResult:
+    """Train (or resume training); write run.save_dir/latest.pt each epoch and best.pt
     whenever the validation loss improves.
 
     Args:
-        cfg: the settings; None on resume, which uses the checkpoint's config.
-        epochs: total epochs (overrides the config's train.epochs).
-        data_dir: the data contract's training_data folder, with pointer_sequences/.
-        log_dir: TensorBoard folder (default save_dir/logs).
-        resume: a latest.pt / best.pt to continue from.
-        overwrite: start a new run in a save_dir that holds another run's checkpoints.
+        cfg: the settings; on resume, the checkpoint's model settings (the CLI takes the
+            checkpoint's config, with only --epochs changed).
+        run: where the pairs are and the checkpoints go; run.resume carries on a run,
+            run.max_minutes bounds the whole run (its last epoch ends early, then validates).
         jobs: processes that load pairs.
-
-    Returns:
-        dict with the last epoch's validation metrics, 'best_val_loss', 'epochs',
-        'train_names', 'val_names' and 'seconds'. The checkpoints store the split as
-        split: {"train": [...], "val": [...]}, as every trainer's do.
     """
     from torch.utils.tensorboard import SummaryWriter
 
-    started = time.perf_counter()
-    if epochs is not None and epochs < 1:
-        raise UserError(f"--epochs {epochs}: must be >= 1")
-    save_dir = Path(save_dir)
-    check_save_dir(save_dir, resume=resume, overwrite=overwrite)
-    layout = Layout(Path(data_dir), Path(cache_dir))
-    found = discover(data_dir)
-    for line in found.describe_orphans():
-        log.warning(line)
-    if not found.pairs:
-        raise UserError(f"{data_dir}: no (raw, edit) pairs found; put them in input/ and desired_output/")
+    started = time.time()
+    deadline = run.deadline()
+    save_dir = run.save_dir
+    run.check()
+    if run.init is not None:
+        raise UserError("--init: the supervised editor starts from scratch or --resume")
     state = None
-    if resume is not None:
-        from ..checkpoint import load_checkpoint
-        state = load_checkpoint(resume)
+    if run.resume is not None:
+        state = load_checkpoint(run.resume)
         if state["kind"] != "supervised":
-            raise UserError(f"{resume}: a '{state['kind']}' checkpoint, not 'supervised'")
-        cfg = from_dict(SupervisedConfig, state["config"], where=f"{resume} config")
+            raise UserError(f"{run.resume}: a '{state['kind']}' checkpoint, not 'supervised'")
+        saved = from_dict(SupervisedConfig, state["config"], where=f"{run.resume} config", saved=True)
+        if saved.model != cfg.model:
+            raise UserError(f"{run.resume}: trained with other model settings than the config; "
+                            "resume with the config it was trained with")
         params = FeatureParams(**state["feature_params"])
-    if cfg is None:
-        raise ValueError("train: give a config, or a checkpoint to resume")
-    if epochs is not None:
-        cfg.train.epochs = epochs
-    names = [p.name for p in found.pairs]
-    if state is not None:
-        val_names = [n for n in state["split"]["val"] if n in names]
-        train_names = [n for n in names if n not in val_names]
-    else:
-        train_names, val_names = split_by_recording(names, cfg.train.val_fraction, cfg.train.split_seed,
-                                                    val_names=cfg.train.val_names)
-    by_name = {p.name: p for p in found.pairs}
-    train_recs = load_recordings([by_name[n] for n in train_names], layout, params, jobs=jobs, progress=progress)
-    val_recs = load_recordings([by_name[n] for n in val_names], layout, params, jobs=jobs, progress=progress)
+    pairs = audio_pairs(run)
+    train_names, val_names = held_out(sorted(pairs), cfg.train.val_fraction, cfg.train.split_seed,
+                                      val_names=cfg.train.val_names,
+                                      saved=None if state is None else state["split"], where=str(run.resume))
+    layout = run.layout
+    train_recs = load_recordings([pairs[n] for n in train_names], layout, params, jobs=jobs, progress=run.progress)
+    val_recs = load_recordings([pairs[n] for n in val_names], layout, params, jobs=jobs, progress=run.progress)
     if not val_recs:
         log.warning("%s: one recording only: no held-out validation, best.pt follows the training loss",
-                    data_dir)
+                    run.data_dir)
     edit_ref_db = float(np.mean([r.ref_edit_db for r in train_recs]))
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -191,82 +169,125 @@ def train(cfg: SupervisedConfig | None, data_dir: str | Path, save_dir: str | Pa
         opt.load_state_dict(state["optimizer_state"])
         start_epoch, step, best = state["epoch"], state["step"], state["best_val_loss"]
     stft_basis = stft_gain_basis(params, cfg.model.n_gain_bands).to(device)
-    writer = SummaryWriter(str(log_dir or save_dir / "logs"))
+    writer = SummaryWriter(str(run.logs))
     n_frames = cfg.model.crop_tokens * cfg.model.frames_per_token
-    crop_s = n_frames / params.frames_per_s
     total_frames = sum(r.n_frames for r in train_recs)
     n_crops = max(math.ceil(total_frames / n_frames), cfg.train.batch_size)
+    batches = math.ceil(n_crops / cfg.train.batch_size)
+    bar = Progress("train supervised", steps=(cfg.train.epochs - start_epoch) * batches, deadline=deadline,
+                   enabled=run.progress)
     metrics: dict[str, float] = {}
+    history: list[dict] = []
+    wrote: set[str] = set()
+    epoch, interrupted, out_of_time = start_epoch, False, False
+    val_seconds = 0.0  # how long the last validation took
     model.train()
-    for epoch in range(start_epoch, cfg.train.epochs):
-        rng = np.random.default_rng([cfg.train.seed, epoch])
-        torch.manual_seed(cfg.train.seed * 100003 + epoch)
-        crops = random_crops(train_recs, n_crops, n_frames, rng)
-        sums: dict[str, float] = {}
-        bar = tqdm(total=n_crops * crop_s, unit="s", desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                   disable=not progress, file=sys.stderr, dynamic_ncols=True,
-                   bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}{postfix}]")
-        for b in range(0, n_crops, cfg.train.batch_size):
-            chunk = crops[b:b + cfg.train.batch_size]
-            batch = collate([crop(train_recs[i], f0, n_frames, params) for i, f0 in chunk], device)
-            parts = compute_losses(model, batch, cfg.loss, params, stft_basis)
-            opt.zero_grad(set_to_none=True)
-            parts["total"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-            opt.step()
-            step += 1
-            for tag in TRAIN_TAGS:
-                value = float(parts[tag].detach())
-                writer.add_scalar(f"train/{tag if tag != 'total' else 'total_loss'}", value, step)
-                sums[tag] = sums.get(tag, 0.0) + value * len(chunk)
-            bar.set_postfix_str(f"loss {sums['total'] / (b + len(chunk)):.3f}", refresh=False)
-            bar.update(len(chunk) * crop_s)
+    try:
+        for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
+            rng = np.random.default_rng([cfg.train.seed, epoch - 1])
+            torch.manual_seed(cfg.train.seed * 100003 + epoch - 1)
+            crops = random_crops(train_recs, n_crops, n_frames, rng)
+            sums: dict[str, float] = {}
+            seen = 0
+            for b in range(0, n_crops, cfg.train.batch_size):
+                chunk = crops[b:b + cfg.train.batch_size]
+                batch = collate([crop(train_recs[i], f0, n_frames, params) for i, f0 in chunk], device)
+                parts = compute_losses(model, batch, cfg.loss, params, stft_basis)
+                opt.zero_grad(set_to_none=True)
+                parts["total"].backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+                opt.step()
+                step += 1
+                seen += len(chunk)
+                for tag in TRAIN_TAGS:
+                    value = float(parts[tag].detach())
+                    writer.add_scalar(f"train/{tag if tag != 'total' else 'total_loss'}", value, step)
+                    sums[tag] = sums.get(tag, 0.0) + value * len(chunk)
+                bar.step(float(parts["total"].detach()))
+                # Stop in time for the last validation to end by the deadline too.
+                if deadline.passed(margin_s=val_seconds):
+                    out_of_time = True
+                    break
+            train_means = {k: v / max(seen, 1) for k, v in sums.items()}
+            if val_recs:
+                val_started = time.time()
+                metrics = validate(model, val_recs, cfg, params, stft_basis)
+                val_seconds = time.time() - val_started
+                for k, v in metrics.items():
+                    writer.add_scalar(f"val/{k}", v, step)
+                score = metrics["total_loss"]
+            else:
+                metrics = {}
+                score = train_means["total"]
+            writer.flush()
+            history.append({"epoch": epoch, "step": step, **metrics})
+            bar.say(f"epoch {epoch}: train loss {train_means['total']:.4f}, l1 {train_means['l1_loss']:.4f}, "
+                    f"labels {train_means['label_accuracy']:.3f}" + (
+                        "" if not metrics else
+                        f"; val loss {metrics['total_loss']:.4f}, l1 {metrics['l1_kept']:.4f} "
+                        f"(identity {metrics['l1_identity']:.4f}), keep acc {metrics['keep_accuracy']:.3f}, "
+                        f"kept IoU {metrics['kept_iou']:.3f}"))
+            improved = score < best
+            best = min(best, score)
+            ckpt = checkpoint_payload(
+                "supervised", config=to_dict(cfg), params=params, split=(train_names, val_names),
+                step=step, metrics=metrics, model_state=model.state_dict(),
+                optimizer_state=opt.state_dict(), epoch=epoch, best_val_loss=best,
+                train_metrics=train_means, edit_ref_db=edit_ref_db, labels=[lab.name for lab in Label])
+            save_checkpoint(save_dir / "latest.pt", ckpt)
+            wrote.add("latest.pt")
+            if improved:
+                save_checkpoint(save_dir / "best.pt", ckpt)
+                wrote.add("best.pt")
+            if out_of_time:
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("interrupted: the last finished epoch is in %s; carry on with --resume %s",
+                    save_dir / "latest.pt", save_dir / "latest.pt")
+    finally:
         bar.close()
-        train_means = {k: v / n_crops for k, v in sums.items()}
-        if val_recs:
-            metrics = validate(model, val_recs, cfg, params, stft_basis)
-            for k, v in metrics.items():
-                writer.add_scalar(f"val/{k}", v, step)
-            score = metrics["total_loss"]
-        else:
-            metrics = {}
-            score = train_means["total"]
-        writer.flush()
-        log.info("epoch %d: train loss %.4f, l1 %.4f, labels %.3f%s", epoch + 1, train_means["total"],
-                 train_means["l1_loss"], train_means["label_accuracy"],
-                 "" if not metrics else
-                 f"; val loss {metrics['total_loss']:.4f}, l1 {metrics['l1_kept']:.4f} "
-                 f"(identity {metrics['l1_identity']:.4f}), keep acc {metrics['keep_accuracy']:.3f}, "
-                 f"kept IoU {metrics['kept_iou']:.3f}")
-        improved = score < best
-        best = min(best, score)
-        ckpt = {"kind": "supervised", "config": to_dict(cfg), "feature_params": params.as_dict(),
-                "editorbot_version": __version__, "model_state": model.state_dict(),
-                "optimizer_state": opt.state_dict(), "epoch": epoch + 1, "step": step,
-                "best_val_loss": best, "val_metrics": metrics, "train_metrics": train_means,
-                "split": {"train": train_names, "val": val_names}, "edit_ref_db": edit_ref_db,
-                "labels": [lab.name for lab in Label]}
-        save_checkpoint(save_dir / "latest.pt", ckpt)
-        if improved:
-            save_checkpoint(save_dir / "best.pt", ckpt)
-    writer.close()
-    return {**metrics, "best_val_loss": best, "epochs": cfg.train.epochs, "train_names": train_names,
-            "val_names": val_names, "seconds": time.perf_counter() - started}
+        writer.close()
+    return TrainResult(save_dir, step, train_names, val_names, time.time() - started, metrics=metrics,
+                       history=history, wrote=tuple(sorted(wrote)), interrupted=interrupted,
+                       out_of_time=out_of_time)
 
 
-def run(args: argparse.Namespace) -> int:
+def audio_pairs(run: Run) -> dict[str, Pair]:
+    """The pairs that `prepare` aligned and whose audio is still in run.data_dir, by name:
+    the supervised editor learns from the raw's audio, not only its mel."""
+    found = discover(run.data_dir)
+    for line in found.describe_orphans():
+        log.warning(line)
+    prepared = set(prepared_names(run.layout.pointer_dir))
+    pairs = {p.name: p for p in found.pairs if p.name in prepared}
+    if not pairs:
+        raise UserError(f"{run.data_dir}: no aligned (raw, edit) pairs; put them in input/ and "
+                        "desired_output/ and run `editorbot prepare`")
+    unaligned = sorted(p.name for p in found.pairs if p.name not in prepared)
+    if unaligned:
+        log.warning("%s: %d pair(s) not aligned yet, left out (run `editorbot prepare`): %s",
+                    run.data_dir, len(unaligned), ", ".join(unaligned[:5]))
+    return pairs
+
+
+def run(args: argparse.Namespace) -> TrainResult:
     if args.resume and (args.config or args.set or args.seed is not None):
         raise UserError(f"{args.resume}: resuming uses the checkpoint's config; drop --config, "
                         f"--seed and --set (only --epochs may change)")
-    seed = [] if args.seed is None else [f"train.seed={args.seed}"]
-    cfg = None if args.resume else load(SupervisedConfig, args.config, seed + args.set)
-    result = train(cfg, args.data_dir, args.save_dir, cache_dir=args.cache_dir, log_dir=args.log_dir,
-                   resume=args.resume, overwrite=args.overwrite, epochs=args.epochs, jobs=args.jobs,
-                   progress=not args.no_progress)
-    if "l1_kept" in result:
-        print(f"val l1 {result['l1_kept']:.4f} vs identity {result['l1_identity']:.4f} "
-              f"({100 * (1 - result['l1_ratio']):.0f}% below), label accuracy "
-              f"{result['label_accuracy']:.3f}, keep accuracy {result['keep_accuracy']:.3f}, "
-              f"kept IoU {result['kept_iou']:.3f}")
-    print(f"trained {result['epochs']} epochs in {result['seconds']:.0f} s; checkpoints in {args.save_dir}")
-    return 0
+    flags = {"train.seed": args.seed, "train.epochs": args.epochs}
+    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None]
+    if args.resume:
+        saved = apply_overrides(load_checkpoint(args.resume)["config"], overrides)
+        cfg = from_dict(SupervisedConfig, saved, where=f"{args.resume} config", saved=True)
+    else:
+        cfg = load(SupervisedConfig, args.config, overrides + args.set)
+    with messages_above_bars():
+        result = train(cfg, Run.from_args(args), jobs=args.jobs)
+    if "l1_kept" in result.metrics:
+        m = result.metrics
+        print(f"val l1 {m['l1_kept']:.4f} vs identity {m['l1_identity']:.4f} "
+              f"({100 * (1 - m['l1_ratio']):.0f}% below), label accuracy "
+              f"{m['label_accuracy']:.3f}, keep accuracy {m['keep_accuracy']:.3f}, "
+              f"kept IoU {m['kept_iou']:.3f}")
+    return result
