@@ -555,7 +555,7 @@ def cache_stems(path: str | os.PathLike, stems_path: str | os.PathLike,
 
     Memory: the separation works on one block (hpss: 30 s STFT) or one model segment
     (demucs) at a time; what grows with the recording is the arrays being cached plus the
-    analysis audio, about 27 MB per minute of audio (measured: 1.1 GB peak for 20 min).
+    analysis audio, about 27 MB per minute of audio.
 
     Returns a summary: backend, frames, seconds, and whether it was computed.
     """

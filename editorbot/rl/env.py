@@ -66,11 +66,9 @@ class EditEnv(gym.Env):
             the agent); None uses no normalization (the features' own scaling).
         beats_s, downbeats_s: known beat and bar times instead of the beat tracker's.
         features: precomputed BeatFeatures (then raw_path is only recorded).
-        shaped_reward: pay the reward as it accrues: each step earns the change of
-            `episode_reward()` (the episode's reward as if it ended there), so the rewards of
-            an episode still add up to its episode-end reward, and PPO learns which steps
-            earned it. Else all of it at the end. Either way the last step's info carries
-            'episode_reward' and 'reward_components'.
+
+    The reward is paid at the episode's end; the last step's info carries
+    'episode_reward' and 'reward_components'.
     """
 
     metadata = {"render_modes": []}
@@ -80,9 +78,8 @@ class EditEnv(gym.Env):
                  cache_dir: str | os.PathLike = "cache",
                  normalizer: FeatureNormalizer | None = None,
                  beats_s: np.ndarray | None = None, downbeats_s: np.ndarray | None = None,
-                 features: BeatFeatures | None = None, shaped_reward: bool = False):
+                 features: BeatFeatures | None = None):
         super().__init__()
-        self.shaped_reward = bool(shaped_reward)
         self.raw_path = Path(raw_path)
         self.config = config or EnvConfig()
         self.target_keep_ratio = (self.config.target_keep_ratio if target_keep_ratio is None
@@ -125,7 +122,6 @@ class EditEnv(gym.Env):
         self.steps = 0
         self.output_s = 0.0
         self.used = np.zeros(self.n_beats, bool)
-        self.paid = 0.0  # reward paid so far in the episode (shaped_reward)
 
     def _observe(self) -> np.ndarray:
         c = self.track.type_counts
@@ -164,11 +160,9 @@ class EditEnv(gym.Env):
         info["action"] = action
         info["resolved"] = action != asked
         reward = 0.0
-        if terminated or truncated or self.shaped_reward:
-            total, components = self.episode_reward()
-            reward, self.paid = total - self.paid, total
         if terminated or truncated:
-            info["episode_reward"] = total
+            reward, components = self.episode_reward()
+            info["episode_reward"] = reward
             info["reward_components"] = components
             info["output_s"] = self.output_s
         return self._observe(), reward, terminated, truncated, info

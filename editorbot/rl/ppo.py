@@ -47,10 +47,6 @@ class PPOConfig:
     value_warmup_updates: the first updates of a run fit only the value network (the
         policy, e.g. a BC-pretrained one, is left as it is until its advantages mean
         something).
-    shaped_reward: the training environments pay the reward as it accrues instead of all
-        at the episode's end (the same total; see EditEnv). Off: on 10 synthetic trimmer
-        pairs it did not help (held-out reward after 30 updates, mean of 3 splits: 2.563
-        without, 2.428 with; with gamma 1, 8 splits: 2.322 against BC's 2.472).
     """
 
     n_steps: int = 128
@@ -70,7 +66,6 @@ class PPOConfig:
     bc_batch_size: int = 256
     aux_weight: float = 0.1
     value_warmup_updates: int = 0
-    shaped_reward: bool = False
     bc_label_smoothing: float = 0.0
 
     LIMITS: ClassVar[dict[str, Range]] = {
@@ -80,6 +75,9 @@ class PPOConfig:
         "target_kl": POSITIVE, "bc_weight": NON_NEGATIVE, "bc_batch_size": AT_LEAST_1,
         "aux_weight": NON_NEGATIVE, "value_warmup_updates": NON_NEGATIVE,
         "bc_label_smoothing": Range(0, 1, high_open=True)}
+    # Removed after it measured no better (docs/results.md); older checkpoints load without it.
+    RETIRED: ClassVar[dict[str, str]] = {"shaped_reward": "nothing (paying the reward step by step "
+                                                          "measured no better and was removed)"}
 
 
 # ---------------------------------------------------------------------------- advantages
@@ -91,8 +89,8 @@ def compute_gae(rewards: np.ndarray, values: np.ndarray, ends: np.ndarray, last_
     Args:
         rewards, values : np.ndarray [shape=(T, N)]: reward after step t and V(obs_t)
         ends : np.ndarray [shape=(T, N)], bool: the episode ended at step t (terminated or
-            truncated; the environments pay whatever reward is left at the end, shaped or
-            not, so nothing is bootstrapped past it)
+            truncated; the environments pay the reward at the end, so nothing is
+            bootstrapped past it)
         last_values : np.ndarray [shape=(N,)], V of the observation after the last step
 
     Returns:
