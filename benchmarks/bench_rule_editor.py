@@ -3,11 +3,12 @@ how far the edit's length is from the target, whether its cuts sit on bar lines,
 
     nice .venv/bin/python benchmarks/bench_rule_editor.py                 # demo jams + real music
     nice .venv/bin/python benchmarks/bench_rule_editor.py --allow-loops   # the same, loops allowed
-    nice .venv/bin/python benchmarks/bench_rule_editor.py --json out.json --only demo
+    nice .venv/bin/python benchmarks/bench_rule_editor.py --only demo --minutes 8 --json out.json
 
 Recordings:
 - demo: the demo's held-out jams (editorbot.synth.write_corpus with the demo's seed 1000,
-  its pair count and minutes, read from editorbot.demo.run_demo's defaults), each asked
+  its pair count and minutes, read from editorbot.demo.run_demo's defaults; --minutes
+  makes them longer or shorter), each asked
   for its human edit's length (as the demo asks) and for 3:30. Their truth gives the
   downbeats, so a cut (a segment's raw start or end at a seam) counts as on a bar line
   within 50 ms of a true downbeat.
@@ -109,14 +110,17 @@ def run_case(raw: Path, target_s: float, *, allow_loops: bool, downbeats_s=None)
     return row
 
 
-def demo_cases(out: Path) -> list[tuple[Path, float, np.ndarray | None, str]]:
+def demo_cases(out: Path, minutes: float | None) -> list[tuple[Path, float, np.ndarray | None, str]]:
     from editorbot.audio import probe
     from editorbot.demo import run_demo
     from editorbot.synth import write_corpus
 
     defaults = {k: v.default for k, v in inspect.signature(run_demo).parameters.items()}
-    names = write_corpus(out, pairs=defaults["heldout"], seed=defaults["seed"] + 1000,
-                         minutes=defaults["minutes"], write_unmastered=False, progress=False)
+    minutes = minutes or defaults["minutes"]
+    names = write_corpus(out / f"{minutes:g}min", pairs=defaults["heldout"],
+                         seed=defaults["seed"] + 1000, minutes=minutes, write_unmastered=False,
+                         progress=False)
+    out = out / f"{minutes:g}min"
     cases = []
     for name in names:
         raw = next((out / "input").glob(f"{name}_raw.*"))
@@ -156,6 +160,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--allow-loops", action="store_true", help="let the editor loop passages")
     parser.add_argument("--only", choices=["demo", "real"], help="one kind of recording only")
+    parser.add_argument("--minutes", type=float, help="length of the demo jams (default: the demo's)")
     parser.add_argument("--cache", type=Path, default=rm.DEFAULT_CACHE)
     parser.add_argument("--out", type=Path, default=HERE / "out" / "rule_editor",
                         help="where the demo jams are written (reused when present)")
@@ -165,7 +170,7 @@ def main() -> None:
 
     cases = []
     if args.only in (None, "demo"):
-        cases += demo_cases(args.out / "demo")
+        cases += demo_cases(args.out / "demo", args.minutes)
     if args.only in (None, "real"):
         cases += real_cases(args.cache)
     rows = []
