@@ -65,6 +65,36 @@ def _window(n_fft: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
 
 
+def stft_blocks(y: np.ndarray, n_fft: int, hop_length: int, *, block_frames: int = BLOCK_FRAMES):
+    """The centred STFT of `y` (zero padding, periodic Hann window), block by block, so that
+    a 60-minute file never holds its whole complex STFT. Every spectral front end of the
+    project (the mel, the rule-based editor's analysis, the RL beat features) frames its
+    audio here.
+
+    Args:
+        y : np.ndarray [shape=(n,)], float32 mono audio
+
+    Yields:
+        (f0, frames, spec): the first frame's index; frames : np.ndarray [shape=(m, n_fft)],
+        the unwindowed samples of frames f0..f0+m-1; spec : np.ndarray
+        [shape=(m, n_fft // 2 + 1)], complex, their spectra. 1 + n // hop_length frames in all.
+    """
+    import scipy.fft  # imported here to keep `import editorbot...` light
+
+    half = n_fft // 2
+    n_frames = 1 + len(y) // hop_length
+    window = _window(n_fft)
+    for f0 in range(0, n_frames, block_frames):
+        f1 = min(f0 + block_frames, n_frames)
+        # Samples under frames f0..f1-1 of the zero-padded signal.
+        a, b = f0 * hop_length - half, (f1 - 1) * hop_length + half
+        seg = y[max(a, 0):min(b, len(y))]
+        if a < 0 or b > len(y):
+            seg = np.pad(seg, (max(0, -a), max(0, b - len(y))))
+        frames = np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop_length]
+        yield f0, frames, scipy.fft.rfft(frames * window, axis=1, workers=-1)
+
+
 def mel_power(y: np.ndarray, params: FeatureParams = DEFAULT_PARAMS) -> np.ndarray:
     """Mel power spectrogram, equal to librosa.feature.melspectrogram(y=y, ...) with the
     contract's parameters, computed block by block.
@@ -75,25 +105,12 @@ def mel_power(y: np.ndarray, params: FeatureParams = DEFAULT_PARAMS) -> np.ndarr
     Returns:
         S : np.ndarray [shape=(n_mels, t)], float32, t = 1 + n // hop_length
     """
-    import scipy.fft  # imported here to keep `import editorbot...` light
-
     y = np.asarray(y, dtype=np.float32)
-    n_fft, hop = params.n_fft, params.hop_length
-    half = n_fft // 2
-    n_frames = params.n_frames(len(y))
-    basis, window = _mel_basis(params), _window(n_fft)
-    out = np.empty((params.n_mels, n_frames), np.float32)
-    for f0 in range(0, n_frames, BLOCK_FRAMES):
-        f1 = min(f0 + BLOCK_FRAMES, n_frames)
-        # Samples under frames f0..f1-1 of the zero-padded signal.
-        a, b = f0 * hop - half, (f1 - 1) * hop + half
-        seg = y[max(a, 0):min(b, len(y))]
-        if a < 0 or b > len(y):
-            seg = np.pad(seg, (max(0, -a), max(0, b - len(y))))
-        frames = np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop]
-        spec = scipy.fft.rfft(frames * window, axis=1, workers=-1)
+    basis = _mel_basis(params)
+    out = np.empty((params.n_mels, params.n_frames(len(y))), np.float32)
+    for f0, _, spec in stft_blocks(y, params.n_fft, params.hop_length):
         power = spec.real ** 2 + spec.imag ** 2
-        out[:, f0:f1] = basis @ power.T.astype(np.float32, copy=False)
+        out[:, f0:f0 + len(power)] = basis @ power.T.astype(np.float32, copy=False)
     return out
 
 

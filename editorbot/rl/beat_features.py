@@ -21,7 +21,7 @@ from .. import __version__
 from ..audio import load_analysis, probe
 from ..cache import cached, file_fingerprint
 from ..errors import UserError, log
-from ..features import DEFAULT_PARAMS, FeatureParams, mel_power, normalize_db
+from ..features import DEFAULT_PARAMS, FeatureParams, mel_power, normalize_db, stft_blocks
 from ..layout import RAW_SUFFIX, Layout
 from .actions import BEATS_PER_BAR
 
@@ -31,7 +31,6 @@ STEM_NAMES = ("drums", "bass", "vocals", "other")
 MIN_BEAT_S = 0.06        # beat-grid intervals shorter than this merge with their neighbour
 FALLBACK_BPM = 120.0     # grid used when the tracker finds fewer than 2 bars of beats
 ONSET_DELAY_S = 0.012    # librosa's centred onset envelope peaks this long after a click
-BLOCK_FRAMES = 2048      # STFT frames per block (bounded memory on long files)
 _CONTRAST_DB = 50.0      # scale of spectral contrast
 _MFCC_SCALE = 100.0
 _DELTA_SCALE = 10.0
@@ -202,20 +201,12 @@ def _frame_features(y: np.ndarray, params: FeatureParams) -> np.ndarray:
     Returns:
         np.ndarray [shape=(25, t)], float32, t = params.n_frames(len(y))
     """
-    n_fft, hop, sr = params.n_fft, params.hop_length, params.sr
-    half = n_fft // 2
-    n_frames = params.n_frames(len(y))
-    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)  # periodic Hann, as librosa's
+    n_fft, sr = params.n_fft, params.sr
     nyquist = sr / 2
-    out = np.empty((25, n_frames), np.float32)
-    for f0 in range(0, n_frames, BLOCK_FRAMES):
-        f1 = min(f0 + BLOCK_FRAMES, n_frames)
-        a, b = f0 * hop - half, (f1 - 1) * hop + half
-        seg = y[max(a, 0):min(b, len(y))]
-        if a < 0 or b > len(y):
-            seg = np.pad(seg, (max(0, -a), max(0, b - len(y))))
-        frames = np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop]
-        mag = np.abs(scipy.fft.rfft(frames * window, axis=1)).T.astype(np.float32)
+    out = np.empty((25, params.n_frames(len(y))), np.float32)
+    for f0, frames, spec in stft_blocks(np.asarray(y, np.float32), n_fft, params.hop_length):
+        f1 = f0 + len(frames)
+        mag = np.abs(spec).T.astype(np.float32)
         rms = np.sqrt(np.mean(np.square(frames, dtype=np.float32), axis=1))
         rms_db = 20 * np.log10(np.maximum(rms, 1e-4))  # floor at -80 dBFS
         signs = np.signbit(frames)
