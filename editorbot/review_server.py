@@ -8,7 +8,9 @@ writes version n as the same files named S_vN.*, never replacing one. S_correcti
 holds the session: journal.jsonl (one JSON line per change, appended and fsynced as it
 happens), the lock that keeps a second writer out, the raw's waveform peaks and beat grid,
 and the render of the current unsaved edit (made in a thread as soon as a change is made;
-the page plays it and Save publishes it as the new version's audio).
+the page plays it and Save publishes it as the new version's audio). Save also writes the
+correction into the training layout as a pair, and caches the raw's mel in the layout's
+cache, so `editorbot train` can use it without `editorbot features` first.
 
 Cuts are numbered by the segment they lead into: cut k (1 <= k < n_segments) joins segment
 k - 1 to segment k (0-based segment indices), as RenderReport's seams are.
@@ -629,6 +631,9 @@ class ReviewSession:
         path: OUT.wav (any version) or the folder `editorbot edit` wrote.
         raw: the raw recording (default: the one the segment list names).
         data_dir: the training layout Save writes corrections into (None: none written).
+        cache_dir: the layout's cache, where Save also caches the raw's mel
+            (features/{pair}_raw.npz, as `editorbot features` would), so that the
+            correction can be trained on at once.
         find_beats: start finding the raw's beat grid in a thread (False: no grid until
             `load_grid()` is called).
         background_render: render each new state of the edit in a thread as soon as it is
@@ -636,7 +641,8 @@ class ReviewSession:
     """
 
     def __init__(self, path: str | os.PathLike, *, raw: str | os.PathLike | None = None,
-                 data_dir: str | os.PathLike | None = "training_data", find_beats: bool = True,
+                 data_dir: str | os.PathLike | None = "training_data",
+                 cache_dir: str | os.PathLike = "cache", find_beats: bool = True,
                  background_render: bool = True):
         self.files = find_edit(path)
         self.files.state_dir.mkdir(exist_ok=True)
@@ -662,7 +668,7 @@ class ReviewSession:
             base_id = (hashlib.sha256(segments_file.read_bytes()).hexdigest()
                        if segments_file.is_file() else "missing")
             self.state = EditState(journal, base, version=latest, base_id=base_id)
-            self.layout = Layout(Path(data_dir)) if data_dir is not None else None
+            self.layout = Layout(data_dir, cache_dir) if data_dir is not None else None
             self.pair_name = (correction_name(self.layout, self.files.stem)
                               if self.layout is not None else None)
             self.peaks = raw_peaks(self.raw, self.files.state_dir / "peaks.npz")
@@ -674,6 +680,8 @@ class ReviewSession:
         self.grid: BeatGrid | None = None
         self.grid_error: str | None = None
         self.page_threads: list[threading.Thread] = []
+        self.mel_thread: threading.Thread | None = None  # caches the raw's mel at the first Save
+        self.mel_error: str | None = None
         self.last_save: dict | None = None
         self._state_id = 0
         # The newest render of the current edit: (key, path, RenderReport), or a failure.
@@ -703,8 +711,9 @@ class ReviewSession:
                 self._rendered_cond.notify_all()
             self._renderer.join()
             self._renderer = None
-        for thread in getattr(self, "page_threads", []):
-            thread.join()
+        for thread in getattr(self, "page_threads", []) + [getattr(self, "mel_thread", None)]:
+            if thread is not None:
+                thread.join()
         if getattr(self, "_lock_fh", None) is not None:
             self._lock_fh.close()
             self._lock_fh = None
@@ -767,7 +776,8 @@ class ReviewSession:
                          "bars": 0 if grid is None else len(grid.downbeats_s)},
                 "edit_name": self.files.stem,
                 "learn": None if self.layout is None else {
-                    "data_dir": str(self.layout.data_dir), "name": self.pair_name},
+                    "data_dir": str(self.layout.data_dir), "name": self.pair_name,
+                    "mel": self._mel_state()},
                 "last_save": self.last_save,
                 "page_writing": any(t.is_alive() for t in self.page_threads),
             }
@@ -868,9 +878,13 @@ class ReviewSession:
 
     # Save ------------------------------------------------------------------------------
 
-    def save(self, *, wait_for_page: bool = False) -> dict:
+    def save(self, *, wait: bool = False) -> dict:
         """Render the current edit from the raw as a new version, with its segment list,
-        timelines and (in a thread) its static review page; write the training pair.
+        timelines and (in a thread) its static review page; write the training pair and
+        (in a thread, once a session) cache the raw's mel for it.
+
+        Args:
+            wait: return only when the static page and the raw's mel are written too.
 
         Returns:
             {"version", "paths": {kind: str}, "duration_s", "render_s", "pair": {kind: str}}
@@ -895,6 +909,7 @@ class ReviewSession:
                 pair = write_correction(self.layout, self.pair_name, raw=self.raw,
                                         edit_audio=paths["audio"], edit=report.edit, version=n,
                                         journal=self.state.journal)
+                self._cache_raw_mel(pair["raw"])
             previous = self.state.version
             self.state.saved(n)
             self._state_id += 1
@@ -916,9 +931,38 @@ class ReviewSession:
                               "saved_s": round(time.perf_counter() - started, 3),
                               "paths": {k: str(p) for k, p in paths.items()},
                               "pair": {k: str(p) for k, p in pair.items()}}
-        if wait_for_page:
+        if wait:
             thread.join()
+            if self.mel_thread is not None:
+                self.mel_thread.join()
         return self.last_save
+
+    def _cache_raw_mel(self, raw_link: Path) -> None:
+        """Cache the mel of the pair's raw where the trainers read it
+        (cache/features/{pair}_raw.npz, made from input/{pair}_raw.ext as `editorbot
+        features` makes it), in a thread; once a session, as the raw does not change."""
+        from .precache import mel_for
+
+        if self.mel_thread is not None:
+            return
+
+        def work() -> None:
+            try:
+                mel_for(raw_link, self.layout.features(self.pair_name, "raw"))
+            except UserError as err:
+                self.mel_error = str(err)
+                log.warning("%s; the correction needs `editorbot features %s` before training",
+                            err, self.pair_name)
+        self.mel_thread = threading.Thread(target=work, name="raw mel", daemon=False)
+        self.mel_thread.start()
+
+    def _mel_state(self) -> str | None:
+        """None before the first Save, then 'caching', 'cached' or the error."""
+        if self.mel_thread is None:
+            return None
+        if self.mel_thread.is_alive():
+            return "caching"
+        return self.mel_error or "cached"
 
 
 def _publish(rendered: Path, target: Path) -> None:

@@ -299,7 +299,7 @@ def test_save_writes_a_new_version_keeps_the_old_and_writes_the_correction_pair(
     old = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
     before = Edit.load(folder / "jam_segments.json")
     session.apply({"op": "veto", "cut": 1})
-    done = session.save(wait_for_page=True)
+    done = session.save(wait=True)
     assert done["version"] == 2
     for kind in ("audio", "segments", "otio", "edl", "fcp_xml", "labels", "review"):
         assert Path(done["paths"][kind]).is_file() and "jam_v2" in Path(done["paths"][kind]).name
@@ -320,9 +320,51 @@ def test_save_writes_a_new_version_keeps_the_old_and_writes_the_correction_pair(
     assert meta["correction"] is True and meta["edit"]["version"] == 2 and ops is not None
     # A second save is version 3; the pair now holds it.
     session.apply({"op": "delete", "segment": 2})
-    assert session.save(wait_for_page=True)["version"] == 3
+    assert session.save(wait=True)["version"] == 3
     assert discover(td).pairs[0].edit.read_bytes() == (folder / "jam_v3.wav").read_bytes()
     assert (folder / "jam_v2.wav").is_file()
+
+
+def test_a_saved_correction_is_trainable_at_once_without_editorbot_features(folder, tmp_path):
+    """Save caches the raw's mel in the layout's cache (the one `editorbot features` would
+    write), so the pointer trainer reads the pair as it is and trains on it."""
+    from editorbot.config import load
+    from editorbot.features import DEFAULT_PARAMS
+    from editorbot.layout import Layout
+    from editorbot.pointer.config import PointerConfig
+    from editorbot.pointer.data import PointerData
+    from editorbot.pointer.train import train
+    from editorbot.precache import mel_for
+    from editorbot.training import Run
+
+    from .test_pointer import TINY
+
+    layout = Layout(tmp_path / "td", tmp_path / "cache")
+    s = ReviewSession(folder, data_dir=layout.data_dir, cache_dir=layout.cache_dir,
+                      find_beats=False, background_render=False)
+    try:
+        assert s.snapshot()["learn"]["mel"] is None
+        s.apply({"op": "veto", "cut": 1})
+        s.save(wait=True)
+        assert s.snapshot()["learn"]["mel"] == "cached"
+    finally:
+        s.close()
+    assert layout.features("jam", "raw").is_file()
+    data = PointerData(layout.cache_dir, layout.pointer_dir)
+    assert data.names == ["jam"]
+    # The trainer's mel is the raw's own (computed here without any cache), and the frames
+    # it is told to play are the saved version's segments: 6 s of groove a from 8 s (the
+    # vetoed cut joins [8, 14) and [16, 20) into [8, 20)), then [33, 41) and [43, 47).
+    np.testing.assert_array_equal(data.mel("jam"), mel_for(s.raw))
+    played = data.recordings["jam"].pointers
+    fps = DEFAULT_PARAMS.frames_per_s
+    for start_s, end_s in ((8.0, 20.0), (33.0, 41.0), (43.0, 47.0)):
+        inside = (played >= round(start_s * fps) + 2) & (played < round(end_s * fps) - 2)
+        assert inside.sum() >= (end_s - start_s - 0.2) * fps
+    assert not ((played > round(21 * fps)) & (played < round(32 * fps))).any()
+    train(load(PointerConfig, None, TINY + ["train.epochs=1"]),
+          Run(tmp_path / "run", layout.data_dir, layout.cache_dir, progress=False))
+    assert (tmp_path / "run" / "latest.pt").is_file()
 
 
 def test_each_change_is_rendered_in_the_background_and_save_publishes_that_render(server, session,

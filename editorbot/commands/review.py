@@ -17,13 +17,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "Every change is journaled in OUT_corrections/. Save re-renders from the "
                     "raw as OUT_v2.wav, OUT_v3.wav... (earlier versions are kept) with its "
                     "segment list, timelines and review page, and writes the corrected pair "
-                    "into the training layout.")
+                    "into the training layout (the raw's mel cached in --cache-dir), ready for "
+                    "`editorbot train`.")
     p.add_argument("edit", metavar="OUT.wav|FOLDER",
                    help="the edit `editorbot edit` wrote (any version), or its folder")
     p.add_argument("--raw", metavar="RAW",
                    help="the raw recording (default: the one the segment list names)")
     p.add_argument("--data-dir", default="training_data", metavar="DIR",
                    help="training layout that saved corrections go into (default training_data)")
+    p.add_argument("--cache-dir", default="cache", metavar="DIR",
+                   help="the training layout's cache: Save caches the raw's mel there for "
+                        "training (default: cache)")
     p.add_argument("--no-learn", action="store_true",
                    help="do not write saved corrections into the training layout")
     p.add_argument("--port", type=int, default=0,
@@ -39,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port < 65536:
         raise UserError(f"--port {args.port}: must be 0 (any free port) to 65535")
     session = ReviewSession(args.edit, raw=args.raw,
-                            data_dir=None if args.no_learn else args.data_dir)
+                            data_dir=None if args.no_learn else args.data_dir,
+                            cache_dir=args.cache_dir)
     try:
         try:
             server = ReviewServer(session, port=args.port)
@@ -51,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
               f"{state['version']}, {len(state['segments'])} segments) from {session.raw}")
         print(f"journal: {session.state.journal}")
         if session.layout is not None:
-            print(f"learn: saves go into {session.layout.data_dir} as pair '{session.pair_name}'")
+            print(f"learn: saves go into {session.layout.data_dir} as pair '{session.pair_name}' "
+                  f"(the raw's mel into {session.layout.cache_dir})")
         print(f"open:   {server.url}")
         print("(Ctrl-C stops the server; nothing is lost, the journal keeps every change)")
         sys.stdout.flush()

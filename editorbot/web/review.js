@@ -157,7 +157,9 @@
       (g.bars ? "Beat grid: " + g.beats + " beats, " + g.bars + " bars, " +
        (g.tempo_bpm ? g.tempo_bpm.toFixed(1) + " bpm" : "") : "No steady beat: moves are in seconds.");
     $("learn-facts").textContent = state.learn ? "Save also writes this correction into " +
-      state.learn.data_dir + " as pair \u201c" + state.learn.name + "\u201d." :
+      state.learn.data_dir + " as pair \u201c" + state.learn.name + "\u201d" +
+      ({caching: "; caching the raw's mel for training\u2026", cached: "; the raw's mel is cached: " +
+        "ready to train."}[state.learn.mel] || (state.learn.mel ? "; " + state.learn.mel : ".")) :
       "Corrections are not written into a training layout (--no-learn).";
     var save = state.last_save;
     $("save-facts").textContent = save ? "Saved version " + save.version + " (" +
@@ -188,7 +190,8 @@
     showSegment();
     if (!g.ready) { setTimeout(refresh, 1000); }
     else if (!grid) { api("GET", "/api/grid").then(function (j) { grid = j; drawRegions(); }); }
-    if (state.page_writing || (state.dirty && !state.rendered)) { setTimeout(refresh, 1000); }
+    if (state.page_writing || (state.learn && state.learn.mel === "caching") ||
+        (state.dirty && !state.rendered)) { setTimeout(refresh, 1000); }
   }
 
   function refresh() { api("GET", "/api/state").then(render).catch(function (e) { status(e.message, true); }); }
