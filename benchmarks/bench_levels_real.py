@@ -88,6 +88,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config", default=str(REPO / "configs/supervised/small.json"))
+    parser.add_argument("--reuse-model", action="store_true",
+                        help="use the best.pt an earlier run left (however many epochs it got)")
     args = parser.parse_args()
 
     from editorbot.checkpoint import load_checkpoint
@@ -103,11 +105,13 @@ def main() -> None:
     names = layout(built, data)
     print(f"== {len(names)} trimmer pairs of real music in {data}", flush=True)
     cli("prepare", "--data-dir", str(data), "--cache-dir", str(cache), "--jobs", "2")
-    cli("train", "supervised", "--data-dir", str(data), "--cache-dir", str(cache),
-        "--save-dir", str(models), "--config", args.config, "--epochs", str(args.epochs),
-        "--no-progress", "--overwrite")
+    if not (args.reuse_model and (models / "best.pt").is_file()):
+        cli("train", "supervised", "--data-dir", str(data), "--cache-dir", str(cache),
+            "--save-dir", str(models), "--config", args.config, "--epochs", str(args.epochs),
+            "--no-progress", "--overwrite")
     best = models / "best.pt"
     levels = add_levels(best, data)
+    print(f"   model: {best}, {load_checkpoint(best).get('epoch')} epoch(s)", flush=True)
     print(f"   editor's levels (training pairs): {json.dumps(levels)}", flush=True)
     with_levels = load_checkpoint(best)
     before = {k: v for k, v in with_levels.items() if k != "levels"}
