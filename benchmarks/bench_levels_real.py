@@ -8,7 +8,7 @@ The pairs are benchmarks/realmusic.py's trimmer jams (Debian packages in realmus
 only), built or reused as bench_align_real.py does: takes with noodling and false starts
 between them, the edit keeps the takes and is mildly mastered (2:1 compression, +1 to +4 dB
 make-up gain, a -1 dBFS limiter). `editorbot prepare` aligns them, `editorbot train
-supervised` trains on the training split, editorbot.levels.add_levels writes the editor's
+supervised` trains on the training split, the trainer writes the editor's
 levels into best.pt. For each held-out raw, figures per edit: samples at full scale in the
 PCM_16 file, integrated loudness (LUFS) against the editor's edit of the same raw and the
 editor's mean, and the kept-raw IoU against the truth (the gains do not move a cut, so it
@@ -94,7 +94,6 @@ def main() -> None:
 
     from editorbot.checkpoint import load_checkpoint
     from editorbot.edits import Edit
-    from editorbot.levels import add_levels
     from editorbot.loudness import file_loudness
     from editorbot.render import render
     from editorbot.supervised.infer import propose_edit
@@ -110,7 +109,7 @@ def main() -> None:
             "--save-dir", str(models), "--config", args.config, "--epochs", str(args.epochs),
             "--no-progress", "--overwrite")
     best = models / "best.pt"
-    levels = add_levels(best, data)
+    levels = load_checkpoint(best).get("levels")  # measured by the trainer on its training pairs
     print(f"   model: {best}, {load_checkpoint(best).get('epoch')} epoch(s)", flush=True)
     print(f"   editor's levels (training pairs): {json.dumps(levels)}", flush=True)
     with_levels = load_checkpoint(best)

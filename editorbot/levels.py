@@ -58,6 +58,8 @@ def editor_levels(data_dir: str | os.PathLike, names: list[str]) -> dict:
         segment_db += [float(master) + float(s.get("gain_db", 0.0)) for s in info.get("segments", [])
                        if s.get("raw_start_s") is not None
                        and float(s.get("duration_s", 0.0)) >= MIN_SEGMENT_S]
+        if name not in pairs:
+            raise UserError(f"{layout.data_dir}: '{name}' has no raw and edit pair to measure")
         lufs = file_loudness(pairs[name].edit)
         if np.isfinite(lufs):
             loudness.append(lufs)
@@ -102,14 +104,12 @@ def with_levels(edit: Edit, levels: dict | None) -> Edit:
     return replace(edit, segments=segs, loudness_lufs=levels["loudness_lufs"])
 
 
-def add_levels(checkpoint_path: str | os.PathLike, data_dir: str | os.PathLike) -> dict:
-    """Measure the levels of the pairs a checkpoint trained on (its split's 'train') under
-    data_dir and write them into the checkpoint as 'levels' (atomically); returns them."""
-    from .checkpoint import load_checkpoint, save_checkpoint
-
-    ckpt = load_checkpoint(checkpoint_path)
-    if "split" not in ckpt or not ckpt["split"]["train"]:
-        raise UserError(f"{checkpoint_path}: records no training recordings; train it again")
-    ckpt["levels"] = editor_levels(data_dir, ckpt["split"]["train"])
-    save_checkpoint(checkpoint_path, ckpt)
-    return ckpt["levels"]
+def at_editor_level(edit: Edit, levels: dict | None) -> Edit:
+    """For editors whose gains are moves from the editor's level (RL's policy; the pointer
+    network, which copies the raw as it is): each segment gets the editor's level over the
+    raw (levels' mastering_gain_db) added, then stays within the editor's range
+    (with_levels); unchanged without levels."""
+    if levels is None:
+        return edit
+    shifted = [replace(s, gain_db=s.gain_db + levels["mastering_gain_db"]) for s in edit.segments]
+    return with_levels(replace(edit, segments=shifted), levels)

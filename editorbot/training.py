@@ -186,17 +186,32 @@ def held_out(names: list[str], fraction: float, seed: int, *, val_names: list[st
     return train, val
 
 
+def measured_levels(run: Run, train_names: list[str]) -> dict | None:
+    """The editor's levels on the training pairs (editorbot.levels), which every kind's
+    checkpoint carries so that its edits keep to them; None, said once, when the pairs
+    cannot tell (no edit audio or no alignment info: a corpus kept as mels and truth)."""
+    from .levels import editor_levels
+    try:
+        return editor_levels(run.data_dir, train_names)
+    except UserError as err:
+        log.info("the editor's levels were not measured (%s); the model's edits keep the raw's", err)
+        return None
+
+
 def checkpoint_payload(kind: str, *, config: dict, params, split: tuple[list[str], list[str]],
-                       step: int, metrics: dict, model_state: dict, **extra) -> dict:
+                       step: int, metrics: dict, model_state: dict, levels: dict | None = None,
+                       **extra) -> dict:
     """The part of a checkpoint every kind writes (checkpoint.load_checkpoint reads it):
-    kind, config, feature_params, split {train, val}, step, metrics, versions, weights."""
+    kind, config, feature_params, split {train, val}, step, metrics, versions, weights and,
+    when measured, the editor's levels."""
     import torch
 
     return {"kind": kind, "config": config, "feature_params": params.as_dict(),
             "split": {"train": list(split[0]), "val": list(split[1])}, "step": int(step),
             "metrics": dict(metrics), "editorbot_version": __version__,
             "torch_version": str(torch.__version__),
-            "model_state": {k: v.detach().cpu() for k, v in model_state.items()}, **extra}
+            "model_state": {k: v.detach().cpu() for k, v in model_state.items()},
+            **({} if levels is None else {"levels": levels}), **extra}
 
 
 @dataclass

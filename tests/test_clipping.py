@@ -214,7 +214,7 @@ def test_editor_levels_are_the_range_alignment_measured_and_the_loudness_the_edi
 
 def test_model_gains_stay_within_the_editors_range_at_the_editors_level():
     from editorbot.levels import with_levels
-    from editorbot.rl.infer import at_editor_level
+    from editorbot.levels import at_editor_level
     from editorbot.supervised.infer import at_level
     levels = {"pairs": 4, "gain_db": [2.0, 5.5], "mastering_gain_db": 3.6,
               "loudness_lufs": -11.0, "loudness_spread_lu": 0.4}

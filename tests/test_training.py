@@ -70,3 +70,36 @@ def test_settings_that_became_flags_are_named_in_a_config_and_dropped_from_a_che
     assert from_dict(PPOConfig, {"shaped_reward": True}, saved=True) == PPOConfig()
     with pytest.raises(UserError, match="shaped_reward"):
         from_dict(PPOConfig, {"shaped_reward": True})
+
+
+def test_every_checkpoint_carries_the_editors_levels_when_the_pairs_tell_them(tmp_path):
+    """Two aligned pairs: the levels are the segment levels over the raw (mastering + gain)
+    and the mean mastering; a corpus kept as truth pointers (no alignment info) gives None,
+    and checkpoint_payload writes levels only when measured."""
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    from editorbot.features import DEFAULT_PARAMS
+    from editorbot.training import checkpoint_payload, measured_levels
+
+    data = tmp_path / "training_data"
+    for d in ("input", "desired_output", "pointer_sequences"):
+        (data / d).mkdir(parents=True)
+    tone = 0.1 * np.sin(2 * np.pi * 440 * np.arange(44100 * 3) / 44100).astype(np.float32)
+    for name, master, gains in (("a", 3.0, [0.5, -1.0]), ("b", 5.0, [2.0, 0.0])):
+        sf.write(data / "input" / f"{name}_raw.wav", tone, 44100)
+        sf.write(data / "desired_output" / f"{name}_edit.wav", tone, 44100)
+        segments = [{"raw_start_s": 0.0, "duration_s": 1.5, "gain_db": g} for g in gains]
+        (data / "pointer_sequences" / f"{name}_info.json").write_text(
+            json.dumps({"mastering_gain_db": master, "segments": segments}))
+    run = Run(tmp_path / "m", data)
+    levels = measured_levels(run, ["a", "b"])
+    assert levels["gain_db"] == [2.0, 7.0] and levels["mastering_gain_db"] == 4.0 and levels["pairs"] == 2
+    assert levels["loudness_lufs"] is not None  # the two edits are equally loud
+    (data / "pointer_sequences" / "b_info.json").write_text(json.dumps({"source": "truth", "segments": []}))
+    assert measured_levels(run, ["a", "b"]) is None
+    common = dict(config={}, params=DEFAULT_PARAMS, split=(["a"], ["b"]), step=3, metrics={},
+                  model_state={"w": torch.zeros(2)})
+    assert "levels" not in checkpoint_payload("pointer", **common)
+    assert checkpoint_payload("pointer", **common, levels=levels)["levels"] == levels

@@ -18,6 +18,7 @@ from ..config import from_dict
 from ..edits import Edit, Op, pointers_to_segments, with_crossfades
 from ..errors import UserError
 from ..features import FeatureParams
+from ..levels import at_editor_level
 from ..precache import mel_for
 from ..stems import stem_mels_for
 from .config import PointerConfig
@@ -192,7 +193,7 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
                          frames_per_s=params.frames_per_s,
                          jumps_back=checkpoint.get("jumps_back", True),
                          keep_threshold=keep_threshold_for(checkpoint, cfg), progress=progress)
-    edit = pointers_to_edit(decoded, cfg, params, n_raw)
+    edit = at_editor_level(pointers_to_edit(decoded, cfg, params, n_raw), checkpoint.get("levels"))
     edit.raw_path = str(raw_path)
     edit.raw_duration_s = probe(raw_path).duration_s
     return edit

@@ -24,7 +24,8 @@ from tqdm import tqdm
 from ..checkpoint import load_checkpoint, load_state, save_checkpoint
 from ..config import from_dict, to_dict
 from ..errors import UserError, log
-from ..training import Deadline, Progress, Run, TrainResult, checkpoint_payload, held_out
+from ..training import (Deadline, Progress, Run, TrainResult, checkpoint_payload, held_out,
+                        measured_levels)
 from ..evaluate import kept_iou, mask_iou
 from .config import PointerConfig, TrainConfig
 from .data import PointerData, make_batch, sample_steps
@@ -455,6 +456,7 @@ def train(config: PointerConfig, run: Run, *,
                                       saved=None if state is None else state["split"],
                                       where=str(run.resume))
     keep_ratio = float(np.median([data.recordings[n].keep_ratio for n in train_names]))
+    levels = measured_levels(run, train_names) if ddp.main else None
     back_frames = int(round(BACK_JUMP_S * data.params.frames_per_s))
     jumps_back = any(data.recordings[n].jumps_back(back_frames) for n in train_names)
     net = PointerNet(config.model).to(ddp.device)
@@ -516,7 +518,7 @@ def train(config: PointerConfig, run: Run, *,
             stems_backend=data.stems_backend, keep_ratio=keep_ratio, jumps_back=jumps_back,
             keep_threshold=metrics.get("val/keep_threshold", 0.5), epoch=epoch,
             step_in_epoch=step_in_epoch, global_step=global_step, best_metric=best,
-            select_by=tc.select_by, history=history, world_size=ddp.world,
+            select_by=tc.select_by, history=history, world_size=ddp.world, levels=levels,
             init=None if run.init is None else str(run.init))
         if with_optimizer:
             p["optimizer_state"] = opt.state_dict()

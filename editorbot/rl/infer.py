@@ -18,7 +18,7 @@ from ..checkpoint import load_state
 from ..config import from_dict
 from ..edits import Edit
 from ..errors import UserError, log
-from ..levels import with_levels
+from ..levels import at_editor_level
 from .actions import ActionType
 from .agent import Agent
 from .beat_features import FEATURE_VERSION, beat_features
@@ -119,12 +119,3 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *, target_durati
         raise UserError(f"{raw_path}: the RL policy kept nothing; train it longer or ask for more (--keep)")
     return at_editor_level(trim_to(edit, wanted * raw_s * (1 + tol)), checkpoint.get("levels"))
 
-
-def at_editor_level(edit: Edit, levels: dict | None) -> Edit:
-    """The policy's gains are moves from the editor's level: each segment gets the editor's
-    level over the raw (levels' mastering_gain_db) added, then stays within the editor's
-    range (editorbot.levels.with_levels); unchanged without levels."""
-    if levels is None:
-        return edit
-    shifted = [replace(s, gain_db=s.gain_db + levels["mastering_gain_db"]) for s in edit.segments]
-    return with_levels(replace(edit, segments=shifted), levels)

@@ -33,7 +33,8 @@ from ..errors import UserError, log
 from ..evaluate import kept_iou
 from ..features import DEFAULT_PARAMS
 from ..layout import Layout, discover
-from ..training import Progress, Run, TrainResult, checkpoint_payload, held_out, messages_above_bars
+from ..training import (Progress, Run, TrainResult, checkpoint_payload, held_out, measured_levels,
+                        messages_above_bars)
 from .actions import ActionType
 from .agent import Agent, AgentConfig
 from .bc_labels import BCDataset, BeatRecording, build_bc_dataset, detour_dataset, human_source
@@ -358,6 +359,7 @@ def train(config: RLConfig, run: Run, *, bc_pretrain: str | os.PathLike | None =
         update0, best = int(state["update"]), float(state.get("best_score", -math.inf))
     writer = SummaryWriter(str(run.logs))
     train_keep = float(np.median([r.target_keep_ratio for r in train_recs]))
+    levels = measured_levels(run, train_names)
 
     def checkpoint_state(update: int, phase: str, metrics: dict) -> dict:
         return checkpoint_payload(
@@ -365,7 +367,8 @@ def train(config: RLConfig, run: Run, *, bc_pretrain: str | os.PathLike | None =
             step=update, metrics=metrics, model_state=agent.state_dict(),
             optimizer_state=optimizer.state_dict(), beat_feature_version=FEATURE_VERSION,
             state_dim=STATE_DIM, normalizer=normalizer.to_dict(), update=update, phase=phase,
-            best_score=best, train_keep_ratio=train_keep, grid=sorted({r.grid for r in train_recs}))
+            best_score=best, train_keep_ratio=train_keep, grid=sorted({r.grid for r in train_recs}),
+            levels=levels)
 
     def validate(step: int, tag: str) -> dict[str, float]:
         recs, ptrs = (val_recs, val_ptr) if val_recs else (train_recs, train_ptr)

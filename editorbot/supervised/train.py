@@ -20,7 +20,8 @@ from ..errors import UserError, log
 from ..features import DEFAULT_PARAMS, FeatureParams
 from ..jobs import run_jobs
 from ..layout import Layout, Pair, discover
-from ..training import Progress, Run, TrainResult, checkpoint_payload, held_out, messages_above_bars
+from ..training import (Progress, Run, TrainResult, checkpoint_payload, held_out, measured_levels,
+                        messages_above_bars)
 from .config import SupervisedConfig
 from .data import RawTimeRecording, collate, crop, load_recording, random_crops, tiled_crops
 from .infer import decide_kept, predict
@@ -158,6 +159,7 @@ def train(cfg: SupervisedConfig, run: Run, *, jobs: int = 1,
         log.warning("%s: one recording only: no held-out validation, best.pt follows the training loss",
                     run.data_dir)
     edit_ref_db = float(np.mean([r.ref_edit_db for r in train_recs]))
+    levels = measured_levels(run, train_names)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.train.seed)
@@ -233,7 +235,8 @@ def train(cfg: SupervisedConfig, run: Run, *, jobs: int = 1,
                 "supervised", config=to_dict(cfg), params=params, split=(train_names, val_names),
                 step=step, metrics=metrics, model_state=model.state_dict(),
                 optimizer_state=opt.state_dict(), epoch=epoch, best_val_loss=best,
-                train_metrics=train_means, edit_ref_db=edit_ref_db, labels=[lab.name for lab in Label])
+                train_metrics=train_means, edit_ref_db=edit_ref_db, labels=[lab.name for lab in Label],
+                levels=levels)
             save_checkpoint(save_dir / "latest.pt", ckpt)
             wrote.add("latest.pt")
             if improved:
