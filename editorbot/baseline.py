@@ -22,37 +22,29 @@ from pathlib import Path
 
 import librosa
 import numpy as np
-import scipy.fft
 import scipy.ndimage
 import scipy.signal
 
-from . import audio
+from . import audio, grid
 from .edits import Edit, Segment, clock
 from .errors import UserError, log
+from .features import DEFAULT_PARAMS, FeatureParams
+from .grid import GridConfig, frame_means
 
 DEFAULT_KEEP = 0.3  # fraction of the raw kept when the user has no training pairs
 MAX_LOOP_FACTOR = 4.0  # longest target, in lengths of the recording (looping makes up the rest)
 MAX_PLAYS = 2  # most plays of any stretch of the raw without allow_loops
-ANCHOR_BONUS = 1.0  # bar-phase score (mean clipped z of harmonic change) for playing after silence
-PHASE_CHANGE_COST = 4.0  # bar-phase score a change of bar phase costs
 
 
 @dataclass(frozen=True)
 class BaselineConfig:
     """Settings of the rule-based editor (all times in seconds unless named otherwise).
 
-    sr, n_fft, hop_length, n_mels: the analysis grid of this editor (coarser than the
-        data contract's: it only needs beats and bar-level features).
-    min_bpm, max_bpm: tempo range searched for a beat.
-    pulse_window_s, pulse_hop_s: windows in which the onset autocorrelation measures
-        how steady the pulse is (pulse clarity, 0..1).
-    min_pulse_clarity: a window with a pulse at least this clear has a beat.
-    min_pulse_fraction: the recording has a beat grid when at least this fraction of its
-        sounding windows has a beat; otherwise it is edited on phrases.
-    beats_per_bar: beats in a bar (the meter is not estimated).
+    grid: the beat and bar tracker (editorbot.grid); its silence_db also says which units
+        are silence, its min_pulse_clarity which have a beat. The analysis is on the
+        tracker's frames (every grid.frame_step-th frame of the analysis grid).
     phrase_s: phrase length used when there is no beat grid.
     novelty_beats: half-width of the checkerboard kernel, in beats.
-    silence_db: a unit this far below the recording's loud level is silence.
     quiet_db: sounding units this far below the loud level, in a stretch at least twice
         min_segment_s long, are quiet (noodling between takes): their quality drops as a
         noodle's does.
@@ -79,20 +71,9 @@ class BaselineConfig:
     max_ticks: cap on the duration grid of the search (memory is about 3 bytes x units x ticks).
     """
 
-    sr: int = 22050
-    n_fft: int = 2048
-    hop_length: int = 512
-    n_mels: int = 64
-    min_bpm: float = 60.0
-    max_bpm: float = 200.0
-    pulse_window_s: float = 8.0
-    pulse_hop_s: float = 2.0
-    min_pulse_clarity: float = 0.35
-    min_pulse_fraction: float = 0.3
-    beats_per_bar: int = 4
+    grid: GridConfig = field(default_factory=GridConfig)
     phrase_s: float = 4.0
     novelty_beats: int = 16
-    silence_db: float = 35.0
     quiet_db: float = 15.0
     false_start_s: float = 12.0
     min_quality: float = -2.0
@@ -151,6 +132,7 @@ class Analysis:
 def propose_edit(raw_path: str | os.PathLike, *, target_duration_s: float | None = None,
                  keep: float | None = None, allow_loops: bool = False,
                  data_dir: str | os.PathLike = "training_data",
+                 params: FeatureParams = DEFAULT_PARAMS,
                  config: BaselineConfig = DEFAULT_CONFIG) -> Edit:
     """The rule-based editor's edit of `raw_path`: bar-aligned runs in raw order; when
     the target is longer than the music in the recording, passages played a second time
@@ -163,6 +145,7 @@ def propose_edit(raw_path: str | os.PathLike, *, target_duration_s: float | None
             the training pairs under `data_dir` is used, or DEFAULT_KEEP without any.
         allow_loops: let a passage play more than MAX_PLAYS times to reach the target.
         data_dir: the user's training_data folder (only read for the default keep ratio).
+        params: the analysis grid the recording is heard on.
 
     Returns:
         Edit, see edit_from_analysis.
@@ -170,8 +153,8 @@ def propose_edit(raw_path: str | os.PathLike, *, target_duration_s: float | None
     info = audio.probe(raw_path)
     target = resolve_target(info.duration_s, target_duration_s=target_duration_s, keep=keep,
                             data_dir=data_dir, where=str(raw_path))
-    y = audio.load_analysis(raw_path, sr=config.sr)
-    found = analyze(y, config, where=str(raw_path))
+    y = audio.load_analysis(raw_path, sr=params.sr)
+    found = analyze(y, params, config, where=str(raw_path))
     return edit_from_analysis(found, target, allow_loops=allow_loops, config=config,
                               raw_path=str(raw_path), raw_duration_s=info.duration_s)
 
@@ -257,120 +240,26 @@ def default_keep(data_dir: str | os.PathLike = "training_data") -> float:
 # Analysis
 
 
-def spectral_frames(y: np.ndarray, config: BaselineConfig = DEFAULT_CONFIG):
-    """Mel dB, chroma and RMS of `y` frame by frame, block-wise (bounded memory).
+def analyze(y: np.ndarray, params: FeatureParams, config: BaselineConfig = DEFAULT_CONFIG, *,
+            where: str = "raw") -> Analysis:
+    """Beat grid (editorbot.grid), units, sections and per-unit scores of mono audio.
 
     Args:
-        y : np.ndarray [shape=(n,)], mono at config.sr
-
-    Returns:
-        mel_db : np.ndarray [shape=(n_mels, t)], dB re 1.0 (floored at -100)
-        chroma : np.ndarray [shape=(12, t)], power per pitch class
-        rms_db : np.ndarray [shape=(t,)], dB re full scale
-        with t = 1 + n // hop_length (centred frames).
-    """
-    n_fft, hop = config.n_fft, config.hop_length
-    half = n_fft // 2
-    n_frames = 1 + len(y) // hop
-    mel_basis = librosa.filters.mel(sr=config.sr, n_fft=n_fft, n_mels=config.n_mels).astype(np.float32)
-    chroma_basis = librosa.filters.chroma(sr=config.sr, n_fft=n_fft).astype(np.float32)
-    window = scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
-    mel_db = np.empty((config.n_mels, n_frames), np.float32)
-    chroma = np.empty((12, n_frames), np.float32)
-    rms_db = np.empty(n_frames, np.float32)
-    block = 4096
-    for f0 in range(0, n_frames, block):
-        f1 = min(f0 + block, n_frames)
-        a, b = f0 * hop - half, (f1 - 1) * hop + half
-        seg = y[max(a, 0):min(b, len(y))]
-        if a < 0 or b > len(y):
-            seg = np.pad(seg, (max(0, -a), max(0, b - len(y))))
-        frames = np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop]
-        spec = scipy.fft.rfft(frames * window, axis=1)
-        power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32).T
-        mel_db[:, f0:f1] = 10 * np.log10(np.maximum(mel_basis @ power, 1e-10))
-        chroma[:, f0:f1] = chroma_basis @ power
-        rms_db[f0:f1] = 10 * np.log10(np.maximum(np.mean(frames ** 2, axis=1), 1e-10))
-    np.maximum(mel_db, -100.0, out=mel_db)
-    return mel_db, chroma, rms_db
-
-
-def pulse_clarity(onset_env: np.ndarray, config: BaselineConfig = DEFAULT_CONFIG):
-    """How clear the pulse is, in overlapping windows of the onset envelope.
-
-    Clarity is the highest normalised autocorrelation of the onset envelope at a lag in
-    the tempo range: near 1 for a metronome, near 0.2 for free-tempo playing.
-
-    Returns:
-        centres_s : np.ndarray [shape=(w,)], window centres in seconds
-        clarity : np.ndarray [shape=(w,)], 0..1
-        ac : np.ndarray [shape=(w, l)], normalised autocorrelation at each lag of
-        lags : np.ndarray [shape=(l,)], in frames (the tempo range, slow to fast reversed)
-    """
-    fps = config.sr / config.hop_length
-    win = max(8, int(round(config.pulse_window_s * fps)))
-    step = max(1, int(round(config.pulse_hop_s * fps)))
-    x = onset_env.astype(np.float64)
-    if len(x) < win:
-        x = np.pad(x, (0, win - len(x)))
-    windows = np.lib.stride_tricks.sliding_window_view(x, win)[::step]
-    windows = windows - windows.mean(axis=1, keepdims=True)
-    spec = np.fft.rfft(windows, n=2 * win, axis=1)
-    ac = np.fft.irfft(np.abs(spec) ** 2, axis=1)[:, :win]
-    ac = ac / np.maximum(ac[:, :1], 1e-12)
-    lo = max(1, int(np.floor(60 * fps / config.max_bpm)))
-    hi = min(win // 2, int(np.ceil(60 * fps / config.min_bpm)))
-    band = ac[:, lo:hi + 1]
-    centres_s = (np.arange(len(windows)) * step + win / 2) / fps
-    return centres_s, np.clip(band.max(axis=1), 0.0, 1.0), band, np.arange(lo, hi + 1)
-
-
-def _peak_bpm(curves: np.ndarray, lags: np.ndarray, weight: np.ndarray, fps: float) -> np.ndarray:
-    """Tempo of the highest weighted autocorrelation peak of each row, refined between
-    lags by a parabola (integer lags alone are 2% off at 120 bpm)."""
-    curves = np.atleast_2d(curves)
-    weight = np.broadcast_to(weight, curves.shape)
-    best = np.argmax(np.clip(curves, 0, None) * weight, axis=1)
-    rows = np.arange(len(curves))
-    left = curves[rows, np.maximum(best - 1, 0)]
-    mid = curves[rows, best]
-    right = curves[rows, np.minimum(best + 1, curves.shape[1] - 1)]
-    bend = left - 2 * mid + right
-    shift = np.where(bend < 0, 0.5 * (left - right) / np.where(bend < 0, bend, -1.0), 0.0)
-    return 60 * fps / (lags[best] + np.clip(shift, -0.5, 0.5))
-
-
-def analyze(y: np.ndarray, config: BaselineConfig = DEFAULT_CONFIG, *, where: str = "raw") -> Analysis:
-    """Beat grid, units, sections and per-unit scores of mono audio at config.sr.
-
-    Args:
-        y : np.ndarray [shape=(n,)], float32 mono at config.sr
+        y : np.ndarray [shape=(n,)], float32 mono at params.sr
+        params: the analysis grid; the analysis runs on the tracker's frames
+            (config.grid.tracker_params(params)).
         where: the file name used in log messages.
     """
-    sr, hop = config.sr, config.hop_length
-    fps = sr / hop
-    duration_s = len(y) / sr
+    fps = config.grid.tracker_params(params).frames_per_s
+    duration_s = len(y) / params.sr
     if duration_s < 2 * config.min_segment_s:
         raise UserError(f"{where}: only {duration_s:.1f} s long; the editor needs at least "
                         f"{2 * config.min_segment_s:.0f} s of audio")
-    mel_db, chroma, rms_db = spectral_frames(y, config)
-    n_frames = mel_db.shape[1]
-    frame_s = np.arange(n_frames) / fps
-    loud_db = float(np.percentile(rms_db, 95))
-    sounding = rms_db > loud_db - config.silence_db
-    # Uncentred flux: onset_env[t] = rise from frame t - 1 to t (frames are centred already).
-    onset_env = librosa.onset.onset_strength(S=mel_db, sr=sr, hop_length=hop, center=False)
-    onset_env[~sounding] = 0.0
+    frames = grid.spectral_frames(y, params, config.grid)
+    found_grid = grid.track(frames, params, config.grid)
 
-    centres_s, clarity, ac, lags = pulse_clarity(onset_env, config)
-    sounding_win = np.interp(centres_s, frame_s, sounding.astype(float)) > 0.5
-    has_pulse = clarity >= config.min_pulse_clarity
-    fraction = float(has_pulse[sounding_win].mean()) if sounding_win.any() else 0.0
-    overall_clarity = float(np.median(clarity[sounding_win])) if sounding_win.any() else 0.0
-
-    if fraction >= config.min_pulse_fraction:
-        beats_s, downbeats_s, tempo = _beat_grid(onset_env, chroma, centres_s, ac, lags,
-                                                 has_pulse & sounding_win, sounding, config)
+    if found_grid.steady:
+        beats_s, downbeats_s = found_grid.beats_s, found_grid.downbeats_s
         bounds_s = np.unique(np.concatenate([[0.0], downbeats_s[downbeats_s > 0.05], [duration_s]]))
         bounds_s = _merge_short(bounds_s, 0.5 * float(np.median(np.diff(downbeats_s))))
         unit_kind = "bar"
@@ -378,169 +267,32 @@ def analyze(y: np.ndarray, config: BaselineConfig = DEFAULT_CONFIG, *, where: st
     else:
         log.warning("%s: no steady beat found (pulse in %.0f%% of the playing, clarity %.2f); "
                     "editing on phrases of about %.0f s instead of bars",
-                    where, 100 * fraction, overall_clarity, config.phrase_s)
+                    where, 100 * found_grid.pulse_fraction, found_grid.pulse_clarity, config.phrase_s)
         beats_s = downbeats_s = np.zeros(0)
-        tempo = None
-        bounds_s = _phrase_bounds(rms_db, duration_s, config)
+        bounds_s = _phrase_bounds(frames.rms_db, duration_s, fps, config)
         unit_kind = "phrase"
         # Half-second steps stand in for beats in the self-similarity analysis.
         grid_s = np.arange(0.0, duration_s, 0.5)
 
-    found = Analysis(duration_s=duration_s, tempo_bpm=tempo, pulse_clarity=overall_clarity,
+    found = Analysis(duration_s=duration_s, tempo_bpm=found_grid.tempo_bpm,
+                     pulse_clarity=found_grid.pulse_clarity,
                      beats_s=beats_s, downbeats_s=downbeats_s, bounds_s=bounds_s,
                      unit_kind=unit_kind, section_starts=np.zeros(0, np.int64),
-                     end_db=float(np.mean(rms_db[-max(1, int(0.5 * fps)):])) - loud_db)
-    _score_units(found, grid_s, mel_db, chroma, rms_db, onset_env, loud_db,
-                 centres_s, clarity, config)
+                     end_db=float(np.mean(frames.rms_db[-max(1, int(0.5 * fps)):])) - frames.loud_db)
+    _score_units(found, grid_s, frames, found_grid, fps, config)
     return found
 
 
-def _beat_grid(onset_env, chroma, centres_s, ac, lags, reliable, sounding, config):
-    """Beats (time-varying tempo) and downbeats (bar phase chosen by harmonic change, and
-    by where playing starts after a silence: a count-in or a take starts on a bar line)."""
-    sr, hop = config.sr, config.hop_length
-    fps = sr / hop
-    n = len(onset_env)
-    frame_s = np.arange(n) / fps
-    # One tempo from the mean autocorrelation of the windows with a pulse, with a
-    # log-normal prior around 120 bpm (0.8 octave: a backbeat's strong half-tempo peak
-    # must be 1.5 times higher to win); then each window's own tempo near it (a fifth of
-    # an octave: drift and tempo changes, no octave jumps).
-    if not reliable.any():
-        reliable = np.ones(len(ac), bool)
-    bpms = 60 * fps / lags
-    tempo = float(_peak_bpm(ac[reliable].mean(axis=0), lags,
-                            np.exp(-0.5 * (np.log2(bpms / 120.0) / 0.8) ** 2), fps)[0])
-    local = _peak_bpm(ac[reliable], lags, np.exp(-0.5 * (np.log2(bpms / tempo) / 0.2) ** 2), fps)
-    if len(local) >= 5:
-        local = scipy.ndimage.median_filter(local, size=5, mode="nearest")
-    bpm_frames = np.interp(frame_s, centres_s[reliable], local)
-    _, beats = librosa.beat.beat_track(onset_envelope=onset_env, sr=sr, hop_length=hop,
-                                       bpm=bpm_frames, trim=False, units="frames")
-    beats = np.asarray(beats, np.int64)
-    if len(beats) < 2 * config.beats_per_bar:
-        beats = np.rint(np.arange(0, n, fps * 60 / tempo)).astype(np.int64)
-    # The flux peaks when a transient fills about half the window, a quarter window
-    # before the frame's centre (measured on generated drums: mean error < 1 ms).
-    beats_s = beats / fps + config.n_fft / (4 * sr)
-
-    valid = np.interp(beats / fps, centres_s, reliable.astype(float)) > 0.5
-    if not valid.any():
-        valid[:] = True
-    if 2 * tempo <= config.max_bpm and len(beats) > 2:
-        # The tempo may be half the true one (a backbeat's 2-beat period often wins), and
-        # then the beats may sit on 2 and 4. Chords change on bar lines: when the phase of
-        # the half-beat grid where harmony changes most lies between the beats, move the
-        # beats there.
-        mids = (beats[:-1] + beats[1:]) // 2
-        half = np.empty(2 * len(beats) - 1, np.int64)
-        half[0::2], half[1::2] = beats, mids
-        change = _harmonic_change(half, chroma, [1, 2, 2 * config.beats_per_bar])
-        half_valid = np.zeros(len(half), bool)
-        half_valid[0::2], half_valid[1::2] = valid, valid[:-1] & valid[1:]
-        per_bar = 2 * config.beats_per_bar
-        phase_of = np.arange(len(half)) % per_bar
-        means = [change[(phase_of == p) & half_valid].mean() if ((phase_of == p) & half_valid).any()
-                 else -np.inf for p in range(per_bar)]
-        if int(np.argmax(means)) % 2 == 1:
-            log.debug("beats moved by half a beat (harmony changes between them)")
-            beats, valid = mids, valid[:-1] & valid[1:]
-            beats_s = beats / fps + config.n_fft / (4 * sr)
-    # The first beat of playing that follows at least a second of silence.
-    gap = int(round(fps))
-    quiet_before = np.r_[0, np.cumsum(sounding)]
-    starts = np.flatnonzero(sounding[1:] & ~sounding[:-1]) + 1
-    starts = starts[[quiet_before[t] - quiet_before[max(0, t - gap)] == 0 for t in starts]]
-    near = np.searchsorted(beats, starts - 3)
-    anchors = near[(near < len(beats)) & (np.abs(beats[np.minimum(near, len(beats) - 1)] - starts) <= 0.15 * fps)]
-    is_down = _bar_lines(beats, chroma, valid, config.beats_per_bar, [1, 2, config.beats_per_bar],
-                         anchors=anchors)
-    downbeats_s = beats_s[is_down]
-    return beats_s, downbeats_s, tempo
-
-
-def _harmonic_change(grid: np.ndarray, chroma: np.ndarray, widths: list[int]) -> np.ndarray:
-    """How much the harmony after each grid step differs from the harmony before it: the
-    sum over `widths` (in steps) of 1 - cosine of the chroma of the two spans, z-scored.
-
-    Returns:
-        change : np.ndarray [shape=(len(grid),)]
-    """
-    # Noise (drums) adds to every pitch class alike: take each frame's floor away.
-    tonal = chroma - chroma.min(axis=0, keepdims=True)
-    cum = np.c_[np.zeros((12, 1)), np.cumsum(_sync(tonal, grid), axis=1)]
-    m = len(grid)
-    idx = np.arange(m)
-
-    def window(a, b):
-        a, b = np.clip(a, 0, m), np.clip(b, 0, m)
-        v = cum[:, b] - cum[:, a]
-        return v / np.maximum(np.linalg.norm(v, axis=0, keepdims=True), 1e-9)
-
-    return sum(_robust_z(1.0 - np.sum(window(idx - w, idx) * window(idx, idx + w), axis=0))
-               for w in widths)
-
-
-def _bar_lines(grid: np.ndarray, chroma: np.ndarray, valid: np.ndarray, per_bar: int,
-               widths: list[int], anchors: np.ndarray = np.zeros(0, np.int64)) -> np.ndarray:
-    """Which beats start a bar, from harmonic change (chords change on bar lines;
-    onsets do not tell: a backbeat's snare on 2 and 4 is louder than the kick on 1).
-
-    Args:
-        grid : np.ndarray [shape=(m,)], frames of the beats
-        chroma : np.ndarray [shape=(12, t)]
-        valid : np.ndarray [shape=(m,)], bool: steps in playing with a pulse
-        per_bar: grid steps in a bar.
-        widths: spans (in steps) over which harmony before and after a step is compared.
-        anchors: steps where playing starts after a silence: their phase gets ANCHOR_BONUS
-            for the 8 bars that follow (harmony alone often cannot tell there).
-
-    Returns:
-        is_down : np.ndarray [shape=(m,)], bool
-    """
-    m = len(grid)
-    idx = np.arange(m)
-    change = _harmonic_change(grid, chroma, widths)
-    # Relative to the bar around it (one step of each phase): playing whose harmony moves
-    # on every beat (noodling) says nothing about the phase.
-    score = np.clip(change - scipy.ndimage.uniform_filter1d(change, per_bar, mode="nearest"), -3, 3)
-    # The phase whose steps score highest on average over 8 bars, valid steps only.
-    if not valid.any():
-        valid = np.ones(m, bool)
-    width = 8 * per_bar
-    phase_score = np.full((per_bar, m), -np.inf)
-    for p in range(per_bar):
-        mine = valid & (idx % per_bar == p)
-        total = scipy.ndimage.uniform_filter1d(np.where(mine, score, 0.0), width, mode="constant")
-        count = scipy.ndimage.uniform_filter1d(mine.astype(float), width, mode="constant")
-        phase_score[p] = np.where(count > 0.5 / width, total / np.maximum(count, 1e-9), -np.inf)
-    for a in anchors:
-        phase_score[a % per_bar, a:a + width] += ANCHOR_BONUS
-    # The phase path with the best total score, each change of phase costing
-    # PHASE_CHANGE_COST (a bar phase holds for whole sections; the beat tracker rarely
-    # drops a beat). Steps with no valid step near them score every phase alike.
-    score = np.where(np.isfinite(phase_score), phase_score, 0.0)
-    total = score[:, 0].copy()
-    came_from = np.zeros((per_bar, m), np.int64)
-    for i in range(1, m):
-        stay, best = total, int(np.argmax(total))
-        switch = total[best] - PHASE_CHANGE_COST
-        came_from[:, i] = np.where(stay >= switch, np.arange(per_bar), best)
-        total = np.maximum(stay, switch) + score[:, i]
-    phase = np.empty(m, np.int64)
-    phase[-1] = int(np.argmax(total))
-    for i in range(m - 1, 0, -1):
-        phase[i - 1] = came_from[phase[i], i]
-    return (idx % per_bar) == phase
-
-
-def _phrase_bounds(rms_db: np.ndarray, duration_s: float, config: BaselineConfig) -> np.ndarray:
+def _phrase_bounds(rms_db: np.ndarray, duration_s: float, fps: float,
+                   config: BaselineConfig) -> np.ndarray:
     """Boundaries in the pauses between phrases, about phrase_s apart.
 
     From each boundary, the next is the quietest moment between 0.5 and 1.75 phrases
     later (a pause), with 3 dB per phrase length of preference for phrase_s.
+
+    Args:
+        rms_db : np.ndarray [shape=(t,)], frame levels at fps frames per second
     """
-    fps = config.sr / config.hop_length
     smooth = scipy.ndimage.uniform_filter1d(rms_db, max(1, int(0.2 * fps)))
     phrase = config.phrase_s * fps
     bounds = [0]
@@ -565,28 +317,6 @@ def _merge_short(bounds_s: np.ndarray, min_s: float) -> np.ndarray:
         keep.pop()
     keep.append(bounds_s[-1])
     return np.array(keep)
-
-
-def _sync(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Mean of x's columns from each start to the next (the last: to the end).
-
-    Args:
-        x : np.ndarray [shape=(d, t)]; starts: sorted frame indices (m,) in [0, t)
-
-    Returns:
-        np.ndarray [shape=(d, m)]
-    """
-    starts = np.asarray(starts, np.int64)
-    sums = np.add.reduceat(x, starts, axis=1)
-    counts = np.diff(np.r_[starts, x.shape[1]])
-    return sums / np.maximum(counts, 1)[None, :]
-
-
-def _robust_z(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    med = np.median(x)
-    mad = np.median(np.abs(x - med)) * 1.4826
-    return (x - med) / (mad if mad > 1e-9 else (np.std(x) + 1e-9))
 
 
 def _checkerboard_novelty(features: np.ndarray, half: int) -> np.ndarray:
@@ -619,10 +349,18 @@ def _checkerboard_novelty(features: np.ndarray, half: int) -> np.ndarray:
     return np.maximum(novelty[:t], 0.0)
 
 
-def _score_units(found: Analysis, grid_s, mel_db, chroma, rms_db, onset_env, loud_db,
-                 centres_s, clarity, config) -> None:
-    """Fill found.scores, found.novelty, found.seam_cost and found.section_starts."""
-    fps = config.sr / config.hop_length
+def _score_units(found: Analysis, grid_s: np.ndarray, frames: grid.Frames, found_grid: grid.Grid,
+                 fps: float, config: BaselineConfig) -> None:
+    """Fill found.scores, found.novelty, found.seam_cost and found.section_starts.
+
+    Args:
+        grid_s: the steps of the self-similarity analysis (beats, or half seconds).
+        frames: the tracker's frames (fps frames per second).
+        found_grid: the beat grid (its per-window pulse clarity).
+    """
+    mel_db, chroma, rms_db, onset_env = frames.mel_db, frames.chroma, frames.rms_db, frames.onset
+    loud_db = frames.loud_db
+    centres_s, clarity = found_grid.window_s, found_grid.window_clarity
     n_frames = mel_db.shape[1]
     bounds_f = np.minimum(np.rint(found.bounds_s * fps).astype(np.int64), n_frames)
     n_units = found.n_units
@@ -630,8 +368,8 @@ def _score_units(found: Analysis, grid_s, mel_db, chroma, rms_db, onset_env, lou
     # Step-synchronous features (beats, or half-second steps): standardised mel + chroma.
     grid_f = np.unique(np.clip(np.rint(np.asarray(grid_s) * fps).astype(np.int64), 0, n_frames - 1))
     mel_z = (mel_db - mel_db.mean(axis=1, keepdims=True)) / (mel_db.std(axis=1, keepdims=True) + 1e-6)
-    step_mel = _sync(mel_z, grid_f)
-    step_chroma = _sync(chroma, grid_f)
+    step_mel = frame_means(mel_z, grid_f)
+    step_chroma = frame_means(chroma, grid_f)
     step_chroma = step_chroma / np.maximum(np.linalg.norm(step_chroma, axis=0, keepdims=True), 1e-9)
     step_mel = step_mel / np.sqrt(step_mel.shape[0])
     feats = np.concatenate([step_mel, step_chroma], axis=0).T  # (steps, d)
@@ -671,7 +409,7 @@ def _score_units(found: Analysis, grid_s, mel_db, chroma, rms_db, onset_env, lou
     for u in range(n_units):
         a, b = bounds_f[u], max(bounds_f[u + 1], bounds_f[u] + 1)
         energy_db[u] = 10 * np.log10(max(power[a:b].mean(), 1e-10)) - loud_db
-        silent_frac[u] = np.mean(rms_db[a:b] < loud_db - config.silence_db)
+        silent_frac[u] = np.mean(rms_db[a:b] < loud_db - config.grid.silence_db)
         seconds = (b - a) / fps
         density[u] = (onset_cum[b - 1] - (onset_cum[a - 1] if a else 0)) / seconds
         t0, t1 = found.bounds_s[u], found.bounds_s[u + 1]
@@ -694,7 +432,7 @@ def _score_units(found: Analysis, grid_s, mel_db, chroma, rms_db, onset_env, lou
     k = min(2, max(1, n_units - 1))
     repetition = np.clip(np.sort(sim, axis=1)[:, -k:].mean(axis=1), 0.0, 1.0)
     if found.unit_kind == "bar":
-        noodle = (pulse < config.min_pulse_clarity) & (repetition < config.noodle_repetition) & ~silent
+        noodle = (pulse < config.grid.min_pulse_clarity) & (repetition < config.noodle_repetition) & ~silent
     else:
         noodle = np.zeros(n_units, bool)
 
@@ -774,7 +512,7 @@ def natural_ends(found: Analysis, config: BaselineConfig = DEFAULT_CONFIG) -> np
     silent = found.scores["silent"]
     ends = np.zeros(found.n_units + 1, bool)
     ends[1:-1] = silent[1:] & ~silent[:-1]
-    ends[-1] = bool(silent[-1]) or found.end_db < -config.silence_db
+    ends[-1] = bool(silent[-1]) or found.end_db < -config.grid.silence_db
     return ends
 
 

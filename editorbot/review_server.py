@@ -187,17 +187,19 @@ NO_GRID = BeatGrid(np.zeros(0), np.zeros(0), None)
 
 
 def beat_grid(raw: Path, cache_path: Path) -> BeatGrid:
-    """The raw's beat grid from editorbot.baseline's analysis, cached at cache_path."""
-    from .baseline import DEFAULT_CONFIG, analyze
+    """The raw's beat grid (editorbot.grid, as the rule-based editor finds it), cached at
+    cache_path."""
+    from .features import DEFAULT_PARAMS
+    from .grid import DEFAULT_GRID_CONFIG, GRID_VERSION, beat_grid as track_grid
 
     def compute() -> dict[str, np.ndarray]:
-        y = audio.load_analysis(raw, sr=DEFAULT_CONFIG.sr)
-        found = analyze(y, DEFAULT_CONFIG, where=str(raw))
+        found = track_grid(audio.load_analysis(raw, sr=DEFAULT_PARAMS.sr), DEFAULT_PARAMS)
         return {"beats_s": found.beats_s.astype(np.float64),
                 "downbeats_s": found.downbeats_s.astype(np.float64),
                 "tempo_bpm": np.array([np.nan if found.tempo_bpm is None else found.tempo_bpm])}
 
-    arrays = cached(cache_path, {"raw": file_fingerprint(raw), "config": asdict(DEFAULT_CONFIG)},
+    arrays = cached(cache_path, {"raw": file_fingerprint(raw), "params": DEFAULT_PARAMS.as_dict(),
+                                 "grid": asdict(DEFAULT_GRID_CONFIG), "grid_version": GRID_VERSION},
                     compute)
     tempo = float(arrays["tempo_bpm"][0])
     return BeatGrid(arrays["beats_s"], arrays["downbeats_s"], None if np.isnan(tempo) else tempo)
@@ -356,8 +358,8 @@ def apply_op(edit: Edit, request: dict, grid: BeatGrid, raw_duration_s: float) -
     """One operation from the page, {"op": name, ...its arguments}, checked and applied.
 
     ops: veto {cut}; move_cut {cut, n, unit}; move_edge {segment, edge, n, unit};
-    delete {segment}; move_segment {segment, to}; insert {raw_start_s, raw_end_s, at, snap}.
-    unit is 'beat', 'bar' or 's'. Raises UserError (one line) for anything impossible,
+    delete {segment}; move_segment {segment, to}; insert {raw_start_s, raw_end_s, at, snap}
+    (repropose {target_s, editor} needs an editor: ReviewSession.repropose). unit is 'beat', 'bar' or 's'. Raises UserError (one line) for anything impossible,
     including a result with a segment shorter than MIN_SEGMENT_S or outside the raw.
     """
     if not isinstance(request, dict) or request.get("op") not in _OPS:
@@ -380,8 +382,13 @@ def apply_op(edit: Edit, request: dict, grid: BeatGrid, raw_duration_s: float) -
         raise UserError(f"unit {args['unit']!r}: must be one of {', '.join(UNITS)}")
     if name in ("move_cut", "move_edge", "insert"):
         args["grid"] = grid
-    new = func(edit, **args)
-    for i, seg in enumerate(new.segments):
+    return check_result(func(edit, **args), name, raw_duration_s)
+
+
+def check_result(edit: Edit, name: str, raw_duration_s: float) -> Edit:
+    """`edit`, when every segment is at least MIN_SEGMENT_S long and inside the raw; else
+    UserError naming the operation."""
+    for i, seg in enumerate(edit.segments):
         if seg.duration_s < MIN_SEGMENT_S - 1e-9:
             raise UserError(f"op {name} would leave segment {i} {seg.duration_s:.3f} s long "
                             f"(at least {MIN_SEGMENT_S} s); move it less")
@@ -389,7 +396,7 @@ def apply_op(edit: Edit, request: dict, grid: BeatGrid, raw_duration_s: float) -
         if seg.raw_start_s is not None and seg.raw_end_s > raw_duration_s + END_TOLERANCE_S:
             raise UserError(f"op {name} would play segment {i} past the raw's end "
                             f"({raw_duration_s:.2f} s)")
-    return new
+    return edit
 
 
 _REQUIRED = object()
@@ -403,6 +410,125 @@ _OPS = {
     "insert": (insert_raw, {"raw_start_s": _REQUIRED, "raw_end_s": _REQUIRED, "at": _REQUIRED,
                             "snap": True}),
 }
+
+
+# ----------------------------------------------------------------------------- re-propose
+
+TARGET_TOLERANCE = 0.01   # re-propose stops when the edit is this share of the target off...
+TARGET_TOLERANCE_S = 0.5  # ...or this many seconds, whichever is more
+REPROPOSE_TRIES = 4       # proposals asked for at most, each at a corrected length
+
+
+def span(seg: Segment) -> tuple[float | None, float]:
+    """A segment's raw stretch as (raw_start_s, duration_s) to 0.1 ms: what makes it the same
+    piece of the raw after a round trip through JSON."""
+    return (None if seg.raw_start_s is None else round(seg.raw_start_s, 4), round(seg.duration_s, 4))
+
+
+def touched_segments(edit: Edit, proposed: set) -> list[bool]:
+    """For each segment of `edit`, whether the person changed it: its raw stretch is not one
+    an editor proposed (`proposed`, a set of span()s)."""
+    return [span(seg) not in proposed for seg in edit.segments]
+
+
+def merge_proposal(edit: Edit, touched: list[bool], proposal: Edit) -> tuple[Edit, list[tuple]]:
+    """The touched segments of `edit`, in their order, with the proposal's segments between
+    them: each proposed segment less the raw that a touched segment plays (pieces shorter
+    than MIN_SEGMENT_S dropped), placed before the first touched segment that starts later
+    in the raw. The first segment has no crossfade; proposed fades stay only at the ends.
+
+    Returns:
+        (the merged edit, the span()s of the proposal's pieces in it)
+    """
+    kept = [s for s, t in zip(edit.segments, touched) if t]
+    taken = sorted((s.raw_start_s, s.raw_end_s) for s in kept if s.raw_start_s is not None)
+    crossfade = _typical_crossfade(proposal.segments)
+    pieces: list[Segment] = []
+    for seg in proposal.segments:
+        if seg.raw_start_s is None:
+            pieces.append(seg)
+            continue
+        parts = _uncovered(seg.raw_start_s, seg.raw_end_s, taken)
+        if seg.effect is not None:  # a piece at another speed is kept whole or not at all
+            parts = parts if parts == [(seg.raw_start_s, seg.raw_end_s)] else []
+            pieces += [seg] * len(parts)
+            continue
+        for a, b in parts:
+            if b - a >= MIN_SEGMENT_S:
+                first, last = a == seg.raw_start_s, b == seg.raw_end_s
+                pieces.append(replace(seg, raw_start_s=a, duration_s=b - a,
+                                      fade_in_s=seg.fade_in_s if first else 0.0,
+                                      fade_out_s=seg.fade_out_s if last else 0.0,
+                                      crossfade_s=seg.crossfade_s if first else crossfade))
+    merged: list[tuple[Segment, bool]] = []  # (segment, from the proposal)
+    j = 0
+    for piece in pieces:
+        while j < len(kept) and (piece.raw_start_s is None or kept[j].raw_start_s is None
+                                 or kept[j].raw_start_s <= piece.raw_start_s):
+            merged.append((kept[j], False))
+            j += 1
+        merged.append((piece, True))
+    merged += [(k, False) for k in kept[j:]]
+    last = len(merged) - 1
+    segs = []
+    for i, (seg, proposed) in enumerate(merged):
+        if proposed:
+            seg = replace(seg, fade_in_s=seg.fade_in_s if i == 0 else 0.0,
+                          fade_out_s=seg.fade_out_s if i == last else 0.0)
+        segs.append(replace(seg, crossfade_s=0.0) if i == 0 else seg)
+    return replace(edit, segments=segs), [span(seg) for seg, proposed in merged if proposed]
+
+
+def _uncovered(start: float, end: float, taken: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The parts of [start, end) that no (a, b) of `taken` (sorted by a) covers, in order."""
+    parts, left = [], start
+    for a, b in taken:
+        if b <= left:
+            continue
+        if a >= end:
+            break
+        if a > left:
+            parts.append((left, a))
+        left = max(left, b)
+    if left < end:
+        parts.append((left, end))
+    return parts
+
+
+def repropose(edit: Edit, touched: list[bool], propose, target_s: float, *,
+              tries: int = REPROPOSE_TRIES) -> tuple[Edit, list[tuple]]:
+    """Let an editor propose again the segments the person has not touched, so that the
+    whole edit lasts about target_s: the touched segments stay as they are, the editor's
+    proposal fills the rest (see merge_proposal). The proposal is asked for at a length
+    corrected after each try by how far the merged edit is off (the touched segments cover
+    some of what it proposes), up to `tries` times; the closest is kept.
+
+    Args:
+        propose: callable(target_duration_s) -> Edit of the same raw.
+
+    Returns:
+        (the new edit, the span()s of the proposal's pieces in it)
+    """
+    if not (isinstance(target_s, (int, float)) and not isinstance(target_s, bool)
+            and np.isfinite(target_s) and target_s > 0):
+        raise UserError(f"target_s {target_s!r}: a length of the edit in seconds")
+    fixed_s = sum(s.duration_s for s, t in zip(edit.segments, touched) if t)
+    if fixed_s > target_s - MIN_SEGMENT_S:
+        raise UserError(f"the segments you changed already last {fixed_s:.1f} s, which leaves "
+                        f"nothing of a {target_s:.1f} s target to propose; set a longer target "
+                        "or delete some of them")
+    ask = target_s - fixed_s
+    best = None
+    tolerance = max(TARGET_TOLERANCE_S, TARGET_TOLERANCE * target_s)
+    for _ in range(tries):
+        merged, pieces = merge_proposal(edit, touched, propose(ask))
+        off = target_s - merged.duration_s
+        if best is None or abs(off) < abs(best[2]):
+            best = (merged, pieces, off)
+        if abs(off) <= tolerance:
+            break
+        ask = max(MIN_SEGMENT_S, ask + off)
+    return best[0], best[1]
 
 
 # ----------------------------------------------------------------------------- state + journal
@@ -424,6 +550,7 @@ class EditState:
         self.base_id = base_id     # what the base was loaded from (a journal of another is refused)
         self.history: list[Edit] = []
         self.labels: list[str] = []
+        self.ops: list[dict | None] = []  # the operation that made each history entry
         self.cursor = -1
         self.saved_at = 0          # history index of the last saved (or loaded) state
         self.version = version     # the newest version on disk of this edit
@@ -431,7 +558,8 @@ class EditState:
             self._replay()
         else:
             self.journal.parent.mkdir(parents=True, exist_ok=True)
-            self.history, self.labels, self.cursor = [base], ["version %d" % version], 0
+            self.history, self.labels, self.ops = [base], ["version %d" % version], [None]
+            self.cursor = 0
             self._append({"kind": "start", "version": version, "base_id": base_id,
                           "edit": base.to_json()})
 
@@ -453,7 +581,7 @@ class EditState:
 
     def change(self, edit: Edit, label: str, op: dict) -> None:
         self._append({"kind": "change", "op": op, "label": label, "edit": edit.to_json()})
-        self._push(edit, label)
+        self._push(edit, label, op)
 
     def undo(self) -> None:
         if not self.can_undo:
@@ -471,12 +599,22 @@ class EditState:
         self._append({"kind": "save", "version": version})
         self.saved_at, self.version = self.cursor, version
 
-    def _push(self, edit: Edit, label: str) -> None:
-        del self.history[self.cursor + 1:], self.labels[self.cursor + 1:]
+    def proposed_spans(self) -> set:
+        """The span()s of the segments an editor proposed: those of the version the journal
+        started from, and the pieces of each re-proposal up to the cursor."""
+        spans = {span(seg) for seg in self.history[0].segments}
+        for op in self.ops[1:self.cursor + 1]:
+            if op is not None and op.get("op") == "repropose":
+                spans |= {(a, b) for a, b in op.get("proposed", [])}
+        return spans
+
+    def _push(self, edit: Edit, label: str, op: dict | None) -> None:
+        del self.history[self.cursor + 1:], self.labels[self.cursor + 1:], self.ops[self.cursor + 1:]
         if self.saved_at > self.cursor:
             self.saved_at = -1  # the saved state was undone and then replaced
         self.history.append(edit)
         self.labels.append(label)
+        self.ops.append(op)
         self.cursor += 1
 
     def _append(self, record: dict) -> None:
@@ -507,10 +645,11 @@ class EditState:
                                     "(its segment list has changed since); move the journal away "
                                     "to start over from the newest version")
                 self.history = [Edit.from_json(record["edit"], where=where)]
-                self.labels, self.cursor = [f"version {record['version']}"], 0
+                self.labels, self.ops, self.cursor = [f"version {record['version']}"], [None], 0
                 self.saved_at, self.version = 0, int(record["version"])
             elif kind == "change" and self.history:
-                self._push(Edit.from_json(record["edit"], where=where), record.get("label", ""))
+                self._push(Edit.from_json(record["edit"], where=where), record.get("label", ""),
+                           record.get("op"))
             elif kind == "undo" and self.can_undo:
                 self.cursor -= 1
             elif kind == "redo" and self.can_redo:
@@ -540,6 +679,9 @@ def describe(request: dict) -> str:
         return f"move segment {request['segment'] + 1} to {request['to'] + 1}"
     if op == "insert":
         return f"add raw {request['raw_start_s']:.1f}-{request['raw_end_s']:.1f} s at {request['at'] + 1}"
+    if op == "repropose":
+        editor = "the model" if request.get("editor") == "model" else "the rule-based editor"
+        return f"re-propose the untouched parts to {request['target_s']:.1f} s by {editor}"
     return str(op)
 
 
@@ -638,13 +780,18 @@ class ReviewSession:
             `load_grid()` is called).
         background_render: render each new state of the edit in a thread as soon as it is
             made (the edit lane plays it; Save publishes it); False: render when asked.
+        checkpoint: a trained model that may re-propose the untouched parts (op repropose
+            with editor 'model'); the rule-based editor always may.
     """
 
     def __init__(self, path: str | os.PathLike, *, raw: str | os.PathLike | None = None,
                  data_dir: str | os.PathLike | None = "training_data",
                  cache_dir: str | os.PathLike = "cache", find_beats: bool = True,
-                 background_render: bool = True):
+                 background_render: bool = True, checkpoint: str | os.PathLike | None = None):
         self.files = find_edit(path)
+        if checkpoint is not None and not Path(checkpoint).is_file():
+            raise UserError(f"--checkpoint {checkpoint}: no such file; pass a model's best.pt")
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.files.state_dir.mkdir(exist_ok=True)
         self._lock_fh = _take_lock(self.files.state_dir / "lock")
         for left in self.files.state_dir.glob("render_*"):
@@ -721,6 +868,8 @@ class ReviewSession:
     # The page's operations ------------------------------------------------------------
 
     def apply(self, request: dict) -> dict:
+        if isinstance(request, dict) and request.get("op") == "repropose":
+            return self.repropose(request)
         with self.lock:
             op = request.get("op") if isinstance(request, dict) else None
             needs_grid = ((op in ("move_cut", "move_edge") and request.get("unit", "bar") != "s")
@@ -731,6 +880,41 @@ class ReviewSession:
                             self.raw_info.duration_s)
             self.state.change(edit, describe(request), request)
             return self._changed()
+
+    def repropose(self, request: dict) -> dict:
+        """Op repropose {target_s, editor}: the segments not yet touched are proposed again
+        by the rule-based editor (editor 'rule', the default) or the session's model
+        ('model') so that the edit lasts about target_s (see `repropose`). The editor runs
+        outside the lock; a change made meanwhile wins (UserError: try again)."""
+        keys = {"op", "target_s", "editor"}
+        if set(request) - keys or "target_s" not in request:
+            raise UserError("op repropose: takes target_s and editor ('rule' or 'model')")
+        editor = request.get("editor", "rule")
+        if editor not in ("rule", "model"):
+            raise UserError(f"editor {editor!r}: must be 'rule' or 'model'")
+        if editor == "model" and self.checkpoint is None:
+            raise UserError("no model to re-propose with: start `editorbot review --checkpoint "
+                            "MODEL.pt`, or re-propose with the rule-based editor")
+        with self.lock:
+            edit, sid = self.state.edit, self._state_id
+            touched = touched_segments(edit, self.state.proposed_spans())
+        new, spans = repropose(edit, touched, self._proposer(editor), request["target_s"])
+        check_result(new, "repropose", self.raw_info.duration_s)
+        with self.lock:
+            if self._state_id != sid:
+                raise UserError("the edit changed while the editor was proposing; try again")
+            record = {"op": "repropose", "target_s": request["target_s"], "editor": editor,
+                      "proposed": [list(x) for x in spans]}
+            self.state.change(new, describe(record), record)
+            return self._changed()
+
+    def _proposer(self, editor: str):
+        """callable(target_duration_s) -> Edit of the raw by the rule-based editor or the
+        session's model (editorbot.editors.propose, as `editorbot edit` asks them)."""
+        from .editors import propose
+
+        checkpoint = self.checkpoint if editor == "model" else None
+        return lambda target_s: propose(self.raw, checkpoint=checkpoint, target_duration_s=target_s)
 
     def undo(self) -> dict:
         with self.lock:
@@ -753,10 +937,12 @@ class ReviewSession:
             st = self.state
             edit = st.edit
             starts = edit.edit_starts_s()
+            touched = touched_segments(edit, st.proposed_spans())
             segs = [{"index": i, "raw_start_s": s.raw_start_s, "raw_end_s": s.raw_end_s,
                      "edit_start_s": float(starts[i]), "duration_s": s.duration_s,
                      "gain_db": s.gain_db, "fade_in_s": s.fade_in_s, "fade_out_s": s.fade_out_s,
-                     "crossfade_s": s.crossfade_s} for i, s in enumerate(edit.segments)]
+                     "crossfade_s": s.crossfade_s, "touched": touched[i]}
+                    for i, s in enumerate(edit.segments)]
             grid = self.grid
             version_audio = self.files.paths(st.version)["audio"]
             return {
@@ -775,6 +961,7 @@ class ReviewSession:
                          "beats": 0 if grid is None else len(grid.beats_s),
                          "bars": 0 if grid is None else len(grid.downbeats_s)},
                 "edit_name": self.files.stem,
+                "editors": ["rule"] + (["model"] if self.checkpoint is not None else []),
                 "learn": None if self.layout is None else {
                     "data_dir": str(self.layout.data_dir), "name": self.pair_name,
                     "mel": self._mel_state()},

@@ -14,6 +14,7 @@ import soundfile as sf
 from editorbot import baseline
 from editorbot.baseline import Analysis, BaselineConfig
 from editorbot.errors import UserError
+from editorbot.features import DEFAULT_PARAMS
 
 SECTIONS = [("intro", 4), ("groove_a", 6), ("noodle", 5), ("silence", 1.5), ("groove_b", 6),
             ("ending", 2)]
@@ -123,7 +124,7 @@ def jam(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def jam_analysis(jam):
-    return baseline.analyze(jam["y"])
+    return baseline.analyze(jam["y"], DEFAULT_PARAMS)
 
 
 def overlap(a0, a1, b0, b1):
@@ -313,7 +314,7 @@ def test_free_tempo_playing_is_edited_on_phrases_and_says_so(tmp_path, caplog):
 
 def test_steady_beat_is_not_mistaken_for_free_tempo(jam, caplog):
     with caplog.at_level(logging.WARNING, logger="editorbot"):
-        baseline.analyze(jam["y"])
+        baseline.analyze(jam["y"], DEFAULT_PARAMS)
     assert not any("no steady beat" in r.getMessage() for r in caplog.records)
 
 
@@ -414,7 +415,7 @@ def test_bar_lines_of_generated_sessions_fall_on_their_downbeats(index):
                      config.raw_sr, pp.plan.duration_s, noise_rng)
     y = soxr.resample(np.asarray(raw, np.float32).reshape(len(raw), -1).mean(axis=1),
                       config.raw_sr, 22050).astype(np.float32)
-    found = baseline.analyze(y)
+    found = baseline.analyze(y, DEFAULT_PARAMS)
     bars = [(s.start_s + 0.1, s.end_s - 0.1) for s in pp.plan.sections if s.n_bars > 0]
     lines = [t for t in found.bounds_s if any(a < t < b for a, b in bars)]
     off = np.min(np.abs(np.array(lines)[:, None] - pp.plan.downbeats_s[None, :]), axis=1)
