@@ -17,6 +17,7 @@ import pytest
 from editorbot import audio
 from editorbot.edits import Edit, Segment, segments_to_pointers
 from editorbot.errors import UserError
+from editorbot.features import DEFAULT_PARAMS
 from editorbot.render import fade_curve, render_array
 from editorbot.rl import beat_features as bfm
 from editorbot.rl import reward as rw
@@ -453,19 +454,21 @@ def test_beat_features_on_known_audio(feats, raw, cache_dir, monkeypatch):
         beat_features(raw, cache_dir=cache_dir, beats_s=np.arange(N_BEATS) * BEAT_S + 0.01)
 
 
-def test_beat_tracker_finds_the_click_grid():
+def test_beat_features_step_on_the_shared_grid_of_a_click_track():
+    # editorbot.grid's beats are frames of its 23 ms tracker grid, which drift by up to a
+    # frame between the tracker's corrections: each click is found within two frames of
+    # the analysis grid (23 ms), beat lengths are 21 or 22 tracker frames (0.488 or 0.511 s).
     y = beat_tones(32)
     bf = compute_beat_features(y)
-    assert bf.tempo_bpm == pytest.approx(120, abs=2)
+    assert bf.tempo_bpm == pytest.approx(120, rel=0.03)
     inner = bf.bounds_s[1:-1]
     err = np.abs(inner - np.round(inner / BEAT_S) * BEAT_S)
-    assert np.median(err) < 0.006 and err.max() < 0.012 and bf.stems_source == "zeros"
+    assert len(inner) >= 30 and err.max() < 2 * 256 / SR and bf.stems_source == "zeros"
     assert not bf.features[:, feature_slice("stems")].any()
 
 
 def test_stems_come_from_the_stems_cache_when_present(tmp_path):
     from editorbot.cache import save_npz
-    from editorbot.features import DEFAULT_PARAMS
     from editorbot.layout import Layout
     from editorbot.stems import STEMS, stems_meta
     raw = tmp_path / "data" / "input" / "short_raw.wav"
@@ -585,7 +588,7 @@ def test_replay_reproduces_an_aligned_edit(raw, feats, tmp_path):
     got = [(s.raw_start_s, s.duration_s) for s in result.edit.segments]
     want = [(s.raw_start_s, s.duration_s) for s in human_edit.segments]
     assert np.allclose(got, want, atol=1e-9)
-    env = EditEnv(raw, features=feats, pointers=pointers)
+    env = EditEnv(raw, features=feats, pointers=pointers, params=DEFAULT_PARAMS)
     env.reset()
     for a in actions:
         *_, term, trunc, info = env.step(a)
@@ -602,17 +605,17 @@ def test_replay_reproduces_an_aligned_edit(raw, feats, tmp_path):
 
 def test_load_pointers(raw, tmp_path):
     data_dir = raw.parent.parent
-    assert load_pointers(raw) is None
+    assert load_pointers(raw, params=DEFAULT_PARAMS) is None
     edit, pointers = _pointers([(0, 8)], np.arange(N_BEATS + 1) * BEAT_S)
     (data_dir / "pointer_sequences").mkdir(exist_ok=True)
     np.save(data_dir / "pointer_sequences" / "tones_pointers.npy", pointers)
-    assert np.array_equal(load_pointers(raw), pointers)
+    assert np.array_equal(load_pointers(raw, params=DEFAULT_PARAMS), pointers)
     edit.save(tmp_path / "truth.json")
-    assert np.array_equal(load_pointers(raw, truth_path=tmp_path / "truth.json"), pointers)
+    assert np.array_equal(load_pointers(raw, params=DEFAULT_PARAMS, truth_path=tmp_path / "truth.json"), pointers)
 
 
 def test_subprocess_vector_env(raw, cache_dir, feats):
-    fns = [env_fn(raw, cache_dir=cache_dir, beats_s=np.arange(N_BEATS) * BEAT_S,
+    fns = [env_fn(raw, cache_dir=cache_dir, params=DEFAULT_PARAMS, beats_s=np.arange(N_BEATS) * BEAT_S,
                   target_keep_ratio=r) for r in (0.3, 0.6)]
     venv = make_vec_env(fns, subprocess=True, start_method="fork")
     try:

@@ -23,6 +23,7 @@ import torch.nn as nn
 
 from editorbot.config import load
 from editorbot.errors import UserError
+from editorbot.features import FeatureParams
 from editorbot.rl import agent as agent_mod
 from editorbot.rl.actions import ACTION_DIMS, N_AMOUNTS, N_SIZES, N_TYPES, ActionType
 from editorbot.rl.agent import Agent, AgentConfig, na1d, na1d_reference, na1d_torch
@@ -70,7 +71,7 @@ def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("rl_train")
     data_dir = write_small_corpus(root / "training_data")
     cache_dir = root / "cache"
-    dataset, labels = build_bc_dataset(data_dir, cache_dir=cache_dir, progress=False)
+    dataset, labels = build_bc_dataset(data_dir, params=FeatureParams(), cache_dir=cache_dir, progress=False)
     path = dataset.save(root / "bc_rich.npz")
     return data_dir, cache_dir, dataset, labels, path
 
@@ -319,7 +320,7 @@ def test_bc_labels_replay_the_aligned_edits(corpus):
     assert len(dataset.recordings) == 3
     for rec in dataset.recordings:
         lab = labels[rec.name]
-        assert lab.kept_iou(rec.features.duration_s) >= 0.95, rec.name
+        assert lab.kept_iou(rec.features.duration_s, dataset.params) >= 0.95, rec.name
         assert lab.components["human_match"] >= 0.9, rec.name
         assert lab.masks[np.arange(len(lab.actions)), lab.actions[:, 0], lab.actions[:, 1],
                          lab.actions[:, 2]].all()
@@ -345,12 +346,12 @@ def test_detour_labels_reproduce_the_same_edit_from_other_cursors(corpus):
     rng = np.random.default_rng(0)
     new_cursors = 0
     for rec in dataset.recordings:
-        src = human_source(pairs[rec.name], Layout(data_dir, cache_dir))
+        src = human_source(pairs[rec.name], Layout(data_dir, cache_dir), params=dataset.params)
         pieces = edit_to_pieces(src.edit, rec.features.bounds_s)
         for _ in range(3):
-            lab = label_pieces(rec.raw_path, rec.features, pieces, config=EnvConfig(),
+            lab = label_pieces(rec.raw_path, rec.features, pieces, config=EnvConfig(), params=dataset.params,
                                pointers=src.pointers, target_keep_ratio=rec.target_keep_ratio, rng=rng)
-            assert lab.kept_iou(rec.features.duration_s) >= 0.95, rec.name
+            assert lab.kept_iou(rec.features.duration_s, dataset.params) >= 0.95, rec.name
             assert lab.masks[np.arange(len(lab.actions)), lab.actions[:, 0], lab.actions[:, 1],
                              lab.actions[:, 2]].all()
             new_cursors += len(set(lab.cursors.tolist()) - set(labels[rec.name].cursors.tolist()))
@@ -481,8 +482,9 @@ def test_rollouts_store_the_masks_their_actions_were_drawn_under(corpus):
 
     recs = dataset.recordings[:2]
     norm = FeatureNormalizer.fit([r.features.features for r in recs])
-    venv = make_envs(recs, _pointers_for(recs, Path(data_dir), Path(cache_dir)), norm, EnvConfig(), 2,
-                     subprocess=False, seed=0)
+    params = dataset.params
+    venv = make_envs(recs, _pointers_for(recs, Path(data_dir), Path(cache_dir), params), norm, EnvConfig(),
+                     params, 2, subprocess=False, seed=0)
     torch.manual_seed(0)
     state = start(venv)
     first_masks = state.masks.copy()

@@ -50,10 +50,13 @@ def run_labels(args: argparse.Namespace) -> int:
     from ..config import load
     from ..errors import log
     from ..rl.bc_labels import build_bc_dataset, format_distribution
+    from ..features import DEFAULT_PARAMS
     from ..rl.train import RLConfig
 
     config = load(RLConfig, args.config)
-    dataset, labels = build_bc_dataset(args.data_dir, cache_dir=args.cache_dir, names=args.names or None,
+    # A new label file is made on the data contract's analysis grid (recorded in the file).
+    dataset, labels = build_bc_dataset(args.data_dir, params=DEFAULT_PARAMS, cache_dir=args.cache_dir,
+                                       names=args.names or None,
                                        grid=args.grid, env_config=config.env, jobs=args.jobs)
     dataset.save(args.out)
     print(format_distribution(dataset.actions))
@@ -61,7 +64,7 @@ def run_labels(args: argparse.Namespace) -> int:
     ious = []
     for rec in dataset.recordings:
         lab = labels[rec.name]
-        ious.append(lab.kept_iou(rec.features.duration_s))
+        ious.append(lab.kept_iou(rec.features.duration_s, dataset.params))
         print(f"  {rec.name}: {len(lab.actions)} steps on {rec.features.n_beats} beats ({rec.grid} grid), "
               f"kept-raw IoU {ious[-1]:.3f}, episode reward {lab.reward:.2f}")
     print(f"mean kept-raw IoU {np.mean(ious):.3f}; {len(dataset)} steps of {len(dataset.recordings)} "

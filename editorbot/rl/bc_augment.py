@@ -25,6 +25,7 @@ from .. import audio
 from ..config import from_dict
 from ..effects import apply_effect
 from ..errors import UserError, log
+from ..features import FeatureParams
 from ..layout import Layout
 from .actions import (AMOUNTS, BEATS_PER_BAR, EQ_HIGH_HZ, EQ_LOW_HZ, SIZE_BEATS, ActionType, Amount,
                       EditTrack, Size, amount_value)
@@ -281,7 +282,7 @@ def _sources(data: BCDataset) -> tuple[list[_Source], list[str]]:
 
 
 def changed_recording(src: _Source, t: ActionType, k: int, *, name: str, audio_dir: Path,
-                      cache_dir: Path, env_config: EnvConfig,
+                      cache_dir: Path, env_config: EnvConfig, params: FeatureParams,
                       rng: np.random.Generator) -> tuple[BeatRecording, RecordingLabels, np.ndarray] | None:
     """Write one changed copy of src's recording with up to k changes of type t, and label it.
 
@@ -307,11 +308,12 @@ def changed_recording(src: _Source, t: ActionType, k: int, *, name: str, audio_d
     path = audio.write(audio_dir / "input" / f"{name}_raw.wav", y, sr, subtype="FLOAT")
     bounds_s = bounds / sr
     downbeats = bounds_s[:-1][f.downbeat_phase::BEATS_PER_BAR]
-    bf = beat_features(path, cache_dir=cache_dir, beats_s=bounds_s[1:-1], downbeats_s=downbeats)
+    bf = beat_features(path, cache_dir=cache_dir, beats_s=bounds_s[1:-1], downbeats_s=downbeats,
+                       params=params)
     if bf.n_beats != len(bounds) - 1 or not np.allclose(bf.bounds_s[:-1], bounds_s[:-1], atol=1e-3):
         raise UserError(f"{path}: the beat grid moved when its features were computed "
                         f"({bf.n_beats} beats, {len(bounds) - 1} expected)")
-    labels = label_pieces(path, bf, pieces, config=env_config)
+    labels = label_pieces(path, bf, pieces, config=env_config, params=params)
     cursors, types = labels.cursors, labels.actions[:, 0]
     at_change = np.zeros(len(cursors), bool)
     for a, b in spans:
@@ -320,7 +322,7 @@ def changed_recording(src: _Source, t: ActionType, k: int, *, name: str, audio_d
     keep = labels.edit.duration_s / bf.duration_s
     section = EditEnv(path, features=bf, config=env_config, target_keep_ratio=keep).section
     layout = Layout(audio_dir, cache_dir)
-    recording = BeatRecording(name, str(path), bf, mels_per_beat(path, bf, layout, name), section, keep,
+    recording = BeatRecording(name, str(path), bf, mels_per_beat(path, bf, layout, name, params), section, keep,
                           f"augment:{t.name}", rec.grid, rec.name)
     return recording, labels, rows
 
@@ -393,7 +395,7 @@ def augment(data: BCDataset, *, min_samples: int, audio_dir: str | os.PathLike,
             try:
                 result = changed_recording(src, t, min(changes_per_recording, int(need)), name=name,
                                            audio_dir=audio_dir, cache_dir=cache_dir,
-                                           env_config=env_config, rng=rng)
+                                           env_config=env_config, params=data.params, rng=rng)
             except (UserError, ValueError) as err:
                 log.warning("bc-augment: %s: %s", name, err)
                 continue

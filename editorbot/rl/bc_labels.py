@@ -23,7 +23,7 @@ from ..cache import load_npz, save_npz
 from ..config import from_dict, to_dict
 from ..edits import Edit, pointers_to_segments, segments_to_pointers
 from ..errors import UserError, log
-from ..features import DEFAULT_PARAMS, FeatureParams
+from ..features import FeatureParams
 from ..dataset import read_pointer_files
 from ..layout import Layout, Pair, discover
 from .actions import (ACTION_DIMS, AMOUNTS, N_AMOUNTS, N_SIZES, N_TYPES, SIZE_BEATS, ActionType,
@@ -35,7 +35,7 @@ from .replay import track_to_edit
 from .state import CONTEXT_BEATS, STATE_DIM, FeatureNormalizer, state_slice, structure_table
 
 T, S, A = ActionType, Size, Amount
-LABEL_VERSION = 2
+LABEL_VERSION = 3  # 3: beat features on editorbot.grid's grid; the feature params in the file
 MIN_GAIN_DB = 1.5           # smaller gains of the human edit are not labelled
 CONTEXT = state_slice("context")
 STRUCTURE = state_slice("structure")
@@ -318,7 +318,7 @@ class RecordingLabels:
     components: dict[str, float]
     human_pointers: np.ndarray
 
-    def kept_iou(self, raw_duration_s: float, params: FeatureParams = DEFAULT_PARAMS) -> float:
+    def kept_iou(self, raw_duration_s: float, params: FeatureParams) -> float:
         """IoU of the raw frames the labels' edit plays with those the human edit plays."""
         from ..evaluate import kept_iou
 
@@ -327,7 +327,8 @@ class RecordingLabels:
 
 
 def label_recording(raw_path: str | os.PathLike, features: BeatFeatures, pointers: np.ndarray,
-                    human: Edit, *, config: EnvConfig, target_keep_ratio: float) -> RecordingLabels:
+                    human: Edit, *, config: EnvConfig, target_keep_ratio: float,
+                    params: FeatureParams) -> RecordingLabels:
     """Plan the actions that reproduce `human` and replay them in an EditEnv.
 
     Args:
@@ -337,18 +338,21 @@ def label_recording(raw_path: str | os.PathLike, features: BeatFeatures, pointer
         human: the same edit as segments (fades and gains come from here).
         config: the environment settings.
         target_keep_ratio: the human edit's length / the raw's length.
+        params: the analysis grid of the pointers.
     """
     return label_pieces(raw_path, features, edit_to_pieces(human, features.bounds_s),
-                        pointers=pointers, config=config, target_keep_ratio=target_keep_ratio)
+                        pointers=pointers, config=config, target_keep_ratio=target_keep_ratio,
+                        params=params)
 
 
 def label_pieces(raw_path: str | os.PathLike, features: BeatFeatures, pieces: list[HumanPiece], *,
-                 config: EnvConfig, pointers: np.ndarray | None = None,
+                 config: EnvConfig, params: FeatureParams, pointers: np.ndarray | None = None,
                  target_keep_ratio: float | None = None,
                  rng: np.random.Generator | None = None) -> RecordingLabels:
     """Plan the actions that play `pieces` and replay them in an EditEnv.
 
     Args:
+        params: the analysis grid of the pointers.
         pointers: the human edit's pointers (for the human_match reward); None: those of
             the planned edit itself.
         target_keep_ratio: wanted edit length / raw length; None: the planned edit's.
@@ -367,11 +371,11 @@ def label_pieces(raw_path: str | os.PathLike, features: BeatFeatures, pieces: li
     if pointers is None or target_keep_ratio is None:
         planned = track_to_edit(track, features.bounds_s)
         if pointers is None:
-            pointers = segments_to_pointers(planned, DEFAULT_PARAMS)
+            pointers = segments_to_pointers(planned, params)
         if target_keep_ratio is None:
             target_keep_ratio = planned.duration_s / features.duration_s
     env = EditEnv(raw_path, pointers=pointers, features=features, config=config,
-                  target_keep_ratio=target_keep_ratio)
+                  target_keep_ratio=target_keep_ratio, params=params)
     if len(actions) > env.max_steps:
         raise UserError(f"{raw_path}: the human edit needs {len(actions)} actions, more than the "
                         f"episode's {env.max_steps}; raise env.max_steps_per_beat")
@@ -407,8 +411,8 @@ class HumanSource:
     downbeats_s: np.ndarray | None
 
 
-def human_source(pair: Pair, layout: Layout, *, grid: str = "auto",
-                 params: FeatureParams = DEFAULT_PARAMS) -> HumanSource:
+def human_source(pair: Pair, layout: Layout, *, params: FeatureParams,
+                 grid: str = "auto") -> HumanSource:
     """The aligned human edit of a pair and the beat grid to label it on.
 
     Pointers: pointer_sequences/{name}_pointers.npy (from `editorbot prepare`), else a
@@ -426,7 +430,7 @@ def human_source(pair: Pair, layout: Layout, *, grid: str = "auto",
             raise UserError(f"{truth_path}: not valid JSON ({err.msg}); regenerate the corpus") from None
     pointer_path = layout.pointer_file(pair.name, "pointers.npy")
     if pointer_path.is_file():
-        pointers, _, info = read_pointer_files(layout.pointer_dir, pair.name)
+        pointers, _, info = read_pointer_files(layout.pointer_dir, pair.name, params=params)
         info_path = layout.pointer_file(pair.name, "info.json")
         if isinstance(info.get("segments"), list):
             edit = Edit.from_json(info, where=str(info_path))
@@ -499,10 +503,15 @@ class BCDataset:
     actions: np.ndarray
     masks: np.ndarray
     env_config: dict
-    meta: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)  # 'params' (FeatureParams as a dict), 'data_dir', 'grid'
 
     def __len__(self) -> int:
         return len(self.rec)
+
+    @property
+    def params(self) -> FeatureParams:
+        """The analysis grid the features, mels and pointers were made on (meta['params'])."""
+        return FeatureParams(**self.meta["params"])
 
     @classmethod
     def from_labels(cls, items: list[tuple[BeatRecording, RecordingLabels]], env_config: dict,
@@ -528,6 +537,8 @@ class BCDataset:
     def merge(self, other: "BCDataset") -> "BCDataset":
         if other.env_config != self.env_config:
             raise UserError("cannot merge BC data made under different environment settings")
+        if other.meta.get("params") != self.meta.get("params"):
+            raise UserError("cannot merge BC data made on different analysis grids (feature params)")
         return BCDataset(self.recordings + other.recordings,
                          np.concatenate([self.rec, other.rec + len(self.recordings)]),
                          np.concatenate([self.cursors, other.cursors]),
@@ -600,7 +611,7 @@ class BCDataset:
         arrays, meta = entry
         if meta.get("kind") != "bc_labels":
             raise UserError(f"{path}: not a BC label file (made by `editorbot bc-labels`)")
-        if meta.get("label_version") != LABEL_VERSION:
+        if meta.get("label_version") != LABEL_VERSION or not isinstance(meta.get("params"), dict):
             raise UserError(f"{path}: made by another label version; run `editorbot bc-labels` again")
         off = arrays["beat_offsets"]
         recs = []
@@ -654,10 +665,11 @@ class _LabelTask:
     cache_dir: str
     grid: str
     env_config: dict
+    params: dict
 
 
 def mels_per_beat(raw_path: str | os.PathLike, features: BeatFeatures, layout: Layout, name: str,
-                  params: FeatureParams = DEFAULT_PARAMS) -> np.ndarray:
+                  params: FeatureParams) -> np.ndarray:
     """The cached raw mel (cache/features/{name}_raw.npz) pooled per beat, (n_beats, 128)."""
     from ..precache import mel_for
 
@@ -666,21 +678,23 @@ def mels_per_beat(raw_path: str | os.PathLike, features: BeatFeatures, layout: L
 
 def _label_pair(task: _LabelTask) -> tuple[BeatRecording, RecordingLabels]:
     layout = Layout(Path(task.data_dir), Path(task.cache_dir))
-    src = human_source(task.pair, layout, grid=task.grid)
+    params = FeatureParams(**task.params)
+    src = human_source(task.pair, layout, params=params, grid=task.grid)
     bf = beat_features(task.pair.raw, cache_dir=task.cache_dir, beats_s=src.beats_s,
-                       downbeats_s=src.downbeats_s)
+                       downbeats_s=src.downbeats_s, params=params)
     config = from_dict(EnvConfig, task.env_config, where="env config")
-    keep = len(src.pointers) / DEFAULT_PARAMS.frames_per_s / bf.duration_s
+    keep = len(src.pointers) / params.frames_per_s / bf.duration_s
     labels = label_recording(task.pair.raw, bf, src.pointers, src.edit, config=config,
-                             target_keep_ratio=keep)
+                             target_keep_ratio=keep, params=params)
     env = EditEnv(task.pair.raw, features=bf, config=config, target_keep_ratio=keep)
     rec = BeatRecording(task.pair.name, str(task.pair.raw), bf,
-                    mels_per_beat(task.pair.raw, bf, layout, task.pair.name), env.section,
+                    mels_per_beat(task.pair.raw, bf, layout, task.pair.name, params), env.section,
                     keep, src.pointers_from, "truth" if src.beats_s is not None else "tracker")
     return rec, labels
 
 
-def build_bc_dataset(data_dir: str | os.PathLike, *, cache_dir: str | os.PathLike = "cache",
+def build_bc_dataset(data_dir: str | os.PathLike, *, params: FeatureParams,
+                     cache_dir: str | os.PathLike = "cache",
                      names: list[str] | None = None, grid: str = "auto",
                      env_config: EnvConfig | None = None, jobs: int = 1,
                      progress: bool = True) -> tuple[BCDataset, dict[str, RecordingLabels]]:
@@ -688,6 +702,7 @@ def build_bc_dataset(data_dir: str | os.PathLike, *, cache_dir: str | os.PathLik
 
     Args:
         data_dir: the training-data layout (input/, desired_output/, pointer_sequences/ or truth/).
+        params: the analysis grid (recorded in the dataset's meta).
         names: only these pairs.
         grid: beat grid, see `human_source`.
         env_config: the environment the states are made under (default EnvConfig()).
@@ -705,14 +720,15 @@ def build_bc_dataset(data_dir: str | os.PathLike, *, cache_dir: str | os.PathLik
     if not found.pairs:
         raise UserError(f"{data_dir}: no (raw, edit) pairs found; put them in input/ and desired_output/")
     cfg = to_dict(env_config or EnvConfig())
-    items = [(p.name, _LabelTask(p, str(data_dir), str(cache_dir), grid, cfg), probe(p.raw).duration_s)
+    items = [(p.name, _LabelTask(p, str(data_dir), str(cache_dir), grid, cfg, params.as_dict()), probe(p.raw).duration_s)
              for p in found.pairs]
     report = run_jobs(_label_pair, items, jobs=jobs, desc="bc-labels", progress=progress)
     done = [report.results[p.name] for p in found.pairs if p.name in report.results]
     if not done:
         raise UserError(f"{data_dir}: no pair could be labelled: "
                         + "; ".join(sorted(set(report.failures.values()))))
-    dataset = BCDataset.from_labels(done, cfg, {"data_dir": str(data_dir), "grid": grid})
+    dataset = BCDataset.from_labels(done, cfg, {"data_dir": str(data_dir), "grid": grid,
+                                                "params": params.as_dict()})
     return dataset, {r.name: lab for r, lab in done}
 
 
@@ -732,10 +748,11 @@ def detour_dataset(data: BCDataset, data_dir: str | os.PathLike, *, cache_dir: s
         if rec.name not in pairs:
             raise UserError(f"{data_dir}: no pair named {rec.name} (it is in the BC data); use the "
                             "--data-dir the labels were made from")
-        src = human_source(pairs[rec.name], layout, grid=rec.grid)
+        src = human_source(pairs[rec.name], layout, params=data.params, grid=rec.grid)
         pieces = edit_to_pieces(src.edit, rec.features.bounds_s)
         for k in range(n_detours):
-            labels = label_pieces(rec.raw_path, rec.features, pieces, config=config, pointers=src.pointers,
+            labels = label_pieces(rec.raw_path, rec.features, pieces, config=config, params=data.params,
+                                  pointers=src.pointers,
                                   target_keep_ratio=rec.target_keep_ratio, rng=rng)
             items.append((BeatRecording(f"{rec.name}~detour{k}", rec.raw_path, rec.features, rec.mels,
                                     rec.section, rec.target_keep_ratio, rec.source, rec.grid,

@@ -1,8 +1,9 @@
 """Beat features for the RL environment: the beat grid of a recording and 121 numbers
 per beat (spectral, MFCC, deltas, chroma, rhythm, stems), cached in cache/beat_features/.
 
-Frame features on the analysis grid (22050 Hz, n_fft 2048, hop 256) are pooled over each
-beat. BEAT_FEATURE_LAYOUT lists the groups and BEAT_FEATURE_NAMES every dimension; values
+The beats and bar lines are editorbot.grid's (the project's one tracker, cached in
+cache/grid/). Frame features on the analysis grid (22050 Hz, n_fft 2048, hop 256) are
+pooled over each beat. BEAT_FEATURE_LAYOUT lists the groups and BEAT_FEATURE_NAMES every dimension; values
 are scaled at extraction to roughly unit range (see the names), and a saved
 editorbot.rl.state.FeatureNormalizer z-scores them for the agent.
 """
@@ -15,9 +16,8 @@ from pathlib import Path
 
 import librosa
 import numpy as np
-import scipy.fft
 
-from .. import __version__
+from .. import __version__, grid
 from ..audio import load_analysis, probe
 from ..cache import cached, file_fingerprint
 from ..errors import UserError, log
@@ -25,12 +25,11 @@ from ..features import DEFAULT_PARAMS, FeatureParams, mel_power, normalize_db, s
 from ..layout import RAW_SUFFIX, Layout
 from .actions import BEATS_PER_BAR
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: beats and bar lines from editorbot.grid
 N_MFCC = 20
 STEM_NAMES = ("drums", "bass", "vocals", "other")
 MIN_BEAT_S = 0.06        # beat-grid intervals shorter than this merge with their neighbour
-FALLBACK_BPM = 120.0     # grid used when the tracker finds fewer than 2 bars of beats
-ONSET_DELAY_S = 0.012    # librosa's centred onset envelope peaks this long after a click
+FALLBACK_BPM = 120.0     # grid used when the tracker finds no steady beat
 _CONTRAST_DB = 50.0      # scale of spectral contrast
 _MFCC_SCALE = 100.0
 _DELTA_SCALE = 10.0
@@ -91,7 +90,8 @@ class BeatFeatures:
     bounds_s : np.ndarray [shape=(n_beats + 1,)], float64: beat k is raw time
         [bounds_s[k], bounds_s[k + 1]); bounds_s[0] = 0 and bounds_s[-1] = duration_s
         (the stretch before the first detected beat is beat 0).
-    tempo_bpm: the grid's median tempo. downbeat_phase: index of the first bar start (0..3).
+    tempo_bpm: the grid's median tempo. downbeat_phase: index of the first bar start (0..3),
+        the most common phase of the bar lines.
     stems_source: where the stem features came from: 'cache:hpss', 'cache:demucs',
         'hpss' (computed now with editorbot.stems's offline backend) or 'zeros'.
     """
@@ -133,64 +133,6 @@ def _phase_from_downbeats(bounds_s: np.ndarray, downbeats_s: np.ndarray) -> int:
     starts = bounds_s[:-1]
     idx = np.abs(starts[None, :] - np.asarray(downbeats_s, float)[:, None]).argmin(axis=1)
     return int(np.bincount(idx % BEATS_PER_BAR, minlength=BEATS_PER_BAR).argmax())
-
-
-def _phase_from_audio(beat_onset: np.ndarray, beat_bass: np.ndarray) -> int:
-    """Bar phase: the one whose beats carry the most onset and bass-onset strength (the
-    meter is taken as 4/4; this is a heuristic, pass downbeats when they are known)."""
-    score = beat_onset / (beat_onset.mean() + 1e-9) + beat_bass / (beat_bass.mean() + 1e-9)
-    sums = [score[p::BEATS_PER_BAR].mean() if len(score[p::BEATS_PER_BAR]) else 0.0
-            for p in range(BEATS_PER_BAR)]
-    return int(np.argmax(sums))
-
-
-def global_tempo_bpm(onset: np.ndarray, frames_per_s: float, *, prior_bpm: float = 120.0,
-                     min_bpm: float = 40.0, max_bpm: float = 240.0) -> float:
-    """The recording's main tempo: the peak of the onset envelope's autocorrelation,
-    weighted by a log-normal prior (one octave wide) around prior_bpm.
-
-    One FFT over the whole envelope, where librosa's tempo() builds a tempogram of 384
-    lags per frame (about 1 GB for an hour).
-
-    Args:
-        onset : np.ndarray [shape=(t,)], onset strength per frame
-    """
-    x = np.asarray(onset, np.float64) - float(np.mean(onset))
-    n = len(x)
-    spec = scipy.fft.rfft(x, 2 * n)
-    ac = scipy.fft.irfft(spec.real ** 2 + spec.imag ** 2)[:n]
-    lags = np.arange(1, n)
-    bpm = 60.0 * frames_per_s / lags
-    ok = (bpm >= min_bpm) & (bpm <= max_bpm)
-    if not ok.any() or ac[0] <= 0:
-        return prior_bpm
-    weight = np.exp(-0.5 * np.log2(bpm[ok] / prior_bpm) ** 2)
-    return float(bpm[ok][np.argmax(ac[1:][ok] * weight)])
-
-
-def refine_beats(onset: np.ndarray, frames: np.ndarray, frames_per_s: float, *,
-                 radius: int = 2) -> np.ndarray:
-    """Beat times from the tracker's beat frames: each moves to the onset envelope's peak
-    within +-radius frames (parabolic, sub-frame), then ONSET_DELAY_S earlier.
-
-    The tracker works on a whole-frame period, so its beats drift by up to a frame
-    between corrections; and librosa's onset envelope (centred) peaks about 12 ms after
-    a click (measured on clicks at 22050 Hz, hop 256).
-
-    Returns:
-        beats_s : np.ndarray [shape=(n,)], float64
-    """
-    out = np.empty(len(frames))
-    for i, f in enumerate(frames):
-        lo, hi = max(1, f - radius), min(len(onset) - 1, f + radius + 1)
-        if hi <= lo:
-            out[i] = f
-            continue
-        k = lo + int(np.argmax(onset[lo:hi]))
-        a, b, c = onset[k - 1], onset[k], onset[min(k + 1, len(onset) - 1)]
-        den = a - 2 * b + c
-        out[i] = k + (0.5 * (a - c) / den if den < 0 else 0.0)
-    return np.maximum(out / frames_per_s - ONSET_DELAY_S, 0.0)
 
 
 # ---------------------------------------------------------------------------- frames
@@ -280,6 +222,7 @@ def _stem_features(stem_mels: np.ndarray | None, starts: np.ndarray,
 
 
 def compute_beat_features(y: np.ndarray, params: FeatureParams = DEFAULT_PARAMS, *,
+                          beat_grid: grid.Grid | None = None,
                           beats_s: np.ndarray | None = None,
                           downbeats_s: np.ndarray | None = None,
                           stem_mels: np.ndarray | None = None,
@@ -288,9 +231,10 @@ def compute_beat_features(y: np.ndarray, params: FeatureParams = DEFAULT_PARAMS,
 
     Args:
         y : np.ndarray [shape=(n,)], mono float32 at params.sr
-        beats_s: beat times to use instead of librosa's beat tracker (e.g. a synthetic
-            recording's truth).
-        downbeats_s: bar starts; without them the bar phase is estimated (_phase_from_audio).
+        beat_grid: the recording's editorbot.grid.Grid (cached_beat_grid's); None: tracked now.
+        beats_s: beat times to use instead of the grid's (e.g. a synthetic recording's truth).
+        downbeats_s: bar starts; without them (and with beats_s given) bar lines are the
+            beats nearest the grid's.
         stem_mels : np.ndarray [shape=(4, n_mels, t)] in [0, 1] on the mix's dB scale
             (editorbot.stems), or None for zeros.
         stems_source: recorded in the result (see BeatFeatures).
@@ -308,15 +252,15 @@ def compute_beat_features(y: np.ndarray, params: FeatureParams = DEFAULT_PARAMS,
     mel_db = normalize_db(mel_power(y, params), params) * params.top_db - params.top_db
     n_frames = mel_db.shape[1]
     onset = librosa.onset.onset_strength(S=mel_db, sr=sr, hop_length=hop)
-    bass_onset = librosa.onset.onset_strength(S=mel_db[: params.n_mels // 8], sr=sr, hop_length=hop)
-    if beats_s is None:
-        _, frames = librosa.beat.beat_track(onset_envelope=onset, sr=sr, hop_length=hop,
-                                            bpm=global_tempo_bpm(onset, sr / hop))
-        beats_s = refine_beats(onset, np.asarray(frames, np.int64), sr / hop)
-        if len(beats_s) < 2 * BEATS_PER_BAR:
-            log.warning("%s: no steady beat found (%d beats); using a %g bpm grid", where,
-                        len(beats_s), FALLBACK_BPM)
-            beats_s = np.arange(0.0, duration_s, 60.0 / FALLBACK_BPM)
+    if beats_s is None or downbeats_s is None:
+        beat_grid = beat_grid if beat_grid is not None else grid.beat_grid(y, params)
+        if beats_s is None:
+            beats_s, downbeats_s = beat_grid.beats_s, beat_grid.downbeats_s
+            if not beat_grid.steady:
+                log.warning("%s: no steady beat found; using a %g bpm grid", where, FALLBACK_BPM)
+                beats_s = np.arange(0.0, duration_s, 60.0 / FALLBACK_BPM)
+        elif downbeats_s is None:
+            downbeats_s = beat_grid.downbeats_s
     bounds_s = beat_bounds(beats_s, duration_s)
     starts = _beat_starts(bounds_s, n_frames, params)
     n_beats = len(bounds_s) - 1
@@ -337,10 +281,7 @@ def compute_beat_features(y: np.ndarray, params: FeatureParams = DEFAULT_PARAMS,
     sub_f = np.clip(np.rint(sub_t * sr / hop).astype(np.int64), 0, n_frames - 1)
     padded = np.pad(on, 1)
     sub = np.maximum(np.maximum(padded[sub_f], padded[sub_f + 1]), padded[sub_f + 2])
-    if downbeats_s is not None and len(downbeats_s):
-        phase = _phase_from_downbeats(bounds_s, downbeats_s)
-    else:
-        phase = _phase_from_audio(sub[:, 0], bass_onset[sub_f[:, 0]])
+    phase = _phase_from_downbeats(bounds_s, downbeats_s) if len(downbeats_s) else 0
     bar_pos = np.eye(BEATS_PER_BAR)[(np.arange(n_beats) - phase) % BEATS_PER_BAR]
     rhythm = np.concatenate([on_mean, on_max, on_std, beat_len[:, None], sub, bar_pos], axis=1)
 
@@ -394,10 +335,11 @@ def beat_features(raw_path: str | os.PathLike, *, cache_dir: str | os.PathLike =
                   params: FeatureParams = DEFAULT_PARAMS) -> BeatFeatures:
     """The beat grid and features of a raw recording, cached in cache_dir/beat_features/.
 
-    The cache entry is keyed by the parameters, the feature version, the source file's
-    fingerprint, the given beats/downbeats (if any) and the stems file used; a change in
-    any of them recomputes. Stems: cache/stems_mel/{name}_stems.npz when it exists (made
-    by `editorbot stems`), else editorbot.stems's offline 'hpss' backend now.
+    The cache entry is keyed by the parameters, the feature and grid versions, the source
+    file's fingerprint, the given beats/downbeats (if any) and the stems file used; a change
+    in any of them recomputes. The beat grid is editorbot.grid's, cached in cache_dir/grid/.
+    Stems: cache/stems_mel/{name}_stems.npz when it exists (made by `editorbot stems`), else
+    editorbot.stems's offline 'hpss' backend now.
 
     Args:
         raw_path: the recording.
@@ -415,7 +357,8 @@ def beat_features(raw_path: str | os.PathLike, *, cache_dir: str | os.PathLike =
 
     probe(raw_path)  # a clear error for a missing or broken file before anything else
     stems_file = Layout(raw_path.parent.parent, Path(cache_dir)).stems_mel(sample_name(raw_path))
-    meta = {"kind": "beat_features", "version": FEATURE_VERSION, "params": params.as_dict(),
+    meta = {"kind": "beat_features", "version": FEATURE_VERSION, "grid_version": grid.GRID_VERSION,
+            "params": params.as_dict(),
             "source": raw_path.name, "source_fingerprint": file_fingerprint(raw_path),
             "beats": grid_key(beats_s), "downbeats": grid_key(downbeats_s),
             "stems_file": file_fingerprint(stems_file) if stems_file.exists() else None,
@@ -424,7 +367,9 @@ def beat_features(raw_path: str | os.PathLike, *, cache_dir: str | os.PathLike =
     def compute() -> dict[str, np.ndarray]:
         y = load_analysis(raw_path, sr=params.sr)
         mels, source = _stem_mels_for(raw_path, y, Path(cache_dir), params.n_frames(len(y)))
-        bf = compute_beat_features(y, params, beats_s=beats_s, downbeats_s=downbeats_s,
+        found = (None if beats_s is not None and downbeats_s is not None else
+                 grid.cached_beat_grid(raw_path, params, cache_dir=cache_dir, y=y))
+        bf = compute_beat_features(y, params, beat_grid=found, beats_s=beats_s, downbeats_s=downbeats_s,
                                    stem_mels=mels, stems_source=source, where=str(raw_path))
         return {"features": bf.features, "bounds_s": bf.bounds_s,
                 "tempo_bpm": np.float64(bf.tempo_bpm), "downbeat_phase": np.int64(bf.downbeat_phase),

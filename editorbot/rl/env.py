@@ -23,7 +23,7 @@ import numpy as np
 
 from ..edits import Edit, segments_to_pointers
 from ..errors import UserError
-from ..features import DEFAULT_PARAMS
+from ..features import FeatureParams
 from ..dataset import read_pointer_files
 from ..layout import Layout
 from .actions import (ACTION_DIMS, CUT_TYPES, JUMP_TYPES, LOOP_TYPES, EditTrack, head_masks,
@@ -66,6 +66,8 @@ class EditEnv(gym.Env):
             the agent); None uses no normalization (the features' own scaling).
         beats_s, downbeats_s: known beat and bar times instead of the beat tracker's.
         features: precomputed BeatFeatures (then raw_path is only recorded).
+        params: the analysis grid of `pointers` and of the features computed here; needed
+            with pointers or without features.
 
     The reward is paid at the episode's end; the last step's info carries
     'episode_reward' and 'reward_components'.
@@ -78,8 +80,10 @@ class EditEnv(gym.Env):
                  cache_dir: str | os.PathLike = "cache",
                  normalizer: FeatureNormalizer | None = None,
                  beats_s: np.ndarray | None = None, downbeats_s: np.ndarray | None = None,
-                 features: BeatFeatures | None = None):
+                 features: BeatFeatures | None = None, params: FeatureParams | None = None):
         super().__init__()
+        if params is None and (pointers is not None or features is None):
+            raise ValueError("EditEnv: pass params (the analysis grid) with pointers or without features")
         self.raw_path = Path(raw_path)
         self.config = config or EnvConfig()
         self.target_keep_ratio = (self.config.target_keep_ratio if target_keep_ratio is None
@@ -87,7 +91,7 @@ class EditEnv(gym.Env):
         if not 0.0 < self.target_keep_ratio <= self.config.max_played_ratio:
             raise UserError(f"target keep ratio {self.target_keep_ratio}: must be in (0, "
                             f"{self.config.max_played_ratio}], for example 0.3")
-        self.features = features or beat_features(raw_path, cache_dir=cache_dir,
+        self.features = features or beat_features(raw_path, cache_dir=cache_dir, params=params,
                                                   beats_s=beats_s, downbeats_s=downbeats_s)
         self.normalizer = normalizer or FeatureNormalizer.identity()
         self.n_beats = self.features.n_beats
@@ -106,7 +110,7 @@ class EditEnv(gym.Env):
         self.section = sections_from_features(self._flow_features, half_beats=rc.section_half_beats,
                                               min_beats=rc.min_section_beats)
         self.human: HumanEdit | None = (None if pointers is None else
-                                        human_edit_from_pointers(pointers, self.features.bounds_s))
+                                        human_edit_from_pointers(pointers, self.features.bounds_s, params))
         self.action_space = gym.spaces.MultiDiscrete(list(ACTION_DIMS))
         self.observation_space = gym.spaces.Box(-OBS_CLIP, OBS_CLIP, (STATE_DIM,), np.float32)
         self.track = self._new_track()
@@ -181,9 +185,11 @@ class EditEnv(gym.Env):
 
 # ---------------------------------------------------------------------------- helpers
 
-def load_pointers(raw_path: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
+def load_pointers(raw_path: str | os.PathLike, *, params: FeatureParams,
+                  data_dir: str | os.PathLike | None = None,
                   truth_path: str | os.PathLike | None = None) -> np.ndarray | None:
-    """The aligned human edit of a raw recording as pointers, or None when there is none.
+    """The aligned human edit of a raw recording as pointers (frames of params' grid), or
+    None when there is none.
 
     Looks at truth_path (a synthetic pair's truth JSON, whose segments give the pointers)
     when given, else at data_dir/pointer_sequences/{name}_pointers.npy (data_dir defaults
@@ -195,12 +201,12 @@ def load_pointers(raw_path: str | os.PathLike, *, data_dir: str | os.PathLike | 
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise UserError(f"{path}: cannot read the truth file ({err}); regenerate it") from None
-        return segments_to_pointers(Edit.from_json(data, where=str(path)), DEFAULT_PARAMS)
+        return segments_to_pointers(Edit.from_json(data, where=str(path)), params)
     layout = Layout(Path(data_dir) if data_dir is not None else Path(raw_path).parent.parent)
     name = sample_name(raw_path)
     if not layout.pointer_file(name, "pointers.npy").exists():
         return None
-    return read_pointer_files(layout.pointer_dir, name)[0]
+    return read_pointer_files(layout.pointer_dir, name, params=params)[0]
 
 
 def env_fn(raw_path: str | os.PathLike, **kwargs) -> Callable[[], EditEnv]:

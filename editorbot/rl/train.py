@@ -31,7 +31,7 @@ from ..config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Range, from_dict, load,
 from ..edits import segments_to_pointers
 from ..errors import UserError, log
 from ..evaluate import kept_iou
-from ..features import DEFAULT_PARAMS
+from ..features import FeatureParams
 from ..layout import Layout, discover
 from ..training import (Progress, Run, TrainResult, checkpoint_payload, held_out, measured_levels,
                         messages_above_bars)
@@ -143,19 +143,20 @@ class RecordingsEnv(gym.Env):
 
 
 def _env_spec(rec: BeatRecording, pointers: np.ndarray | None, normalizer: FeatureNormalizer,
-              env_config: EnvConfig) -> dict:
+              env_config: EnvConfig, params: FeatureParams) -> dict:
     return {"raw_path": rec.raw_path, "pointers": pointers, "features": rec.features,
-            "normalizer": normalizer, "config": env_config, "target_keep_ratio": rec.target_keep_ratio}
+            "normalizer": normalizer, "config": env_config, "target_keep_ratio": rec.target_keep_ratio,
+            "params": params}
 
 
 def make_envs(recs: list[BeatRecording], pointers: list[np.ndarray | None], normalizer: FeatureNormalizer,
-              env_config: EnvConfig, n_envs: int, *, subprocess: bool, seed: int):
+              env_config: EnvConfig, params: FeatureParams, n_envs: int, *, subprocess: bool, seed: int):
     """A VecEnv of n_envs environments sharing the recordings round robin."""
     n_envs = max(1, min(n_envs, len(recs)))
     fns = []
     for e in range(n_envs):
         ids = list(range(e, len(recs), n_envs))
-        specs = [_env_spec(recs[i], pointers[i], normalizer, env_config) for i in ids]
+        specs = [_env_spec(recs[i], pointers[i], normalizer, env_config, params) for i in ids]
         fns.append(functools.partial(RecordingsEnv, specs, ids, seed * 1000 + e))
     return make_vec_env(fns, subprocess=subprocess, start_method="fork" if subprocess else None)
 
@@ -203,16 +204,16 @@ def run_episode(agent: Agent, env: EditEnv, *, deterministic: bool = True, play_
 
 
 def evaluate_recordings(agent: Agent, recs: list[BeatRecording], pointers: list[np.ndarray],
-                        normalizer: FeatureNormalizer, env_config: EnvConfig,
+                        normalizer: FeatureNormalizer, env_config: EnvConfig, params: FeatureParams,
                         device=torch.device("cpu")) -> list[EpisodeResult]:
     """Deterministic episodes on recordings with a human edit: reward and kept-raw IoU."""
     out = []
     for rec, ptr in zip(recs, pointers):
-        env = EditEnv(**_env_spec(rec, ptr, normalizer, env_config))
+        env = EditEnv(**_env_spec(rec, ptr, normalizer, env_config, params))
         reward, components = run_episode(agent, env, device=device)
         edit = track_to_edit(env.track, rec.features.bounds_s, raw_path=rec.raw_path)
-        raw_frames = DEFAULT_PARAMS.n_frames(int(round(rec.features.duration_s * DEFAULT_PARAMS.sr)))
-        iou = kept_iou(segments_to_pointers(edit), ptr, raw_frames)
+        raw_frames = params.n_frames(int(round(rec.features.duration_s * params.sr)))
+        iou = kept_iou(segments_to_pointers(edit, params), ptr, raw_frames)
         out.append(EpisodeResult(rec.name, reward, components, iou, env.track.type_counts.copy(),
                                  edit.duration_s))
     return out
@@ -233,7 +234,8 @@ def summarize_episodes(results: list[EpisodeResult]) -> dict[str, float]:
 
 # ---------------------------------------------------------------------------- data
 
-def _pointers_for(recs: list[BeatRecording], data_dir: Path, cache_dir: Path) -> list[np.ndarray]:
+def _pointers_for(recs: list[BeatRecording], data_dir: Path, cache_dir: Path,
+                  params: FeatureParams) -> list[np.ndarray]:
     layout = Layout(data_dir, cache_dir)
     pairs = {p.name: p for p in discover(data_dir).pairs}
     out = []
@@ -241,7 +243,7 @@ def _pointers_for(recs: list[BeatRecording], data_dir: Path, cache_dir: Path) ->
         if r.name not in pairs:
             raise UserError(f"{data_dir}: no pair named {r.name} (it is in the BC file); train with "
                             "the --data-dir the labels were made from")
-        out.append(human_source(pairs[r.name], layout).pointers)
+        out.append(human_source(pairs[r.name], layout, params=params).pointers)
     return out
 
 
@@ -313,13 +315,24 @@ def train(config: RLConfig, run: Run, *, bc_pretrain: str | os.PathLike | None =
         if d.env_config != to_dict(config.env):
             raise UserError(f"{f}: labelled under other env settings than the config's; run "
                             "`editorbot bc-labels --config` with this config")
+    # The analysis grid: the label files' (all alike), else a resumed run's, else the contract's.
+    resumed = (FeatureParams(**state["feature_params"]) if state is not None and "feature_params" in state
+               else None)
+    params = datasets[0].params if datasets else resumed or FeatureParams()
+    for f, d in zip(files, datasets):
+        if d.params != params:
+            raise UserError(f"{f}: labelled on another analysis grid than {files[0]}; label both again")
+    if resumed is not None and resumed != params:
+        raise UserError(f"{checkpoint}: trained on another analysis grid than the labels; label again "
+                        "or train from scratch")
     if datasets:
         base = datasets[0]
         for d in datasets[1:]:
             known = {r.name for r in base.recordings}
             base = base.merge(d.subset(lambda r: r.name not in known))
     else:
-        base, _ = build_bc_dataset(data_dir, cache_dir=cache_dir, grid=tc.grid, env_config=config.env,
+        base, _ = build_bc_dataset(data_dir, params=params, cache_dir=cache_dir, grid=tc.grid,
+                                   env_config=config.env,
                                    progress=progress)
     real = [r for r in base.recordings if not r.origin]
     names = sorted({r.name for r in real})
@@ -329,8 +342,8 @@ def train(config: RLConfig, run: Run, *, bc_pretrain: str | os.PathLike | None =
     val_recs = [r for r in real if r.name in val_names]
     normalizer = (FeatureNormalizer.from_dict(state["normalizer"], where=str(checkpoint)) if state
                   else FeatureNormalizer.fit([r.features.features for r in train_recs]))
-    train_ptr = _pointers_for(train_recs, data_dir, cache_dir)
-    val_ptr = _pointers_for(val_recs, data_dir, cache_dir)
+    train_ptr = _pointers_for(train_recs, data_dir, cache_dir, params)
+    val_ptr = _pointers_for(val_recs, data_dir, cache_dir, params)
 
     def in_training(rec: BeatRecording) -> bool:
         return rec.real_name in train_names
@@ -363,7 +376,7 @@ def train(config: RLConfig, run: Run, *, bc_pretrain: str | os.PathLike | None =
 
     def checkpoint_state(update: int, phase: str, metrics: dict) -> dict:
         return checkpoint_payload(
-            "rl", config=to_dict(config), params=DEFAULT_PARAMS, split=(train_names, val_names),
+            "rl", config=to_dict(config), params=params, split=(train_names, val_names),
             step=update, metrics=metrics, model_state=agent.state_dict(),
             optimizer_state=optimizer.state_dict(), beat_feature_version=FEATURE_VERSION,
             state_dim=STATE_DIM, normalizer=normalizer.to_dict(), update=update, phase=phase,
@@ -372,7 +385,7 @@ def train(config: RLConfig, run: Run, *, bc_pretrain: str | os.PathLike | None =
 
     def validate(step: int, tag: str) -> dict[str, float]:
         recs, ptrs = (val_recs, val_ptr) if val_recs else (train_recs, train_ptr)
-        m = summarize_episodes(evaluate_recordings(agent, recs, ptrs, normalizer, config.env, device))
+        m = summarize_episodes(evaluate_recordings(agent, recs, ptrs, normalizer, config.env, params, device))
         if val_bc is not None:
             m |= {f"bc_{k}": v for k, v in bc_accuracy(agent, val_bc, device).items()}
         for k, v in m.items():
@@ -425,7 +438,7 @@ def train(config: RLConfig, run: Run, *, bc_pretrain: str | os.PathLike | None =
                         out.setdefault(k, np.zeros(recording.shape + v.shape[1:], np.float32))[sel] = v
             return out
 
-        venv = make_envs(train_recs, train_ptr, normalizer, config.env, tc.n_envs,
+        venv = make_envs(train_recs, train_ptr, normalizer, config.env, params, tc.n_envs,
                          subprocess=tc.subprocess, seed=tc.seed)
         bar = Progress("ppo", steps=tc.n_updates, deadline=deadline, enabled=progress)
         val_seconds = 0.0

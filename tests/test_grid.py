@@ -1,0 +1,121 @@
+"""editorbot.grid: the one beat and bar grid, on generated drums and chords with a known tempo
+and bar phase; its cache; the RL beat features and the rule-based editor stepping on it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from editorbot import audio, grid
+from editorbot.features import DEFAULT_PARAMS, FeatureParams
+
+SR = 22050
+BPM = 120.0
+BEAT_S = 60.0 / BPM
+START_S = 1.5        # silence, then the band comes in on a downbeat
+N_BARS = 12
+CHORDS = ([0, 4, 7], [9, 12, 16], [5, 9, 12], [7, 11, 14])  # C, Am, F, G (semitones above C3)
+
+
+def band(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Kick on 1 and 3, snare on 2 and 4, hats on eighths, a chord and its bass note per bar
+    (C Am F G), after START_S of silence.
+
+    Returns:
+        y : np.ndarray [shape=(n,)], float32 at SR; beats_s (4 * N_BARS,); downbeats_s (N_BARS,)
+    """
+    rng = np.random.default_rng(seed)
+    n = int((START_S + N_BARS * 4 * BEAT_S + 1.0) * SR)
+    y = np.zeros(n)
+    beats_s = START_S + np.arange(4 * N_BARS) * BEAT_S
+
+    def add(t_s: float, x: np.ndarray) -> None:
+        i = int(round(t_s * SR))
+        j = min(n, i + len(x))
+        y[i:j] += x[:j - i]
+
+    def tt(seconds: float) -> np.ndarray:
+        return np.arange(int(seconds * SR)) / SR
+
+    kick = np.sin(2 * np.pi * (50 + 60 * np.exp(-tt(0.15) * 30)) * tt(0.15)) * np.exp(-tt(0.15) * 20)
+    for k, t in enumerate(beats_s):
+        if k % 2 == 0:
+            add(t, 0.8 * kick)
+        else:
+            add(t, 0.35 * rng.standard_normal(len(tt(0.12))) * np.exp(-tt(0.12) * 30))
+        for half in (0.0, 0.5):
+            hat = np.diff(rng.standard_normal(len(tt(0.03)) + 1)) * np.exp(-tt(0.03) * 120)
+            add(t + half * BEAT_S, 0.08 * hat)
+    bar_t = tt(4 * BEAT_S)
+    for b in range(N_BARS):
+        notes = CHORDS[b % 4]
+        chord = sum(np.sin(2 * np.pi * 130.81 * 2 ** (s / 12) * bar_t) for s in notes)
+        bass = np.sin(2 * np.pi * 65.41 * 2 ** (notes[0] / 12) * bar_t)
+        env = np.minimum(1.0, bar_t / 0.01) * np.minimum(1.0, (bar_t[-1] - bar_t) / 0.02)
+        add(START_S + 4 * b * BEAT_S, (0.08 * chord + 0.15 * bass) * env)
+    y = 0.5 * y / np.abs(y).max() + 1e-4 * rng.standard_normal(n)
+    return y.astype(np.float32), beats_s, beats_s[::4]
+
+
+@pytest.fixture(scope="module")
+def known():
+    y, beats, downbeats = band()
+    return y, beats, downbeats, grid.beat_grid(y, DEFAULT_PARAMS)
+
+
+def test_beats_tempo_and_bar_lines_of_a_band_at_a_known_tempo(known):
+    y, beats, downbeats, found = known
+    assert found.steady and found.tempo_bpm == pytest.approx(BPM, rel=0.01)
+    frame_s = DEFAULT_PARAMS.hop_length / DEFAULT_PARAMS.sr
+    # Every played beat has a found beat within two frames of the analysis grid (23 ms)...
+    err = np.min(np.abs(beats[:, None] - found.beats_s[None, :]), axis=1)
+    assert err.max() <= 2 * frame_s, np.round(err, 3)
+    # ... and the beats fall on frames of the analysis grid.
+    frames = found.beats_s * DEFAULT_PARAMS.sr / DEFAULT_PARAMS.hop_length
+    assert np.allclose(frames, np.rint(frames), atol=1e-6)
+    assert np.array_equal(found.beat_frames(DEFAULT_PARAMS), np.rint(frames).astype(np.int64))
+    # Bar lines: every downbeat is one, and no bar line is off a downbeat.
+    played = (found.downbeats_s > START_S - 0.1) & (found.downbeats_s < beats[-1] + 0.1)
+    lines = found.downbeats_s[played]
+    off = np.min(np.abs(lines[:, None] - downbeats[None, :]), axis=1)
+    assert len(lines) >= N_BARS - 1 and off.max() < 0.05, np.round(lines, 2)
+    assert np.isin(found.downbeats_s, found.beats_s).all()
+    assert found.valid[np.isin(found.beats_s, lines)].mean() > 0.8
+
+
+def test_the_grid_is_cached_per_raw_and_params_or_config_recompute(known, tmp_path, monkeypatch):
+    y, _, _, found = known
+    raw = audio.write(tmp_path / "data" / "input" / "band_raw.wav", y[:, None], SR, subtype="FLOAT")
+    cache = tmp_path / "cache"
+    first = grid.cached_beat_grid(raw, DEFAULT_PARAMS, cache_dir=cache)
+    assert (cache / "grid" / "band.npz").is_file()
+    assert np.array_equal(first.beats_s, found.beats_s) and first.tempo_bpm == found.tempo_bpm
+    assert np.array_equal(first.downbeats_s, found.downbeats_s)
+    calls = []
+    real = grid.beat_grid
+    monkeypatch.setattr(grid, "beat_grid", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = grid.cached_beat_grid(raw, DEFAULT_PARAMS, cache_dir=cache)
+    assert calls == [] and np.array_equal(again.beats_s, first.beats_s)
+    # Other feature params (another analysis hop) or tracker settings: computed again.
+    other = FeatureParams(hop_length=128)
+    moved = grid.cached_beat_grid(raw, other, cache_dir=cache)
+    assert calls == [1] and moved.tempo_bpm == pytest.approx(BPM, rel=0.01)
+    grid.cached_beat_grid(raw, DEFAULT_PARAMS, cache_dir=cache, config=grid.GridConfig(beats_per_bar=3))
+    assert calls == [1, 1]
+
+
+def test_rl_beat_features_and_the_rule_based_editor_step_on_the_same_grid(known, tmp_path):
+    from editorbot.baseline import analyze
+    from editorbot.rl.beat_features import beat_features
+
+    y, _, downbeats, found = known
+    raw = audio.write(tmp_path / "data" / "input" / "band_raw.wav", y[:, None], SR, subtype="FLOAT")
+    cache = tmp_path / "cache"
+    bf = beat_features(raw, cache_dir=cache, params=DEFAULT_PARAMS)
+    assert (cache / "grid" / "band.npz").is_file()
+    assert np.allclose(bf.bounds_s[1:-1], found.beats_s[found.beats_s > 0])
+    bar_starts = bf.bounds_s[:-1][bf.downbeat_phase::4]
+    played = (bar_starts > START_S - 0.1) & (bar_starts < downbeats[-1] + 0.1)
+    assert np.min(np.abs(bar_starts[played][:, None] - downbeats[None, :]), axis=1).max() < 0.05
+    rule = analyze(y, DEFAULT_PARAMS)
+    assert np.array_equal(rule.beats_s, found.beats_s)
+    assert np.array_equal(rule.downbeats_s, found.downbeats_s)
