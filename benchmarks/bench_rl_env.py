@@ -94,17 +94,18 @@ def main() -> None:
               f"{bare['cpu_seconds'] / args.minutes:.2f} s per minute (decode+resample "
               f"{bare['decode_seconds']:.1f} s of it)")
 
+        from editorbot.features import DEFAULT_PARAMS
         from editorbot.rl.beat_features import beat_features
         from editorbot.rl.env import EditEnv, env_fn
         t = time.perf_counter()
         beat_features(wav, cache_dir=tmp)
         print(f"beat features from the cache: {time.perf_counter() - t:.3f} s")
         rng = np.random.default_rng(0)
-        env = EditEnv(wav, cache_dir=tmp)
+        env = EditEnv(wav, cache_dir=tmp, params=DEFAULT_PARAMS)
         rate, episodes = steps_one_worker(env, args.steps, rng)
         print(f"1 worker (in process): {rate:.0f} steps/s over {args.steps} steps "
               f"({episodes} episodes of a {env.n_beats}-beat recording)")
-        fns = [env_fn(wav, cache_dir=tmp) for _ in range(2)]
+        fns = [env_fn(wav, cache_dir=tmp, params=DEFAULT_PARAMS) for _ in range(2)]
         rate2 = steps_subprocess(fns, args.steps, rng, masks=True)
         print(f"2 subprocess workers (SubprocVecEnv, masks fetched each step): "
               f"{rate2:.0f} steps/s in total")
