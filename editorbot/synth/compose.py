@@ -39,7 +39,9 @@ class Section:
 
     bars_s: bar boundaries (n_bars + 1,) for sections on the grid, empty in free time.
     beats_s: beat times (4 * n_bars + 1,), the same grid one beat at a time.
-    take: how many times the song played this part before (0 = first time).
+    take: how many times the song played this part before in this take of it (0 = first time).
+    song_take: which take of its song the section belongs to, in session order (0 = the first
+        time the band starts the song; a false start is a take of its own).
     natural_end: the section ends by itself (an ending's last chord has rung out, a
         false start has stopped), so a cut there falls in near-silence, not on the grid.
     """
@@ -54,6 +56,7 @@ class Section:
     bars_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     beats_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     natural_end: bool = False
+    song_take: int = 0
 
     @property
     def n_bars(self) -> int:
@@ -61,7 +64,7 @@ class Section:
 
     def to_json(self) -> dict:
         return {"label": self.label, "start_s": float(self.start_s), "end_s": float(self.end_s),
-                "song": self.song, "part": self.part, "take": self.take,
+                "song": self.song, "part": self.part, "take": self.take, "song_take": self.song_take,
                 "energy": round(float(self.energy), 3), "n_bars": self.n_bars,
                 "natural_end": self.natural_end}
 
@@ -173,10 +176,16 @@ def plan_session(config: SynthConfig, rng: np.random.Generator, duration_s: floa
         song = _make_song(len(songs), bpm, cs, cp, rng)
         songs.append(song)
         form = _song_form(song, cs, rng)
+        song_take = 0
         if rng.random() < cs.false_start_prob:
-            _add_false_start(sections, song, form, cs, cp, rng)
+            _add_false_start(sections, song, form, cs, cp, rng, song_take)
             free("silence", rng.uniform(1.5, 4.0))
-        _add_take(sections, song, form, cs, cp, rng)
+            song_take += 1
+        _add_take(sections, song, form, cs, cp, rng, song_take)
+        # No draw at retake_prob 0, so sessions without retakes stay what they were.
+        if cs.retake_prob and rng.random() < cs.retake_prob:
+            free("silence", rng.uniform(*cs.gap_silence_s))
+            _add_take(sections, song, form, cs, cp, rng, song_take + 1)
         free("silence", rng.uniform(*cs.gap_silence_s))
         if rng.random() < cs.gap_tuning_prob:
             free("tuning", rng.uniform(*cs.tuning_s) / 2)
@@ -274,7 +283,7 @@ def _count_in_bars(bpm: float, cs: SessionConfig) -> int:
 
 
 def _add_take(sections: list[Section], song: Song, form: list[tuple[str, str, int]],
-              cs: SessionConfig, cp: PlayingConfig, rng: np.random.Generator) -> None:
+              cs: SessionConfig, cp: PlayingConfig, rng: np.random.Generator, song_take: int) -> None:
     """Count-in, then the song's form on one continuous grid, ending in a ringing chord."""
     t0 = sections[-1].end_s
     n_count = _count_in_bars(song.tempo_bpm, cs)
@@ -286,7 +295,7 @@ def _add_take(sections: list[Section], song: Song, form: list[tuple[str, str, in
     for label, part, n in [("count_in", "", n_count)] + form:
         sec = Section(label, float(bars[bar]), float(bars[bar + n]), song.index, part,
                       takes.get(label, 0), ENERGY[label], bars[bar:bar + n + 1].copy(),
-                      beats[bar * 4:(bar + n) * 4 + 1].copy())
+                      beats[bar * 4:(bar + n) * 4 + 1].copy(), song_take=song_take)
         takes[label] = takes.get(label, 0) + 1
         if label in ("chorus", "ending"):
             sec.energy = min(1.0, sec.energy + 0.03 * sec.take)
@@ -298,7 +307,8 @@ def _add_take(sections: list[Section], song: Song, form: list[tuple[str, str, in
 
 
 def _add_false_start(sections: list[Section], song: Song, form: list[tuple[str, str, int]],
-                     cs: SessionConfig, cp: PlayingConfig, rng: np.random.Generator) -> None:
+                     cs: SessionConfig, cp: PlayingConfig, rng: np.random.Generator,
+                     song_take: int) -> None:
     """A count-in and a bar or three of the first part, then the band breaks down."""
     t0 = sections[-1].end_s
     n_count = _count_in_bars(song.tempo_bpm, cs)
@@ -308,11 +318,12 @@ def _add_false_start(sections: list[Section], song: Song, form: list[tuple[str, 
     stop_beat = (n_count + n_play - 1) * 4 + int(rng.integers(1, 4))
     sections.append(Section("count_in", float(bars[0]), float(bars[n_count]), song.index, "", 0,
                             ENERGY["count_in"], bars[:n_count + 1].copy(),
-                            beats[:n_count * 4 + 1].copy()))
+                            beats[:n_count * 4 + 1].copy(), song_take=song_take))
     played = beats[n_count * 4:stop_beat + 1]
     sections.append(Section("false_start", float(bars[n_count]), float(played[-1] + rng.uniform(0.3, 0.8)),
                             song.index, form[0][1], 0, ENERGY["false_start"],
-                            played[::BEATS_PER_BAR].copy(), played.copy(), natural_end=True))
+                            played[::BEATS_PER_BAR].copy(), played.copy(), natural_end=True,
+                            song_take=song_take))
 
 
 def _clip(sections: list[Section], duration_s: float) -> list[Section]:

@@ -25,6 +25,7 @@ class SessionConfig:
     gap_noodling_prob: float = 0.3                         # noodling between songs
     false_start_prob: float = 0.35                         # a song starts, breaks down, restarts
     false_start_bars: tuple[int, int] = (1, 3)
+    retake_prob: float = 0.0                               # a finished song is played again in full
     mistake_prob: float = 0.15                             # per section: one bar goes wrong
     count_in_bars: int = 1                                 # two at tempos above fast_count_in_bpm
     fast_count_in_bpm: float = 140.0
