@@ -5,6 +5,7 @@ modules: config (every knob), compose, instruments, personas, splice, master, co
 """
 from .config import SynthConfig
 from .corpus import plan_pair, write_corpus
-from .personas import PERSONAS, edit_stats
+from .personas import ADAPTATION_PERSONAS, PERSONAS, edit_stats, pretraining_personas
 
-__all__ = ["SynthConfig", "PERSONAS", "edit_stats", "plan_pair", "write_corpus"]
+__all__ = ["SynthConfig", "PERSONAS", "ADAPTATION_PERSONAS", "pretraining_personas", "edit_stats",
+           "plan_pair", "write_corpus"]

@@ -115,10 +115,38 @@ class LooperConfig:
 
 
 @dataclass
+class HighlightsConfig:
+    """Keeps the most intense whole parts of each take of a song, and its ending."""
+
+    sections: int = 2                                      # parts kept per take, besides the ending
+    crossfade_ms: tuple[float, float] = (10.0, 30.0)
+    fade_out_s: tuple[float, float] = (2.0, 5.0)           # when the edit ends inside a part
+
+
+@dataclass
+class SoloCutterConfig:
+    """Keeps every song whole but for its solos, and a jam's whole jam."""
+
+    crossfade_ms: tuple[float, float] = (5.0, 20.0)
+    fade_out_s: tuple[float, float] = (2.0, 5.0)           # when the edit ends inside a part
+
+
+@dataclass
+class LastTakeConfig:
+    """Keeps only the last full take of each song."""
+
+    crossfade_ms: tuple[float, float] = (5.0, 20.0)
+    fade_out_s: tuple[float, float] = (2.0, 5.0)           # when the edit ends inside a part
+
+
+@dataclass
 class PersonaConfig:
     radio: RadioConfig = field(default_factory=RadioConfig)
     trimmer: TrimmerConfig = field(default_factory=TrimmerConfig)
     looper: LooperConfig = field(default_factory=LooperConfig)
+    highlights: HighlightsConfig = field(default_factory=HighlightsConfig)
+    solo_cutter: SoloCutterConfig = field(default_factory=SoloCutterConfig)
+    last_take: LastTakeConfig = field(default_factory=LastTakeConfig)
     cycle: list[str] = field(default_factory=lambda: ["radio", "trimmer", "looper"])  # when none is named
 
 

@@ -1,7 +1,9 @@
 """Write a synthetic corpus: raw jams, their edits, the unmastered edits and exact truth.
 
 Each pair draws its plan, persona choice, performance, room noise and mastering from its
-own random streams, spawned from (seed, pair index): same seed, same bytes.
+own random streams, spawned from (seed, pair index): same seed, same bytes. A corpus for
+pretraining a base editor (pretraining=True) refuses the personas held out to measure
+adaptation (personas.ADAPTATION_PERSONAS), whether named or in the config's cycle.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from .compose import Plan, perform, plan_session
 from .config import SynthConfig
 from .instruments import render_mix
 from .master import master, preset
-from .personas import PERSONAS, choose_edit, edit_stats
+from .personas import PERSONAS, choose_edit, edit_stats, pretraining_personas
 from .splice import splice
 
 FADE_SHAPE = "sine"              # quarter-sine fades; see splice.splice for the formulas
@@ -52,19 +54,19 @@ def pair_name(seed: int, index: int, persona: str) -> str:
 
 
 def plan_pair(config: SynthConfig, *, seed: int, index: int, minutes: float,
-              persona: str | None = None) -> PairPlan:
+              persona: str | None = None, pretraining: bool = False) -> PairPlan:
     """Plan one pair and choose its edit, without rendering any audio.
 
     Args:
         seed, index: the corpus seed and the pair's number in it.
         minutes: length of the raw recording.
-        persona: 'radio', 'trimmer', 'looper', or None for config.personas.cycle[index].
+        persona: one of PERSONAS, or None for config.personas.cycle[index].
+        pretraining: the pair is for a base editor's corpus: a persona held out of
+            pretraining (personas.ADAPTATION_PERSONAS) is an error.
     """
     if minutes <= 0:
         raise UserError(f"--minutes {minutes}: must be positive")
-    persona = _persona_for(config, index, persona)
-    if persona not in PERSONAS:
-        raise UserError(f"unknown persona '{persona}'; choose one of {', '.join(PERSONAS)}")
+    persona = _persona_for(config, index, persona, pretraining)
     plan_rng, persona_rng, *streams = [np.random.default_rng(s)
                                        for s in np.random.SeedSequence([seed, index]).spawn(5)]
     plan = plan_session(config, plan_rng, minutes * 60.0)
@@ -84,12 +86,26 @@ class _Task:
     persona: str | None
     mastering: str
     write_unmastered: bool
+    pretraining: bool
 
 
-def _persona_for(config: SynthConfig, index: int, persona: str | None) -> str:
-    """The persona pair `index` is edited by: the one asked for, else the cycle's."""
+def _persona_for(config: SynthConfig, index: int, persona: str | None, pretraining: bool) -> str:
+    """The persona pair `index` is edited by: the one asked for, else the cycle's.
+
+    A pretraining corpus takes only pretraining_personas(), whichever way one is named.
+    """
     cycle = config.personas.cycle
-    return persona or cycle[index % len(cycle)]
+    persona = persona or cycle[index % len(cycle)]
+    _check_persona(persona, pretraining)
+    return persona
+
+
+def _check_persona(persona: str, pretraining: bool) -> None:
+    if persona not in PERSONAS:
+        raise UserError(f"unknown persona '{persona}'; choose one of {', '.join(PERSONAS)}")
+    if pretraining and persona not in pretraining_personas():
+        raise UserError(f"persona '{persona}' is held out of pretraining, to measure adaptation; "
+                        f"a pretraining corpus takes {', '.join(pretraining_personas())}")
 
 
 def _already_written(task: _Task) -> str | None:
@@ -98,7 +114,7 @@ def _already_written(task: _Task) -> str | None:
     The truth record is written last, so its presence means the audio files are complete;
     a record made with another synth config, mastering or length does not count.
     """
-    persona = _persona_for(task.config, task.index, task.persona)
+    persona = _persona_for(task.config, task.index, task.persona, task.pretraining)
     name = pair_name(task.seed, task.index, persona)
     out = Path(task.out_dir)
     files = [out / "input" / f"{name}_raw.wav", out / "desired_output" / f"{name}_edit.wav"]
@@ -122,7 +138,8 @@ def _write_pair(task: _Task) -> str:
     if done is not None:
         return done
     config = task.config
-    pp = plan_pair(config, seed=task.seed, index=task.index, minutes=task.minutes, persona=task.persona)
+    pp = plan_pair(config, seed=task.seed, index=task.index, minutes=task.minutes, persona=task.persona,
+                   pretraining=task.pretraining)
     perform_rng, noise_rng, master_rng = pp.streams
     out = Path(task.out_dir)
     sr = config.raw_sr
@@ -183,7 +200,8 @@ def truth_json(pp: PairPlan, config: SynthConfig, mastering: str, chain: list[di
 
 def write_corpus(out_dir: str | os.PathLike, *, pairs: int, seed: int, minutes: float = 5.0,
                  persona: str | None = None, mastering: str = "mild", write_unmastered: bool = True,
-                 config: SynthConfig | None = None, jobs: int = 1, progress: bool = True) -> list[str]:
+                 config: SynthConfig | None = None, jobs: int = 1, progress: bool = True,
+                 pretraining: bool = False) -> list[str]:
     """Write `pairs` synthetic (raw, edit) pairs in the training-data layout.
 
     Writes out_dir/input/{name}_raw.wav, out_dir/desired_output/{name}_edit.wav (mastered,
@@ -196,18 +214,20 @@ def write_corpus(out_dir: str | os.PathLike, *, pairs: int, seed: int, minutes: 
         pairs: how many pairs.
         seed: the corpus seed; pair i draws from (seed, i).
         minutes: length of each raw recording.
-        persona: 'radio', 'trimmer', 'looper', or None to cycle through config.personas.cycle.
+        persona: one of PERSONAS, or None to cycle through config.personas.cycle.
         mastering: 'none', 'mild' or 'heavy'.
         config: the generator's settings (default SynthConfig()).
         jobs: worker processes.
+        pretraining: the corpus is for pretraining a base editor: its personas, named or
+            cycled, must be among pretraining_personas(), else nothing is written.
 
     Returns:
         the pair names, in index order.
     """
     config = config or SynthConfig()
     preset(config.mastering, mastering)  # an unknown name fails before any work
-    if persona is not None and persona not in PERSONAS:
-        raise UserError(f"unknown persona '{persona}'; choose one of {', '.join(PERSONAS)}")
+    for name in [persona] if persona is not None else config.personas.cycle:
+        _check_persona(name, pretraining)
     if pairs < 1:
         raise UserError(f"--pairs {pairs}: must be at least 1")
     if not minutes > 0 or minutes == float("inf"):
@@ -215,7 +235,7 @@ def write_corpus(out_dir: str | os.PathLike, *, pairs: int, seed: int, minutes: 
     if jobs < 1:
         raise UserError(f"--jobs {jobs}: must be at least 1")
     items = [(f"pair {i}", _Task(str(out_dir), config, seed, i, minutes, persona, mastering,
-                                 write_unmastered), minutes * 60.0) for i in range(pairs)]
+                                 write_unmastered, pretraining), minutes * 60.0) for i in range(pairs)]
     report = run_jobs(_write_pair, items, jobs=jobs, desc="synth", progress=progress)
     if report.failures:
         raise UserError("; ".join(sorted(set(report.failures.values()))))

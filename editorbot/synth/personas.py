@@ -1,13 +1,21 @@
-"""Editor personas: how three kinds of editor cut a planned session into a track.
+"""Editor personas: how six kinds of editor cut a planned session into a track.
 
-Each persona picks pieces of the raw on bar lines (a radio editor, a jam trimmer, a loop
-builder) and returns edits.py Segments quantised to the raw's samples, with crossfades.
+Each persona picks pieces of the raw on bar lines and returns edits.py Segments quantised
+to the raw's samples, with crossfades.
 
 Stated ranges with the default config on 5-minute raws (tests/test_synth.py checks them
 over 20 seeds):
     radio    edit 180 to 240 s, no reorders, at most max_repeats chorus repeats, fade-out
     trimmer  keeps 40 to 70% of the raw, no loops, no reorders, long segments, no junk
     looper   at least 3 loops and 1 reorder, keeps at most 35%, short segments
+
+ADAPTATION_PERSONAS are held out of pretraining, to measure how a base editor adapts to an
+editor it never saw; each decides by one rule of its own, without randomness (only the
+crossfade and fade lengths are drawn), and tests/test_personas.py checks each rule:
+    highlights   each take's most intense whole parts (Section.energy) and its ending
+    solo_cutter  every song whole but for its solos, and a jam's whole jam
+    last_take    each song's last full take, in one piece
+A corpus for pretraining takes its personas from pretraining_personas().
 """
 from __future__ import annotations
 
@@ -18,10 +26,17 @@ import numpy as np
 from ..edits import Edit, Segment
 from ..errors import UserError
 from .compose import MUSIC_LABELS, Plan, Section
-from .config import LooperConfig, PersonaConfig, RadioConfig, TrimmerConfig
+from .config import (HighlightsConfig, LastTakeConfig, LooperConfig, PersonaConfig, RadioConfig,
+                     SoloCutterConfig, TrimmerConfig)
 
-PERSONAS = ("radio", "trimmer", "looper")
+PERSONAS = ("radio", "trimmer", "looper", "highlights", "solo_cutter", "last_take")
+ADAPTATION_PERSONAS = frozenset({"highlights", "solo_cutter", "last_take"})  # never pretrained on
 PHRASE_BARS = 4  # editors drop a whole phrase around a mistake, not one bar
+
+
+def pretraining_personas() -> tuple[str, ...]:
+    """Every persona a base editor may be pretrained on: PERSONAS less ADAPTATION_PERSONAS."""
+    return tuple(p for p in PERSONAS if p not in ADAPTATION_PERSONAS)
 
 
 @dataclass
@@ -45,7 +60,8 @@ def choose_edit(plan: Plan, persona: str, config: PersonaConfig, rng: np.random.
 
     Args:
         plan: the session, from compose.plan_session.
-        persona: 'radio', 'trimmer' or 'looper'.
+        persona: one of PERSONAS.
+        config: every persona's settings; the persona reads the field named after it.
         rng: the persona's own random stream.
         sr: the raw's sample rate; every time in the result is a whole number of samples.
 
@@ -57,12 +73,9 @@ def choose_edit(plan: Plan, persona: str, config: PersonaConfig, rng: np.random.
     if not any(s.label in MUSIC_LABELS and s.n_bars >= 2 for s in plan.sections):
         raise UserError(f"the {plan.duration_s:.0f} s session holds no complete part to edit; "
                         "ask for more minutes (--minutes)")
-    if persona == "radio":
-        pieces, fade_in, fade_out, xfade = _radio(plan, config.radio, rng)
-    elif persona == "trimmer":
-        pieces, fade_in, fade_out, xfade = _trimmer(plan, config.trimmer, rng)
-    else:
-        pieces, fade_in, fade_out, xfade = _looper(plan, config.looper, rng)
+    choose = {"radio": _radio, "trimmer": _trimmer, "looper": _looper, "highlights": _highlights,
+              "solo_cutter": _solo_cutter, "last_take": _last_full_take}[persona]
+    pieces, fade_in, fade_out, xfade = choose(plan, getattr(config, persona), rng)
     segments = _quantise(_merge(pieces), plan.duration_s, sr, xfade, fade_in, fade_out, rng)
     return Edit(segments, None, plan.duration_s)
 
@@ -288,6 +301,92 @@ def _looper(plan: Plan, cfg: LooperConfig, rng: np.random.Generator):
     pieces += [Piece(p.start_s, p.end_s, p.label, p.song) for p in loops[0][:2]]  # the groove returns
     return (pieces, float(rng.uniform(*cfg.fade_in_s)), float(rng.uniform(*cfg.fade_out_s)),
             cfg.crossfade_ms)
+
+
+# ---------------------------------------------------------------------------- held out of pretraining
+
+def _takes(plan: Plan) -> dict[tuple[int, int], list[int]]:
+    """Indices of the music sections with a bar or more, per (song, song_take), in time order."""
+    takes: dict[tuple[int, int], list[int]] = {}
+    for i, sec in enumerate(plan.sections):
+        if sec.label in MUSIC_LABELS and sec.n_bars >= 1:
+            takes.setdefault((sec.song, sec.song_take), []).append(i)
+    return takes
+
+
+def _whole(sec: Section) -> bool:
+    """The section was played to its end: an ending rang out, a part reached its last bar line.
+
+    A part the recording cut off ends at the recording's end, after its last bar line.
+    """
+    return sec.natural_end or float(sec.bars_s[-1]) == sec.end_s
+
+
+def _full(plan: Plan, take: list[int]) -> bool:
+    """A take is full when the band played it to its ending and the chord rang out."""
+    return any(plan.sections[i].label == "ending" and plan.sections[i].natural_end for i in take)
+
+
+def _whole_piece(plan: Plan, index: int) -> Piece:
+    """A section from its first bar line to its last, an ending with its ring-out."""
+    sec = plan.sections[index]
+    end = sec.end_s if sec.natural_end else float(sec.bars_s[-1])
+    return Piece(float(sec.bars_s[0]), float(end), sec.label, sec.song)
+
+
+def _finish(plan: Plan, pieces: list[Piece], crossfade_ms: tuple[float, float],
+            fade_out_s: tuple[float, float], rng: np.random.Generator):
+    """A rule's pieces as a persona's result: a fade-out only when the edit ends inside a part."""
+    if not pieces:
+        raise UserError(f"the {plan.duration_s:.0f} s session holds no part this editor keeps; "
+                        "ask for more minutes (--minutes)")
+    ends_rung_out = any(pieces[-1].end_s == s.end_s and s.natural_end for s in plan.sections)
+    return pieces, 0.0, 0.0 if ends_rung_out else float(rng.uniform(*fade_out_s)), crossfade_ms
+
+
+def _highlights(plan: Plan, cfg: HighlightsConfig, rng: np.random.Generator):
+    """Each take of a song: its cfg.sections most intense whole parts and its ending, in order.
+
+    Intensity is Section.energy, the level the band plays a part at. Ties go to the later
+    part, where a song has built up to. Parts are kept whole, mistakes and all; a take the
+    recording cut off has no ending to keep.
+    """
+    pieces = []
+    for take in _takes(plan).values():
+        parts = [i for i in take if plan.sections[i].label != "ending" and _whole(plan.sections[i])]
+        best = sorted(parts, key=lambda i: (-plan.sections[i].energy, -i))[:cfg.sections]
+        ending = [i for i in take if plan.sections[i].label == "ending" and plan.sections[i].natural_end]
+        pieces += [_whole_piece(plan, i) for i in sorted(best + ending)]
+    return _finish(plan, pieces, cfg.crossfade_ms, cfg.fade_out_s, rng)
+
+
+def _solo_cutter(plan: Plan, cfg: SoloCutterConfig, rng: np.random.Generator):
+    """Every take of every song whole, without its solos; a jam loses its whole jam.
+
+    The jam of a jam song runs from its first solo to its last, a breakdown between them
+    included. Everything else a take played stays, mistakes and all; count-ins, false
+    starts and the junk between songs go.
+    """
+    pieces = []
+    for (song, _), take in _takes(plan).items():
+        solos = [i for i in take if plan.sections[i].label == "solo"]
+        cut = set(range(solos[0], solos[-1] + 1)) if plan.songs[song].jam and solos else set(solos)
+        pieces += [_whole_piece(plan, i) for i in take if i not in cut]
+    return _finish(plan, pieces, cfg.crossfade_ms, cfg.fade_out_s, rng)
+
+
+def _last_full_take(plan: Plan, cfg: LastTakeConfig, rng: np.random.Generator):
+    """Each song's last full take from its first bar to its ending's ring-out, in one piece.
+
+    A take is full when it reached its ending (see _full); a song the recording cut off
+    before any full take keeps its last take as far as it went. Mistakes stay.
+    """
+    chosen: dict[int, list[int]] = {}
+    for (song, _), take in sorted(_takes(plan).items()):
+        if song not in chosen or _full(plan, take) or not _full(plan, chosen[song]):
+            chosen[song] = take
+    pieces = [_whole_piece(plan, i) for song in sorted(chosen) for i in chosen[song]]
+    return _finish(plan, pieces, cfg.crossfade_ms, cfg.fade_out_s, rng)
 
 
 # ---------------------------------------------------------------------------- segments
