@@ -1,7 +1,8 @@
 """Synthetic jam corpus: exact truth, persona styles, beat grid, determinism, CLI.
 
-Budget: about 40 s on a loaded 2-core machine (30 s raws; persona statistics over 20
-seeds use plan_pair, the same code that writes truth, without rendering audio).
+Budget: about 50 s on a loaded 2-core machine (30 s raws, one pair per persona; persona
+statistics over 20 seeds use plan_pair, the same code that writes truth, without rendering
+audio). The rules of the personas held out of pretraining: tests/test_personas.py.
 """
 from __future__ import annotations
 
