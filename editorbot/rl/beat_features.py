@@ -90,8 +90,8 @@ class BeatFeatures:
     bounds_s : np.ndarray [shape=(n_beats + 1,)], float64: beat k is raw time
         [bounds_s[k], bounds_s[k + 1]); bounds_s[0] = 0 and bounds_s[-1] = duration_s
         (the stretch before the first detected beat is beat 0).
-    tempo_bpm: the grid's median tempo. downbeat_phase: index of the first bar start (0..3),
-        the most common phase of the bar lines.
+    tempo_bpm: the grid's tempo (the tracker's, or the given beats' median).
+    downbeat_phase: index of the first bar start (0..3), the most common phase of the bar lines.
     stems_source: where the stem features came from: 'cache:hpss', 'cache:demucs',
         'hpss' (computed now with editorbot.stems's offline backend) or 'zeros'.
     """
@@ -252,10 +252,12 @@ def compute_beat_features(y: np.ndarray, params: FeatureParams = DEFAULT_PARAMS,
     mel_db = normalize_db(mel_power(y, params), params) * params.top_db - params.top_db
     n_frames = mel_db.shape[1]
     onset = librosa.onset.onset_strength(S=mel_db, sr=sr, hop_length=hop)
+    tempo_bpm = None
     if beats_s is None or downbeats_s is None:
         beat_grid = beat_grid if beat_grid is not None else grid.beat_grid(y, params)
         if beats_s is None:
             beats_s, downbeats_s = beat_grid.beats_s, beat_grid.downbeats_s
+            tempo_bpm = beat_grid.tempo_bpm
             if not beat_grid.steady:
                 log.warning("%s: no steady beat found; using a %g bpm grid", where, FALLBACK_BPM)
                 beats_s = np.arange(0.0, duration_s, 60.0 / FALLBACK_BPM)
@@ -265,7 +267,9 @@ def compute_beat_features(y: np.ndarray, params: FeatureParams = DEFAULT_PARAMS,
     starts = _beat_starts(bounds_s, n_frames, params)
     n_beats = len(bounds_s) - 1
     beat_len = np.diff(bounds_s)
-    tempo_bpm = float(60.0 / np.median(beat_len))
+    # The tracker's tempo (its beats are whole tracker frames apart: a median of their
+    # lengths is off by up to half a frame), else the given beats' median.
+    tempo_bpm = float(tempo_bpm if tempo_bpm is not None else 60.0 / np.median(beat_len))
 
     frame_feats = _frame_features(y, params)
     spectral, _ = _pool(frame_feats[:13], starts)
