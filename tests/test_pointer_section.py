@@ -151,7 +151,7 @@ def test_training_pretrains_the_section_gru_first_and_refuses_without_one(tmp_pa
 
     corpus = write_toy_corpus(tmp_path / "corpus", 3)
     with pytest.raises(UserError, match="section_context"):
-        train(tiny_config("train.keep_pretrain_steps=5"), tiny_run(corpus, tmp_path / "no"))
+        train(tiny_config("model.section_context=0", "train.keep_pretrain_steps=5"), tiny_run(corpus, tmp_path / "no"))
     cfg = tiny_config("model.section_context=8", "train.epochs=1",
                       "train.keep_pretrain_steps=5", "train.keep_pretrain_batch=2")
     result = train(cfg, tiny_run(corpus, tmp_path / "run"))

@@ -128,7 +128,8 @@ def _keep_accuracy(structure: bool, steps: int = 100) -> float:
     rng = np.random.default_rng(0)
     cfg = ModelConfig(n_mels=N_MELS, d_model=16, n_heads=2, n_layers=1, conv_kernel=3, stride=1,
                       n_global=4, max_delta=4, n_jump_buckets=4, decoder_layers=1, dropout=0.0,
-                      structure_context=structure, repeat_block=BLOCK, repeat_min_lag=2 * BLOCK,
+                      structure_context=structure, repeat_context=False, section_context=0,
+                      repeat_block=BLOCK, repeat_min_lag=2 * BLOCK,
                       repeat_max_lag=N_SECTIONS * SECTION * BLOCK, repeat_smooth=SMOOTH,
                       structure_gap=GAP)
     model = PointerNet(cfg)

@@ -84,16 +84,16 @@ class ModelConfig:
     op_head: bool = True
     keep_head: bool = True
     dropout: float = 0.1
-    repeat_context: bool = False
+    repeat_context: bool = True
     repeat_block: int = 32
     repeat_min_lag: int = 344
     repeat_max_lag: int = 20480
     repeat_smooth: int = 8
-    structure_context: bool = False
+    structure_context: bool = True
     structure_threshold: float = 0.6
     structure_gap: int = 41
-    section_context: int = 0
-    section_block: int = 32
+    section_context: int = 32
+    section_block: int = 96
 
     LIMITS: ClassVar[dict[str, Range]] = {
         "n_mels": AT_LEAST_1, "d_model": AT_LEAST_1, "n_heads": AT_LEAST_1, "n_layers": AT_LEAST_1,
@@ -214,7 +214,7 @@ class TrainConfig:
     use_jump_pos_weight: float = 5.0
     stop_weight: float = 1.0
     op_weight: float = 0.2
-    keep_weight: float = 2.0
+    keep_weight: float = 4.0
     jump_sigma_frames: float = 1.0
     val_every: int = 1
     val_decode_every: int = 1
@@ -223,7 +223,7 @@ class TrainConfig:
     activation_checkpointing: bool = False
     max_cached_recordings: int = 32
     log_every: int = 10
-    keep_pretrain_steps: int = 0
+    keep_pretrain_steps: int = 300
     keep_pretrain_batch: int = 8
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 

@@ -65,8 +65,8 @@ class PPOConfig:
     bc_weight: float = 0.0
     bc_batch_size: int = 256
     aux_weight: float = 0.1
-    value_warmup_updates: int = 0
-    bc_label_smoothing: float = 0.0
+    value_warmup_updates: int = 5
+    bc_label_smoothing: float = 0.05
 
     LIMITS: ClassVar[dict[str, Range]] = {
         "n_steps": AT_LEAST_1, "n_epochs": AT_LEAST_1, "minibatch_size": AT_LEAST_1,

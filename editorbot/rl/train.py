@@ -69,7 +69,7 @@ class TrainConfig:
     bc_pretrain_epochs: int = 0
     bc_batch_size: int = 128
     bc_learning_rate: float = 1e-3
-    bc_detours: int = 0
+    bc_detours: int = 4
     val_fraction: float = 0.2
     val_names: list[str] = field(default_factory=list)
     split_seed: int = 0
