@@ -22,7 +22,7 @@ from editorbot.edits import Edit, Segment, segments_to_pointers
 from editorbot.errors import UserError
 from editorbot.export import export_all
 from editorbot.review_server import (BeatGrid, EditState, ReviewServer, ReviewSession, apply_op,
-                                    find_edit)
+                                    find_edit, merge_proposal, repropose, touched_segments)
 
 from .test_baseline import make_jam
 
@@ -196,6 +196,37 @@ def test_the_journal_replays_every_change_undo_and_redo_and_survives_a_cut_short
     assert not again.can_redo and spans(again.edit) == [(8.0, 12.0)]
 
 
+def test_a_proposal_fills_around_the_touched_segments_in_raw_order():
+    edit = plain_edit()
+    touched = [False, True, False, False]  # (16, 4): the person changed it
+    proposal = Edit([Segment(0.0, 10.0, fade_in_s=1.0), Segment(14.0, 10.0, crossfade_s=0.05),
+                     Segment(30.0, 5.0, crossfade_s=0.05, fade_out_s=2.0)])
+    merged, pieces = merge_proposal(edit, touched, proposal)
+    # (14, 24) loses the 16-20 s the touched segment plays, which goes where the raw has it.
+    assert spans(merged) == [(0.0, 10.0), (14.0, 2.0), (16.0, 4.0), (20.0, 4.0), (30.0, 5.0)]
+    assert pieces == [(0.0, 10.0), (14.0, 2.0), (20.0, 4.0), (30.0, 5.0)]
+    assert merged.segments[0].fade_in_s == 1.0 and merged.segments[-1].fade_out_s == 2.0
+    assert [s.crossfade_s for s in merged.segments] == [0.0, 0.05, 0.03, 0.05, 0.05]
+    assert touched_segments(merged, set(pieces)) == [False, False, True, False, False]
+
+
+def test_repropose_asks_again_until_the_edit_has_the_target_length():
+    asked = []
+
+    def first_seconds(target_s):  # an editor that keeps the raw's first target_s seconds
+        asked.append(target_s)
+        return Edit([Segment(0.0, target_s)])
+
+    edit = plain_edit()
+    new, pieces = repropose(edit, [False, True, False, False], first_seconds, 30.0)
+    # 26 s asked (30 less the touched 4 s) gives 22 s around them: 4 s short; then 30 s fits.
+    assert asked == [26.0, 30.0]
+    assert spans(new) == [(0.0, 16.0), (16.0, 4.0), (20.0, 10.0)] and new.duration_s == 30.0
+    assert pieces == [(0.0, 16.0), (20.0, 10.0)]
+    with pytest.raises(UserError, match="already last 4.0 s"):
+        repropose(edit, [False, True, False, False], first_seconds, 4.0)
+
+
 # ----------------------------------------------------------------------------- session and server
 
 def test_find_edit_takes_any_version_or_the_folder(folder, tmp_path):
@@ -214,9 +245,12 @@ def test_the_command_prints_its_address_serves_it_and_refuses_a_second_writer(fo
     import subprocess
     import sys
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # SIG_DFL first: a shell's background job ignores SIGINT, its children inherit that, and
+    # Python then never turns Ctrl-C into KeyboardInterrupt (the server would not stop).
     proc = subprocess.Popen([sys.executable, "-m", "editorbot", "review", str(folder / "jam.wav"),
                              "--no-learn"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=tmp_path)
+                            text=True, env=env, cwd=tmp_path,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         lines = []
         while not any(line.startswith("open:") for line in lines):
@@ -238,7 +272,10 @@ def test_the_command_prints_its_address_serves_it_and_refuses_a_second_writer(fo
             f"(pid {proc.pid}); close that review first (one writer at a time)"]
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+        try:
+            assert proc.wait(timeout=60) == 0
+        finally:
+            proc.kill()
 
 
 def test_a_second_writer_is_refused(session, folder, tmp_path):
@@ -365,6 +402,46 @@ def test_a_saved_correction_is_trainable_at_once_without_editorbot_features(fold
     train(load(PointerConfig, None, TINY + ["train.epochs=1"]),
           Run(tmp_path / "run", layout.data_dir, layout.cache_dir, progress=False))
     assert (tmp_path / "run" / "latest.pt").is_file()
+
+
+def test_repropose_keeps_what_was_touched_and_lets_the_rule_based_editor_fill_the_target(folder,
+                                                                                       tmp_path):
+    s = ReviewSession(folder, data_dir=None, find_beats=False, background_render=False)
+    try:
+        s.load_grid()
+        with pytest.raises(UserError, match="--checkpoint"):
+            s.apply({"op": "repropose", "target_s": 30.0, "editor": "model"})
+        s.apply({"op": "move_cut", "cut": 3, "n": 1, "unit": "bar"})  # touches segments 2 and 3
+        before = s.snapshot()["segments"]
+        assert [seg["touched"] for seg in before] == [False, False, True, True]
+        mine = [(seg["raw_start_s"], seg["duration_s"]) for seg in before if seg["touched"]]
+        state = s.apply({"op": "repropose", "target_s": 30.0})
+        new = s.state.edit
+        # The touched segments are there as they were, in their order; the rest is the
+        # rule-based editor's, around them; the edit is 30 s within the tolerance.
+        kept = [(seg.raw_start_s, seg.duration_s) for seg in new.segments
+                if (seg.raw_start_s, seg.duration_s) in mine]
+        assert kept == mine
+        assert abs(new.duration_s - 30.0) <= 0.5
+        assert [seg["touched"] for seg in state["segments"]] == [
+            (seg["raw_start_s"], seg["duration_s"]) in mine for seg in state["segments"]]
+        assert state["history"][-1] == "re-propose the untouched parts to 30.0 s by the rule-based editor"
+        # No raw second is played twice: the proposal leaves out what the touched ones play.
+        plays = sorted((seg.raw_start_s, seg.raw_end_s) for seg in new.segments)
+        assert all(a[1] <= b[0] + 1e-6 for a, b in zip(plays, plays[1:]))
+        reproposed = spans(new)
+    finally:
+        s.close()
+    # A new session replays the journal: the re-proposed pieces still count as untouched.
+    again = ReviewSession(folder, data_dir=None, find_beats=False, background_render=False)
+    try:
+        assert spans(again.state.edit) == reproposed
+        assert [seg["touched"] for seg in again.snapshot()["segments"]] == [
+            seg["touched"] for seg in state["segments"]]
+        again.undo()
+        assert [seg["touched"] for seg in again.snapshot()["segments"]] == [False, False, True, True]
+    finally:
+        again.close()
 
 
 def test_each_change_is_rendered_in_the_background_and_save_publishes_that_render(server, session,

@@ -13,7 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "review", help="correct an edit in the browser and save it as a new version",
         description="Serve OUT's review page on 127.0.0.1 (a free port, a secret token in the "
                     "address): play the raw and the edit, audition each cut, veto or move cuts "
-                    "by beats or bars, trim, delete, reorder or add segments, undo and redo. "
+                    "by beats or bars, trim, delete, reorder or add segments, set a target length "
+                    "and let an editor re-propose the parts not yet touched, undo and redo. "
                     "Every change is journaled in OUT_corrections/. Save re-renders from the "
                     "raw as OUT_v2.wav, OUT_v3.wav... (earlier versions are kept) with its "
                     "segment list, timelines and review page, and writes the corrected pair "
@@ -30,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "training (default: cache)")
     p.add_argument("--no-learn", action="store_true",
                    help="do not write saved corrections into the training layout")
+    p.add_argument("--checkpoint", metavar="MODEL.pt",
+                   help="a trained model that may re-propose the parts not yet touched to a "
+                        "target length (the rule-based editor always may)")
     p.add_argument("--port", type=int, default=0,
                    help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
@@ -44,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--port {args.port}: must be 0 (any free port) to 65535")
     session = ReviewSession(args.edit, raw=args.raw,
                             data_dir=None if args.no_learn else args.data_dir,
-                            cache_dir=args.cache_dir)
+                            cache_dir=args.cache_dir, checkpoint=args.checkpoint)
     try:
         try:
             server = ReviewServer(session, port=args.port)

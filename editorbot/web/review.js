@@ -176,6 +176,7 @@
     if (selected.segment !== null && selected.segment >= state.segments.length) { selected.segment = null; }
     fillTable();
     fillInsertAt();
+    fillEditors();
     if (state.state_id !== lastStateId) {
       lastStateId = state.state_id;
       var t = first ? 0 : edit.ws.getCurrentTime();
@@ -205,7 +206,8 @@
       var cells = ['<span class="swatch" style="background:' + PALETTE[i % PALETTE.length] + '"></span>' + (i + 1),
         clock(s.edit_start_s), clock(s.edit_start_s + s.duration_s), clock(s.raw_start_s), clock(s.raw_end_s),
         s.duration_s.toFixed(2), (s.gain_db >= 0 ? "+" : "") + s.gain_db.toFixed(1),
-        Math.round(1000 * s.crossfade_s), i ? '<a href="#" data-cut="' + i + '">cut ' + i + "</a>" : ""];
+        Math.round(1000 * s.crossfade_s), i ? '<a href="#" data-cut="' + i + '">cut ' + i + "</a>" : "",
+        s.touched ? "you" : "editor"];
       tr.innerHTML = cells.map(function (c) { return "<td>" + c + "</td>"; }).join("");
       tr.addEventListener("click", function (ev) {
         var cut = ev.target.getAttribute("data-cut");
@@ -214,6 +216,27 @@
       });
       body.appendChild(tr);
     });
+  }
+
+  var EDITOR_NAMES = { rule: "the rule-based editor", model: "the model" };
+  function fillEditors() {
+    var sel = $("repropose-editor");
+    if (sel.options.length === state.editors.length) { return; }
+    sel.innerHTML = "";
+    state.editors.forEach(function (name) {
+      var o = document.createElement("option");
+      o.value = name; o.textContent = EDITOR_NAMES[name] || name;
+      sel.appendChild(o);
+    });
+    if (!$("target").value) { $("target").value = clock(state.duration_s); }
+  }
+  function seconds(text) {  // "m:ss", "h:mm:ss" or seconds; NaN when neither
+    var parts = text.trim().split(":"), total = 0;
+    for (var k = 0; k < parts.length; k++) {
+      if (!/^\d+(\.\d*)?$/.test(parts[k])) { return NaN; }
+      total = total * 60 + parseFloat(parts[k]);
+    }
+    return parts.length ? total : NaN;
   }
 
   function fillInsertAt() {
@@ -308,6 +331,14 @@
     op({ op: "insert", raw_start_s: selection.start, raw_end_s: selection.end, at: at,
          snap: $("insert-snap").checked }, function () {
       selection.remove(); selection = null; showSelection(); selected.segment = at; selected.cut = null;
+    });
+  });
+  $("repropose").addEventListener("click", function () {
+    var target = seconds($("target").value);
+    if (!(target > 0)) { status("target length: write m:ss or seconds, e.g. 3:30", true); return; }
+    status("the editor is proposing\u2026");
+    op({ op: "repropose", target_s: target, editor: $("repropose-editor").value }, function () {
+      selected.segment = null; selected.cut = null;
     });
   });
   function history(which) {
