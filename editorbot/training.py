@@ -84,6 +84,9 @@ class Run:
         return Deadline(self.max_minutes)
 
 
+VALIDATION_SHARE = 0.2  # of a deadline, kept free for a first validation of unknown length
+
+
 class Deadline:
     """The end of a run's wall time, shared out between its phases."""
 
@@ -103,6 +106,14 @@ class Deadline:
     def passed(self, *, margin_s: float = 0.0) -> bool:
         """Whether the deadline has passed, or will have after `margin_s` more seconds."""
         return time.time() + margin_s > self.at
+
+    def margin(self, validation_s: float) -> float:
+        """Seconds to keep free for the last validation: the last one's length, or, before
+        any has run, VALIDATION_SHARE of the run (a first validation that decodes whole
+        recordings can take longer than minutes of training)."""
+        if validation_s > 0 or not self.set:
+            return validation_s
+        return VALIDATION_SHARE * (self.at - self.started)
 
     def elapsed_fraction(self) -> float:
         return (time.time() - self.started) / (self.at - self.started) if self.set else 0.0

@@ -24,6 +24,8 @@ def test_a_deadline_shares_out_the_run():
     assert not free.set and free.share(0.25) == float("inf") and not free.passed(margin_s=1e9)
     assert Deadline(1.0, started=time.time() - 59.5).passed(margin_s=1.0)
     assert not Deadline(1.0, started=time.time() - 58.0).passed(margin_s=1.0)
+    # Before any validation ran, a fifth of the run is kept free for the first one.
+    assert d.margin(0.0) == pytest.approx(120.0) and d.margin(30.0) == 30.0 and free.margin(0.0) == 0.0
 
 
 def test_the_progress_total_does_not_move_and_the_loss_is_smoothed():

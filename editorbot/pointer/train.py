@@ -280,7 +280,7 @@ def _to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str,
 @torch.no_grad()
 def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerConfig,
              device: torch.device, *, keep_ratio: float, decode: bool,
-             jumps_back: bool = True) -> dict[str, float]:
+             jumps_back: bool = True, until: float = math.inf) -> dict[str, float]:
     """Teacher-forced losses and accuracies over every step of the validation recordings,
     and (decode) the kept-raw IoU of freely decoded edits, with the stop head deciding
     their length. Both without telling the model the edit's length, as at inference
@@ -294,6 +294,9 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     With a keep head it also chooses the keep threshold decode.keep_skip uses (see
     choose_keep_threshold): val/keep_threshold and val/keep_iou (of the keep head's kept
     stretches alone); the decoded edits use it unless decode.keep_threshold is set.
+
+    Decoding stops at `until` (time.time(), the run's deadline): val/iou is then the mean
+    over the recordings decoded by then, val/decoded their number.
     """
     net.eval()
     fps = data.params.frames_per_s
@@ -341,6 +344,8 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     if cfg.decode.keep_threshold is not None:
         threshold = cfg.decode.keep_threshold
     for name in names if decode else []:
+        if ious and time.time() > until:
+            break
         rec = data.recordings[name]
         decoded = decode_mel(net, cfg, data.mel(name), target_frames=int(round(keep_ratio * rec.n_raw)),
                              fixed_length=False, frames_per_s=fps, jumps_back=jumps_back,
@@ -355,6 +360,7 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     if ious:
         metrics["val/iou"] = float(np.mean(ious))
         metrics["val/duration_ratio"] = float(np.mean(duration_ratios))
+        metrics["val/decoded"] = float(len(ious))
     return metrics
 
 
@@ -566,7 +572,7 @@ def train(config: PointerConfig, run: Run, *,
                 if on_step is not None:
                     on_step(global_step, losses)
                 # Stop in time for the last validation to end by the deadline too.
-                if ddp.any(deadline.passed(margin_s=val_seconds)):
+                if ddp.any(deadline.passed(margin_s=deadline.margin(val_seconds))):
                     out_of_time = True
                     break
             if not out_of_time:
@@ -579,7 +585,7 @@ def train(config: PointerConfig, run: Run, *,
                 decode = tc.val_decode_every > 0 and (n_val % tc.val_decode_every == 0 or last)
                 val_started = time.time()
                 metrics = validate(net, data, val_names, config, ddp.device, keep_ratio=keep_ratio,
-                                   decode=decode, jumps_back=jumps_back)
+                                   decode=decode, jumps_back=jumps_back, until=deadline.at)
                 val_seconds = time.time() - val_started
                 metrics["epoch"] = epoch
                 metrics["global_step"] = global_step

@@ -417,7 +417,7 @@ def train(config: RLConfig, run: Run, *, bc_pretrain: str | os.PathLike | None =
                                  progress=progress, label_smoothing=config.ppo.bc_label_smoothing,
                                  deadline=deadline.share(0.5 if tc.n_updates > 0 else 1.0))
         val_after_bc = validate(0, "val")
-        log.info("BC: %d epochs, train type accuracy %.3f; validation %s", tc.bc_pretrain_epochs,
+        log.info("BC: %d epochs, train type accuracy %.3f; validation %s", bc_metrics["epochs"],
                  bc_metrics.get("type_accuracy", float("nan")), _short(val_after_bc))
         save(update0, "bc", val_after_bc, val_after_bc.get("episode_reward"))
 
@@ -450,7 +450,7 @@ def train(config: RLConfig, run: Run, *, bc_pretrain: str | os.PathLike | None =
             bar.step(**({"reward": float(np.mean(rewards))} if rewards else {}))
             entry = {"update": report.update, **{k: v for k, v in report.stats.items()}}
             # Stop in time for the last validation to end by the deadline too.
-            out_of_time = deadline.passed(margin_s=val_seconds)
+            out_of_time = deadline.passed(margin_s=deadline.margin(val_seconds))
             if ((report.update - update0) % tc.eval_every == 0 or report.update == update0 + tc.n_updates
                     or out_of_time):
                 val_started = time.time()
@@ -484,7 +484,8 @@ def pretrain_bc(agent: Agent, source: BCSource, tc: TrainConfig, aux_weight: flo
                 deadline: float = math.inf) -> dict[str, float]:
     """tc.bc_pretrain_epochs passes of BC (+ auxiliary) loss over the labelled steps, fewer
     when an epoch ends after `deadline` (time.time()); logs train/bc_loss, train/bc_entropy
-    and aux/<task> per epoch. Returns the last epoch's means and the training accuracy."""
+    and aux/<task> per epoch. Returns the last epoch's means, the training accuracy and the
+    epochs done."""
     from tqdm import tqdm
 
     opt = torch.optim.Adam(agent.policy.parameters(), lr=tc.bc_learning_rate)
@@ -516,7 +517,7 @@ def pretrain_bc(agent: Agent, source: BCSource, tc: TrainConfig, aux_weight: flo
             log.info("BC: stopped after %d of %d epochs, at its share of --max-minutes",
                      epoch + 1, tc.bc_pretrain_epochs)
             break
-    return means | bc_accuracy(agent, source, device)
+    return means | bc_accuracy(agent, source, device) | {"epochs": epoch + 1}
 
 
 def _short(m: dict) -> str:

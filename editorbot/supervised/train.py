@@ -207,7 +207,7 @@ def train(cfg: SupervisedConfig, run: Run, *, jobs: int = 1,
                     sums[tag] = sums.get(tag, 0.0) + value * len(chunk)
                 bar.step(float(parts["total"].detach()))
                 # Stop in time for the last validation to end by the deadline too.
-                if deadline.passed(margin_s=val_seconds):
+                if deadline.passed(margin_s=deadline.margin(val_seconds)):
                     out_of_time = True
                     break
             train_means = {k: v / max(seen, 1) for k, v in sums.items()}
@@ -242,7 +242,8 @@ def train(cfg: SupervisedConfig, run: Run, *, jobs: int = 1,
             if improved:
                 save_checkpoint(save_dir / "best.pt", ckpt)
                 wrote.add("best.pt")
-            if out_of_time:
+            if out_of_time or deadline.passed():
+                out_of_time = True
                 break
     except KeyboardInterrupt:
         interrupted = True
