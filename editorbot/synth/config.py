@@ -6,6 +6,7 @@ holds the defaults written out, so a user can match their own material by editin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass
@@ -186,6 +187,9 @@ class SynthConfig:
     raw_sr: int = 44100
     raw_subtype: str = "PCM_24"
     edit_subtype: str = "PCM_24"
+    file_format: Literal["wav", "flac"] = "wav"            # of the raw and edit files; FLAC is
+                                                           # lossless in about half the space
+    channels: Literal[1, 2] = 2                            # 1: the band's mix summed to mono
     session: SessionConfig = field(default_factory=SessionConfig)
     playing: PlayingConfig = field(default_factory=PlayingConfig)
     sound: SoundConfig = field(default_factory=SoundConfig)

@@ -72,7 +72,7 @@ def plan_pair(config: SynthConfig, *, seed: int, index: int, minutes: float,
     plan = plan_session(config, plan_rng, minutes * 60.0)
     edit = choose_edit(plan, persona, config.personas, persona_rng, config.raw_sr)
     name = pair_name(seed, index, persona)
-    edit.raw_path = f"input/{name}_raw.wav"
+    edit.raw_path = f"input/{name}_raw.{config.file_format}"
     return PairPlan(name, seed, index, persona, plan, edit, streams)
 
 
@@ -117,7 +117,8 @@ def _already_written(task: _Task) -> str | None:
     persona = _persona_for(task.config, task.index, task.persona, task.pretraining)
     name = pair_name(task.seed, task.index, persona)
     out = Path(task.out_dir)
-    files = [out / "input" / f"{name}_raw.wav", out / "desired_output" / f"{name}_edit.wav"]
+    ext = task.config.file_format
+    files = [out / "input" / f"{name}_raw.{ext}", out / "desired_output" / f"{name}_edit.{ext}"]
     if task.write_unmastered:
         files.append(out / "unmastered" / f"{name}_edit.wav")
     truth_path = out / "truth" / f"{name}.json"
@@ -127,7 +128,11 @@ def _already_written(task: _Task) -> str | None:
         truth = json.loads(truth_path.read_text())
     except (OSError, ValueError):
         return None
-    same = (truth.get("synth_config") == json.loads(json.dumps(to_dict(task.config)))
+    stored = truth.get("synth_config")
+    if isinstance(stored, dict):
+        stored.setdefault("file_format", "wav")  # written before these settings existed
+        stored.setdefault("channels", 2)
+    same = (stored == json.loads(json.dumps(to_dict(task.config)))
             and truth.get("mastering") == task.mastering
             and abs(float(truth.get("raw_duration_s", -1.0)) - task.minutes * 60.0) < 1e-3)
     return name if same else None
@@ -145,7 +150,10 @@ def _write_pair(task: _Task) -> str:
     sr = config.raw_sr
     score = perform(pp.plan, config, perform_rng)
     raw = render_mix(score, pp.plan.programs, config.sound, sr, pp.plan.duration_s, noise_rng)
-    raw_path = audio.write(out / "input" / f"{pp.name}_raw.wav", raw, sr, subtype=config.raw_subtype)
+    if config.channels == 1:
+        raw = raw.mean(axis=1, keepdims=True)
+    ext = config.file_format
+    raw_path = audio.write(out / "input" / f"{pp.name}_raw.{ext}", raw, sr, subtype=config.raw_subtype)
     raw, _ = audio.read(raw_path)  # the edit is cut from the samples as stored
     unmastered = splice(raw, sr, pp.edit)
     if task.write_unmastered:
@@ -153,7 +161,7 @@ def _write_pair(task: _Task) -> str:
     mastered, edit_sr, chain, offset_s = master(
         unmastered, sr, preset(config.mastering, task.mastering), master_rng,
         keep_codec_delay=config.mastering.keep_codec_delay)
-    audio.write(out / "desired_output" / f"{pp.name}_edit.wav", mastered, edit_sr,
+    audio.write(out / "desired_output" / f"{pp.name}_edit.{ext}", mastered, edit_sr,
                 subtype=config.edit_subtype, protect=(raw_path,))
     atomic_write_text(out / "truth" / f"{pp.name}.json",
                       json.dumps(truth_json(pp, config, task.mastering, chain, edit_sr, offset_s)))
@@ -205,7 +213,7 @@ def write_corpus(out_dir: str | os.PathLike, *, pairs: int, seed: int, minutes: 
     """Write `pairs` synthetic (raw, edit) pairs in the training-data layout.
 
     Writes out_dir/input/{name}_raw.wav, out_dir/desired_output/{name}_edit.wav (mastered,
-    at the preset's rate), out_dir/unmastered/{name}_edit.wav (at the raw's rate, FLOAT)
+    at the preset's rate; .flac with config.file_format "flac"), out_dir/unmastered/{name}_edit.wav (at the raw's rate, FLOAT)
     and out_dir/truth/{name}.json. A pair an earlier run wrote whole, with the same settings,
     is kept as it is: an interrupted run carries on where it stopped, and a larger corpus
     of the same seed adds only the pairs it lacks.
