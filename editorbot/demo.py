@@ -1,7 +1,7 @@
 """The one-command demo: a musician's editing style learnt from six jams in minutes, on CPU.
 
 Generate (raw, edit) pairs of realistic length, align them, train the supervised editor for
-six passes over them, edit held-out jams with it and with the rule-based editor, evaluate
+four passes over them, edit held-out jams with it and with the rule-based editor, evaluate
 both against the held-out human edits, and say where every output went.
 
 The musician is a jam trimmer (configs/synth/demo.json): they keep every song whole, from its
