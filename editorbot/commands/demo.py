@@ -16,15 +16,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      f"(about {seconds / 60:.0f} min)",
         description=f"Generate jam sessions of {DEFAULTS['minutes']:g} minutes and the edits a jam "
                     "trimmer made of them (every song kept whole; tuning, noodling, silences, "
-                    "count-ins and false starts cut), align them, train the supervised editor for "
-                    "a minute or two, edit held-out jams with it and with the rule-based editor "
-                    "(audio, timelines, review pages), and print the evaluation table. About "
+                    "count-ins and false starts cut), align them, train the supervised editor on "
+                    f"them ({epochs} passes), edit held-out jams with it and with the rule-based "
+                    "editor (audio, timelines, review pages), and print the evaluation table. About "
                     f"{seconds / 60:.0f} minutes on 2 CPU cores and {mb:.0f} MB of disk (FLAC at "
                     "22.05 kHz) with the defaults; it says its estimate before it starts.")
     p.add_argument("--out", default="demo_output", help="folder for everything (default demo_output)")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"],
                    help="seed of the corpora and training (default %(default)s)")
-    p.add_argument("--pairs", type=int, default=DEFAULTS["pairs"], help="training pairs (default %(default)s)")
+    p.add_argument("--pairs", type=int, default=DEFAULTS["pairs"],
+                   help="training pairs (default %(default)s)")
     p.add_argument("--heldout", type=int, default=DEFAULTS["heldout"],
                    help="held-out pairs both editors edit (default %(default)s)")
     p.add_argument("--minutes", type=float, default=DEFAULTS["minutes"],
@@ -32,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None,
                    help=f"passes of the training over the jams (default {epochs}, from "
                         "configs/supervised/demo.json)")
-    p.add_argument("--jobs", type=int, default=DEFAULTS["jobs"], help="worker processes (default %(default)s)")
+    p.add_argument("--jobs", type=int, default=DEFAULTS["jobs"],
+                   help="worker processes (default %(default)s)")
     p.set_defaults(func=run)
 
 
