@@ -50,8 +50,7 @@ HTDEMUCS_SIG = "955717e8"
 HTDEMUCS_TH = "955717e8-8726e21a.th"
 HF_REPO_DIR = "models--adefossez--HTDemucs"
 DEMUCS_OVERLAP = 0.25  # share of each model segment that overlaps the next
-DEMUCS_INSTALL = ("pip install --no-deps demucs==4.1.0 && pip install einops julius pyyaml "
-                  "safetensors")
+DEMUCS_INSTALL = "pip install -e '.[stems]'"
 
 Progress = Callable[[float], None]  # called with the seconds of audio just finished
 

@@ -572,7 +572,8 @@ def train(config: PointerConfig, run: Run, *,
                 if on_step is not None:
                     on_step(global_step, losses)
                 # Stop in time for the last validation to end by the deadline too.
-                if ddp.any(deadline.passed(margin_s=deadline.margin(val_seconds))):
+                margin = deadline.margin(val_seconds) if val_names else 0.0  # no validation, no margin
+                if ddp.any(deadline.passed(margin_s=margin)):
                     out_of_time = True
                     break
             if not out_of_time:

@@ -154,10 +154,11 @@ def train(cfg: SupervisedConfig, run: Run, *, jobs: int = 1,
                                       saved=None if state is None else state["split"], where=str(run.resume))
     layout = run.layout
     train_recs = load_recordings([pairs[n] for n in train_names], layout, params, jobs=jobs, progress=run.progress)
-    val_recs = load_recordings([pairs[n] for n in val_names], layout, params, jobs=jobs, progress=run.progress)
+    val_recs = (load_recordings([pairs[n] for n in val_names], layout, params, jobs=jobs,
+                                progress=run.progress) if val_names else [])
     if not val_recs:
-        log.warning("%s: one recording only: no held-out validation, best.pt follows the training loss",
-                    run.data_dir)
+        why = "one recording only" if len(pairs) == 1 else "train.val_fraction is 0"
+        log.warning("%s: %s: no held-out validation, best.pt follows the training loss", run.data_dir, why)
     edit_ref_db = float(np.mean([r.ref_edit_db for r in train_recs]))
     levels = measured_levels(run, train_names)
 
@@ -207,7 +208,8 @@ def train(cfg: SupervisedConfig, run: Run, *, jobs: int = 1,
                     sums[tag] = sums.get(tag, 0.0) + value * len(chunk)
                 bar.step(float(parts["total"].detach()))
                 # Stop in time for the last validation to end by the deadline too.
-                if deadline.passed(margin_s=deadline.margin(val_seconds)):
+                # (no margin when no validation will run)
+                if deadline.passed(margin_s=deadline.margin(val_seconds) if val_recs else 0.0):
                     out_of_time = True
                     break
             train_means = {k: v / max(seen, 1) for k, v in sums.items()}
