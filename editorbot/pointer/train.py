@@ -446,6 +446,7 @@ def train(config: PointerConfig, run: Run, *,
     _selection_score({"val/iou": 0.0, "val/loss": 0.0} if tc.val_decode_every else {"val/loss": 0.0},
                      tc.select_by)
     ddp = _Dist()
+    deadline = run.deadline()  # from the start: loading the data counts towards the run
     torch.manual_seed(tc.seed)
     save_dir = run.save_dir
     run.check()
@@ -467,7 +468,6 @@ def train(config: PointerConfig, run: Run, *,
     jumps_back = any(data.recordings[n].jumps_back(back_frames) for n in train_names)
     net = PointerNet(config.model).to(ddp.device)
     net.activation_checkpointing = tc.activation_checkpointing
-    deadline = run.deadline()
     if run.init is not None:
         _load_init(net, run.init, config)
     elif state is None and tc.keep_pretrain_steps > 0:
@@ -649,12 +649,7 @@ def _load_init(net: PointerNet, path: Path, config: PointerConfig) -> None:
     state = load_checkpoint(path)
     if state["kind"] != "pointer":
         raise UserError(f"{path}: a {state['kind']} checkpoint; --init takes a pointer model")
-    saved = from_dict(PointerConfig, state["config"], where=str(path), saved=True)
-    if saved.model != config.model:
-        differ = [k for k, v in to_dict(saved.model).items() if to_dict(config.model)[k] != v]
-        raise UserError(f"{path}: its model settings differ from the config's ({', '.join(differ[:4])}); "
-                        "fine-tune with the config it was trained with (train with no --config "
-                        "takes the built-in one)")
+    _check_same_model(path, state, config, "fine-tune")
     load_state(net, state["model_state"], where=str(path))
     log.info("pointer: starting from the weights of %s (%d steps)", path, int(state.get("step", 0)))
 
@@ -664,8 +659,14 @@ def _load_resume(path: Path, config: PointerConfig) -> dict:
     if state.get("kind") != "pointer" or "optimizer_state" not in state:
         raise UserError(f"{path}: not a pointer latest.pt (best.pt carries no optimiser state); "
                         "resume from latest.pt")
-    saved = from_dict(PointerConfig, state["config"], where=str(path), saved=True)
-    if saved.model != config.model:
-        raise UserError(f"{path}: trained with other model settings than the config; resume "
-                        "with the config it was trained with")
+    _check_same_model(path, state, config, "resume")
     return state
+
+
+def _check_same_model(path: Path, state: dict, config: PointerConfig, doing: str) -> None:
+    """A checkpoint's weights fit only the model settings it was trained with."""
+    saved = to_dict(from_dict(PointerConfig, state["config"], where=str(path), saved=True).model)
+    differ = [k for k, v in saved.items() if to_dict(config.model)[k] != v]
+    if differ:
+        raise UserError(f"{path}: trained with other model settings than the config "
+                        f"({', '.join(differ[:4])}); {doing} with the config it was trained with")
