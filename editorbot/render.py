@@ -21,9 +21,15 @@ Level. A render never writes a clipped sample unless asked (allow_clipping): a f
 measures the peak the segments' gains give (and the integrated loudness when the edit names
 a loudness_lufs), then the edit is written with one gain for the whole of it, so the
 segments keep their levels relative to each other: the gain that brings the edit to its
-loudness, lowered as far as it must be to put a peak that would pass full scale at
-PEAK_CEILING_DBFS. Float outputs keep values above 1.0 and count them. RenderReport says
-what was done; its `level_json` goes into the segment list as "render".
+loudness. When that gain would put a peak past full scale:
+- an edit with a loudness_lufs (the editor's, from a checkpoint's levels) keeps the gain and
+  a look-ahead true-peak limiter (editorbot.limiter) holds the true peak at
+  TRUE_PEAK_CEILING_DBTP, as an editor's limiter does; up to MAKE_UP_PASSES more passes
+  measure what the limiting cost in loudness and the gain makes it up. The limiter takes at most
+  MAX_LIMIT_DB off a peak: where more would be needed, the whole edit is lowered by the rest.
+- an edit without one is lowered as a whole, to put its peak at PEAK_CEILING_DBFS.
+Float outputs keep values above 1.0 and count them. RenderReport says what was done; its
+`level_json` goes into the segment list as "render".
 """
 from __future__ import annotations
 
@@ -40,6 +46,7 @@ from .audio import AudioInfo, iter_blocks, probe, write_blocks
 from .edits import Edit, check_segment, segment_samples
 from .effects import EFFECTS, effect_params
 from .errors import UserError, log
+from .limiter import Limiter, TruePeakMeter
 from .loudness import LoudnessMeter
 from .seams import (LOUDNESS_WINDOW_MS, RawClickStats, SeamReport, raw_click_stats, rms_db,
                     seam_click, seam_window)
@@ -52,6 +59,9 @@ QUIET_DB = 20.0              # a join this far below the loudest candidate count
 END_TOLERANCE_S = 0.025      # segments may run this far past the raw's end (pointer rounding)
 READ_BLOCK_S = 10.0          # seconds of raw read per block
 PEAK_CEILING_DBFS = -0.1     # a render that would clip is lowered to this sample peak
+TRUE_PEAK_CEILING_DBTP = -1.0  # or, when it has a loudness to reach, limited to this true peak
+MAX_LIMIT_DB = 8.0           # the most the limiter takes off a peak; the whole edit gives the rest
+MAKE_UP_PASSES = 2           # passes that measure what limiting cost in loudness, to make it up
 LOUDNESS_TOLERANCE_LU = 0.2  # a render this close to its loudness_lufs gets no gain for it
 OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 # Sample formats an output keeps from its raw when it can hold them; a raw in any other
@@ -444,11 +454,14 @@ class RenderReport:
     seams: one SeamReport per seam, in edit order. raw_stats: the raw's own click
         percentiles the seams are judged against.
     level_method: "none" (written at the level the segments' gains give), "gain" (one gain
-        on the whole edit, gain_db, for its loudness_lufs and/or to keep it from clipping)
-        or "clipping allowed" (written at the level asked, clipped_samples cut at full scale).
+        on the whole edit, gain_db, for its loudness_lufs and/or to keep it from clipping),
+        "limiter" (gain_db for its loudness_lufs, the peaks limited to
+        TRUE_PEAK_CEILING_DBTP) or "clipping allowed" (written at the level asked,
+        clipped_samples cut at full scale).
     gain_db: the gain applied to the whole edit. gain_reduction_db: how much of the gain
         the edit asked for (0 dB, or what brings it to its loudness_lufs) was taken off so
-        that no sample passes full scale.
+        that no sample passes full scale (with the limiter: what MAX_LIMIT_DB left over).
+    limit_db: the most the limiter took off a peak (dB; 0 without it).
     unreduced_peak_dbfs: the peak at the gain asked for; peak_dbfs: the peak written.
     clipped_samples: samples cut at full scale (integer outputs with allow_clipping only).
     over_full_scale_samples: float outputs, which keep them: samples beyond +-1.0.
@@ -470,6 +483,7 @@ class RenderReport:
     level_method: str = "none"
     gain_db: float = 0.0
     gain_reduction_db: float = 0.0
+    limit_db: float = 0.0
     unreduced_peak_dbfs: float = float("-inf")
     over_full_scale_samples: int = 0
     loudness_lufs: float | None = None
@@ -484,7 +498,7 @@ class RenderReport:
         def db(x):
             return None if x is None or not np.isfinite(x) else round(float(x), 2)
         return {"method": self.level_method, "gain_db": db(self.gain_db),
-                "gain_reduction_db": db(self.gain_reduction_db),
+                "gain_reduction_db": db(self.gain_reduction_db), "limit_db": db(self.limit_db),
                 "unreduced_peak_dbfs": db(self.unreduced_peak_dbfs),
                 "peak_dbfs": db(self.peak_dbfs), "clipped_samples": self.clipped_samples,
                 "over_full_scale_samples": self.over_full_scale_samples,
@@ -503,6 +517,15 @@ class RenderReport:
         if self.over_full_scale_samples:
             return (f"level: {self.over_full_scale_samples} samples exceed 1.0 (peak "
                     f"{self.peak_dbfs:+.1f} dBFS), kept in the float output{loud}")
+        if self.level_method == "limiter":
+            rest = ""
+            if self.gain_reduction_db > 0:
+                rest = (f"; the limiter stops at {MAX_LIMIT_DB:.0f} dB, so the whole edit was "
+                        f"lowered by {self.gain_reduction_db:.1f} dB")
+            return (f"level: {self.gain_db:+.1f} dB on the whole edit for its loudness, its "
+                    f"peaks limited by {self.limit_db:.1f} dB (true peak at most "
+                    f"{TRUE_PEAK_CEILING_DBTP:.1f} dBTP){rest}, peak {self.peak_dbfs:.1f} dBFS, "
+                    f"0 samples clipped{loud}")
         if self.gain_reduction_db > 0:
             return (f"level: the gains would clip (peak {self.unreduced_peak_dbfs:+.1f} dBFS): "
                     f"the whole edit lowered by {self.gain_reduction_db:.1f} dB (one gain, "
@@ -565,41 +588,84 @@ class _Stream:
         self.out_path, self.subtype = out_path, subtype
         self.report: RenderReport | None = None
 
-    def _blocks(self, gain: float, meter: LoudnessMeter | None, bar) -> Iterator[tuple[int, np.ndarray]]:
-        """(edit sample, block) of the whole edit times `gain`, fed to `meter` and `bar`."""
+    def _blocks(self, gain: float, limiter: Limiter | None, meters: list,
+                bar) -> Iterator[tuple[int, np.ndarray]]:
+        """(edit sample, block) of the whole edit times `gain`, through `limiter` when one is
+        given, each block fed to every one of `meters` (objects with add(block)) and `bar`."""
         info = self.info
-        for pos, block in _mix(info, self.pieces, self.total, int(READ_BLOCK_S * info.sr)):
-            if gain != 1.0:
-                block *= np.float32(gain)
-            if meter is not None:
+        end = 0
+
+        def fed(block: np.ndarray) -> np.ndarray:
+            for meter in meters:
                 meter.add(block)
-            yield pos, block
+            return block
+
+        for pos, block in _mix(info, self.pieces, self.total, int(READ_BLOCK_S * info.sr)):
             if bar is not None:
                 bar.update(min(len(block) / info.sr, bar.total - bar.n))
+            if gain != 1.0:
+                block *= np.float32(gain)
+            if limiter is not None:
+                block, pos = limiter.process(block), end  # it runs behind its input
+            if len(block):
+                yield pos, fed(block)
+            end = pos + len(block)
+        if limiter is not None:
+            block = limiter.finish()
+            if len(block):
+                yield end, fed(block)
 
-    def _measure(self, bar) -> tuple[float, float | None]:
-        """The first pass: the peak at unit gain, and the loudness (LUFS) when asked for."""
+    def _measure(self, gain_db: float, limiter: Limiter | None, bar, *,
+                 true_peak: bool = False) -> tuple[float, float | None, float | None]:
+        """A measuring pass at `gain_db` (through `limiter` when given): the sample peak, the
+        true peak when asked for, and the loudness (LUFS) when the edit names one."""
+        if bar is not None and bar.n > 0:  # a pass more than the bar was set up for
+            bar.total += self.total / self.info.sr
+            bar.refresh()
         meter = (LoudnessMeter(self.info.sr, self.info.channels)
                  if self.edit.loudness_lufs is not None else None)
+        tp = TruePeakMeter(self.info.channels) if true_peak else None
         peak = 0.0
-        for _, block in self._blocks(1.0, meter, bar):
+        for _, block in self._blocks(float(10.0 ** (gain_db / 20.0)), limiter,
+                                     [m for m in (meter, tp) if m is not None], bar):
             peak = max(peak, float(np.abs(block).max(initial=0.0)))
-        return peak, None if meter is None else meter.integrated_lufs()
+        return (peak, None if tp is None else tp.finish(),
+                None if meter is None else meter.integrated_lufs())
 
-    def _gain_db(self, peak: float, loudness: float | None) -> tuple[float, float]:
-        """(gain for the whole edit, how much of the gain asked for the ceiling took off)."""
+    def _limiter(self) -> Limiter:
+        return Limiter(self.info.sr, self.info.channels, ceiling_dbtp=TRUE_PEAK_CEILING_DBTP)
+
+    def _level(self, bar) -> tuple[float, float, bool, float, float | None]:
+        """The measuring passes and what they decide: (gain_db for the whole edit, how much
+        of the gain asked for was taken off it, whether to limit, the peak (dBFS) at the
+        gain asked for, the loudness (LUFS) at unit gain when the edit names one)."""
         target = self.edit.loudness_lufs
+        protect = not (self.floating or self.allow_clipping)
+        peak, true_peak, loudness = self._measure(0.0, None, bar,
+                                                  true_peak=protect and target is not None)
         asked = 0.0
         if target is not None and loudness is not None and np.isfinite(loudness):
             asked = target - loudness
             if abs(asked) < LOUDNESS_TOLERANCE_LU:
                 asked = 0.0
-        if self.floating or self.allow_clipping or peak <= 0.0:
-            return asked, 0.0
-        if _dbfs(peak) + asked <= 0.0:  # nothing passes full scale
-            return asked, 0.0
-        gain = min(asked, PEAK_CEILING_DBFS - _dbfs(peak))
-        return gain, asked - gain
+        unreduced = _dbfs(peak) + asked
+        if not protect or unreduced <= 0.0:  # allowed to pass full scale, or nothing does
+            return asked, 0.0, False, unreduced, loudness
+        if target is None:  # no loudness to reach: one gain puts the peak at the ceiling
+            gain = PEAK_CEILING_DBFS - _dbfs(peak)
+            return gain, asked - gain, False, unreduced, loudness
+        # The editor's loudness: limit the peaks, by MAX_LIMIT_DB at most.
+        most = TRUE_PEAK_CEILING_DBTP + MAX_LIMIT_DB - _dbfs(true_peak)
+        gain = min(asked, most)
+        for _ in range(MAKE_UP_PASSES):  # limiting lowers the loudness: measure, make it up
+            if gain >= most:
+                break
+            _, _, limited = self._measure(gain, self._limiter(), bar)
+            if not np.isfinite(limited) or target - limited <= LOUDNESS_TOLERANCE_LU:
+                break
+            asked = gain + target - limited
+            gain = min(asked, most)
+        return gain, asked - gain, True, unreduced, loudness
 
     def __iter__(self) -> Iterator[np.ndarray]:
         info = self.info
@@ -616,15 +682,16 @@ class _Stream:
                        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio "
                                   "[{elapsed}<{remaining}]")
         gain_db = reduction_db = 0.0
-        loudness = None
+        limit, unreduced, measured = False, None, None
         if measure:
-            peak, loudness = self._measure(bar)
-            gain_db, reduction_db = self._gain_db(peak, loudness)
+            gain_db, reduction_db, limit, unreduced, measured = self._level(bar)
         gain = float(10.0 ** (gain_db / 20.0))
+        limiter = self._limiter() if limit else None
+        meter = LoudnessMeter(info.sr, info.channels) if limit else None  # what it wrote
         taps = _SeamTaps(self.seams, self.pieces, info.sr, self.total)
         stats = raw_click_stats(info.path, info=info)
         peak, clipped, over = 0.0, 0, 0
-        for pos, block in self._blocks(gain, None, bar):
+        for pos, block in self._blocks(gain, limiter, [meter] if meter else [], bar):
             taps.see(pos, block)
             block_peak = float(np.abs(block).max(initial=0.0))
             peak = max(peak, block_peak)
@@ -640,18 +707,25 @@ class _Stream:
         method = "none"
         if self.allow_clipping and clipped:
             method = "clipping allowed"
+        elif limiter is not None:
+            method = "limiter"
         elif gain_db != 0.0:
             method = "gain"
         written_peak = min(peak, 1.0) if clipped else peak
+        if meter is not None:
+            loudness = meter.integrated_lufs()
+        elif measured is not None:  # the gain is linear: the loudness measured plus the gain
+            loudness = measured + gain_db
+        else:
+            loudness = None
         self.report = RenderReport(
             self.out_path, info.sr, info.channels, self.subtype, self.total,
             _rendered_edit(self.edit, self.pieces, info), self._seam_reports(taps, stats, gain),
             stats, _dbfs(written_peak), clipped, time.perf_counter() - self.started,
             level_method=method, gain_db=gain_db, gain_reduction_db=reduction_db,
-            unreduced_peak_dbfs=_dbfs(peak) + reduction_db, over_full_scale_samples=over,
-            # The gain is linear: the loudness written is the one measured plus the gain.
-            loudness_lufs=None if loudness is None else loudness + gain_db,
-            target_loudness_lufs=target)
+            limit_db=0.0 if limiter is None else limiter.limit_db,
+            unreduced_peak_dbfs=_dbfs(peak) if unreduced is None else unreduced,
+            over_full_scale_samples=over, loudness_lufs=loudness, target_loudness_lufs=target)
 
     def _seam_reports(self, taps: _SeamTaps, stats: RawClickStats,
                       gain: float) -> list[SeamReport]:

@@ -168,6 +168,11 @@ def level_line(render: dict | None) -> str | None:
     reduction, gain, peak = num("gain_reduction_db"), num("gain_db"), num("peak_dbfs")
     if render.get("method") == "clipping allowed":
         line = f"level: clipping allowed, {render.get('clipped_samples', '?')} samples clipped"
+    elif render.get("method") == "limiter":
+        line = (f"level: {gain or 0.0:+.1f} dB on the whole edit for its loudness, its peaks "
+                f"limited by {num('limit_db') or 0.0:.1f} dB")
+        if reduction:
+            line += f", and the whole edit lowered by {reduction:.1f} dB (the limiter's most)"
     elif reduction:
         line = f"level: the whole edit lowered by {reduction:.1f} dB so that nothing clips"
     elif gain:

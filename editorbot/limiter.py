@@ -1,0 +1,159 @@
+"""True peaks and a look-ahead true-peak limiter for audio that arrives in blocks.
+
+The renderer uses them to bring an edit to the editor's loudness when its peaks would
+pass full scale: a few dB of peaks are limited instead of turning the whole edit down.
+
+True peak: per sample, the largest magnitude over the channels of the signal oversampled
+OVERSAMPLE times (a windowed-sinc interpolator, as BS.1770's true-peak meter does), at the
+sample and at the three points that follow it.
+
+The limiter's gain is the same on every channel (the image stays). At each sample it is at
+most ceiling / true peak of every sample up to LOOKAHEAD_MS ahead (so it is down before a
+peak arrives, and no limited true peak passes the ceiling), falls to that over LOOKAHEAD_MS
+in a straight line, and recovers exponentially over RELEASE_MS. The output lags the input
+by `latency` samples; `finish` returns what is held back.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+OVERSAMPLE = 4
+CONTEXT = 6                  # samples either side that the interpolator reads
+LOOKAHEAD_MS = 5.0           # the gain falls over this before a peak
+RELEASE_MS = 50.0            # and recovers over this after it (time constant)
+
+
+def _interpolator() -> np.ndarray:
+    """OVERSAMPLE-times upsampling filter: OVERSAMPLE * 2 * CONTEXT + 1 taps, cut-off at
+    the input's Nyquist frequency; phase p (taps[p::OVERSAMPLE]) interpolates the points
+    p / OVERSAMPLE of a sample after each sample."""
+    import scipy.signal
+    return OVERSAMPLE * scipy.signal.firwin(OVERSAMPLE * 2 * CONTEXT + 1, 1.0 / OVERSAMPLE)
+
+
+def true_peaks(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """Per-sample true peak of x's middle (CONTEXT samples at each end are context only).
+
+    Args:
+        x : np.ndarray [shape=(n + 2 * CONTEXT, channels)]
+        taps : the filter of _interpolator()
+    Returns:
+        peaks : np.ndarray [shape=(n,)], linear: the max over the channels and over the
+            sample and the OVERSAMPLE - 1 points between it and the next
+    """
+    n = len(x) - 2 * CONTEXT
+    if n <= 0:
+        return np.zeros(0, np.float32)
+    peaks = np.abs(x[CONTEXT:CONTEXT + n]).max(axis=1)
+    for p in range(1, OVERSAMPLE):  # phase p: the points p / OVERSAMPLE after each sample
+        phase = taps[p::OVERSAMPLE].astype(np.float32)  # 2 * CONTEXT taps
+        for c in range(x.shape[1]):
+            between = np.convolve(x[:, c], phase, mode="valid")[1:n + 1]
+            np.maximum(peaks, np.abs(between), out=peaks)
+    return peaks
+
+
+class TruePeakMeter:
+    """Feed blocks (n, channels) in order with `add`; `peak` is the largest true peak fed
+    (linear), `finish` measures the last CONTEXT samples too."""
+
+    def __init__(self, channels: int):
+        self.taps = _interpolator()
+        self.tail = np.zeros((2 * CONTEXT, channels), np.float32)
+        self.peak = 0.0
+
+    def add(self, block: np.ndarray) -> None:
+        x = np.concatenate([self.tail, block])
+        self.peak = max(self.peak, float(true_peaks(x, self.taps).max(initial=0.0)))
+        self.tail = x[-2 * CONTEXT:]
+
+    def finish(self) -> float:
+        self.add(np.zeros((CONTEXT, self.tail.shape[1]), np.float32))
+        return self.peak
+
+
+class Limiter:
+    """Look-ahead true-peak limiter (see the module docstring).
+
+    `process(block)` returns the limited audio of as many samples as are known (the output
+    runs `latency` samples behind the input); `finish()` returns the rest, so that the
+    output has as many samples as were fed. `limit_db` is the largest gain reduction
+    applied so far (dB, >= 0).
+
+    Args:
+        sr: sample rate (Hz). channels: of every block.
+        ceiling_dbtp: no true peak of the output passes it (so no sample either).
+    """
+
+    def __init__(self, sr: int, channels: int, *, ceiling_dbtp: float):
+        self.taps = _interpolator()
+        self.ceiling = 10.0 ** (ceiling_dbtp / 20.0)
+        self.span = 2 * max(1, int(round(LOOKAHEAD_MS * sr / 2000)))  # even
+        self.log_decay = -1.0 / max(RELEASE_MS * sr / 1000, 1.0)       # per sample
+        self.latency = self.span + CONTEXT
+        self.x = np.zeros((CONTEXT, channels), np.float32)  # input from x_at on
+        self.x_at = -CONTEXT
+        self.fed = 0        # input samples fed
+        self.peaks_to = 0   # wanted gains (ceiling / true peak) known before this sample
+        self.wanted = np.zeros(0)               # from held_to on
+        self.held = np.ones(self.span)          # gains after release, from out - span on
+        self.held_to = 0    # gains after release known before this sample
+        self.depth = 0.0    # reduction (1 - gain) of the last gain after release
+        self.out = 0        # samples returned
+        self.lowest = 1.0   # lowest gain applied
+
+    @property
+    def limit_db(self) -> float:
+        return -20.0 * float(np.log10(self.lowest))
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        from scipy.ndimage import minimum_filter1d
+        self.x = np.concatenate([self.x, np.asarray(block, np.float32)])
+        self.fed += len(block)
+        # 1. The gain each sample wants: ceiling over its true peak (never above 1).
+        ready = self.fed - CONTEXT
+        peaks = true_peaks(self.x[self.peaks_to - CONTEXT - self.x_at:], self.taps)
+        with np.errstate(divide="ignore"):
+            wanted = np.minimum(1.0, self.ceiling / peaks)
+        self.wanted = np.concatenate([self.wanted, wanted])
+        self.peaks_to = ready
+        # 2. Each sample's gain is at most what any sample up to `span` ahead wants.
+        n = len(self.wanted) - self.span
+        if n <= 0:
+            return np.zeros((0, self.x.shape[1]), np.float32)
+        ahead = minimum_filter1d(self.wanted, self.span + 1)[self.span // 2:self.span // 2 + n]
+        self.wanted = self.wanted[n:]
+        # 3. Release: the reduction d decays by exp(log_decay) a sample unless more is wanted,
+        #    d[k] = max(want[k], decay * d[k - 1]), in closed form through a running maximum.
+        held = np.empty(n)
+        step = max(1, int(-30.0 / self.log_decay))  # keeps exp() in range
+        for a in range(0, n, step):
+            want = 1.0 - ahead[a:a + step]
+            k = np.arange(len(want))
+            with np.errstate(divide="ignore"):
+                top = np.maximum.accumulate(np.log(want) - k * self.log_decay)
+                top = np.maximum(top, np.log(self.depth) + self.log_decay if self.depth > 0
+                                 else -np.inf)
+            depth = np.exp(k * self.log_decay + top)
+            held[a:a + len(want)] = 1.0 - depth
+            self.depth = float(depth[-1])
+        self.held = np.concatenate([self.held, held])
+        self.held_to += n
+        # 4. The gain falls over `span` samples: the mean of the held gains over the last
+        #    span + 1 samples, never above what the sample itself wants.
+        sums = np.concatenate([[0.0], np.cumsum(self.held)])
+        gain = (sums[self.span + 1:] - sums[:-self.span - 1]) / (self.span + 1)
+        self.held = self.held[-self.span:]
+        out = self.x[self.out - self.x_at:self.held_to - self.x_at] * gain[:, None].astype(np.float32)
+        self.lowest = min(self.lowest, float(gain.min(initial=1.0)))
+        self.out = self.held_to
+        keep = min(self.out, self.peaks_to - CONTEXT)
+        self.x = self.x[keep - self.x_at:]
+        self.x_at = keep
+        return out
+
+    def finish(self) -> np.ndarray:
+        """The last `latency` samples (the input is taken to be silent after its end)."""
+        fed = self.fed
+        out = self.process(np.zeros((self.latency, self.x.shape[1]), np.float32))
+        return out[:fed - (self.out - len(out))]
