@@ -9,7 +9,7 @@ on the analysis grid, and cached per raw in cache/grid/{name}.npz (`cached_beat_
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ import scipy.ndimage
 
 from . import __version__
 from .cache import cached, file_fingerprint
+from .edits import Edit, raw_rate
 from .errors import log
 from .features import FeatureParams, stft_blocks
 from .layout import RAW_SUFFIX
@@ -459,3 +460,86 @@ def cached_beat_grid(raw_path: str | os.PathLike, params: FeatureParams, *,
     tempo = float(a["tempo_bpm"])
     return Grid(a["beats_s"], a["downbeats_s"], a["valid"].astype(bool), None if np.isnan(tempo) else tempo,
                 float(a["pulse_clarity"]), float(a["pulse_fraction"]), a["window_s"], a["window_clarity"])
+
+
+def grid_for(raw_path: str | os.PathLike, params: FeatureParams, *,
+             cache_dir: str | os.PathLike | None = None, y: np.ndarray | None = None) -> Grid:
+    """The grid of a raw recording: cached in cache_dir/grid/ when cache_dir is given,
+    else computed (from y, its analysis audio, when the caller has it loaded)."""
+    if cache_dir is not None:
+        return cached_beat_grid(raw_path, params, cache_dir=cache_dir, y=y)
+    from .audio import load_analysis
+
+    return beat_grid(load_analysis(raw_path, sr=params.sr) if y is None else y, params)
+
+
+# ---------------------------------------------------------------------------- cuts on the grid
+
+def snap_time(t: float, grid: Grid) -> float:
+    """Where a cut at raw time t goes on the grid: the nearest bar line within one beat,
+    else the nearest beat within half a beat, else t itself (no steady beat there).
+
+    One beat is the local beat period (the beats' spacing around t).
+    """
+    beats = grid.beats_s
+    if len(beats) < 2:
+        return t
+    i = int(np.clip(np.searchsorted(beats, t), 1, len(beats) - 1))
+    period = float(beats[i] - beats[i - 1])
+    if len(grid.downbeats_s):
+        j = int(np.argmin(np.abs(grid.downbeats_s - t)))
+        if abs(grid.downbeats_s[j] - t) <= period:
+            return float(grid.downbeats_s[j])
+    k = i if abs(beats[i] - t) < abs(beats[i - 1] - t) else i - 1
+    return float(beats[k]) if abs(beats[k] - t) <= period / 2 else t
+
+
+def snap_cuts(edit: Edit, grid: Grid, *, keep_length: bool = False) -> Edit:
+    """The edit with every cut moved onto the raw's beat and bar grid (see `snap_time`).
+
+    A cut is where the edit starts or stops playing a stretch of the raw: the start of a
+    segment that does not continue the one before it, and the end of one that the next
+    does not continue. Crossfades stay centred on the seams, so they sit on the grid too. A
+    move is refused where it would leave a segment shorter than half of what it was, or
+    make a cut forward play a stretch twice. Segments not from the raw, or played at
+    another speed, keep their cuts.
+
+    Args:
+        edit: the edit, its segments in raw seconds.
+        keep_length: the edit keeps its length (a length the user asked for): the last
+            segment's end takes up the difference, within the raw.
+
+    Returns:
+        a new Edit (the input is not changed)
+    """
+    segs = list(edit.segments)
+    if not grid.steady or not segs:
+        return edit
+    plain = [s.raw_start_s is not None and raw_rate(s) == 1.0 for s in segs]
+    starts = [s.raw_start_s for s in segs]
+    ends = [s.raw_end_s for s in segs]
+    new_starts, new_ends = list(starts), list(ends)
+    for k, s in enumerate(segs):
+        if not plain[k]:
+            continue
+        joined_before = k > 0 and plain[k - 1] and abs(ends[k - 1] - starts[k]) < 1e-6
+        joined_after = k + 1 < len(segs) and plain[k + 1] and abs(ends[k] - starts[k + 1]) < 1e-6
+        a = starts[k] if joined_before else snap_time(starts[k], grid)
+        b = ends[k] if joined_after else snap_time(ends[k], grid)
+        if b - a >= s.duration_s / 2:
+            new_starts[k], new_ends[k] = a, b
+    for k in range(1, len(segs)):  # a cut forward must not come to play a stretch twice
+        if plain[k - 1] and plain[k] and starts[k] >= ends[k - 1] and new_starts[k] < new_ends[k - 1]:
+            new_starts[k], new_ends[k - 1] = starts[k], ends[k - 1]
+    out = [replace(s, raw_start_s=new_starts[k], duration_s=new_ends[k] - new_starts[k])
+           if plain[k] else s for k, s in enumerate(segs)]
+    if keep_length and plain[-1]:
+        last = out[-1]
+        change = sum(s.duration_s for s in out) - sum(s.duration_s for s in segs)
+        limit = edit.raw_duration_s if edit.raw_duration_s is not None else float("inf")
+        duration = min(last.duration_s - change, limit - last.raw_start_s)
+        if duration > 0:
+            out[-1] = replace(last, duration_s=duration)
+    out = [replace(s, fade_in_s=min(s.fade_in_s, s.duration_s), fade_out_s=min(s.fade_out_s, s.duration_s))
+           for s in out]
+    return replace(edit, segments=out)

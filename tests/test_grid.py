@@ -119,3 +119,62 @@ def test_rl_beat_features_and_the_rule_based_editor_step_on_the_same_grid(known,
     rule = analyze(y, DEFAULT_PARAMS)
     assert np.array_equal(rule.beats_s, found.beats_s)
     assert np.array_equal(rule.downbeats_s, found.downbeats_s)
+
+
+# ---------------------------------------------------------------------------- cuts on the grid
+
+def steady_grid(first_s: float = 1.5, n_beats: int = 40, beat_s: float = 0.5) -> grid.Grid:
+    """A grid with beats every beat_s from first_s and a bar line every 4 beats."""
+    beats = first_s + beat_s * np.arange(n_beats)
+    return grid.Grid(beats, beats[::4], np.ones(n_beats, bool), 60.0 / beat_s, 1.0, 1.0,
+                     np.array([0.0]), np.array([1.0]))
+
+
+def test_cuts_move_to_the_bar_line_within_a_beat_else_to_the_beat():
+    from editorbot.edits import Edit, Segment
+
+    g = steady_grid()  # bar lines at 1.5, 3.5, 5.5, ...; beats every 0.5 s
+    edit = Edit([Segment(1.62, 3.78, fade_in_s=0.5),       # 1.62 -> bar 1.5; 5.40 -> bar 5.5
+                 Segment(9.55, 3.45, crossfade_s=0.05),     # 9.55 -> 9.5; its end is no cut
+                 Segment(13.0, 1.1, crossfade_s=0.05),      # continues; 14.1: bar 13.5 too far -> beat 14.0
+                 Segment(2.9, 2.0, crossfade_s=0.05),       # back: 2.9 -> beat 3.0, 4.9 -> beat 5.0
+                 Segment(30.0, 2.0, crossfade_s=0.05)],     # past the grid's beats: not moved
+                raw_duration_s=40.0)
+    out = grid.snap_cuts(edit, g)
+    got = [(round(s.raw_start_s, 6), round(s.raw_end_s, 6)) for s in out.segments]
+    assert got == [(1.5, 5.5), (9.5, 13.0), (13.0, 14.0), (3.0, 5.0), (30.0, 32.0)]
+    assert [s.crossfade_s for s in out.segments] == [s.crossfade_s for s in edit.segments]
+    assert out.segments[0].fade_in_s == 0.5 and edit.segments[0].raw_start_s == 1.62  # input kept
+    # A length the user asked for: the last segment's end takes up the difference.
+    fixed = grid.snap_cuts(edit, g, keep_length=True)
+    assert sum(s.duration_s for s in fixed.segments) == pytest.approx(edit.duration_s)
+    assert fixed.segments[-1].raw_start_s == 30.0
+
+
+def test_snapping_never_shrinks_a_segment_below_half_nor_replays_audio():
+    from editorbot.edits import Edit, Segment
+
+    g = steady_grid()
+    short = Edit([Segment(3.3, 0.35), Segment(8.0, 2.0)])  # 3.3 -> 3.5 and 3.65 -> 3.5: refused
+    assert grid.snap_cuts(short, g).segments[0].raw_start_s == 3.3
+    # Random forward edits on a grid whose beats wander: no cut forward comes to play a
+    # stretch twice, and every cut that moved is on a beat.
+    rng = np.random.default_rng(3)
+    beats = np.cumsum(rng.uniform(0.3, 0.7, 200))
+    wobbly = grid.Grid(beats, beats[::4], np.ones(200, bool), 120.0, 1.0, 1.0, np.array([0.0]), np.array([1.0]))
+    for _ in range(50):
+        bounds = np.sort(rng.uniform(0, beats[-1], 12))
+        edit = Edit([Segment(a, b - a) for a, b in zip(bounds[::2], bounds[1::2])])
+        out = grid.snap_cuts(edit, wobbly)
+        for before, after in zip(out.segments[:-1], out.segments[1:]):
+            assert after.raw_start_s >= before.raw_end_s - 1e-9
+        for old, new in zip(edit.segments, out.segments):
+            assert new.raw_start_s == old.raw_start_s or np.isclose(beats, new.raw_start_s).any()
+
+
+def test_no_steady_beat_leaves_the_edit_alone():
+    from editorbot.edits import Edit, Segment
+
+    free = grid.Grid(np.array([]), np.array([]), np.array([], bool), None, 0.1, 0.0, np.array([0.0]), np.array([0.1]))
+    edit = Edit([Segment(1.62, 3.78), Segment(9.55, 3.45)])
+    assert grid.snap_cuts(edit, free) is edit

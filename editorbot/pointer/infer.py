@@ -18,6 +18,7 @@ from ..config import from_dict
 from ..edits import Edit, Op, pointers_to_segments, with_crossfades
 from ..errors import UserError
 from ..features import FeatureParams
+from ..grid import grid_for, snap_cuts
 from ..levels import at_editor_level
 from ..precache import mel_for
 from ..stems import stem_mels_for
@@ -39,7 +40,7 @@ def load_model(checkpoint: dict, device: str | torch.device = "cpu") -> tuple[Po
 
 
 def raw_features(raw_path: str | os.PathLike, params: FeatureParams, stems_backend: str | None = None,
-                 *, cache_dir: str | os.PathLike | None = None) -> np.ndarray:
+                 *, cache_dir: str | os.PathLike | None = None, audio_sink: dict | None = None) -> np.ndarray:
     """The network's input for a raw file: its mel, then its four stem mels when the model
     reads stems, on one frame grid (as PointerData stacks them in training).
 
@@ -48,11 +49,13 @@ def raw_features(raw_path: str | os.PathLike, params: FeatureParams, stems_backe
         cache_dir: where `editorbot stems` may have cached this raw's stem mels
             (stems_mel/{name}_stems.npz); other backends' are refused. Without them the
             stems are computed now with stems_backend (see editorbot.stems.stem_mels_for).
+        audio_sink: given a dict, the raw's decoded analysis audio is left in it as "y"
+            (see editorbot.precache.mel_for).
 
     Returns:
         mel : np.ndarray [shape=(C, T)], float32; C = n_mels, or 5 n_mels with stems
     """
-    mel = mel_for(raw_path, params=params)
+    mel = mel_for(raw_path, params=params, audio_sink=audio_sink)
     if stems_backend is None:
         return mel
     stems = stem_mels_for(raw_path, stems_backend, cache_dir=cache_dir, frames=mel.shape[1])
@@ -174,18 +177,20 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
         target_duration_s: wanted edit length in seconds, or
         keep: wanted fraction of the raw to keep; neither: the training pairs' median.
         cache_dir: a cache holding this raw's stems (models trained with stems; see
-            `raw_features`).
+            `raw_features`) and its beat grid (computed and cached there when missing).
         progress: show a progress bar.
 
     Returns:
-        Edit whose segments point into raw_path.
+        Edit whose segments point into raw_path, its cuts on the raw's beat and bar grid
+        (editorbot.grid.snap_cuts).
     """
     model, cfg, params = load_model(checkpoint)
     stems_backend = checkpoint.get("stems_backend") if cfg.model.use_stems else None
     if cfg.model.use_stems and stems_backend is None:
         raise UserError("this checkpoint reads stems but records no stems_backend (made "
                         "before stems were recorded); retrain it")
-    mel = raw_features(raw_path, params, stems_backend, cache_dir=cache_dir)
+    sink: dict = {}
+    mel = raw_features(raw_path, params, stems_backend, cache_dir=cache_dir, audio_sink=sink)
     n_raw = mel.shape[1]
     target, fixed = target_frames_for(n_raw, checkpoint, params,
                                       target_duration_s=target_duration_s, keep=keep)
@@ -193,7 +198,8 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
                          frames_per_s=params.frames_per_s,
                          jumps_back=checkpoint.get("jumps_back", True),
                          keep_threshold=keep_threshold_for(checkpoint, cfg), progress=progress)
-    edit = at_editor_level(pointers_to_edit(decoded, cfg, params, n_raw), checkpoint.get("levels"))
+    edit = pointers_to_edit(decoded, cfg, params, n_raw)
     edit.raw_path = str(raw_path)
     edit.raw_duration_s = probe(raw_path).duration_s
-    return edit
+    grid = grid_for(raw_path, params, cache_dir=cache_dir, y=sink.get("y"))
+    return at_editor_level(snap_cuts(edit, grid, keep_length=fixed), checkpoint.get("levels"))
