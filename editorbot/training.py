@@ -32,7 +32,8 @@ class Run:
     log_dir: TensorBoard folder (None: save_dir/logs).
     resume: a latest.pt of an earlier run to carry on (its config and split are kept).
     init: start from this checkpoint's weights with a new optimiser and the config given
-        (fine-tuning); None starts from scratch.
+        (fine-tuning); None starts from scratch. The CLI's --init value becomes it through
+        resolve_init.
     overwrite: start a new run in a save_dir that holds another run's checkpoints.
     max_minutes: wall time for the whole run, every phase included (0 = no limit).
     progress: show progress bars.
@@ -62,10 +63,9 @@ class Run:
     @classmethod
     def from_args(cls, args) -> Run:
         """The run the CLI flags describe (the same flags for every paradigm)."""
-        init = getattr(args, "init", None)
         return cls(save_dir=args.save_dir, data_dir=args.data_dir, cache_dir=args.cache_dir,
                    log_dir=args.log_dir, resume=args.resume,
-                   init=None if init in (None, "scratch") else init, overwrite=args.overwrite,
+                   init=resolve_init(getattr(args, "init", None)), overwrite=args.overwrite,
                    max_minutes=args.max_minutes or 0.0, progress=not args.no_progress)
 
     @property
@@ -82,6 +82,26 @@ class Run:
 
     def deadline(self) -> Deadline:
         return Deadline(self.max_minutes)
+
+
+# The pointer model shipped with editorbot, that `--init base` fine-tunes (none ships yet).
+BASE_MODEL = Path(__file__).resolve().parent / "models" / "base.pt"
+
+
+def resolve_init(value: str | None) -> Path | None:
+    """The checkpoint an `--init` value names: None for 'scratch' (or no value), the
+    shipped base model for 'base', else the path given. A missing file is a one-line
+    UserError."""
+    if value in (None, "scratch"):
+        return None
+    path = BASE_MODEL if value == "base" else Path(value)
+    if not path.is_file():
+        if value == "base":
+            raise UserError(f"--init base: this editorbot ships no base model ({path}); "
+                            "use --init scratch or --init PATH to a pointer model's best.pt")
+        raise UserError(f"--init {value}: no such checkpoint; give scratch, base or a pointer "
+                        "model's best.pt")
+    return path
 
 
 VALIDATION_SHARE = 0.2  # of a deadline, kept free for a first validation of unknown length

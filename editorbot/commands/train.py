@@ -29,12 +29,15 @@ def _add_pointer(paradigms: argparse._SubParsersAction) -> None:
         description="Train the pointer network. Settings come from --config (a JSON file of "
                     "PointerConfig: model, train, decode), then the flags below, then --set. "
                     "Runs under torchrun for several processes (DistributedDataParallel).")
-    p.add_argument("--config", help="JSON config, e.g. configs/pointer/full.json (default: built-in)")
+    p.add_argument("--config", help="JSON config, e.g. configs/pointer/full.json (default: built-in; "
+                                    "with --init, the settings that model was trained with)")
     _add_common(p, save_dir="models/pointer")
-    p.add_argument("--init", default="scratch", metavar="scratch|PT",
-                   help="start from random weights (scratch, the default) or from a pointer "
-                        "model's best.pt, to fine-tune it on your pairs (same model settings)")
-    p.add_argument("--epochs", type=int, help="train.epochs")
+    p.add_argument("--init", default="scratch", metavar="scratch|base|PT",
+                   help="start from random weights (scratch, the default), from the base model "
+                        "shipped with editorbot (base), or from a pointer model's best.pt, to "
+                        "fine-tune it on your pairs (same model settings) at train.finetune's "
+                        "lower rate and shorter schedule, keeping its keep threshold and keep ratio")
+    p.add_argument("--epochs", type=int, help="train.epochs (train.finetune.epochs with --init)")
     p.set_defaults(func=run_pointer)
 
 
@@ -119,11 +122,15 @@ def _run_rl(args: argparse.Namespace) -> int:
 def run_pointer(args: argparse.Namespace) -> int:
     from ..config import load
     from ..pointer.config import PointerConfig
-    from ..pointer.train import train
+    from ..pointer.train import init_config, train
     from ..training import Run, messages_above_bars
 
-    flags = {"epochs": args.epochs, "seed": args.seed}
+    run = Run.from_args(args)
+    flags = {"finetune.epochs" if run.init is not None else "epochs": args.epochs, "seed": args.seed}
     overrides = [f"train.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
-    config = load(PointerConfig, args.config, overrides + args.set)
+    if run.init is not None and args.config is None:
+        config = init_config(run.init, overrides + args.set)
+    else:
+        config = load(PointerConfig, args.config, overrides + args.set)
     with messages_above_bars():
-        return _finish("pointer", train(config, Run.from_args(args)))
+        return _finish("pointer", train(config, run))

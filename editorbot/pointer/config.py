@@ -145,6 +145,28 @@ class AugmentConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """How a run that starts from another pointer model's weights (`--init`) trains, in
+    place of train.lr, train.warmup_steps and train.epochs: a lower rate and a short
+    schedule, so that a few new pairs adjust the model rather than overwrite it. Such a
+    run also skips keep pretraining (the model's keep head has learnt already) and keeps
+    the model's keep ratio and keep threshold instead of measuring them again on the few
+    new pairs (see train.train).
+
+    lr: peak learning rate of the fine-tuning.
+    warmup_steps: linear warm-up steps before the cosine decay to 0.1 x lr.
+    epochs: passes over the new pairs.
+    """
+
+    lr: float = 1e-3
+    warmup_steps: int = 10
+    epochs: int = 5
+
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "lr": POSITIVE, "warmup_steps": NON_NEGATIVE, "epochs": AT_LEAST_1}
+
+
+@dataclass
 class TrainConfig:
     """How training runs.
 
@@ -190,8 +212,10 @@ class TrainConfig:
         alone on the keep label for this many steps (0 = off; see
         train.pretrain_section_keep): it reads blocks, not frames, so its steps are cheap
         and it sees many recordings per step, where the whole model sees batch_size.
-        Counts towards max_minutes.
+        Counts towards max_minutes; a run started with --init skips it.
     keep_pretrain_batch: recordings per step of that pretraining.
+    finetune: the rate and schedule of a run started from a model's weights (--init)
+        instead of lr, warmup_steps and epochs (FinetuneConfig).
     """
 
     epochs: int = 100
@@ -226,6 +250,7 @@ class TrainConfig:
     keep_pretrain_steps: int = 300
     keep_pretrain_batch: int = 8
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     LIMITS: ClassVar[dict[str, Range]] = {
         "epochs": AT_LEAST_1, "batch_size": AT_LEAST_1,

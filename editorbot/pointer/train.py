@@ -3,7 +3,8 @@
 `train(config, run)` runs in one process, or in several under torchrun (DistributedDataParallel,
 NCCL on GPUs, gloo on CPUs); rank 0 validates, logs to TensorBoard and writes best.pt and
 latest.pt atomically. Ctrl-C saves latest.pt; `run.resume` carries on from one, `run.init`
-starts from another model's weights (fine-tuning).
+starts from another model's weights and fine-tunes them (train.finetune: a lower rate, a short
+schedule, the model's keep ratio and keep threshold kept).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint, load_state, save_checkpoint
-from ..config import from_dict, to_dict
+from ..config import apply_overrides, from_dict, to_dict
 from ..errors import UserError, log
 from ..training import (Deadline, Progress, Run, TrainResult, checkpoint_payload, held_out,
                         measured_levels)
@@ -255,17 +256,18 @@ def predicted_pointers(net: PointerNet, enc: Encoded, out: dict[str, torch.Tenso
     return pred
 
 
-def choose_keep_threshold(mean_keep: list[np.ndarray], kept: list[np.ndarray],
-                          snap: int) -> tuple[float, float]:
-    """The threshold of KEEP_THRESHOLDS whose kept stretches (decode.kept_stretches) best
+def choose_keep_threshold(mean_keep: list[np.ndarray], kept: list[np.ndarray], snap: int,
+                          thresholds: tuple[float, ...] = KEEP_THRESHOLDS) -> tuple[float, float]:
+    """The threshold of `thresholds` whose kept stretches (decode.kept_stretches) best
     match the frames the editor kept, by mean IoU over the recordings, and that IoU.
 
     Args:
         mean_keep: per recording, the keep head's smoothed probability (decode.smoothed_keep).
         kept: per recording, (n_raw,) the frames the editor plays (nonzero).
+        thresholds: the ones to try, the first winning ties (one: that one's IoU).
     """
-    best_t, best_iou = 0.5, -1.0
-    for t in KEEP_THRESHOLDS:
+    best_t, best_iou = thresholds[0], -1.0
+    for t in thresholds:
         ious = [mask_iou(kept_stretches(mean, t, snap), truth > 0) for mean, truth in zip(mean_keep, kept)]
         iou = float(np.mean(ious)) if ious else 0.0
         if iou > best_iou:
@@ -280,7 +282,8 @@ def _to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str,
 @torch.no_grad()
 def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerConfig,
              device: torch.device, *, keep_ratio: float, decode: bool,
-             jumps_back: bool = True, until: float = math.inf) -> dict[str, float]:
+             jumps_back: bool = True, keep_threshold: float | None = None,
+             until: float = math.inf) -> dict[str, float]:
     """Teacher-forced losses and accuracies over every step of the validation recordings,
     and (decode) the kept-raw IoU of freely decoded edits, with the stop head deciding
     their length. Both without telling the model the edit's length, as at inference
@@ -292,8 +295,9 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     plays on scores 0.
 
     With a keep head it also chooses the keep threshold decode.keep_skip uses (see
-    choose_keep_threshold): val/keep_threshold and val/keep_iou (of the keep head's kept
-    stretches alone); the decoded edits use it unless decode.keep_threshold is set.
+    choose_keep_threshold), unless `keep_threshold` gives it (a fine-tuning keeps its
+    model's): val/keep_threshold and val/keep_iou (of the keep head's kept stretches
+    alone); the decoded edits use it unless decode.keep_threshold is set.
 
     Decoding stops at `until` (time.time(), the run's deadline): val/iou is then the mean
     over the recordings decoded by then, val/decoded their number.
@@ -337,9 +341,10 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
             mean_keep.append(smoothed_keep(enc, 0, window))
             kept.append(whole["kept"][0])
     metrics = {}
-    threshold = 0.5
+    threshold = 0.5 if keep_threshold is None else keep_threshold
     if mean_keep:
-        threshold, keep_iou = choose_keep_threshold(mean_keep, kept, snap)
+        tried = KEEP_THRESHOLDS if keep_threshold is None else (keep_threshold,)
+        threshold, keep_iou = choose_keep_threshold(mean_keep, kept, snap, tried)
         metrics = {"val/keep_threshold": threshold, "val/keep_iou": keep_iou}
     if cfg.decode.keep_threshold is not None:
         threshold = cfg.decode.keep_threshold
@@ -433,8 +438,11 @@ def train(config: PointerConfig, run: Run, *,
     Args:
         config: the model, training and decoding settings.
         run: where the pairs are and the checkpoints go; run.resume carries on a latest.pt
-            (same model settings; its split is kept); run.init starts from a pointer
-            checkpoint's weights (same model settings) with a new optimiser and split;
+            (same model settings; its split is kept); run.init fine-tunes a pointer
+            checkpoint's weights (same model settings and feature parameters) with a new
+            optimiser and the new pairs' split, at train.finetune's rate and schedule,
+            without keep pretraining, keeping the checkpoint's keep ratio and keep
+            threshold (and its jumps_back, or the new pairs' when they move back);
             run.max_minutes bounds the whole run.
         on_step: called after every optimiser step with (global_step, losses).
 
@@ -451,6 +459,15 @@ def train(config: PointerConfig, run: Run, *,
     save_dir = run.save_dir
     run.check()
     state = None if run.resume is None else _load_resume(run.resume, config)
+    start = None if run.init is None else _load_init(run.init, config)
+    # A fine-tuning, and where its kept decode settings come from.
+    if start is not None:
+        init, kept_from = run.init, start
+    elif state is not None and state.get("init") is not None:
+        init, kept_from = state["init"], state  # resumed, a fine-tuning stays one
+    else:
+        init, kept_from = None, None
+    plan = tc if init is None else tc.finetune  # lr, warmup_steps, epochs
     # With use_stems, every recording's stems come from one backend, recorded in the
     # checkpoint as stems_backend; a resumed run reads only that backend's stems.
     data = PointerData(run.cache_dir, run.layout.pointer_dir, use_stems=config.model.use_stems,
@@ -459,17 +476,27 @@ def train(config: PointerConfig, run: Run, *,
     if data.params.n_mels != config.model.n_mels:
         raise UserError(f"model.n_mels is {config.model.n_mels} but the cached mels in "
                         f"{run.cache_dir} have {data.params.n_mels} bands; set model.n_mels")
+    if start is not None and start["feature_params"] != data.params.as_dict():
+        raise UserError(f"{run.init}: trained on mels of other feature parameters than those in "
+                        f"{run.cache_dir}; cache the pairs' features with its parameters")
     train_names, val_names = held_out(data.names, tc.val_fraction, tc.split_seed, val_names=tc.val_names,
                                       saved=None if state is None else state["split"],
                                       where=str(run.resume))
-    keep_ratio = float(np.median([data.recordings[n].keep_ratio for n in train_names]))
     levels = measured_levels(run, train_names) if ddp.main else None
     back_frames = int(round(BACK_JUMP_S * data.params.frames_per_s))
     jumps_back = any(data.recordings[n].jumps_back(back_frames) for n in train_names)
+    if kept_from is None:
+        keep_ratio = float(np.median([data.recordings[n].keep_ratio for n in train_names]))
+        keep_threshold = None  # each validation chooses it
+    else:
+        # Measured again on a few new pairs they swing (docs/results.md, learning from corrections).
+        keep_ratio = float(kept_from.get("keep_ratio", 0.3))
+        keep_threshold = float(kept_from.get("keep_threshold", 0.5))
+        jumps_back = jumps_back or bool(kept_from.get("jumps_back", True))
     net = PointerNet(config.model).to(ddp.device)
     net.activation_checkpointing = tc.activation_checkpointing
-    if run.init is not None:
-        _load_init(net, run.init, config)
+    if start is not None:
+        load_state(net, start["model_state"], where=str(run.init))
     elif state is None and tc.keep_pretrain_steps > 0:
         if net.section_keep is None:
             raise UserError("train.keep_pretrain_steps needs model.section_context > 0 and model.keep_head")
@@ -482,12 +509,12 @@ def train(config: PointerConfig, run: Run, *,
         objective = nn.parallel.DistributedDataParallel(
             objective, device_ids=[ddp.device.index] if ddp.device.type == "cuda" else None,
             find_unused_parameters=True)
-    opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    opt = torch.optim.AdamW(net.parameters(), lr=plan.lr, weight_decay=tc.weight_decay)
     per_step = tc.batch_size * ddp.world
     steps_per_epoch = max(1, math.ceil(len(train_names) / per_step))
-    total_steps = tc.epochs * steps_per_epoch
+    total_steps = plan.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _lr_lambda(tc.warmup_steps, total_steps, deadline))
+        opt, _lr_lambda(plan.warmup_steps, total_steps, deadline))
     epoch, step_in_epoch, global_step = 0, 0, 0
     best = -math.inf
     written: set[str] = set()  # checkpoint files this run wrote
@@ -509,6 +536,10 @@ def train(config: PointerConfig, run: Run, *,
                  "%d parameters, %s%s", len(train_names), len(val_names),
                  sum(p.numel() for p in net.parameters()), ddp.device,
                  f", {ddp.world} processes" if ddp.enabled else "")
+        if init is not None:
+            log.info("pointer: fine-tuning %s at lr %g for %d steps (train.finetune.epochs %d on %d pairs, "
+                     "no keep pretraining), keeping its keep threshold %.2f and keep ratio %.2f", init,
+                     plan.lr, total_steps, plan.epochs, len(train_names), keep_threshold, keep_ratio)
     bar = Progress("train pointer", steps=total_steps, deadline=deadline, enabled=run.progress and ddp.main,
                    done=global_step)
 
@@ -522,10 +553,10 @@ def train(config: PointerConfig, run: Run, *,
             "pointer", config=to_dict(config), params=data.params, split=(train_names, val_names),
             step=global_step, metrics=metrics, model_state=net.state_dict(),
             stems_backend=data.stems_backend, keep_ratio=keep_ratio, jumps_back=jumps_back,
-            keep_threshold=metrics.get("val/keep_threshold", 0.5), epoch=epoch,
-            step_in_epoch=step_in_epoch, global_step=global_step, best_metric=best,
+            keep_threshold=metrics.get("val/keep_threshold", 0.5 if keep_threshold is None else keep_threshold),
+            epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step, best_metric=best,
             select_by=tc.select_by, history=history, world_size=ddp.world, levels=levels,
-            init=None if run.init is None else str(run.init))
+            init=None if init is None else str(init))
         if with_optimizer:
             p["optimizer_state"] = opt.state_dict()
             p["scheduler_state"] = sched.state_dict()
@@ -535,7 +566,7 @@ def train(config: PointerConfig, run: Run, *,
     n_val = len(history)
     out_of_time = False
     try:
-        while epoch < tc.epochs and not out_of_time:
+        while epoch < plan.epochs and not out_of_time:
             order = np.random.default_rng(_seed_for(tc.seed, epoch)).permutation(len(train_names))
             while step_in_epoch < steps_per_epoch:
                 rng = np.random.default_rng(_seed_for(tc.seed, epoch, step_in_epoch, ddp.rank))
@@ -579,14 +610,15 @@ def train(config: PointerConfig, run: Run, *,
             if not out_of_time:
                 epoch += 1
                 step_in_epoch = 0
-            validate_now = out_of_time or epoch % tc.val_every == 0 or epoch == tc.epochs
+            validate_now = out_of_time or epoch % tc.val_every == 0 or epoch == plan.epochs
             if ddp.main and val_names and validate_now:
                 n_val += 1
-                last = out_of_time or epoch == tc.epochs
+                last = out_of_time or epoch == plan.epochs
                 decode = tc.val_decode_every > 0 and (n_val % tc.val_decode_every == 0 or last)
                 val_started = time.time()
                 metrics = validate(net, data, val_names, config, ddp.device, keep_ratio=keep_ratio,
-                                   decode=decode, jumps_back=jumps_back, until=deadline.at)
+                                   decode=decode, jumps_back=jumps_back, keep_threshold=keep_threshold,
+                                   until=deadline.at)
                 val_seconds = time.time() - val_started
                 metrics["epoch"] = epoch
                 metrics["global_step"] = global_step
@@ -644,14 +676,27 @@ def _selection_score(metrics: dict, select_by: str) -> float:
     raise UserError(f"train.select_by {select_by!r}: must be 'val_iou' or 'val_loss'")
 
 
-def _load_init(net: PointerNet, path: Path, config: PointerConfig) -> None:
-    """Start from another pointer model's weights (fine-tuning): same model settings."""
+def init_config(path: Path, overrides: list[str]) -> PointerConfig:
+    """The settings of a fine-tuning given no config file: those the --init model was
+    trained with (its model settings are the only ones its weights fit), without its
+    validation names (the split is the new pairs'), then `overrides` (KEY=VALUE)."""
+    saved = from_dict(PointerConfig, _pointer_checkpoint(path)["config"], where=str(path), saved=True)
+    saved.train.val_names = []
+    return from_dict(PointerConfig, apply_overrides(to_dict(saved), overrides), where=f"{path} + --set")
+
+
+def _pointer_checkpoint(path: Path) -> dict:
     state = load_checkpoint(path)
     if state["kind"] != "pointer":
         raise UserError(f"{path}: a {state['kind']} checkpoint; --init takes a pointer model")
+    return state
+
+
+def _load_init(path: Path, config: PointerConfig) -> dict:
+    """The pointer checkpoint a fine-tuning starts from, checked: same model settings."""
+    state = _pointer_checkpoint(path)
     _check_same_model(path, state, config, "fine-tune")
-    load_state(net, state["model_state"], where=str(path))
-    log.info("pointer: starting from the weights of %s (%d steps)", path, int(state.get("step", 0)))
+    return state
 
 
 def _load_resume(path: Path, config: PointerConfig) -> dict:

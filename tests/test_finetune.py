@@ -1,0 +1,153 @@
+"""Fine-tuning a pointer model on new pairs (`editorbot train pointer --init`, issue 27):
+the lower rate and short schedule of train.finetune, no keep pretraining, the model's keep
+threshold and keep ratio kept, the new pairs' split; and the one-line refusals.
+
+Budget: about 30 s on a quiet 2-core machine (tiny models, 12-second toy recordings).
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+
+from editorbot.checkpoint import load_checkpoint, save_checkpoint
+from editorbot.cli import main
+from editorbot.config import to_dict
+from editorbot.errors import UserError
+from editorbot.pointer import train as pointer_train
+from editorbot.training import BASE_MODEL, resolve_init
+
+from .test_pointer import tiny_config, tiny_run, write_toy_corpus
+
+BASE_THRESHOLD = 0.35  # written into the base model: no validation would choose it by chance
+BASE_KEEP_RATIO = 0.123
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A tiny model trained briefly (with keep pretraining) on 4 toy pairs, its keep
+    threshold and keep ratio then set to values of our choosing; and 5 other toy pairs."""
+    root = tmp_path_factory.mktemp("finetune")
+    old = write_toy_corpus(root / "old", 4, seed=0)
+    new = write_toy_corpus(root / "new", 5, seed=1)
+    pretrained = []
+    real = pointer_train.pretrain_section_keep
+
+    def counted(*args, **kw):
+        pretrained.append(kw.get("deadline"))
+        return real(*args, **kw)
+
+    pointer_train.pretrain_section_keep = counted
+    try:
+        pointer_train.train(tiny_config("train.epochs=2", "train.keep_pretrain_steps=3"),
+                            tiny_run(old, root / "base"))
+    finally:
+        pointer_train.pretrain_section_keep = real
+    assert len(pretrained) == 1
+    ckpt = load_checkpoint(root / "base" / "best.pt")
+    ckpt |= {"keep_threshold": BASE_THRESHOLD, "keep_ratio": BASE_KEEP_RATIO}
+    save_checkpoint(root / "base" / "best.pt", ckpt)
+    return root, old, new
+
+
+def test_init_fine_tunes_at_the_lower_rate_and_keeps_the_models_decode_settings(base, monkeypatch, caplog):
+    root, _, new = base
+    monkeypatch.setattr(pointer_train, "pretrain_section_keep",
+                        lambda *a, **kw: pytest.fail("a fine-tuning pretrained the keep head"))
+    caplog.set_level(logging.INFO, logger="editorbot")
+    cfg = tiny_config("train.keep_pretrain_steps=3", "train.lr=0.01", "train.finetune.lr=0.002",
+                      "train.finetune.epochs=2", "train.finetune.warmup_steps=1", "train.val_fraction=0.2",
+                      "train.val_decode_every=1", "train.select_by=val_iou")
+    lrs = []
+    result = pointer_train.train(cfg, tiny_run(new, root / "tuned", init=root / "base" / "best.pt"),
+                                 on_step=lambda step, _: lrs.append(step))
+    # 4 training pairs of the new 5, 2 a step, 2 epochs
+    assert result.steps == 4 and len(lrs) == 4
+    tuned = load_checkpoint(root / "tuned" / "best.pt")
+    latest = load_checkpoint(root / "tuned" / "latest.pt")
+    group = latest["optimizer_state"]["param_groups"][0]
+    assert group["initial_lr"] == 0.002  # train.finetune.lr, not train.lr
+    # after warm-up, a cosine from 1 to 0.1 over the 3 steps that follow it: at the end, 0.1 x lr
+    assert group["lr"] == pytest.approx(0.0002)
+    assert tuned["init"] == str(root / "base" / "best.pt")
+    assert tuned["keep_threshold"] == BASE_THRESHOLD and tuned["keep_ratio"] == BASE_KEEP_RATIO
+    assert result.history[-1]["val/keep_threshold"] == BASE_THRESHOLD  # validation did not choose another
+    names = sorted(tuned["split"]["train"] + tuned["split"]["val"])
+    assert names == [f"toy{i:02d}" for i in range(5)] and len(tuned["split"]["val"]) == 1
+    assert (f"fine-tuning {root / 'base' / 'best.pt'} at lr 0.002 for 4 steps (train.finetune.epochs 2 "
+            f"on 4 pairs, no keep pretraining), keeping its keep threshold 0.35 and keep ratio 0.12"
+            in caplog.text)
+    # The weights moved from the base model's, but started there.
+    start = load_checkpoint(root / "base" / "best.pt")["model_state"]
+    assert any(not torch.equal(start[k], tuned["model_state"][k]) for k in start)
+
+    # Resumed, a fine-tuning stays one: same rate, schedule and kept settings.
+    def stop_at_2(step, _):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    assert pointer_train.train(cfg, tiny_run(new, root / "cut", init=root / "base" / "best.pt"),
+                               on_step=stop_at_2).interrupted
+    resumed = pointer_train.train(cfg, tiny_run(new, root / "cut", resume=root / "cut" / "latest.pt"))
+    assert resumed.steps == 4
+    again = load_checkpoint(root / "cut" / "latest.pt")
+    assert again["optimizer_state"]["param_groups"][0]["initial_lr"] == 0.002
+    assert again["init"] == tuned["init"] and again["keep_threshold"] == BASE_THRESHOLD
+    for key in latest["model_state"]:
+        torch.testing.assert_close(latest["model_state"][key], again["model_state"][key], rtol=0, atol=0)
+
+
+def test_the_cli_says_what_it_fine_tunes_and_refuses_what_it_cannot(base, tmp_path, capsys):
+    root, _, new = base
+    common = ["train", "pointer", "--no-progress", "--data-dir", str(new.data_dir), "--cache-dir",
+              str(new.cache_dir)]
+    best = root / "base" / "best.pt"
+    # No --config: the settings the model was trained with (the built-in ones are larger).
+    assert main([*common, "--save-dir", str(tmp_path / "ok"), "--init", str(best), "--epochs", "1"]) == 0
+    err = capsys.readouterr().err
+    assert f"fine-tuning {best} at lr 0.001 for 2 steps (train.finetune.epochs 1 on 4 pairs" in err
+    latest = load_checkpoint(tmp_path / "ok" / "latest.pt")
+    assert latest["epoch"] == 1 and latest["config"]["model"]["d_model"] == 16
+    assert latest["config"]["train"]["val_names"] == []
+
+    def refused(*args: str) -> str:
+        assert main([*common, "--save-dir", str(tmp_path / "no"), *args]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("editorbot: error: ")
+        return lines[0]
+
+    assert f"{best}: trained with other model settings than the config (d_model)" in refused(
+        "--init", str(best), "--set", "model.d_model=32")
+    config = tmp_path / "wide.json"
+    config.write_text(json.dumps(to_dict(tiny_config("model.n_layers=2"))))
+    assert f"{best}: trained with other model settings than the config (n_layers)" in refused(
+        "--init", str(best), "--config", str(config))
+    other = load_checkpoint(best) | {"kind": "supervised"}
+    save_checkpoint(tmp_path / "supervised.pt", other)
+    assert "a supervised checkpoint; --init takes a pointer model" in refused("--init", str(tmp_path / "supervised.pt"))
+    assert "--init nothing.pt: no such checkpoint" in refused("--init", "nothing.pt")
+    if not BASE_MODEL.is_file():
+        assert "--init base: this editorbot ships no base model" in refused("--init", "base")
+    assert not (tmp_path / "no").exists()
+
+
+def test_resolve_init_names_scratch_base_and_paths(tmp_path, monkeypatch):
+    assert resolve_init(None) is None and resolve_init("scratch") is None
+    pt = tmp_path / "best.pt"
+    pt.write_bytes(b"")
+    assert resolve_init(str(pt)) == pt
+    monkeypatch.setattr("editorbot.training.BASE_MODEL", pt)
+    assert resolve_init("base") == pt
+    monkeypatch.setattr("editorbot.training.BASE_MODEL", tmp_path / "none.pt")
+    with pytest.raises(UserError, match="ships no base model"):
+        resolve_init("base")
