@@ -186,23 +186,13 @@ class BeatGrid:
 NO_GRID = BeatGrid(np.zeros(0), np.zeros(0), None)
 
 
-def beat_grid(raw: Path, cache_path: Path) -> BeatGrid:
-    """The raw's beat grid (editorbot.grid, as the rule-based editor finds it), cached at
-    cache_path."""
-    from .features import DEFAULT_PARAMS
-    from .grid import DEFAULT_GRID_CONFIG, GRID_VERSION, beat_grid as track_grid
+def beat_grid(raw: Path, params: FeatureParams, cache_dir: Path) -> BeatGrid:
+    """The raw's beat grid (editorbot.grid, the one every editor uses), cached in
+    cache_dir/grid/ like the trainers' and the editors'."""
+    from .grid import cached_beat_grid
 
-    def compute() -> dict[str, np.ndarray]:
-        found = track_grid(audio.load_analysis(raw, sr=DEFAULT_PARAMS.sr), DEFAULT_PARAMS)
-        return {"beats_s": found.beats_s.astype(np.float64),
-                "downbeats_s": found.downbeats_s.astype(np.float64),
-                "tempo_bpm": np.array([np.nan if found.tempo_bpm is None else found.tempo_bpm])}
-
-    arrays = cached(cache_path, {"raw": file_fingerprint(raw), "params": DEFAULT_PARAMS.as_dict(),
-                                 "grid": asdict(DEFAULT_GRID_CONFIG), "grid_version": GRID_VERSION},
-                    compute)
-    tempo = float(arrays["tempo_bpm"][0])
-    return BeatGrid(arrays["beats_s"], arrays["downbeats_s"], None if np.isnan(tempo) else tempo)
+    found = cached_beat_grid(raw, params, cache_dir=cache_dir)
+    return BeatGrid(found.beats_s, found.downbeats_s, found.tempo_bpm)
 
 
 def raw_peaks(raw: Path, cache_path: Path, peaks_per_s: int = PEAKS_PER_S) -> np.ndarray:
@@ -775,20 +765,24 @@ class ReviewSession:
         data_dir: the training layout Save writes corrections into (None: none written).
         cache_dir: the layout's cache, where Save also caches the raw's mel
             (features/{pair}_raw.npz, as `editorbot features` would), so that the
-            correction can be trained on at once.
+            correction can be trained on at once; and the raw's beat grid (grid/).
         find_beats: start finding the raw's beat grid in a thread (False: no grid until
             `load_grid()` is called).
         background_render: render each new state of the edit in a thread as soon as it is
             made (the edit lane plays it; Save publishes it); False: render when asked.
         checkpoint: a trained model that may re-propose the untouched parts (op repropose
             with editor 'model'); the rule-based editor always may.
+        params: the analysis grid of the beat grid and of the correction pairs Save writes.
     """
 
     def __init__(self, path: str | os.PathLike, *, raw: str | os.PathLike | None = None,
                  data_dir: str | os.PathLike | None = "training_data",
                  cache_dir: str | os.PathLike = "cache", find_beats: bool = True,
-                 background_render: bool = True, checkpoint: str | os.PathLike | None = None):
+                 background_render: bool = True, checkpoint: str | os.PathLike | None = None,
+                 params: FeatureParams = DEFAULT_PARAMS):
         self.files = find_edit(path)
+        self.params = params
+        self.cache_dir = Path(cache_dir)
         if checkpoint is not None and not Path(checkpoint).is_file():
             raise UserError(f"--checkpoint {checkpoint}: no such file; pass a model's best.pt")
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
@@ -845,7 +839,7 @@ class ReviewSession:
 
     def load_grid(self) -> None:
         try:
-            self.grid = beat_grid(self.raw, self.files.state_dir / "beats.npz")
+            self.grid = beat_grid(self.raw, self.params, self.cache_dir)
         except UserError as err:
             self.grid_error = str(err)
             self.grid = NO_GRID
@@ -1095,7 +1089,7 @@ class ReviewSession:
             if self.layout is not None:
                 pair = write_correction(self.layout, self.pair_name, raw=self.raw,
                                         edit_audio=paths["audio"], edit=report.edit, version=n,
-                                        journal=self.state.journal)
+                                        journal=self.state.journal, params=self.params)
                 self._cache_raw_mel(pair["raw"])
             previous = self.state.version
             self.state.saved(n)
@@ -1135,7 +1129,7 @@ class ReviewSession:
 
         def work() -> None:
             try:
-                mel_for(raw_link, self.layout.features(self.pair_name, "raw"))
+                mel_for(raw_link, self.layout.features(self.pair_name, "raw"), self.params)
             except UserError as err:
                 self.mel_error = str(err)
                 log.warning("%s; the correction needs `editorbot features %s` before training",
