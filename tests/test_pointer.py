@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -468,6 +469,22 @@ def test_validation_chooses_the_keep_threshold_that_matches_the_editor():
     assert t == 0.4 and iou == pytest.approx(1.0)
     t, iou = choose_keep_threshold([np.where(kept > 0, 0.9, 0.1)], [kept], snap=10)
     assert t == 0.5 and iou == pytest.approx(1.0)
+
+
+def test_validation_past_the_deadline_scores_one_recording_and_stops(corpus):
+    """A run's deadline bounds its validation too: past it, the teacher-forced scores and
+    the decoded edits each stop after one recording (val/scored, val/decoded)."""
+    from editorbot.pointer.train import validate
+
+    cfg = tiny_config()
+    data = PointerData(corpus.cache_dir, corpus.pointer_dir)
+    net = PointerNet(cfg.model).eval()
+    names = sorted(data.names)
+    late = validate(net, data, names, cfg, torch.device("cpu"), keep_ratio=0.5, decode=True,
+                    until=time.time() - 1)
+    assert late["val/scored"] == 1 and late["val/decoded"] == 1
+    full = validate(net, data, names, cfg, torch.device("cpu"), keep_ratio=0.5, decode=True)
+    assert full["val/scored"] == len(names) == full["val/decoded"] == 4
 
 
 def test_keep_threshold_comes_from_the_config_then_the_checkpoint():

@@ -299,8 +299,9 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     model's): val/keep_threshold and val/keep_iou (of the keep head's kept stretches
     alone); the decoded edits use it unless decode.keep_threshold is set.
 
-    Decoding stops at `until` (time.time(), the run's deadline): val/iou is then the mean
-    over the recordings decoded by then, val/decoded their number.
+    Both stop at `until` (time.time(), the run's deadline), each after at least one
+    recording: the losses and accuracies are then over the recordings scored by then
+    (val/scored their number), val/iou over those decoded by then (val/decoded).
     """
     net.eval()
     fps = data.params.frames_per_s
@@ -311,7 +312,11 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     counts: dict[str, float] = {}
     hit = total = change_hit = change_total = 0
     ious, duration_ratios = [], []
+    scored = 0
     for name in names:
+        if scored and time.time() > until:
+            break
+        scored += 1
         rec = data.recordings[name]
         n_steps = rec.steps.n_path
         whole = make_batch(data, [(name, np.arange(n_steps), np.ones(n_steps, np.float32), False)])
@@ -362,6 +367,7 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     metrics["val/loss"] = float(total_loss(means, cfg))
     metrics["val_delta_accuracy"] = hit / max(total, 1)
     metrics["val/change_accuracy"] = change_hit / max(change_total, 1)
+    metrics["val/scored"] = float(scored)
     if ious:
         metrics["val/iou"] = float(np.mean(ious))
         metrics["val/duration_ratio"] = float(np.mean(duration_ratios))
