@@ -40,6 +40,7 @@ from .conftest import REPO, run_cli
 T = ActionType
 TINY_AGENT = AgentConfig(policy_hidden_dim=16, value_hidden_dim=8, n_layers=1, natten_n_heads=2,
                          natten_kernel_size=3, type_embed_dim=8)
+N_MELS = FeatureParams().n_mels
 TINY = ["agent.policy_hidden_dim=16", "agent.value_hidden_dim=8", "agent.n_layers=1",
         "agent.natten_n_heads=2", "agent.natten_kernel_size=3", "agent.type_embed_dim=8"]
 
@@ -176,7 +177,7 @@ def random_masks(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def test_masked_actions_have_zero_probability():
     torch.manual_seed(0)
-    agent = Agent(TINY_AGENT)
+    agent = Agent(TINY_AGENT, n_mels=N_MELS)
     rng = np.random.default_rng(0)
     obs = torch.randn(64, STATE_DIM)
     masks = torch.as_tensor(random_masks(rng, 64))
@@ -202,7 +203,7 @@ def test_update_uses_the_rollout_masks():
     is 0 and the entropy 0, so the update sees ratio 1, no entropy and no KL. Under the full
     masks (ignoring the rollout's) the entropy would be large."""
     torch.manual_seed(0)
-    agent = Agent(TINY_AGENT)
+    agent = Agent(TINY_AGENT, n_mels=N_MELS)
     rng = np.random.default_rng(1)
     t, n = 8, 2
     actions = np.stack([rng.integers(0, d, (t, n)) for d in ACTION_DIMS], -1)
@@ -227,7 +228,7 @@ def test_update_uses_the_rollout_masks():
 
 
 def test_entropy_is_divided_by_the_three_heads():
-    agent = Agent(TINY_AGENT)
+    agent = Agent(TINY_AGENT, n_mels=N_MELS)
     with torch.no_grad():
         for head in (agent.policy.type_head, agent.policy.size_head[-1], agent.policy.amount_head[-1]):
             head.weight.zero_()
@@ -253,7 +254,7 @@ def test_bc_label_smoothing_fits_the_smoothed_target():
     obs = torch.randn(1, STATE_DIM, generator=torch.Generator().manual_seed(0))
     for eps in (0.0, 0.2):
         torch.manual_seed(0)
-        agent = Agent(TINY_AGENT)
+        agent = Agent(TINY_AGENT, n_mels=N_MELS)
         opt = torch.optim.Adam(agent.policy.parameters(), lr=3e-2)
         batch = {"obs": obs, "masks": masks, "actions": label}
         for _ in range(300):
@@ -295,6 +296,28 @@ def test_natten_matches_the_pure_pytorch_attention():
     with torch.no_grad():
         torch.testing.assert_close(na1d(q, k, v, 5, use_natten=True), na1d_torch(q, k, v, 5),
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_mel_head_follows_the_checkpoints_analysis_grid():
+    """The mel auxiliary head has the n_mels of the grid the agent trained on, read from the
+    checkpoint's feature params, not from a module global (issue 25)."""
+    from editorbot.config import to_dict
+    from editorbot.rl.beat_features import FEATURE_VERSION
+    from editorbot.rl.infer import load_agent
+
+    params = FeatureParams(n_mels=64)
+    config = RLConfig(agent=TINY_AGENT)
+    ckpt = {"kind": "rl", "beat_feature_version": FEATURE_VERSION, "state_dim": STATE_DIM,
+            "config": to_dict(config), "feature_params": params.as_dict(),
+            "model_state": Agent(TINY_AGENT, n_mels=64).state_dict(),
+            "normalizer": FeatureNormalizer.identity().to_dict()}
+    agent, _, _, loaded = load_agent(ckpt)
+    assert loaded == params
+    obs = torch.zeros(2, STATE_DIM)
+    masks = torch.ones(2, N_TYPES, N_SIZES, N_AMOUNTS, dtype=torch.bool)
+    with torch.no_grad():
+        out = agent.evaluate(obs, masks, torch.zeros(2, 3, dtype=torch.long))
+    assert agent.aux(out)["mel"].shape == (2, 64)
 
 
 def test_agent_config_errors_are_clear(tmp_path):
@@ -416,7 +439,7 @@ def test_bc_pretraining_fits_the_labels_and_trains_the_auxiliary_heads(corpus):
     norm = FeatureNormalizer.fit([r.features.features for r in dataset.recordings])
     source = BCSource(dataset.observations(norm), dataset.masks, dataset.actions, dataset.aux_targets())
     torch.manual_seed(0)
-    agent = Agent(TINY_AGENT)
+    agent = Agent(TINY_AGENT, n_mels=N_MELS)
     every = source.batch(0, torch.device("cpu"), rows=np.arange(len(source)))
     with torch.no_grad():
         nll0, _, aux0 = bc_loss(agent, every)
@@ -475,6 +498,52 @@ def test_normalizer_is_saved_in_the_checkpoint_and_used_to_edit(corpus, tmp_path
     np.testing.assert_allclose(obs[3 * 121:4 * 121], expected(env.features.features[:1])[0], atol=1e-5)
 
 
+def test_validation_scores_the_edit_time_grid_as_evaluate_does(corpus, tmp_path):
+    """Validation edits each held-out pair on the beat tracker's grid, the one `editorbot
+    edit` uses, even when the labels were made on a synthetic truth's grid; so its
+    per-recording kept-raw IoU is `editorbot evaluate`'s for the same checkpoint (the bug:
+    validation on the truth's grid said 0.758 where evaluate gave 0.574)."""
+    import shutil
+
+    from editorbot.editors import load_checkpoint
+    from editorbot.evaluate import evaluate_editors
+    from editorbot.rl.beat_features import beat_features
+    from editorbot.rl.infer import load_agent, propose_edit
+    from editorbot.rl.train import validate_recordings
+    from editorbot.supervised.toy import write_corpus_pointers
+
+    data_dir, cache_dir, dataset, _, path = corpus
+    data, cache = tmp_path / "training_data", tmp_path / "cache"
+    shutil.copytree(data_dir, data)
+    shutil.copytree(cache_dir, cache)
+    write_corpus_pointers(data)  # the layout `editorbot evaluate` reads
+    assert {r.grid for r in dataset.recordings} == {"truth"}
+    names = sorted({r.name for r in dataset.recordings if not r.origin})
+    held = [n for n in names if "trimmer" in n]
+    config = load(RLConfig, REPO / "configs" / "rl" / "small.json",
+                  TINY + ["train.n_updates=0", "train.bc_pretrain_epochs=3", f"train.val_names={json.dumps(held)}"])
+    result = train(config, Run(tmp_path / "run", data, cache, progress=False), bc_pretrain=path)
+    ckpt = load_checkpoint(tmp_path / "run" / "latest.pt")
+    agent, cfg, normalizer, params = load_agent(ckpt)
+    ours = validate_recordings(agent, cfg, normalizer, held, data_dir=data, cache_dir=cache, params=params,
+                               wanted=ckpt["train_keep_ratio"])
+
+    def editor(raw_path, **kwargs):
+        return propose_edit(raw_path, ckpt, cache_dir=cache, **kwargs)
+
+    theirs = evaluate_editors(data, {"rl": editor}, names=held, cache_dir=cache, print_table=False,
+                              progress=False)["rl"]
+    assert not theirs["failures"]
+    for r in ours:
+        assert r.kept_iou == theirs["per_pair"][r.name]["kept_iou"], r.name
+    assert result.phases["bc"]["kept_iou"] == pytest.approx(theirs["mean"]["kept_iou"], abs=1e-12)
+    # The grids differ here, so validating on the labels' grid would not have matched.
+    rec = next(r for r in dataset.recordings if r.name == held[0])
+    tracker = beat_features(rec.raw_path, cache_dir=cache, params=params)
+    assert len(tracker.bounds_s) != len(rec.features.bounds_s) or not np.allclose(
+        tracker.bounds_s, rec.features.bounds_s, atol=0.02)
+
+
 def test_rollouts_store_the_masks_their_actions_were_drawn_under(corpus):
     data_dir, cache_dir, dataset, _, _ = corpus
     from editorbot.rl.env import EnvConfig
@@ -488,7 +557,7 @@ def test_rollouts_store_the_masks_their_actions_were_drawn_under(corpus):
     torch.manual_seed(0)
     state = start(venv)
     first_masks = state.masks.copy()
-    rollout, episodes = collect(venv, Agent(TINY_AGENT), state, 12, torch.device("cpu"))
+    rollout, episodes = collect(venv, Agent(TINY_AGENT, n_mels=N_MELS), state, 12, torch.device("cpu"))
     venv.close()
     np.testing.assert_array_equal(rollout.masks[0], first_masks)
     a = rollout.actions

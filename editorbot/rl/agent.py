@@ -20,7 +20,6 @@ import torch.nn as nn
 from ..config import AT_LEAST_1, Range
 from ..errors import UserError
 from .actions import ACTION_DIMS, N_AMOUNTS, N_SIZES, N_TYPES
-from .aux_tasks import N_MELS
 from .beat_features import N_BEAT_FEATURES
 from .state import CONTEXT_BEATS, STATE_DIM, state_slice
 
@@ -249,9 +248,12 @@ class PolicyOutput:
 
 class PolicyNetwork(nn.Module):
     """pi(type) pi(size | type) pi(amount | type, size) over the encoded state, plus the
-    auxiliary heads (tempo, energy, phrase, mel) on the same encoding."""
+    auxiliary heads (tempo, energy, phrase, mel) on the same encoding.
 
-    def __init__(self, config: AgentConfig):
+    n_mels: mel bands of the mel auxiliary head, the analysis grid's (FeatureParams.n_mels).
+    """
+
+    def __init__(self, config: AgentConfig, *, n_mels: int):
         super().__init__()
         d, e = config.policy_hidden_dim, config.type_embed_dim
         self.encoder = StateEncoder(d, config)
@@ -261,7 +263,7 @@ class PolicyNetwork(nn.Module):
         self.size_head = nn.Sequential(nn.Linear(d + e, d), nn.GELU(), nn.Linear(d, N_SIZES))
         self.amount_head = nn.Sequential(nn.Linear(d + 2 * e, d), nn.GELU(), nn.Linear(d, N_AMOUNTS))
         self.aux_scalar = nn.Linear(d, 3)          # tempo, energy, phrase logit
-        self.aux_mel = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, N_MELS))
+        self.aux_mel = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, n_mels))
 
     def forward(self, obs: torch.Tensor, masks: torch.Tensor, actions: torch.Tensor | None = None,
                 *, deterministic: bool = False) -> PolicyOutput:
@@ -294,7 +296,7 @@ class PolicyNetwork(nn.Module):
 
     def aux(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Auxiliary predictions from the encoder's summary: {tempo, energy, phrase (logit):
-        (B,), mel: (B, 128) in [0, 1]}."""
+        (B,), mel: (B, n_mels) in [0, 1]}."""
         scalars = self.aux_scalar(features)
         return {"tempo": scalars[:, 0], "energy": scalars[:, 1], "phrase": scalars[:, 2],
                 "mel": torch.sigmoid(self.aux_mel(features))}
@@ -314,12 +316,15 @@ class ValueNetwork(nn.Module):
 
 
 class Agent(nn.Module):
-    """The policy and value networks together, with the interface editorbot.rl.ppo uses."""
+    """The policy and value networks together, with the interface editorbot.rl.ppo uses.
 
-    def __init__(self, config: AgentConfig):
+    n_mels: mel bands of the analysis grid the agent trains on (its mel auxiliary head).
+    """
+
+    def __init__(self, config: AgentConfig, *, n_mels: int):
         super().__init__()
         self.config = config
-        self.policy = PolicyNetwork(config)
+        self.policy = PolicyNetwork(config, n_mels=n_mels)
         self.value_net = ValueNetwork(config)
 
     def act(self, obs: torch.Tensor, masks: torch.Tensor, *, deterministic: bool = False):

@@ -20,7 +20,6 @@ from .beat_features import BeatFeatures, feature_slice
 from .state import CONTEXT_BEATS
 
 AUX_TASKS = ("tempo", "energy", "phrase", "mel")
-N_MELS = DEFAULT_PARAMS.n_mels
 _RMS = feature_slice("spectral").start            # rms_db/80+1
 _BEAT_S = feature_slice("rhythm").start + 3        # beat_s
 AHEAD_START = CONTEXT_BEATS + 1                    # first beat the observation does not show
@@ -36,7 +35,7 @@ class AuxTables:
     energy : np.ndarray [shape=(n_beats + 1,)], float32: mean rms (dB / 80 + 1) of those beats
     phrase : np.ndarray [shape=(n_beats + 1,)], float32: 1 when a section starts within
         beats cursor+1 .. cursor+16, else 0
-    mel : np.ndarray [shape=(n_beats + 1, 128)], float32: the cursor beat's mean mel in
+    mel : np.ndarray [shape=(n_beats + 1, n_mels)], float32: the cursor beat's mean mel in
         [0, 1] (zeros once the cursor is past the last beat)
     """
 
@@ -46,7 +45,7 @@ class AuxTables:
     mel: np.ndarray
 
     def at(self, cursors: np.ndarray) -> dict[str, np.ndarray]:
-        """Targets at the given cursors (int array (n,)): {task: (n,) or (n, 128)}."""
+        """Targets at the given cursors (int array (n,)): {task: (n,) or (n, n_mels)}."""
         c = np.asarray(cursors, np.int64)
         return {"tempo": self.tempo[c], "energy": self.energy[c], "phrase": self.phrase[c],
                 "mel": self.mel[c]}
@@ -77,7 +76,7 @@ def aux_tables(features: BeatFeatures, section: np.ndarray, mels: np.ndarray) ->
     Args:
         features: its beat grid and features.
         section : np.ndarray [shape=(n_beats,)], section id per beat (EditEnv.section).
-        mels : np.ndarray [shape=(n_beats, 128)], from `beat_mels`.
+        mels : np.ndarray [shape=(n_beats, n_mels)], from `beat_mels`.
     """
     n = features.n_beats
     x = features.features
@@ -103,7 +102,7 @@ def aux_losses(pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -
     (on logits) for phrase.
 
     Args:
-        pred: {task: (B,) or (B, 128)} from PolicyNetwork.aux
+        pred: {task: (B,) or (B, n_mels)} from PolicyNetwork.aux
         target: the same shapes (AuxTables.at)
     """
     return {"tempo": F.mse_loss(pred["tempo"], target["tempo"]),

@@ -19,17 +19,19 @@ from ..config import from_dict
 from ..edits import Edit
 from ..errors import UserError, log
 from ..levels import at_editor_level
+from ..features import FeatureParams
 from .actions import ActionType
 from .agent import Agent
-from .beat_features import FEATURE_VERSION, beat_features
+from .beat_features import FEATURE_VERSION, BeatFeatures, beat_features
 from .env import EditEnv
 from .replay import track_to_edit
 from .state import STATE_DIM, FeatureNormalizer
 from .train import RLConfig, run_episode
 
 
-def load_agent(checkpoint: dict) -> tuple[Agent, RLConfig, FeatureNormalizer]:
-    """The agent of an 'rl' checkpoint, its config and its beat-feature normalizer."""
+def load_agent(checkpoint: dict) -> tuple[Agent, RLConfig, FeatureNormalizer, FeatureParams]:
+    """The agent of an 'rl' checkpoint, its config, its beat-feature normalizer and the
+    analysis grid it was trained on."""
     if checkpoint.get("kind") != "rl":
         raise UserError(f"not an RL checkpoint (kind {checkpoint.get('kind')!r})")
     if checkpoint.get("beat_feature_version") != FEATURE_VERSION:
@@ -39,11 +41,12 @@ def load_agent(checkpoint: dict) -> tuple[Agent, RLConfig, FeatureNormalizer]:
         raise UserError(f"the checkpoint's policy reads other states than this version's {STATE_DIM} "
                         "numbers; train it again with `editorbot train rl`")
     config = from_dict(RLConfig, checkpoint["config"], where="checkpoint config", saved=True)
-    agent = Agent(config.agent)
+    params = FeatureParams(**checkpoint["feature_params"])
+    agent = Agent(config.agent, n_mels=params.n_mels)
     load_state(agent, checkpoint["model_state"], where="the rl checkpoint")
     agent.eval()
     normalizer = FeatureNormalizer.from_dict(checkpoint["normalizer"], where="checkpoint normalizer")
-    return agent, config, normalizer
+    return agent, config, normalizer, params
 
 
 def action_distribution(type_counts: np.ndarray) -> str:
@@ -72,6 +75,44 @@ def trim_to(edit: Edit, duration_s: float, fade_s: float = 1.0) -> Edit:
     return replace(edit, segments=segs)
 
 
+def policy_edit(agent: Agent, config: RLConfig, normalizer: FeatureNormalizer, features: BeatFeatures,
+                raw_path: str | os.PathLike, *, wanted: float, pointers: np.ndarray | None = None,
+                params: FeatureParams | None = None,
+                device: torch.device = torch.device("cpu")) -> tuple[Edit, EditEnv]:
+    """The edit the policy makes of one recording, as `editorbot edit` makes it (before the
+    editor's levels): deterministic episodes with their masks, asked again with a corrected
+    target while the edit falls short; the episode closest to the wanted length, its edit
+    trimmed where it runs over by more than config.infer.keep_tolerance.
+
+    Args:
+        features: the recording's beat features on the grid the edit is made on
+            (`beat_features` with the checkpoint's analysis grid).
+        wanted: wanted edit length / raw length, in (0, config.env.max_played_ratio].
+        pointers, params: the human edit and its analysis grid, when known (validation):
+            the episodes' reward then has its human_match term.
+
+    Returns:
+        (edit, env): the edit, and the environment holding the episode it came from.
+    """
+    raw_s = features.duration_s
+    tol = config.infer.keep_tolerance
+    asked, best = wanted, None
+    for _ in range(config.infer.retries + 1):
+        env = EditEnv(raw_path, features=features, normalizer=normalizer, config=config.env,
+                      target_keep_ratio=asked, pointers=pointers, params=params)
+        run_episode(agent, env, play_limit_s=wanted * raw_s, device=device)
+        got = env.output_s / raw_s
+        if best is None or abs(got - wanted) < abs(best[0] - wanted):
+            best = (got, env)
+        if got >= wanted * (1 - tol) or asked >= config.env.max_played_ratio:
+            break
+        asked = min(config.env.max_played_ratio, asked * wanted / max(got, 1e-3))  # ask for more to get what is wanted
+    env = best[1]
+    edit = track_to_edit(env.track, features.bounds_s, raw_path=str(raw_path),
+                         crossfade_s=config.infer.crossfade_s)
+    return trim_to(edit, wanted * raw_s * (1 + tol)), env
+
+
 def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *, target_duration_s: float | None = None,
                  keep: float | None = None, cache_dir: str | os.PathLike = "cache") -> Edit:
     """The edit the RL policy of `checkpoint` makes of `raw_path`.
@@ -85,8 +126,8 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *, target_durati
     Returns:
         Edit (logs the action distribution it used).
     """
-    agent, config, normalizer = load_agent(checkpoint)
-    features = beat_features(raw_path, cache_dir=cache_dir)
+    agent, config, normalizer, params = load_agent(checkpoint)
+    features = beat_features(raw_path, cache_dir=cache_dir, params=params)
     raw_s = features.duration_s
     if target_duration_s is not None:
         wanted = float(target_duration_s) / raw_s
@@ -98,24 +139,9 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *, target_durati
     if not 0 < wanted <= limit:
         raise UserError(f"{raw_path}: asked for {wanted * raw_s:.0f} s of a {raw_s:.0f} s recording; "
                         f"the RL editor plays at most {limit:g} times the raw")
-    tol = config.infer.keep_tolerance
-    asked, best = wanted, None
-    for _ in range(config.infer.retries + 1):
-        env = EditEnv(raw_path, features=features, normalizer=normalizer, config=config.env,
-                      target_keep_ratio=asked)
-        run_episode(agent, env, play_limit_s=wanted * raw_s, device=torch.device("cpu"))
-        got = env.output_s / raw_s
-        if best is None or abs(got - wanted) < abs(best[0] - wanted):
-            best = (got, env.track)
-        if got >= wanted * (1 - tol) or asked >= limit:
-            break
-        asked = min(limit, asked * wanted / max(got, 1e-3))   # ask for more to get what is wanted
-    got, track = best
-    log.info("RL policy: %d actions (%s); edit %.0f s of %.0f s wanted", len(track.actions),
-             action_distribution(track.type_counts), got * raw_s, wanted * raw_s)
-    edit = track_to_edit(track, features.bounds_s, raw_path=str(raw_path),
-                         crossfade_s=config.infer.crossfade_s)
+    edit, env = policy_edit(agent, config, normalizer, features, raw_path, wanted=wanted)
+    log.info("RL policy: %d actions (%s); edit %.0f s of %.0f s wanted", len(env.track.actions),
+             action_distribution(env.track.type_counts), env.output_s, wanted * raw_s)
     if not edit.segments:
         raise UserError(f"{raw_path}: the RL policy kept nothing; train it longer or ask for more (--keep)")
-    return at_editor_level(trim_to(edit, wanted * raw_s * (1 + tol)), checkpoint.get("levels"))
-
+    return at_editor_level(edit, checkpoint.get("levels"))

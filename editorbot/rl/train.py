@@ -8,6 +8,9 @@ of the RL editor, validated on held-out recordings, saved as models/<run>/best.p
 Recordings are split by name (dataset.split_by_recording); augmented BC examples made from a
 held-out recording stay out of training. The beat-feature normalizer is fitted on the
 training recordings and saved in the checkpoint, which inference uses as it is.
+Validation edits each held-out recording as `editorbot edit` would (on the beat tracker's
+grid, whatever grid the labels used) and scores it as `editorbot evaluate` does; best.pt is
+the checkpoint with the highest held-out kept-raw IoU.
 """
 from __future__ import annotations
 
@@ -38,10 +41,9 @@ from ..training import (Progress, Run, TrainResult, checkpoint_payload, held_out
 from .actions import ActionType
 from .agent import Agent, AgentConfig
 from .bc_labels import BCDataset, BeatRecording, build_bc_dataset, detour_dataset, human_source
-from .beat_features import FEATURE_VERSION
+from .beat_features import FEATURE_VERSION, beat_features
 from .env import EditEnv, EnvConfig, make_vec_env
 from .ppo import BCSource, PPOConfig, UpdateReport, bc_loss, learn
-from .replay import track_to_edit
 from .state import STATE_DIM, FeatureNormalizer
 
 
@@ -58,7 +60,7 @@ class TrainConfig:
     val_fraction: share of recordings held out (dataset.split_by_recording, as in every paradigm).
     val_names: hold out exactly these recordings instead (val_fraction is then unused).
     split_seed: seed of the split (the same split as the other paradigms' with the same seed).
-    eval_every: PPO updates between validation runs (and best.pt checks).
+    eval_every: PPO updates between validation runs (and best.pt checks, by held-out kept IoU).
     grid: beat grid for recordings labelled here (no BC file): 'auto', 'truth', 'tracker'.
     seed: same seed, same initial weights and data order.
     """
@@ -187,7 +189,6 @@ def run_episode(agent: Agent, env: EditEnv, *, deterministic: bool = True, play_
         (reward, components) of the finished episode; env.track holds what it did.
     """
     obs, info = env.reset()
-    reward, components = 0.0, {}
     agent.eval()
     while True:
         mask = info["action_mask"]
@@ -203,18 +204,34 @@ def run_episode(agent: Agent, env: EditEnv, *, deterministic: bool = True, play_
             return float(info["episode_reward"]), info.get("reward_components", {})
 
 
-def evaluate_recordings(agent: Agent, recs: list[BeatRecording], pointers: list[np.ndarray],
-                        normalizer: FeatureNormalizer, env_config: EnvConfig, params: FeatureParams,
+def validate_recordings(agent: Agent, config: RLConfig, normalizer: FeatureNormalizer, names: list[str], *,
+                        data_dir: Path, cache_dir: Path, params: FeatureParams, wanted: float,
                         device=torch.device("cpu")) -> list[EpisodeResult]:
-    """Deterministic episodes on recordings with a human edit: reward and kept-raw IoU."""
+    """Each named pair edited as `editorbot edit` edits it with this policy, and scored as
+    `editorbot evaluate` scores it: beat features on the edit-time grid (`beat_features`
+    with no given beats: editorbot.grid's tracker, cached), the length asked when none is
+    given (`wanted`: the training edits' median share), retries and trimming as in
+    `infer.policy_edit`; kept-raw IoU against the pair's human edit (its pointer files, else
+    its truth file). The reward is the episode's on that grid, human_match included.
+    """
+    from .infer import policy_edit
+
+    layout = Layout(data_dir, cache_dir)
+    pairs = {p.name: p for p in discover(data_dir, names).pairs}
     out = []
-    for rec, ptr in zip(recs, pointers):
-        env = EditEnv(**_env_spec(rec, ptr, normalizer, env_config, params))
-        reward, components = run_episode(agent, env, device=device)
-        edit = track_to_edit(env.track, rec.features.bounds_s, raw_path=rec.raw_path)
-        raw_frames = params.n_frames(int(round(rec.features.duration_s * params.sr)))
-        iou = kept_iou(segments_to_pointers(edit, params), ptr, raw_frames)
-        out.append(EpisodeResult(rec.name, reward, components, iou, env.track.type_counts.copy(),
+    for name in names:
+        if name not in pairs:
+            raise UserError(f"{data_dir}: no pair named {name} (it is in the BC file); train with "
+                            "the --data-dir the labels were made from")
+        pair = pairs[name]
+        features = beat_features(pair.raw, cache_dir=cache_dir, params=params)
+        truth = human_source(pair, layout, params=params).pointers
+        edit, env = policy_edit(agent, config, normalizer, features, pair.raw, wanted=wanted,
+                                pointers=truth, params=params, device=device)
+        reward, components = env.episode_reward()
+        raw_frames = params.n_frames(int(round(features.duration_s * params.sr)))
+        iou = kept_iou(segments_to_pointers(edit, params), truth, raw_frames)
+        out.append(EpisodeResult(name, reward, components, iou, env.track.type_counts.copy(),
                                  edit.duration_s))
     return out
 
@@ -245,6 +262,16 @@ def _pointers_for(recs: list[BeatRecording], data_dir: Path, cache_dir: Path,
                             "the --data-dir the labels were made from")
         out.append(human_source(pairs[r.name], layout, params=params).pointers)
     return out
+
+
+def _state_settings(env_config: dict) -> dict:
+    """The env settings the labelled states depend on: all but the reward's settings that
+    change only what an episode earns (REWARD_ONLY), which the agent never sees."""
+    reward = {k: v for k, v in env_config.get("reward", {}).items() if k not in REWARD_ONLY}
+    return env_config | {"reward": reward}
+
+
+REWARD_ONLY = ("weights", "match", "keep_tolerance", "loop_penalty", "max_jump_fraction")
 
 
 def _tensor_bc(data: BCDataset, normalizer: FeatureNormalizer, seed: int) -> BCSource:
@@ -312,7 +339,7 @@ def train(config: RLConfig, run: Run, *, bc_pretrain: str | os.PathLike | None =
     files = [f for f in dict.fromkeys([bc_pretrain, bc_mixed]) if f is not None]
     datasets = [BCDataset.load(f) for f in files]
     for f, d in zip(files, datasets):
-        if d.env_config != to_dict(config.env):
+        if _state_settings(d.env_config) != _state_settings(to_dict(config.env)):
             raise UserError(f"{f}: labelled under other env settings than the config's; run "
                             "`editorbot bc-labels --config` with this config")
     # The analysis grid: the label files' (all alike), else a resumed run's, else the contract's.
@@ -343,7 +370,6 @@ def train(config: RLConfig, run: Run, *, bc_pretrain: str | os.PathLike | None =
     normalizer = (FeatureNormalizer.from_dict(state["normalizer"], where=str(checkpoint)) if state
                   else FeatureNormalizer.fit([r.features.features for r in train_recs]))
     train_ptr = _pointers_for(train_recs, data_dir, cache_dir, params)
-    val_ptr = _pointers_for(val_recs, data_dir, cache_dir, params)
 
     def in_training(rec: BeatRecording) -> bool:
         return rec.real_name in train_names
@@ -363,13 +389,13 @@ def train(config: RLConfig, run: Run, *, bc_pretrain: str | os.PathLike | None =
     val_bc = _tensor_bc(base.subset(lambda r: r.name in val_names), normalizer, tc.seed) if val_names else None
 
     torch.manual_seed(tc.seed)
-    agent = Agent(config.agent).to(device)
+    agent = Agent(config.agent, n_mels=params.n_mels).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.ppo.learning_rate, eps=1e-5)
     update0, best = 0, -math.inf
     if state is not None:
         agent.load_state_dict(state["model_state"])
         optimizer.load_state_dict(state["optimizer_state"])
-        update0, best = int(state["update"]), float(state.get("best_score", -math.inf))
+        update0, best = int(state["update"]), float(state.get("best_kept_iou", -math.inf))
     writer = SummaryWriter(str(run.logs))
     train_keep = float(np.median([r.target_keep_ratio for r in train_recs]))
     levels = measured_levels(run, train_names)
@@ -380,12 +406,13 @@ def train(config: RLConfig, run: Run, *, bc_pretrain: str | os.PathLike | None =
             step=update, metrics=metrics, model_state=agent.state_dict(),
             optimizer_state=optimizer.state_dict(), beat_feature_version=FEATURE_VERSION,
             state_dim=STATE_DIM, normalizer=normalizer.to_dict(), update=update, phase=phase,
-            best_score=best, train_keep_ratio=train_keep, grid=sorted({r.grid for r in train_recs}),
+            best_kept_iou=best, train_keep_ratio=train_keep, grid=sorted({r.grid for r in train_recs}),
             levels=levels)
 
     def validate(step: int, tag: str) -> dict[str, float]:
-        recs, ptrs = (val_recs, val_ptr) if val_recs else (train_recs, train_ptr)
-        m = summarize_episodes(evaluate_recordings(agent, recs, ptrs, normalizer, config.env, params, device))
+        m = summarize_episodes(validate_recordings(
+            agent, config, normalizer, [r.name for r in (val_recs or train_recs)], data_dir=data_dir,
+            cache_dir=cache_dir, params=params, wanted=train_keep, device=device))
         if val_bc is not None:
             m |= {f"bc_{k}": v for k, v in bc_accuracy(agent, val_bc, device).items()}
         for k, v in m.items():
@@ -419,7 +446,7 @@ def train(config: RLConfig, run: Run, *, bc_pretrain: str | os.PathLike | None =
         val_after_bc = validate(0, "val")
         log.info("BC: %d epochs, train type accuracy %.3f; validation %s", bc_metrics["epochs"],
                  bc_metrics.get("type_accuracy", float("nan")), _short(val_after_bc))
-        save(update0, "bc", val_after_bc, val_after_bc.get("episode_reward"))
+        save(update0, "bc", val_after_bc, val_after_bc.get("kept_iou"))
 
     # -- PPO
     history: list[dict] = []
@@ -457,7 +484,7 @@ def train(config: RLConfig, run: Run, *, bc_pretrain: str | os.PathLike | None =
                 val_final = validate(report.update, "val")
                 val_seconds = time.time() - val_started
                 entry |= {f"val_{k}": v for k, v in val_final.items()}
-                save(report.update, "ppo", val_final, val_final.get("episode_reward"))
+                save(report.update, "ppo", val_final, val_final.get("kept_iou"))
             history.append(entry)
             return out_of_time
 
@@ -470,7 +497,7 @@ def train(config: RLConfig, run: Run, *, bc_pretrain: str | os.PathLike | None =
             venv.close()
     elif not val_after_bc:
         val_final = validate(update0, "val")
-        save(update0, "bc", val_final, val_final.get("episode_reward"))
+        save(update0, "bc", val_final, val_final.get("kept_iou"))
     else:
         out_of_time = tc.n_updates > 0  # cloning used the time PPO would have had
     writer.close()
