@@ -1,0 +1,59 @@
+"""A pointer model's cuts as decoded and moved onto the raw's beat and bar grid (grid.snap_cuts).
+
+    .venv/bin/python benchmarks/bench_cuts_on_grid.py --data-dir D --checkpoint P [--cache-dir C]
+        [--names N ...]
+
+Evaluates one pointer checkpoint twice on the same pairs with editorbot.evaluate: once with
+its cuts where the decoder put them, once as `editorbot edit` gives them (each cut on the bar
+line within a beat, else on the nearest beat). Default pairs: the checkpoint's held-out
+recordings. Prints both tables and the mean change of kept IoU and cut F1 within a beat; the
+grid is the tracker's (cached in --cache-dir/grid), as at edit time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", type=Path, required=True)
+    ap.add_argument("--checkpoint", type=Path, required=True)
+    ap.add_argument("--cache-dir", type=Path, help="default: DATA_DIR/../cache")
+    ap.add_argument("--names", nargs="+", help="pairs to score (default: the checkpoint's held-out ones)")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+
+    from editorbot.checkpoint import load_checkpoint
+    from editorbot.evaluate import evaluate_editors
+    from editorbot.pointer import infer
+
+    cache = args.cache_dir or args.data_dir.parent / "cache"
+    ckpt = load_checkpoint(args.checkpoint)
+    names = args.names or ckpt["split"]["val"]
+    snapped = infer.snap_cuts
+
+    def as_decoded(raw_path, **kwargs):
+        infer.snap_cuts = lambda edit, grid, **_: edit
+        try:
+            return infer.propose_edit(raw_path, ckpt, cache_dir=cache, progress=False, **kwargs)
+        finally:
+            infer.snap_cuts = snapped
+
+    def on_the_grid(raw_path, **kwargs):
+        return infer.propose_edit(raw_path, ckpt, cache_dir=cache, progress=False, **kwargs)
+
+    editors = {"pointer, cuts as decoded": as_decoded, "pointer, cuts on the grid": on_the_grid}
+    results = evaluate_editors(args.data_dir, editors, names=names, cache_dir=cache,
+                               params=infer.load_model(ckpt)[2], progress=False)
+    before, after = (results[e]["mean"] for e in editors)
+    print(f"\n{len(names)} held-out pairs; on the grid minus as decoded: kept IoU "
+          f"{after['kept_iou'] - before['kept_iou']:+.3f}, cut F1 within a beat "
+          f"{after['cut_f1'] - before['cut_f1']:+.3f}")
+    if args.json:
+        args.json.write_text(json.dumps({e: r["mean"] for e, r in results.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
