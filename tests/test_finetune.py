@@ -1,6 +1,7 @@
 """Fine-tuning a pointer model on new pairs (`editorbot train pointer --init`, issue 27):
-the lower rate and short schedule of train.finetune, no keep pretraining, the model's keep
-threshold and keep ratio kept, the new pairs' split; and the one-line refusals.
+the lower rate and short schedule of train.finetune, no keep pretraining, the new pairs'
+split and keep ratio, the model's keep threshold where no validation chooses one; and the
+one-line refusals.
 
 Budget: about 30 s on a quiet 2-core machine (tiny models, 12-second toy recordings).
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,7 +24,7 @@ from editorbot.training import BASE_MODEL, resolve_init
 from .test_pointer import tiny_config, tiny_run, write_toy_corpus
 
 BASE_THRESHOLD = 0.35  # written into the base model: no validation would choose it by chance
-BASE_KEEP_RATIO = 0.123
+BASE_KEEP_RATIO = 0.123  # the same: the toy trimmer keeps about half
 
 
 @pytest.fixture(autouse=True)
@@ -60,33 +62,33 @@ def base(tmp_path_factory):
     return root, old, new
 
 
-def test_init_fine_tunes_at_the_lower_rate_and_keeps_the_models_decode_settings(base, monkeypatch, caplog):
+def test_init_fine_tunes_at_the_lower_rate_without_keep_pretraining_on_the_new_pairs(base, monkeypatch, caplog):
+    from editorbot.pointer.data import PointerData
+
     root, _, new = base
     monkeypatch.setattr(pointer_train, "pretrain_section_keep",
                         lambda *a, **kw: pytest.fail("a fine-tuning pretrained the keep head"))
     caplog.set_level(logging.INFO, logger="editorbot")
     cfg = tiny_config("train.keep_pretrain_steps=3", "train.lr=0.01", "train.finetune.lr=0.002",
-                      "train.finetune.epochs=2", "train.finetune.warmup_steps=1", "train.val_fraction=0.2",
-                      "train.val_decode_every=1", "train.select_by=val_iou")
+                      "train.finetune.epochs=2", "train.finetune.warmup_steps=1", "train.val_fraction=0")
     lrs = []
     result = pointer_train.train(cfg, tiny_run(new, root / "tuned", init=root / "base" / "best.pt"),
                                  on_step=lambda step, _: lrs.append(step))
-    # 4 training pairs of the new 5, 2 a step, 2 epochs
-    assert result.steps == 4 and len(lrs) == 4
+    # the 5 new pairs (no validation), 2 a step: 3 steps an epoch, 2 epochs
+    assert result.steps == 6 and len(lrs) == 6 and result.history == []
     tuned = load_checkpoint(root / "tuned" / "best.pt")
     latest = load_checkpoint(root / "tuned" / "latest.pt")
     group = latest["optimizer_state"]["param_groups"][0]
     assert group["initial_lr"] == 0.002  # train.finetune.lr, not train.lr
-    # after warm-up, a cosine from 1 to 0.1 over the 3 steps that follow it: at the end, 0.1 x lr
+    # after warm-up, a cosine from 1 to 0.1 over the 5 steps that follow it: at the end, 0.1 x lr
     assert group["lr"] == pytest.approx(0.0002)
     assert tuned["init"] == str(root / "base" / "best.pt")
-    assert tuned["keep_threshold"] == BASE_THRESHOLD and tuned["keep_ratio"] == BASE_KEEP_RATIO
-    assert result.history[-1]["val/keep_threshold"] == BASE_THRESHOLD  # validation did not choose another
-    names = sorted(tuned["split"]["train"] + tuned["split"]["val"])
-    assert names == [f"toy{i:02d}" for i in range(5)] and len(tuned["split"]["val"]) == 1
-    assert (f"fine-tuning {root / 'base' / 'best.pt'} at lr 0.002 for 4 steps (train.finetune.epochs 2 "
-            f"on 4 pairs, no keep pretraining), keeping its keep threshold 0.35 and keep ratio 0.12"
-            in caplog.text)
+    assert tuned["keep_threshold"] == BASE_THRESHOLD  # no validation to choose another on
+    data = PointerData(new.cache_dir, new.pointer_dir)
+    assert tuned["keep_ratio"] == pytest.approx(float(np.median([r.keep_ratio for r in data.recordings.values()])))
+    assert tuned["split"] == {"train": [f"toy{i:02d}" for i in range(5)], "val": []}
+    assert (f"fine-tuning {root / 'base' / 'best.pt'} at lr 0.002 for 6 steps (train.finetune.epochs 2 "
+            f"on 5 pairs, no keep pretraining), keeping its keep threshold 0.35" in caplog.text)
     # The weights moved from the base model's, but started there.
     start = load_checkpoint(root / "base" / "best.pt")["model_state"]
     assert any(not torch.equal(start[k], tuned["model_state"][k]) for k in start)
@@ -99,7 +101,7 @@ def test_init_fine_tunes_at_the_lower_rate_and_keeps_the_models_decode_settings(
     assert pointer_train.train(cfg, tiny_run(new, root / "cut", init=root / "base" / "best.pt"),
                                on_step=stop_at_2).interrupted
     resumed = pointer_train.train(cfg, tiny_run(new, root / "cut", resume=root / "cut" / "latest.pt"))
-    assert resumed.steps == 4
+    assert resumed.steps == 6
     again = load_checkpoint(root / "cut" / "latest.pt")
     assert again["optimizer_state"]["param_groups"][0]["initial_lr"] == 0.002
     assert again["init"] == tuned["init"] and again["keep_threshold"] == BASE_THRESHOLD
@@ -116,9 +118,11 @@ def test_the_cli_says_what_it_fine_tunes_and_refuses_what_it_cannot(base, tmp_pa
     assert main([*common, "--save-dir", str(tmp_path / "ok"), "--init", str(best), "--epochs", "1"]) == 0
     err = capsys.readouterr().err
     assert f"fine-tuning {best} at lr 0.001 for 2 steps (train.finetune.epochs 1 on 4 pairs" in err
+    assert "keeping its keep threshold" not in err  # its validation recording chooses one
     latest = load_checkpoint(tmp_path / "ok" / "latest.pt")
     assert latest["epoch"] == 1 and latest["config"]["model"]["d_model"] == 16
-    assert latest["config"]["train"]["val_names"] == []
+    assert latest["config"]["train"]["val_names"] == [] and len(latest["split"]["val"]) == 1
+    assert latest["keep_threshold"] == latest["metrics"]["val/keep_threshold"]
 
     def refused(*args: str) -> str:
         assert main([*common, "--save-dir", str(tmp_path / "no"), *args]) == 2

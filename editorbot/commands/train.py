@@ -36,7 +36,7 @@ def _add_pointer(paradigms: argparse._SubParsersAction) -> None:
                    help="start from random weights (scratch, the default), from the base model "
                         "shipped with editorbot (base), or from a pointer model's best.pt, to "
                         "fine-tune it on your pairs (same model settings) at train.finetune's "
-                        "lower rate and shorter schedule, keeping its keep threshold and keep ratio")
+                        "lower rate and shorter schedule")
     p.add_argument("--epochs", type=int, help="train.epochs (train.finetune.epochs with --init)")
     p.set_defaults(func=run_pointer)
 

@@ -149,9 +149,8 @@ class FinetuneConfig:
     """How a run that starts from another pointer model's weights (`--init`) trains, in
     place of train.lr, train.warmup_steps and train.epochs: a lower rate and a short
     schedule, so that a few new pairs adjust the model rather than overwrite it. Such a
-    run also skips keep pretraining (the model's keep head has learnt already) and keeps
-    the model's keep ratio and keep threshold instead of measuring them again on the few
-    new pairs (see train.train).
+    run also skips keep pretraining (the model's keep head has learnt already; see
+    train.train).
 
     lr: peak learning rate of the fine-tuning.
     warmup_steps: linear warm-up steps before the cosine decay to 0.1 x lr.

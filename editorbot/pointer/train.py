@@ -3,8 +3,8 @@
 `train(config, run)` runs in one process, or in several under torchrun (DistributedDataParallel,
 NCCL on GPUs, gloo on CPUs); rank 0 validates, logs to TensorBoard and writes best.pt and
 latest.pt atomically. Ctrl-C saves latest.pt; `run.resume` carries on from one, `run.init`
-starts from another model's weights and fine-tunes them (train.finetune: a lower rate, a short
-schedule, the model's keep ratio and keep threshold kept).
+starts from another model's weights and fine-tunes them (train.finetune: a lower rate and a
+short schedule, no keep pretraining).
 """
 from __future__ import annotations
 
@@ -256,18 +256,17 @@ def predicted_pointers(net: PointerNet, enc: Encoded, out: dict[str, torch.Tenso
     return pred
 
 
-def choose_keep_threshold(mean_keep: list[np.ndarray], kept: list[np.ndarray], snap: int,
-                          thresholds: tuple[float, ...] = KEEP_THRESHOLDS) -> tuple[float, float]:
-    """The threshold of `thresholds` whose kept stretches (decode.kept_stretches) best
+def choose_keep_threshold(mean_keep: list[np.ndarray], kept: list[np.ndarray],
+                          snap: int) -> tuple[float, float]:
+    """The threshold of KEEP_THRESHOLDS whose kept stretches (decode.kept_stretches) best
     match the frames the editor kept, by mean IoU over the recordings, and that IoU.
 
     Args:
         mean_keep: per recording, the keep head's smoothed probability (decode.smoothed_keep).
         kept: per recording, (n_raw,) the frames the editor plays (nonzero).
-        thresholds: the ones to try, the first winning ties (one: that one's IoU).
     """
-    best_t, best_iou = thresholds[0], -1.0
-    for t in thresholds:
+    best_t, best_iou = 0.5, -1.0
+    for t in KEEP_THRESHOLDS:
         ious = [mask_iou(kept_stretches(mean, t, snap), truth > 0) for mean, truth in zip(mean_keep, kept)]
         iou = float(np.mean(ious)) if ious else 0.0
         if iou > best_iou:
@@ -282,8 +281,7 @@ def _to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str,
 @torch.no_grad()
 def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerConfig,
              device: torch.device, *, keep_ratio: float, decode: bool,
-             jumps_back: bool = True, keep_threshold: float | None = None,
-             until: float = math.inf) -> dict[str, float]:
+             jumps_back: bool = True, until: float = math.inf) -> dict[str, float]:
     """Teacher-forced losses and accuracies over every step of the validation recordings,
     and (decode) the kept-raw IoU of freely decoded edits, with the stop head deciding
     their length. Both without telling the model the edit's length, as at inference
@@ -295,9 +293,8 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     plays on scores 0.
 
     With a keep head it also chooses the keep threshold decode.keep_skip uses (see
-    choose_keep_threshold), unless `keep_threshold` gives it (a fine-tuning keeps its
-    model's): val/keep_threshold and val/keep_iou (of the keep head's kept stretches
-    alone); the decoded edits use it unless decode.keep_threshold is set.
+    choose_keep_threshold): val/keep_threshold and val/keep_iou (of the keep head's kept
+    stretches alone); the decoded edits use it unless decode.keep_threshold is set.
 
     Both stop at `until` (time.time(), the run's deadline), each after at least one
     recording: the losses and accuracies are then over the recordings scored by then
@@ -346,10 +343,9 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
             mean_keep.append(smoothed_keep(enc, 0, window))
             kept.append(whole["kept"][0])
     metrics = {}
-    threshold = 0.5 if keep_threshold is None else keep_threshold
+    threshold = 0.5
     if mean_keep:
-        tried = KEEP_THRESHOLDS if keep_threshold is None else (keep_threshold,)
-        threshold, keep_iou = choose_keep_threshold(mean_keep, kept, snap, tried)
+        threshold, keep_iou = choose_keep_threshold(mean_keep, kept, snap)
         metrics = {"val/keep_threshold": threshold, "val/keep_iou": keep_iou}
     if cfg.decode.keep_threshold is not None:
         threshold = cfg.decode.keep_threshold
@@ -447,8 +443,9 @@ def train(config: PointerConfig, run: Run, *,
             (same model settings; its split is kept); run.init fine-tunes a pointer
             checkpoint's weights (same model settings and feature parameters) with a new
             optimiser and the new pairs' split, at train.finetune's rate and schedule,
-            without keep pretraining, keeping the checkpoint's keep ratio and keep
-            threshold (and its jumps_back, or the new pairs' when they move back);
+            without keep pretraining; validation chooses the keep threshold again (without
+            validation recordings the checkpoint's is kept), and jumps_back is the
+            checkpoint's or the new pairs' when they move back;
             run.max_minutes bounds the whole run.
         on_step: called after every optimiser step with (global_step, losses).
 
@@ -491,14 +488,14 @@ def train(config: PointerConfig, run: Run, *,
     levels = measured_levels(run, train_names) if ddp.main else None
     back_frames = int(round(BACK_JUMP_S * data.params.frames_per_s))
     jumps_back = any(data.recordings[n].jumps_back(back_frames) for n in train_names)
-    if kept_from is None:
-        keep_ratio = float(np.median([data.recordings[n].keep_ratio for n in train_names]))
-        keep_threshold = None  # each validation chooses it
-    else:
-        # Measured again on a few new pairs they swing (docs/results.md, learning from corrections).
-        keep_ratio = float(kept_from.get("keep_ratio", 0.3))
-        keep_threshold = float(kept_from.get("keep_threshold", 0.5))
+    keep_ratio = float(np.median([data.recordings[n].keep_ratio for n in train_names]))
+    keep_threshold = None  # each validation chooses it (decode.keep_skip)
+    if kept_from is not None:
         jumps_back = jumps_back or bool(kept_from.get("jumps_back", True))
+        if not val_names:
+            # Nothing to choose it on. With validation it is chosen again: fine-tuning moves the
+            # keep head's probabilities, and its model's threshold cut edits short (docs/results.md).
+            keep_threshold = float(kept_from.get("keep_threshold", 0.5))
     net = PointerNet(config.model).to(ddp.device)
     net.activation_checkpointing = tc.activation_checkpointing
     if start is not None:
@@ -544,8 +541,8 @@ def train(config: PointerConfig, run: Run, *,
                  f", {ddp.world} processes" if ddp.enabled else "")
         if init is not None:
             log.info("pointer: fine-tuning %s at lr %g for %d steps (train.finetune.epochs %d on %d pairs, "
-                     "no keep pretraining), keeping its keep threshold %.2f and keep ratio %.2f", init,
-                     plan.lr, total_steps, plan.epochs, len(train_names), keep_threshold, keep_ratio)
+                     "no keep pretraining)%s", init, plan.lr, total_steps, plan.epochs, len(train_names),
+                     "" if keep_threshold is None else f", keeping its keep threshold {keep_threshold:.2f}")
     bar = Progress("train pointer", steps=total_steps, deadline=deadline, enabled=run.progress and ddp.main,
                    done=global_step)
 
@@ -623,8 +620,7 @@ def train(config: PointerConfig, run: Run, *,
                 decode = tc.val_decode_every > 0 and (n_val % tc.val_decode_every == 0 or last)
                 val_started = time.time()
                 metrics = validate(net, data, val_names, config, ddp.device, keep_ratio=keep_ratio,
-                                   decode=decode, jumps_back=jumps_back, keep_threshold=keep_threshold,
-                                   until=deadline.at)
+                                   decode=decode, jumps_back=jumps_back, until=deadline.at)
                 val_seconds = time.time() - val_started
                 metrics["epoch"] = epoch
                 metrics["global_step"] = global_step
