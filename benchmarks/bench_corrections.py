@@ -2,8 +2,8 @@
 review` by a scripted editor, teach the model; measured on recordings it never saw.
 
     .venv/bin/python benchmarks/bench_corrections.py [--seed 0] [--pairs 16 --corrections 5
-        --test-pairs 8 --minutes 2 --persona trimmer --train-epochs 6 --finetune-epochs 5]
-        [--tag lr5e-3 --finetune-lr 0.005]   (another fine-tuning of the same model)
+        --test-pairs 8 --minutes 2 --persona trimmer --train-epochs 6]
+        [--tag lr5e-3 --finetune-set train.finetune.lr=0.005]   (another fine-tuning of the same model)
 
 1. A synthetic corpus of one persona in three parts drawn from three seeds: `--pairs`
    training pairs, `--corrections` recordings of "yours", `--test-pairs` held-out pairs
@@ -19,10 +19,10 @@ review` by a scripted editor, teach the model; measured on recordings it never s
    ops and info with "correction": true) and caches the raw's mel: the benchmark trains on
    exactly what Save wrote, with nothing added.
 4. "after": the model fine-tuned from its weights (Run(init=...), what `editorbot train
-   pointer --init` does, at `--finetune-lr`) for `--finetune-epochs` on the corrections,
-   every one trained on,
-   validated on the base run's validation pairs (linked in beside them: they choose
-   best.pt and the keep threshold, as they did for the base model). "control": the same
+   pointer --init` does, with its train.finetune defaults: rate, warm-up and epochs) on the
+   corrections, every one trained on, validated on the base run's validation pairs (linked
+   in beside them: they choose best.pt and the keep threshold, as they did for the base
+   model). "control": the same
    fine-tuning, as many steps, on as many of the training pairs the model has already
    learnt from, validated on the same pairs: what more training alone gives
    (--no-control skips it).
@@ -121,11 +121,6 @@ def main() -> None:
     p.add_argument("--persona", default="trimmer")
     p.add_argument("--seed", type=int, default=0, help="seed of the corpora and the training runs")
     p.add_argument("--train-epochs", type=int, default=6, help="epochs of the base run")
-    p.add_argument("--finetune-epochs", type=int, default=5,
-                   help="epochs of the fine-tuning (one step per recording per epoch)")
-    p.add_argument("--finetune-lr", type=float, default=1e-3,
-                   help="learning rate of the fine-tuning (default 0.001; small.json's own "
-                        "0.005 measured worse, docs/results.md)")
     p.add_argument("--no-control", dest="control", action="store_false",
                    help="skip the control (fine-tuning on the training pairs alone for as long)")
     p.add_argument("--tag", default="default",
@@ -234,8 +229,6 @@ def main() -> None:
     for label, (save_dir, layout) in runs.items():
         t = clock.now()
         ft_cfg = load(PointerConfig, args.config, [f"train.seed={args.seed}", *args.set,
-                                                   f"train.epochs={args.finetune_epochs}",
-                                                   f"train.lr={args.finetune_lr}",
                                                    f"train.val_names={json.dumps(split['val'])}",
                                                    *args.finetune_set])
         result = train(ft_cfg, Run(save_dir, layout.data_dir, layout.cache_dir, init=before_ckpt,
@@ -266,7 +259,8 @@ def main() -> None:
     print("\n| seed | fine-tuning | length | " + " | ".join(
         f"{k.split(':')[0]}: kept IoU / cut F1" for k in editors) + " |")
     for length, by in results.items():
-        print(f"| {args.seed} | lr {args.finetune_lr:g}{' ' + ' '.join(args.finetune_set) if args.finetune_set else ''} "
+        ft = ft_cfg.train.finetune
+        print(f"| {args.seed} | lr {ft.lr:g}, {ft.epochs} epochs{' ' + ' '.join(args.finetune_set) if args.finetune_set else ''} "
               f"| {length} | " + " | ".join(f"{r['mean']['kept_iou']:.3f} / {r['mean']['cut_f1']:.3f}"
                                             for r in by.values()) + " |")
     total_wall = sum(r["wall_s"] for r in clock.rows)
