@@ -376,14 +376,19 @@ def _pointers(segments_beats, bounds_s):
 
 
 def test_human_match_component():
+    """Kept-raw IoU with the human edit on the beat grid: seconds both play over seconds
+    either plays, on an uneven grid; beats count as kept when half their frames play."""
     bounds = np.arange(65) * BEAT_S
     _, pointers = _pointers([(0, 8), (16, 8)], bounds)
     human = rw.human_edit_from_pointers(pointers, bounds)
     assert np.flatnonzero(human.kept).tolist() == list(range(8)) + list(range(16, 24))
-    assert human.jumps == {(8, 16)}
-    assert rw.human_match([Piece(0, 8), Piece(16, 8)], 64, human) == 1.0
-    # kept F1 = 2 * 8 / (8 + 16); no jump where the human has one: jump F1 = 0
-    assert rw.human_match([Piece(0, 8)], 64, human) == pytest.approx(0.5 * 2 / 3)
+    assert rw.human_match(human.kept, human, bounds) == 1.0
+    bounds = np.concatenate([[0.0], np.cumsum(np.r_[np.full(8, 1.0), np.full(8, 0.5)])])
+    human = rw.HumanEdit(np.r_[np.ones(8, bool), np.zeros(8, bool)])
+    kept = np.zeros(16, bool)
+    kept[4:12] = True                                   # 4 s shared, 4 s + 2 s apart
+    assert rw.human_match(kept, human, bounds) == pytest.approx(4 / 10)
+    assert rw.human_match(np.zeros(16, bool), rw.HumanEdit(np.zeros(16, bool)), bounds) == 1.0
 
 
 def test_episode_reward_is_the_weighted_sum():
@@ -392,7 +397,8 @@ def test_episode_reward_is_the_weighted_sum():
               "JUMP_BACK BAR NEG_LARGE", "FADE_OUT PHRASE POS_LARGE", "CUT PHRASE NEUTRAL"]:
         track.apply(parse(a))
     bounds = np.arange(65) * BEAT_S
-    cfg = rw.RewardConfig()
+    cfg = rw.RewardConfig(weights=rw.RewardWeights(keep_ratio=1.0, section_coherence=0.5, audio_flow=0.3,
+                                                   loop_budget=1.0, jump_penalty=2.0))
     total, comps = rw.episode_reward(track, bounds_s=bounds, features=np.eye(64),
                                      section=np.zeros(64, int), target_keep_ratio=0.5, config=cfg)
     assert set(comps) == set(rw.COMPONENTS) - {"human_match"}

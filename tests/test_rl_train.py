@@ -544,6 +544,25 @@ def test_validation_scores_the_edit_time_grid_as_evaluate_does(corpus, tmp_path)
         tracker.bounds_s, rec.features.bounds_s, atol=0.02)
 
 
+def test_resumed_ppo_takes_the_configs_learning_rate(corpus, tmp_path):
+    """PPO resumed from a BC checkpoint steps at the config's ppo.learning_rate, not at the
+    one saved in the checkpoint's optimizer state (which Adam's load_state_dict restores)."""
+    from editorbot.editors import load_checkpoint
+
+    data_dir, cache_dir, dataset, _, path = corpus
+    names = sorted({r.name for r in dataset.recordings if not r.origin})
+    common = TINY + [f'train.val_names=["{names[0]}"]', "ppo.n_steps=8", "ppo.value_warmup_updates=0"]
+    small = REPO / "configs" / "rl" / "small.json"
+    train(load(RLConfig, small, common + ["train.n_updates=0", "train.bc_pretrain_epochs=1"]),
+          Run(tmp_path / "bc", data_dir, cache_dir, progress=False), bc_pretrain=path)
+    train(load(RLConfig, small, common + ["train.n_updates=1", "train.bc_pretrain_epochs=0",
+                                          "ppo.learning_rate=0.00005"]),
+          Run(tmp_path / "ppo", data_dir, cache_dir, resume=tmp_path / "bc" / "latest.pt", progress=False),
+          bc_pretrain=path)
+    saved = load_checkpoint(tmp_path / "ppo" / "latest.pt")["optimizer_state"]["param_groups"]
+    assert {g["lr"] for g in saved} == {0.00005}
+
+
 def test_rollouts_store_the_masks_their_actions_were_drawn_under(corpus):
     data_dir, cache_dir, dataset, _, _ = corpus
     from editorbot.rl.env import EnvConfig

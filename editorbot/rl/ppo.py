@@ -52,7 +52,7 @@ class PPOConfig:
     n_steps: int = 128
     n_epochs: int = 4
     minibatch_size: int = 256
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-4
     gamma: float = 0.99
     gae_lambda: float = 0.95
     clip_coef: float = 0.2

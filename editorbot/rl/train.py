@@ -271,7 +271,7 @@ def _state_settings(env_config: dict) -> dict:
     return env_config | {"reward": reward}
 
 
-REWARD_ONLY = ("weights", "match", "keep_tolerance", "loop_penalty", "max_jump_fraction")
+REWARD_ONLY = ("weights", "keep_tolerance", "loop_penalty", "max_jump_fraction")
 
 
 def _tensor_bc(data: BCDataset, normalizer: FeatureNormalizer, seed: int) -> BCSource:
@@ -395,6 +395,8 @@ def train(config: RLConfig, run: Run, *, bc_pretrain: str | os.PathLike | None =
     if state is not None:
         agent.load_state_dict(state["model_state"])
         optimizer.load_state_dict(state["optimizer_state"])
+        for group in optimizer.param_groups:  # the saved state carries the old run's step size
+            group["lr"] = config.ppo.learning_rate
         update0, best = int(state["update"]), float(state.get("best_kept_iou", -math.inf))
     writer = SummaryWriter(str(run.logs))
     train_keep = float(np.median([r.target_keep_ratio for r in train_recs]))
