@@ -84,21 +84,21 @@ class Run:
         return Deadline(self.max_minutes)
 
 
-# The pointer model shipped with editorbot, that `--init base` fine-tunes (none ships yet).
-BASE_MODEL = Path(__file__).resolve().parent / "models" / "base.pt"
-
-
 def resolve_init(value: str | None) -> Path | None:
-    """The checkpoint an `--init` value names: None for 'scratch' (or no value), the
-    shipped base model for 'base', else the path given. A missing file is a one-line
-    UserError."""
+    """The checkpoint an `--init` value names: None for 'scratch' (or no value), the base
+    model shipped in the package for 'base' (editorbot.base), else the path given. A
+    missing file is a one-line UserError."""
     if value in (None, "scratch"):
         return None
-    path = BASE_MODEL if value == "base" else Path(value)
-    if not path.is_file():
-        if value == "base":
-            raise UserError(f"--init base: this editorbot ships no base model ({path}); "
+    if value == "base":
+        from .base import BASE_CHECKPOINT, base_checkpoint
+        path = base_checkpoint()
+        if path is None:
+            raise UserError(f"--init base: this editorbot ships no base model ({BASE_CHECKPOINT}); "
                             "use --init scratch or --init PATH to a pointer model's best.pt")
+        return path
+    path = Path(value)
+    if not path.is_file():
         raise UserError(f"--init {value}: no such checkpoint; give scratch, base or a pointer "
                         "model's best.pt")
     return path

@@ -19,7 +19,7 @@ from editorbot.cli import main
 from editorbot.config import to_dict
 from editorbot.errors import UserError
 from editorbot.pointer import train as pointer_train
-from editorbot.training import BASE_MODEL, resolve_init
+from editorbot.training import resolve_init
 
 from .test_pointer import tiny_config, tiny_run, write_toy_corpus
 
@@ -109,7 +109,7 @@ def test_init_fine_tunes_at_the_lower_rate_without_keep_pretraining_on_the_new_p
         torch.testing.assert_close(latest["model_state"][key], again["model_state"][key], rtol=0, atol=0)
 
 
-def test_the_cli_says_what_it_fine_tunes_and_refuses_what_it_cannot(base, tmp_path, capsys):
+def test_the_cli_says_what_it_fine_tunes_and_refuses_what_it_cannot(base, tmp_path, capsys, monkeypatch):
     root, _, new = base
     common = ["train", "pointer", "--no-progress", "--data-dir", str(new.data_dir), "--cache-dir",
               str(new.cache_dir)]
@@ -140,8 +140,8 @@ def test_the_cli_says_what_it_fine_tunes_and_refuses_what_it_cannot(base, tmp_pa
     save_checkpoint(tmp_path / "supervised.pt", other)
     assert "a supervised checkpoint; --init takes a pointer model" in refused("--init", str(tmp_path / "supervised.pt"))
     assert "--init nothing.pt: no such checkpoint" in refused("--init", "nothing.pt")
-    if not BASE_MODEL.is_file():
-        assert "--init base: this editorbot ships no base model" in refused("--init", "base")
+    monkeypatch.setattr("editorbot.base.BASE_CHECKPOINT", tmp_path / "none.pt")  # an install without one
+    assert "--init base: this editorbot ships no base model" in refused("--init", "base")
     assert not (tmp_path / "no").exists()
 
 
@@ -150,8 +150,8 @@ def test_resolve_init_names_scratch_base_and_paths(tmp_path, monkeypatch):
     pt = tmp_path / "best.pt"
     pt.write_bytes(b"")
     assert resolve_init(str(pt)) == pt
-    monkeypatch.setattr("editorbot.training.BASE_MODEL", pt)
+    monkeypatch.setattr("editorbot.base.BASE_CHECKPOINT", pt)
     assert resolve_init("base") == pt
-    monkeypatch.setattr("editorbot.training.BASE_MODEL", tmp_path / "none.pt")
+    monkeypatch.setattr("editorbot.base.BASE_CHECKPOINT", tmp_path / "none.pt")
     with pytest.raises(UserError, match="ships no base model"):
         resolve_init("base")

@@ -34,7 +34,8 @@ def _add_pointer(paradigms: argparse._SubParsersAction) -> None:
     _add_common(p, save_dir="models/pointer")
     p.add_argument("--init", default="scratch", metavar="scratch|base|PT",
                    help="start from random weights (scratch, the default), from the base model "
-                        "shipped with editorbot (base), or from a pointer model's best.pt, to "
+                        "shipped in the package (base: editorbot/models/base_pointer.pt), or from a "
+                        "pointer model's best.pt, to "
                         "fine-tune it on your pairs (same model settings) at train.finetune's "
                         "lower rate and shorter schedule")
     p.add_argument("--epochs", type=int, help="train.epochs (train.finetune.epochs with --init)")
