@@ -17,6 +17,7 @@ import numpy as np
 from ..cache import atomic_write_text
 from ..edits import Edit, Segment
 from ..errors import UserError
+from ..features import DEFAULT_PARAMS, FeatureParams
 from .actions import EditTrack, Piece, describe, parse
 from .beat_features import BeatFeatures, beat_features
 from .env import EnvConfig
@@ -75,7 +76,8 @@ class Replay:
 
 def replay(raw_path: str | os.PathLike, actions, *, features: BeatFeatures | None = None,
            cache_dir: str | os.PathLike = "cache", beats_s=None, downbeats_s=None,
-           config: EnvConfig | None = None, crossfade_s: float = 0.0) -> Replay:
+           config: EnvConfig | None = None, crossfade_s: float = 0.0,
+           params: FeatureParams = DEFAULT_PARAMS) -> Replay:
     """Apply `actions` to a recording from its first beat, as the environment would.
 
     Args:
@@ -84,7 +86,7 @@ def replay(raw_path: str | os.PathLike, actions, *, features: BeatFeatures | Non
             strings. Every action must be valid where it is applied (an agent's logged
             actions are: the environment records the action it resolved to).
         features: the recording's BeatFeatures (else computed or read from cache_dir,
-            with beats_s / downbeats_s as in beat_features).
+            with beats_s / downbeats_s as in beat_features, on the analysis grid `params`).
         config: the environment settings the actions were taken under (for the masks).
         crossfade_s: crossfade at every jump (see track_to_edit).
 
@@ -92,7 +94,7 @@ def replay(raw_path: str | os.PathLike, actions, *, features: BeatFeatures | Non
     """
     config = config or EnvConfig()
     bf = features or beat_features(raw_path, cache_dir=cache_dir, beats_s=beats_s,
-                                   downbeats_s=downbeats_s)
+                                   downbeats_s=downbeats_s, params=params)
     track = EditTrack(bf.n_beats, downbeat_phase=bf.downbeat_phase,
                       max_played_beats=math.floor(config.max_played_ratio * bf.n_beats))
     for i, action in enumerate(actions):
