@@ -20,9 +20,9 @@ behavioral-cloning checkpoint it starts from, fold by fold, for two seeds?
    without --match-duration): kept-raw IoU of the BC start and after PPO; no checkpoint is
    chosen on the held-out pairs.
 
-Prints a markdown table (one row per seed and fold, with the held-out episodes' human_match
-reward term before and after PPO, from the runs' validation on the same grid), the number of folds where PPO > BC for each
-seed, the wall and CPU minutes and the load average. --set changes the PPO run only (the
+Prints a markdown table (one row per seed and fold, with the reward's human_match term on
+the held-out pairs before and after PPO, from the runs' own validation), the number of folds
+where PPO > BC for each seed, the wall and CPU minutes and the load average. --set changes the PPO run only (the
 BC start stays the same, so settings compare on the same starts; give each a --run-name).
 Every step runs on one thread (OMP_NUM_THREADS=1, torch.set_num_threads(1)).
 """
@@ -79,13 +79,13 @@ def corpus(root: Path, args) -> dict[str, float]:
     return seconds
 
 
-def bc_start(root: Path, args, seed: int, val_names: list[str]) -> Path:
+def bc_start(root: Path, args, seed: int, fold: int, val_names: list[str]) -> Path:
     """The fold's BC checkpoint (latest.pt), trained unless one with these settings exists."""
     from editorbot.config import load
     from editorbot.rl.train import RLConfig, train
     from editorbot.training import Run
 
-    save_dir = root / f"bc_seed{seed}_fold{args.fold}"
+    save_dir = root / f"bc_seed{seed}_fold{fold}"
     stamp = {"config": Path(args.config).read_text(), "bc_epochs": args.bc_epochs, "seed": seed,
              "val_names": val_names, "corpus": (root / "corpus.json").read_text()}
     marker = save_dir / "bench.json"
@@ -100,7 +100,7 @@ def bc_start(root: Path, args, seed: int, val_names: list[str]) -> Path:
     return save_dir / "latest.pt"
 
 
-def ppo_from(root: Path, args, seed: int, start: Path) -> tuple[Path, dict]:
+def ppo_from(root: Path, args, seed: int, fold: int, start: Path) -> tuple[Path, dict]:
     """--updates PPO updates resumed from `start`; (its latest.pt, its last validation)."""
     from editorbot.config import load
     from editorbot.rl.train import RLConfig, train
@@ -109,7 +109,7 @@ def ppo_from(root: Path, args, seed: int, start: Path) -> tuple[Path, dict]:
     config = load(RLConfig, args.config, ["train.bc_pretrain_epochs=0", f"train.n_updates={args.updates}",
                                           f"train.eval_every={args.updates}", "ppo.bc_weight=0.5",
                                           f"train.seed={seed}", *args.set])
-    save_dir = root / f"{args.run_name}_seed{seed}_fold{args.fold}"
+    save_dir = root / f"{args.run_name}_seed{seed}_fold{fold}"
     labels = root / "bc.npz"
     result = train(config, Run(save_dir, root / "training_data", root / "cache", resume=start, progress=False,
                                overwrite=True), bc_pretrain=labels, bc_mixed=labels)
@@ -136,6 +136,8 @@ def held_out_iou(root: Path, checkpoint: Path, names: list[str]) -> dict:
 
 
 def main() -> None:
+    from editorbot.checkpoint import load_checkpoint
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pairs", type=int, default=15)
     p.add_argument("--minutes", type=float, default=1.5, help="length of each raw")
@@ -160,20 +162,18 @@ def main() -> None:
     made = corpus(root, args)
     if made:
         print("corpus:", json.dumps({k: round(v, 1) for k, v in made.items()}), flush=True)
-    names = sorted(p.stem for p in (root / "training_data" / "truth").glob("*.json"))
+    names = sorted(f.stem for f in (root / "training_data" / "truth").glob("*.json"))
     rows = []
     for seed in seeds:
         for fold in range(args.folds):
             if only and fold not in only:
                 continue
-            args.fold = fold
             val = names[fold::args.folds]
             t0 = time.perf_counter()
-            start = bc_start(root, args, seed, val)
+            start = bc_start(root, args, seed, fold, val)
             t1 = time.perf_counter()
-            after, val_metrics = ppo_from(root, args, seed, start)
+            after, val_metrics = ppo_from(root, args, seed, fold, start)
             t2 = time.perf_counter()
-            from editorbot.checkpoint import load_checkpoint
             bc_val = load_checkpoint(start)["metrics"]
             row = {"seed": seed, "fold": fold, "held_out": len(val),
                    "bc": held_out_iou(root, start, val), "ppo": held_out_iou(root, after, val),
