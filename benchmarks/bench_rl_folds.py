@@ -13,8 +13,8 @@ behavioral-cloning checkpoint it starts from, fold by fold, for two seeds?
    edit time.
 2. For each seed and fold (recording i held out in fold i mod FOLDS): the BC start, a
    `train` run of --bc-epochs of cloning and no PPO (reused while its settings match), then
-   a second run that resumes it for --updates PPO updates (BC loss mixed in, as
-   bench_rl_train.py's recipe) and validates only at its end.
+   a second run that resumes it for --updates PPO updates (BC loss mixed in at
+   ppo.bc_weight 1.0, the CLI's default with --bc-mixed) and validates only at its end.
 3. Both latest.pt checkpoints edited and scored by editorbot.evaluate on the fold's held-out
    pairs (no length asked: the training edits' median share, as `editorbot evaluate`
    without --match-duration): kept-raw IoU of the BC start and after PPO; no checkpoint is
@@ -107,7 +107,7 @@ def ppo_from(root: Path, args, seed: int, fold: int, start: Path) -> tuple[Path,
     from editorbot.training import Run
 
     config = load(RLConfig, args.config, ["train.bc_pretrain_epochs=0", f"train.n_updates={args.updates}",
-                                          f"train.eval_every={args.updates}", "ppo.bc_weight=0.5",
+                                          f"train.eval_every={args.updates}", "ppo.bc_weight=1.0",
                                           f"train.seed={seed}", *args.set])
     save_dir = root / f"{args.run_name}_seed{seed}_fold{fold}"
     labels = root / "bc.npz"

@@ -107,7 +107,7 @@ def add_rl_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--bc-pretrain", metavar="FILE", help="BC labels to pretrain on (bc_rich.npz)")
     p.add_argument("--bc-pretrain-epochs", type=int, help="train.bc_pretrain_epochs")
     p.add_argument("--bc-mixed", metavar="FILE", help="BC labels whose loss is mixed into PPO")
-    p.add_argument("--bc-weight", type=float, help="ppo.bc_weight (default 0.5 with --bc-mixed)")
+    p.add_argument("--bc-weight", type=float, help="ppo.bc_weight (default 1.0 with --bc-mixed)")
     p.add_argument("--updates", type=int, help="train.n_updates (PPO updates)")
     p.add_argument("--n-envs", type=int, help="train.n_envs")
     p.add_argument("--subprocess", action="store_true", help="environments in worker processes")

@@ -3,7 +3,7 @@ of the RL editor, validated on held-out recordings, saved as models/<run>/best.p
 
     editorbot bc-labels --data-dir training_data --out bc_rich.npz
     editorbot train rl --bc-pretrain bc_rich.npz --bc-pretrain-epochs 50 \\
-        --bc-mixed bc_rich.npz --bc-weight 0.5 --save-dir models/rl
+        --bc-mixed bc_rich.npz --save-dir models/rl
 
 Recordings are split by name (dataset.split_by_recording); augmented BC examples made from a
 held-out recording stay out of training. The beat-feature normalizer is fitted on the
@@ -562,7 +562,7 @@ def config_from_args(args: argparse.Namespace) -> RLConfig:
              "train.n_envs": args.n_envs, "train.seed": args.seed,
              "train.subprocess": True if args.subprocess else None, "ppo.bc_weight": args.bc_weight}
     if args.bc_mixed and args.bc_weight is None:
-        flags["ppo.bc_weight"] = 0.5
+        flags["ppo.bc_weight"] = 1.0   # the best measured (docs/results.md, bench_rl_folds.py)
     overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + args.set
     if args.resume and not args.config:
         from ..config import apply_overrides
