@@ -17,7 +17,7 @@ For each persona (one held out of pretraining: highlights, solo_cutter, last_tak
    (no fine-tuning), and both runs; kept-raw IoU and cut F1 within a beat, free length.
 
 Prints one table per persona and N, the CPU seconds and the load average, and writes
-OUT/adapt/result.json.
+OUT/adapt/result.json (runs of earlier invocations kept, keyed persona/N).
 """
 from __future__ import annotations
 
@@ -99,7 +99,9 @@ def main() -> None:
     out = Path(args.out)
     init = Path(args.init)
     base = load_checkpoint(init)
-    summary: dict = {"command": " ".join(sys.argv), "init": str(init), "runs": {}}
+    # Runs of earlier invocations (other personas, other N) are kept beside this one's.
+    earlier = json.loads((out / "result.json").read_text()) if (out / "result.json").is_file() else {}
+    summary: dict = {"runs": earlier.get("runs", {})}
     for persona in args.persona:
         root = out / persona
         train_layout = prepare_corpus(root / "train", pairs=args.pairs, seed=2601, minutes=args.minutes,
@@ -133,7 +135,7 @@ def main() -> None:
             results = evaluate_editors(test_layout.data_dir, editors, cache_dir=test_layout.cache_dir,
                                        progress=False)
             summary["runs"][f"{persona}/{n}"] = {
-                "cpu_s": cpu, "load_average": load_avg,
+                "command": " ".join(sys.argv), "init": str(init), "cpu_s": cpu, "load_average": load_avg,
                 "steps": {k: c["step"] for k, c in ckpts.items()},
                 "mean": {k: r["mean"] for k, r in results.items()}}
             (out / "result.json").write_text(json.dumps(summary, indent=1, default=float))
