@@ -10,6 +10,7 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from .features import DEFAULT_PARAMS, mel
 from .jobs import run_jobs
 from .layout import Layout
 
+if TYPE_CHECKING:  # the synth imports audio and instrument code; base_checkpoint() needs none
+    from .synth.config import SynthConfig
+
 BASE_CHECKPOINT = Path(__file__).resolve().parent / "models" / "base_pointer.pt"
 CORPUS_KIND = "base_corpus"  # the mel cache record of a pair written without audio
 
@@ -29,7 +33,7 @@ def base_checkpoint() -> Path | None:
     return BASE_CHECKPOINT if BASE_CHECKPOINT.is_file() else None
 
 
-def pretraining_synth_config():
+def pretraining_synth_config() -> SynthConfig:
     """The generator's settings for the base corpus: the defaults, with wider ranges.
 
     Every pretraining persona in the cycle (pretraining_personas(), never one held out for
@@ -54,7 +58,7 @@ class _PairTask:
     seed: int
     index: int
     minutes: float
-    config: object  # SynthConfig
+    config: SynthConfig
 
 
 def pair_minutes(seed: int, index: int, minutes: tuple[float, float]) -> float:
@@ -100,7 +104,7 @@ def _write_pair(task: _PairTask) -> str:
     return pp.name
 
 
-def _complete(layout: Layout, name: str, truth_path: Path, config, minutes: float) -> bool:
+def _complete(layout: Layout, name: str, truth_path: Path, config: SynthConfig, minutes: float) -> bool:
     """Whether an earlier run wrote this pair whole with the same settings."""
     if not (truth_path.is_file() and layout.pointer_file(name, "pointers.npy").is_file()
             and load_npz(layout.features(name, "raw")) is not None):
@@ -115,7 +119,7 @@ def _complete(layout: Layout, name: str, truth_path: Path, config, minutes: floa
 
 def write_base_corpus(out_dir: str | os.PathLike, *, pairs: int, seed: int,
                       minutes: tuple[float, float] = (2.0, 6.0), jobs: int = 1,
-                      progress: bool = True, config=None) -> Layout:
+                      progress: bool = True, config: SynthConfig | None = None) -> Layout:
     """Write the base editor's pretraining corpus: raw mels and exact truth, no audio.
 
     For pair i: out_dir/cache/features/{name}_raw.npz ('mel' float16 (n_mels, t) on the
