@@ -73,7 +73,7 @@ def _write_pair(task: _PairTask) -> str:
     """Plan and render one session, keep its raw mel (float16) and the truth; no audio."""
     import soxr
 
-    from .supervised.toy import write_truth_pointers
+    from .dataset import write_truth_pointers
     from .synth.compose import perform
     from .synth.corpus import plan_pair, truth_json
     from .synth.instruments import render_mix

@@ -7,16 +7,17 @@ recordings in every paradigm.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .cache import load_npz
-from .edits import ops_from_pointers
+from .cache import atomic_write_bytes, atomic_write_text, load_npz
+from .edits import Edit, ops_from_pointers, segments_to_pointers
 from .errors import UserError
-from .features import FeatureParams
+from .features import DEFAULT_PARAMS, FeatureParams
 from .layout import Layout, read_json_object, read_npy
 
 
@@ -194,3 +195,25 @@ def split_by_recording(names: list[str], fraction: float, seed: int, *,
     if not train:
         raise UserError("train.val_names: every recording is held out; leave some for training")
     return train, val
+
+
+# ---------------------------------------------------------------------------- writing truth
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as fh:  # a file object: np.save would append .npy to a name
+        np.save(fh, array)
+
+
+def write_truth_pointers(layout: Layout, name: str, edit: Edit, n_edit_frames: int,
+                         params: FeatureParams = DEFAULT_PARAMS, raw_frames: int | None = None) -> None:
+    """Write pointer_sequences/{name}_pointers.npy, _ops.npy and _info.json from a known
+    edit, as `editorbot prepare` writes them from an alignment."""
+    pointers = segments_to_pointers(edit, params, n_edit_frames, raw_frames)
+    fps = params.frames_per_s
+    ops = ops_from_pointers(pointers, fade_in_frames=int(round(edit.segments[0].fade_in_s * fps)),
+                            fade_out_frames=int(round(edit.segments[-1].fade_out_s * fps)))
+    for what, arr in (("pointers.npy", pointers), ("ops.npy", ops)):
+        atomic_write_bytes(layout.pointer_file(name, what), lambda tmp, a=arr: _save_npy(tmp, a))
+    info = {"sample_rate": params.sr, "hop_length": params.hop_length, "source": "truth",
+            "edit_frames": int(n_edit_frames)} | {"segments": edit.to_json()["segments"]}
+    atomic_write_text(layout.pointer_file(name, "info.json"), json.dumps(info, indent=1))

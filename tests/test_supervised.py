@@ -25,7 +25,8 @@ from editorbot.supervised.data import analysis_mel, load_recording
 from editorbot.supervised.infer import clean_mask, decide_kept
 from editorbot.supervised.labels import Label, labels_for, raw_targets, seam_frames_for
 from editorbot.supervised.losses import apply_gain, multi_scale_stft_loss, stft_gain_basis
-from editorbot.supervised.toy import write_toy_corpus, write_truth_pointers
+from editorbot.dataset import write_truth_pointers
+from editorbot.supervised.toy import write_toy_corpus
 from editorbot.commands.train import add_supervised_parser
 from editorbot.supervised.train import train
 from editorbot.training import Run

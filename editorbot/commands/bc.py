@@ -51,7 +51,7 @@ def run_labels(args: argparse.Namespace) -> int:
     from ..errors import log
     from ..rl.bc_labels import build_bc_dataset, format_distribution
     from ..features import DEFAULT_PARAMS
-    from ..rl.train import RLConfig
+    from ..rl.config import RLConfig
 
     config = load(RLConfig, args.config)
     # A new label file is made on the data contract's analysis grid (recorded in the file).

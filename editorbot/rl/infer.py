@@ -23,10 +23,10 @@ from ..features import FeatureParams
 from .actions import ActionType
 from .agent import Agent
 from .beat_features import FEATURE_VERSION, BeatFeatures, beat_features
+from .config import RLConfig
 from .env import EditEnv
 from .replay import track_to_edit
 from .state import STATE_DIM, FeatureNormalizer
-from .train import RLConfig, run_episode
 
 
 def load_agent(checkpoint: dict) -> tuple[Agent, RLConfig, FeatureNormalizer, FeatureParams]:
@@ -73,6 +73,33 @@ def trim_to(edit: Edit, duration_s: float, fade_s: float = 1.0) -> Edit:
         segs.append(seg)
         total += seg.duration_s
     return replace(edit, segments=segs)
+
+
+def run_episode(agent: Agent, env: EditEnv, *, deterministic: bool = True, play_limit_s: float | None = None,
+                device=torch.device("cpu")):
+    """Run the policy through one episode of `env` with its masks.
+
+    Args:
+        play_limit_s: once the edit is this long, only actions that play nothing and move
+            on (CUT, SKIP) stay allowed, so that the episode ends without playing more.
+
+    Returns:
+        (reward, components) of the finished episode; env.track holds what it did.
+    """
+    obs, info = env.reset()
+    agent.eval()
+    while True:
+        mask = info["action_mask"]
+        if play_limit_s is not None and env.output_s >= play_limit_s:
+            only = np.zeros_like(mask)
+            only[[ActionType.CUT, ActionType.SKIP]] = mask[[ActionType.CUT, ActionType.SKIP]]
+            mask = only if only.any() else mask
+        with torch.no_grad():
+            actions, _, _ = agent.act(torch.as_tensor(obs[None], device=device),
+                                      torch.as_tensor(mask[None], device=device), deterministic=deterministic)
+        obs, reward, term, trunc, info = env.step(actions[0].cpu().numpy())
+        if term or trunc:
+            return float(info["episode_reward"]), info.get("reward_components", {})
 
 
 def policy_edit(agent: Agent, config: RLConfig, normalizer: FeatureNormalizer, features: BeatFeatures,

@@ -21,8 +21,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import save_checkpoint
-from ..config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Range, from_dict, load, to_dict
+from ..config import from_dict, load, to_dict
 from ..edits import segments_to_pointers
 from ..errors import UserError, log
 from ..evaluate import kept_iou
@@ -39,74 +38,14 @@ from ..layout import Layout, discover
 from ..training import (Progress, Run, TrainResult, checkpoint_payload, held_out, measured_levels,
                         messages_above_bars)
 from .actions import ActionType
-from .agent import Agent, AgentConfig
+from .agent import Agent
 from .bc_labels import BCDataset, BeatRecording, build_bc_dataset, detour_dataset, human_source
 from .beat_features import FEATURE_VERSION, beat_features
+from .config import RLConfig, TrainConfig
 from .env import EditEnv, EnvConfig, make_vec_env
-from .ppo import BCSource, PPOConfig, UpdateReport, bc_loss, learn
+from .infer import policy_edit
+from .ppo import BCSource, UpdateReport, bc_loss, learn
 from .state import STATE_DIM, FeatureNormalizer
-
-
-@dataclass
-class TrainConfig:
-    """How training runs.
-
-    n_updates: PPO updates (0: BC only).
-    n_envs: parallel environments; subprocess: run them in worker processes.
-    bc_pretrain_epochs: passes over the BC samples before PPO (--bc-pretrain-epochs).
-    bc_batch_size, bc_learning_rate: BC pretraining minibatch and step size.
-    bc_detours: extra plans of each training recording's human edit, with random detours,
-        added to the BC data (bc_labels.detour_dataset): labels at more cursors.
-    val_fraction: share of recordings held out (dataset.split_by_recording, as in every paradigm).
-    val_names: hold out exactly these recordings instead (val_fraction is then unused).
-    split_seed: seed of the split (the same split as the other paradigms' with the same seed).
-    eval_every: PPO updates between validation runs (and best.pt checks, by held-out kept IoU).
-    grid: beat grid for recordings labelled here (no BC file): 'auto', 'truth', 'tracker'.
-    seed: same seed, same initial weights and data order.
-    """
-
-    n_updates: int = 50
-    n_envs: int = 4
-    subprocess: bool = False
-    bc_pretrain_epochs: int = 0
-    bc_batch_size: int = 128
-    bc_learning_rate: float = 1e-3
-    bc_detours: int = 4
-    val_fraction: float = 0.2
-    val_names: list[str] = field(default_factory=list)
-    split_seed: int = 0
-    eval_every: int = 5
-    grid: str = "auto"
-    seed: int = 0
-
-    LIMITS: ClassVar[dict[str, Range]] = {
-        "n_updates": NON_NEGATIVE, "n_envs": AT_LEAST_1, "bc_pretrain_epochs": NON_NEGATIVE,
-        "bc_batch_size": AT_LEAST_1, "bc_learning_rate": POSITIVE, "bc_detours": NON_NEGATIVE,
-        "val_fraction": Range(0, 1, high_open=True), "eval_every": AT_LEAST_1}
-
-
-@dataclass
-class InferConfig:
-    """How the trained policy edits.
-
-    keep_tolerance: the edit may miss the wanted length by this share before inference
-        asks the policy again with a corrected target (and trims what is too long).
-    retries: how many times it asks again.
-    crossfade_s: crossfade at every jump (0: the renderer's short default).
-    """
-
-    keep_tolerance: float = 0.1
-    retries: int = 2
-    crossfade_s: float = 0.0
-
-
-@dataclass
-class RLConfig:
-    agent: AgentConfig = field(default_factory=AgentConfig)
-    ppo: PPOConfig = field(default_factory=PPOConfig)
-    env: EnvConfig = field(default_factory=EnvConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    infer: InferConfig = field(default_factory=InferConfig)
 
 
 # ---------------------------------------------------------------------------- environments
@@ -177,33 +116,6 @@ class EpisodeResult:
     duration_s: float
 
 
-def run_episode(agent: Agent, env: EditEnv, *, deterministic: bool = True, play_limit_s: float | None = None,
-                device=torch.device("cpu")):
-    """Run the policy through one episode of `env` with its masks.
-
-    Args:
-        play_limit_s: once the edit is this long, only actions that play nothing and move
-            on (CUT, SKIP) stay allowed, so that the episode ends without playing more.
-
-    Returns:
-        (reward, components) of the finished episode; env.track holds what it did.
-    """
-    obs, info = env.reset()
-    agent.eval()
-    while True:
-        mask = info["action_mask"]
-        if play_limit_s is not None and env.output_s >= play_limit_s:
-            only = np.zeros_like(mask)
-            only[[ActionType.CUT, ActionType.SKIP]] = mask[[ActionType.CUT, ActionType.SKIP]]
-            mask = only if only.any() else mask
-        with torch.no_grad():
-            actions, _, _ = agent.act(torch.as_tensor(obs[None], device=device),
-                                      torch.as_tensor(mask[None], device=device), deterministic=deterministic)
-        obs, reward, term, trunc, info = env.step(actions[0].cpu().numpy())
-        if term or trunc:
-            return float(info["episode_reward"]), info.get("reward_components", {})
-
-
 def validate_recordings(agent: Agent, config: RLConfig, normalizer: FeatureNormalizer, names: list[str], *,
                         data_dir: Path, cache_dir: Path, params: FeatureParams, wanted: float,
                         device=torch.device("cpu")) -> list[EpisodeResult]:
@@ -214,7 +126,6 @@ def validate_recordings(agent: Agent, config: RLConfig, normalizer: FeatureNorma
     `infer.policy_edit`; kept-raw IoU against the pair's human edit (its pointer files, else
     its truth file). The reward is the episode's on that grid, human_match included.
     """
-    from .infer import policy_edit
 
     layout = Layout(data_dir, cache_dir)
     pairs = {p.name: p for p in discover(data_dir, names).pairs}

@@ -13,8 +13,8 @@ import numpy as np
 import scipy.signal
 
 from .. import audio
-from ..cache import atomic_write_bytes, atomic_write_text
-from ..edits import Edit, Segment, ops_from_pointers, segments_to_pointers
+from ..dataset import write_truth_pointers
+from ..edits import Edit, Segment
 from ..features import DEFAULT_PARAMS, FeatureParams
 from ..layout import Layout
 
@@ -177,26 +177,6 @@ def toy_pair(rng: np.random.Generator, *, sr: int = 22050, seconds: float = 60.0
     segments[-1].fade_out_s = float(min(rng.uniform(2.0, 4.0), segments[-1].duration_s / 2))
     raw *= 10 ** (-6 / 20) / np.abs(raw).max()
     return raw.astype(np.float32), Edit(segments, raw_duration_s=n / sr)
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as fh:  # a file object: np.save would append .npy to a name
-        np.save(fh, array)
-
-
-def write_truth_pointers(layout: Layout, name: str, edit: Edit, n_edit_frames: int,
-                         params: FeatureParams = DEFAULT_PARAMS, raw_frames: int | None = None) -> None:
-    """Write pointer_sequences/{name}_pointers.npy, _ops.npy and _info.json from a known
-    edit, as `editorbot prepare` writes them from an alignment."""
-    pointers = segments_to_pointers(edit, params, n_edit_frames, raw_frames)
-    fps = params.frames_per_s
-    ops = ops_from_pointers(pointers, fade_in_frames=int(round(edit.segments[0].fade_in_s * fps)),
-                            fade_out_frames=int(round(edit.segments[-1].fade_out_s * fps)))
-    for what, arr in (("pointers.npy", pointers), ("ops.npy", ops)):
-        atomic_write_bytes(layout.pointer_file(name, what), lambda tmp, a=arr: _save_npy(tmp, a))
-    info = {"sample_rate": params.sr, "hop_length": params.hop_length, "source": "truth",
-            "edit_frames": int(n_edit_frames)} | {"segments": edit.to_json()["segments"]}
-    atomic_write_text(layout.pointer_file(name, "info.json"), json.dumps(info, indent=1))
 
 
 def write_corpus_pointers(data_dir: str | Path, params: FeatureParams = DEFAULT_PARAMS) -> list[str]:
