@@ -1,7 +1,7 @@
 """Re-render after a correction in `editorbot review`: a 60-minute raw's 18-minute edit.
 
     .venv/bin/python benchmarks/bench_rerender.py [--minutes 60] [--edit-minutes 18] [--saves 3]
-        [--think-s 5]
+        [--think-s 5] [--loudness-lufs L]
 
 Target (issue 27): re-rendering after a change <= 2 s on this CPU. Measured from the change
 (the session starts rendering the new state in a thread at once) to Save's return (the new
@@ -49,6 +49,9 @@ def main() -> None:
     ap.add_argument("--edit-minutes", type=float, default=18)
     ap.add_argument("--saves", type=int, default=3)
     ap.add_argument("--think-s", type=float, default=5.0)
+    ap.add_argument("--loudness-lufs", type=float,
+                    help="the edit's loudness target, as a trained model's edit carries (the "
+                         "render then limits peaks, see editorbot.limiter); default: none")
     args = ap.parse_args()
 
     from editorbot.export import export_all
@@ -60,6 +63,7 @@ def main() -> None:
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "edit").mkdir(parents=True)
     edit = forward_edit(args.minutes, args.edit_minutes)
+    edit.loudness_lufs = args.loudness_lufs
     edit.raw_path = str(raw)
     out = folder / "edit" / "long.wav"
     started = time.perf_counter()
