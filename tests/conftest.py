@@ -26,5 +26,17 @@ def run_cli(*args: str, cwd: str | os.PathLike | None = None, timeout: float = 3
 
 
 @pytest.fixture
+def one_thread():
+    """Torch on one intra-op thread for the test: tiny models run many small operations,
+    which a thread pool makes many times slower on a shared 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

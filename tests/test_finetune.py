@@ -27,12 +27,7 @@ BASE_THRESHOLD = 0.35  # written into the base model: no validation would choose
 BASE_KEEP_RATIO = 0.123  # the same: the toy trimmer keeps about half
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ Budget: about 100 s on a quiet 2-core machine without the slow test (tiny config
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -41,14 +40,7 @@ TINY = ["model.d_model=16", "model.n_heads=2", "model.n_layers=1", "model.n_glob
         "train.keep_pretrain_steps=0"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run many small operations: one intra-op thread is faster, much faster on
-    a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------ toy corpus

@@ -45,12 +45,7 @@ TINY = ["agent.policy_hidden_dim=16", "agent.value_hidden_dim=8", "agent.n_layer
         "agent.natten_n_heads=2", "agent.natten_kernel_size=3", "agent.type_embed_dim=8"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------ a small synthetic corpus

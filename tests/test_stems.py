@@ -55,15 +55,6 @@ def make_pair(data_dir: Path, name: str = "a", seconds: float = 3.0, sr: int = 4
     return raw
 
 
-@pytest.fixture
-def one_thread():
-    """Random-init HTDemucs forwards run single-threaded: on a shared 2-core machine torch's
-    thread pool is many times slower than one thread."""
-    torch = pytest.importorskip("torch")
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture
