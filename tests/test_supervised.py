@@ -320,3 +320,23 @@ def test_untrained_treatment_is_the_offset_to_the_editors_level(gain_pair):
     expected = 20 * np.log10(ratio)  # all frames kept there; here the offset is over kept frames
     assert all(abs(s.gain_db - edit.segments[0].gain_db) < 0.02 for s in edit.segments)
     assert edit.segments[0].gain_db >= expected - 0.02
+
+
+def test_validation_past_the_deadline_scores_one_recording_and_stops(toy_corpus):
+    """A run's deadline bounds its validation: past it, the losses stop after one batch and
+    the inference path after one recording (scored); without one, every recording counts."""
+    import time
+
+    from editorbot.supervised.model import SupervisedEditor
+    from editorbot.supervised.train import validate
+
+    root, _ = toy_corpus
+    layout = Layout(root / "data", root / "cache")
+    recs = [load_recording(pair, layout) for pair in discover(layout.data_dir).pairs]
+    cfg = load(SupervisedConfig, REPO / "configs/supervised/small.json", TINY)
+    torch.manual_seed(0)
+    model = SupervisedEditor(cfg.model, P)
+    basis = stft_gain_basis(P, cfg.model.n_gain_bands)
+    late = validate(model, recs, cfg, P, basis, until=time.time() - 1)
+    full = validate(model, recs, cfg, P, basis)
+    assert late["scored"] == 1 and full["scored"] == len(recs) == 3

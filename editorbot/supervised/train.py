@@ -60,8 +60,13 @@ def load_recordings(pairs: list[Pair], layout: Layout, params: FeatureParams, *,
 
 @torch.no_grad()
 def validate(model: SupervisedEditor, recordings: list[RawTimeRecording], cfg: SupervisedConfig,
-             params: FeatureParams, stft_basis: torch.Tensor) -> dict[str, float]:
+             params: FeatureParams, stft_basis: torch.Tensor, *,
+             until: float = math.inf) -> dict[str, float]:
     """Losses on crops tiling the recordings, and the inference path on whole recordings.
+
+    Both stop at `until` (time.time(), the run's deadline), each after at least one batch
+    or recording: the figures are then over what was done by then (scored: the recordings
+    that went through the inference path).
 
     Returns a dict with total_loss (the training loss), l1_kept (predicted mel with the
     predicted labels, on kept non-seam frames), l1_kept_true_labels, l1_identity (raw mel
@@ -77,6 +82,8 @@ def validate(model: SupervisedEditor, recordings: list[RawTimeRecording], cfg: S
     recon_total = 0.0
     msstft = {"msstft_loss": 0.0, "msstft_identity": 0.0}
     for b in range(0, len(crops), cfg.train.batch_size):
+        if b and time.time() > until:
+            break
         chunk = crops[b:b + cfg.train.batch_size]
         batch = collate([crop(recordings[i], f0, n_frames, params) for i, f0 in chunk], stft_basis.device)
         parts = compute_losses(model, batch, cfg.loss, params, stft_basis, report_audio=True)
@@ -89,8 +96,11 @@ def validate(model: SupervisedEditor, recordings: list[RawTimeRecording], cfg: S
         for key in msstft:
             msstft[key] += float(parts[key]) * r
     l1 = l1_id = 0.0
-    n_recon = n_valid = correct = keep_ok = inter = union = 0
+    n_recon = n_valid = correct = keep_ok = inter = union = scored = 0
     for rec in recordings:
+        if scored and time.time() > until:
+            break
+        scored += 1
         pred = predict(model, rec.raw_mel, params, batch_size=cfg.train.batch_size)
         m = rec.recon_mask
         mt = torch.from_numpy(m.astype(np.float32))[None]
@@ -112,7 +122,7 @@ def validate(model: SupervisedEditor, recordings: list[RawTimeRecording], cfg: S
            "msstft_treated": msstft["msstft_loss"] / max(recon_total, 1.0),
            "msstft_identity": msstft["msstft_identity"] / max(recon_total, 1.0),
            "label_accuracy": correct / max(n_valid, 1), "keep_accuracy": keep_ok / max(n_valid, 1),
-           "kept_iou": inter / max(union, 1)}
+           "kept_iou": inter / max(union, 1), "scored": float(scored)}
     out["l1_ratio"] = out["l1_kept"] / max(out["l1_identity"], 1e-9)
     return out
 
@@ -215,7 +225,7 @@ def train(cfg: SupervisedConfig, run: Run, *, jobs: int = 1,
             train_means = {k: v / max(seen, 1) for k, v in sums.items()}
             if val_recs:
                 val_started = time.time()
-                metrics = validate(model, val_recs, cfg, params, stft_basis)
+                metrics = validate(model, val_recs, cfg, params, stft_basis, until=deadline.at)
                 val_seconds = time.time() - val_started
                 for k, v in metrics.items():
                     writer.add_scalar(f"val/{k}", v, step)
