@@ -6,7 +6,8 @@ and 'hpss' (offline harmonic/percussive separation plus band splitting; see `hps
 What is cached, per sample (`editorbot stems` writes both):
 
     cache/stems/{name}_stems.npz       drums, bass, vocals, other: (n,) float16 mono audio at
-                                       22050 Hz, sample-aligned with the analysis audio
+                                       the analysis rate (params.sr, 22050 Hz by default),
+                                       sample-aligned with the analysis audio
     cache/stems_mel/{name}_stems.npz   drums, bass, vocals, other: (128, T) float16 mels on the
                                        analysis grid, T equal to the raw mel's
 
@@ -14,8 +15,11 @@ The stem mels are normalised against the MIX's maximum mel power, not each stem'
 stem's value is (dB re the loudest mel bin of the mix + 80) / 80, on the same scale as
 cache/features/{name}_raw.npz. A quiet stem therefore stays quiet (a recording without
 vocals has a near-zero vocals mel instead of its noise blown up to full scale), and stems
-can be compared with each other and with the raw mel. Both files record the backend in
-their meta; a model trained on one backend's stems refuses another's (`check_backend`).
+can be compared with each other and with the raw mel. Both files record the backend and
+the FeatureParams they were made with in their meta; a model trained on one backend's
+stems refuses another's (`check_backend`), and stems made on another analysis grid are
+refused (`read_stem_mels`). The analysis grid is a `params: FeatureParams` argument
+(DEFAULT_PARAMS by default), as everywhere else; nothing here reads it as a global.
 """
 from __future__ import annotations
 
@@ -34,12 +38,11 @@ from . import __version__
 from .audio import AUDIO_EXTENSIONS, iter_blocks, load_analysis, probe
 from .cache import file_fingerprint, load_npz, save_npz
 from .errors import UserError, log
-from .features import DEFAULT_PARAMS, mel_power, normalize_db
+from .features import DEFAULT_PARAMS, FeatureParams, mel_power, normalize_db
 from .layout import RAW_SUFFIX, Layout
 
 STEMS = ("drums", "bass", "vocals", "other")
 BACKENDS = ("hpss", "demucs")
-STEM_SR = DEFAULT_PARAMS.sr  # stems are stored mono at the analysis rate
 STEM_DTYPE = np.float16      # bounds the cache's size; about -70 dB of rounding noise
 SUM_ERROR_DB = -60.0         # hpss: the four stems sum back to the mix at least this far below it
 
@@ -62,7 +65,7 @@ Progress = Callable[[float], None]  # called with the seconds of audio just fini
 class HpssParams:
     """Settings of the 'hpss' backend (recorded in the cache meta).
 
-    n_fft, hop_length: STFT of the 22050 Hz analysis audio.
+    n_fft, hop_length: STFT of the analysis audio (22050 Hz by default).
     kernel_frames: median filter length along time (harmonic enhancement), in frames.
     kernel_bins: median filter length along frequency (percussive enhancement), in bins.
     margin: a bin is harmonic or percussive only where its median beats the other's by this
@@ -109,9 +112,9 @@ def band_weights(freqs_hz: np.ndarray, params: HpssParams = HPSS_PARAMS) -> np.n
     return np.stack([low, 1.0 - low - high, high]).astype(np.float32)
 
 
-def _hpss_masks(mag: np.ndarray, params: HpssParams) -> np.ndarray:
-    """Soft masks (drums, bass, vocals, other) for a magnitude spectrogram (bins, frames);
-    they sum to 1 in every bin."""
+def _hpss_masks(mag: np.ndarray, params: HpssParams, sr: int) -> np.ndarray:
+    """Soft masks (drums, bass, vocals, other) for a magnitude spectrogram (bins, frames) of
+    audio at `sr` Hz; they sum to 1 in every bin."""
     harm = scipy.ndimage.median_filter(mag, size=(1, params.kernel_frames), mode="reflect")
     perc = scipy.ndimage.median_filter(mag, size=(params.kernel_bins, 1), mode="reflect")
     hp, pp = harm * harm, perc * perc
@@ -120,7 +123,7 @@ def _hpss_masks(mag: np.ndarray, params: HpssParams) -> np.ndarray:
         mask_h = np.where(hp > 0, hp / (hp + m2 * pp), 0.0).astype(np.float32)
         mask_p = np.where(pp > 0, pp / (pp + m2 * hp), 0.0).astype(np.float32)
     residual = 1.0 - mask_h - mask_p  # >= 0 because margin >= 1
-    freqs = librosa.fft_frequencies(sr=STEM_SR, n_fft=params.n_fft)
+    freqs = librosa.fft_frequencies(sr=sr, n_fft=params.n_fft)
     low, mid, high = band_weights(freqs, params)[:, :, None]
     return np.stack([mask_p, mask_h * low, mask_h * mid, mask_h * high + residual])
 
@@ -132,9 +135,9 @@ def _context_frames(params: HpssParams) -> int:
     return params.kernel_frames // 2 + 2 * per_window + 2
 
 
-def hpss_stems(y: np.ndarray, params: HpssParams = HPSS_PARAMS, *, dtype=np.float32,
-               progress: Progress | None = None) -> np.ndarray:
-    """The 'hpss' backend: four stems of mono 22050 Hz audio, named for the Demucs slots
+def hpss_stems(y: np.ndarray, params: HpssParams = HPSS_PARAMS, *, sr: int = DEFAULT_PARAMS.sr,
+               dtype=np.float32, progress: Progress | None = None) -> np.ndarray:
+    """The 'hpss' backend: four stems of mono analysis audio, named for the Demucs slots
     they stand in for. They are NOT instrument separations:
 
     - drums: the percussive part (broadband, short: hits, clicks, strums' attacks);
@@ -149,7 +152,8 @@ def hpss_stems(y: np.ndarray, params: HpssParams = HPSS_PARAMS, *, dtype=np.floa
     params.block_s with enough context that the result equals the one-block result.
 
     Args:
-        y : np.ndarray [shape=(n,)], mono float32 at 22050 Hz
+        y : np.ndarray [shape=(n,)], mono float32 at `sr`
+        sr: the sample rate of y in Hz (the analysis grid's, params.sr of a FeatureParams)
         dtype: of the result (STEM_DTYPE for the cache)
         progress: called with the seconds of audio each block finishes
 
@@ -158,7 +162,7 @@ def hpss_stems(y: np.ndarray, params: HpssParams = HPSS_PARAMS, *, dtype=np.floa
     """
     y = np.asarray(y, dtype=np.float32)
     hop = params.hop_length
-    block = max(1, int(params.block_s * STEM_SR) // hop) * hop
+    block = max(1, int(params.block_s * sr) // hop) * hop
     context = _context_frames(params) * hop
     out = np.empty((len(STEMS), len(y)), dtype)
     for a in range(0, len(y), block):
@@ -166,11 +170,11 @@ def hpss_stems(y: np.ndarray, params: HpssParams = HPSS_PARAMS, *, dtype=np.floa
         s0, s1 = max(0, a - context), min(len(y), b + context)  # s0 stays on the hop grid
         seg = y[s0:s1]
         spec = librosa.stft(seg, n_fft=params.n_fft, hop_length=hop, center=True)
-        masked = _hpss_masks(np.abs(spec), params) * spec[None]
+        masked = _hpss_masks(np.abs(spec), params, sr) * spec[None]
         parts = librosa.istft(masked, hop_length=hop, n_fft=params.n_fft, length=len(seg))
         out[:, a:b] = parts[:, a - s0:b - s0]
         if progress is not None:
-            progress((b - a) / STEM_SR)
+            progress((b - a) / sr)
     return out
 
 
@@ -429,17 +433,18 @@ def _model_blocks(path: Path, sr: int, channels: int) -> Iterator[np.ndarray]:
         yield stream.resample_chunk(np.zeros((0, channels), np.float32), last=True).T
 
 
-def demucs_stems(path: str | os.PathLike, model, n_out: int, *, overlap: float = DEMUCS_OVERLAP,
-                 progress: Progress | None = None) -> np.ndarray:
-    """The 'demucs' backend: stems of `path` from a Demucs-style model, mono at 22050 Hz.
+def demucs_stems(path: str | os.PathLike, model, n_out: int, *, sr: int = DEFAULT_PARAMS.sr,
+                 overlap: float = DEMUCS_OVERLAP, progress: Progress | None = None) -> np.ndarray:
+    """The 'demucs' backend: stems of `path` from a Demucs-style model, mono at `sr`.
 
     Reads the file in blocks at the model's rate and channel count, runs `demucs_stream`,
-    downmixes each stem to mono and resamples it to 22050 Hz as it comes. Memory: the
+    downmixes each stem to mono and resamples it to `sr` as it comes. Memory: the
     output plus one model segment.
 
     Args:
         model: see `demucs_stream`; its sources must include the four STEMS
-        n_out: samples of the 22050 Hz analysis audio; the stems are cut or zero-padded to it
+        n_out: samples of the analysis audio; the stems are cut or zero-padded to it
+        sr: the analysis rate in Hz (params.sr of a FeatureParams)
 
     Returns:
         stems : np.ndarray [shape=(4, n_out)], STEM_DTYPE, in STEMS order
@@ -447,7 +452,7 @@ def demucs_stems(path: str | os.PathLike, model, n_out: int, *, overlap: float =
     _check_model(model, path)
     order = [list(model.sources).index(s) for s in STEMS]
     out = np.zeros((len(STEMS), n_out), STEM_DTYPE)
-    down = soxr.ResampleStream(model.samplerate, STEM_SR, len(STEMS), dtype="float32", quality="HQ")
+    down = soxr.ResampleStream(model.samplerate, sr, len(STEMS), dtype="float32", quality="HQ")
     filled = 0
 
     def put(chunk: np.ndarray) -> None:  # chunk (n, 4)
@@ -467,23 +472,24 @@ def demucs_stems(path: str | os.PathLike, model, n_out: int, *, overlap: float =
 # ---------------------------------------------------------------------------------------
 # Files: separate, make the mels, cache; and the read side for models
 
-def stem_mels(stems: np.ndarray, y_mix: np.ndarray) -> np.ndarray:
+def stem_mels(stems: np.ndarray, y_mix: np.ndarray, params: FeatureParams = DEFAULT_PARAMS) -> np.ndarray:
     """Mels of the stems on the analysis grid, on the mix's dB scale (module docstring).
 
     Args:
-        stems : np.ndarray [shape=(4, n)], 22050 Hz
+        stems : np.ndarray [shape=(4, n)], at params.sr
         y_mix : np.ndarray [shape=(n,)], the analysis audio they came from
+        params: the analysis grid
 
     Returns:
         mels : np.ndarray [shape=(4, n_mels, t)], float32 in [0, 1]
     """
-    return np.stack(list(_iter_stem_mels(stems, y_mix)))
+    return np.stack(list(_iter_stem_mels(stems, y_mix, params)))
 
 
-def _iter_stem_mels(stems: np.ndarray, y_mix: np.ndarray) -> Iterator[np.ndarray]:
-    ref = float(mel_power(y_mix).max(initial=0.0))
+def _iter_stem_mels(stems: np.ndarray, y_mix: np.ndarray, params: FeatureParams) -> Iterator[np.ndarray]:
+    ref = float(mel_power(y_mix, params).max(initial=0.0))
     for stem in stems:
-        yield normalize_db(mel_power(stem.astype(np.float32)), ref=ref)
+        yield normalize_db(mel_power(stem.astype(np.float32), params), params, ref=ref)
 
 
 def resolve_backend(backend: str, weights: str | os.PathLike | None = None) -> str:
@@ -512,45 +518,50 @@ def _backend_meta(backend: str, weights: str | os.PathLike | None, model) -> dic
             "demucs_fingerprint": file_fingerprint(path), "overlap": DEMUCS_OVERLAP}
 
 
-def separate(path: str | os.PathLike, backend: str, *, weights: str | os.PathLike | None = None,
-             model=None, progress: Progress | None = None,
+def separate(path: str | os.PathLike, backend: str, *, params: FeatureParams = DEFAULT_PARAMS,
+             weights: str | os.PathLike | None = None, model=None, progress: Progress | None = None,
              trust_pickle: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Stems of an audio file and its analysis audio.
 
     Args:
         backend: 'hpss' or 'demucs'
+        params: the analysis grid (its sr is the stems' rate)
         weights: htdemucs weights (see `find_demucs_weights`); ignored for hpss
         model: a loaded Demucs-style model to use instead of weights (demucs only)
         progress: called with seconds of audio finished
         trust_pickle: load a .th that needs more than weights (see `load_demucs`)
 
     Returns:
-        stems : np.ndarray [shape=(4, n)], STEM_DTYPE, 22050 Hz mono, STEMS order
-        y_mix : np.ndarray [shape=(n,)], float32, `load_analysis(path)`
+        stems : np.ndarray [shape=(4, n)], STEM_DTYPE, mono at params.sr, STEMS order
+        y_mix : np.ndarray [shape=(n,)], float32, `load_analysis(path, sr=params.sr)`
     """
-    y_mix = load_analysis(path, sr=STEM_SR)
+    y_mix = load_analysis(path, sr=params.sr)
     if backend == "hpss":
-        return hpss_stems(y_mix, dtype=STEM_DTYPE, progress=progress), y_mix
+        return hpss_stems(y_mix, sr=params.sr, dtype=STEM_DTYPE, progress=progress), y_mix
     if backend != "demucs":
         raise UserError(f"unknown stems backend '{backend}'; use one of {', '.join(BACKENDS)}")
     if model is None:
         _require_demucs()
         model = load_demucs(find_demucs_weights(weights), trust_pickle=trust_pickle)
-    return demucs_stems(path, model, len(y_mix), progress=progress), y_mix
+    return demucs_stems(path, model, len(y_mix), sr=params.sr, progress=progress), y_mix
 
 
-def stems_meta(path: str | os.PathLike, backend: str, *, weights=None, model=None) -> dict:
-    """The meta both cache files carry: source, backend and how the arrays were made."""
+def stems_meta(path: str | os.PathLike, backend: str, *, params: FeatureParams = DEFAULT_PARAMS,
+               weights=None, model=None) -> dict:
+    """The meta both cache files carry: source, backend and how the arrays were made
+    (the analysis grid `params` among them)."""
     return {"kind": "stems", "source": Path(path).name, "source_fingerprint": file_fingerprint(path),
-            "stems": list(STEMS), "sr": STEM_SR, "dtype": np.dtype(STEM_DTYPE).name,
-            "params": DEFAULT_PARAMS.as_dict(), "mel_reference": "mix_max",
+            "stems": list(STEMS), "sr": params.sr, "dtype": np.dtype(STEM_DTYPE).name,
+            "params": params.as_dict(), "mel_reference": "mix_max",
             "editorbot_version": __version__} | _backend_meta(backend, weights, model)
 
 
 def cache_stems(path: str | os.PathLike, stems_path: str | os.PathLike,
-                mels_path: str | os.PathLike, backend: str, *, weights=None, model=None,
-                progress: Progress | None = None, trust_pickle: bool = False) -> dict:
-    """Write the stem audio and the stem mels of `path` unless both are up to date.
+                mels_path: str | os.PathLike, backend: str, *, params: FeatureParams = DEFAULT_PARAMS,
+                weights=None, model=None, progress: Progress | None = None,
+                trust_pickle: bool = False) -> dict:
+    """Write the stem audio and the stem mels of `path` on the analysis grid `params`,
+    unless both are up to date (made by this backend on this grid from this very file).
 
     Memory: the separation works on one block (hpss: 30 s STFT) or one model segment
     (demucs) at a time; what grows with the recording is the arrays being cached plus the
@@ -559,19 +570,19 @@ def cache_stems(path: str | os.PathLike, stems_path: str | os.PathLike,
     Returns a summary: backend, frames, seconds, and whether it was computed.
     """
     probe(path)
-    meta = stems_meta(path, backend, weights=weights, model=model)
+    meta = stems_meta(path, backend, params=params, weights=weights, model=model)
     have = [load_npz(p) for p in (stems_path, mels_path)]
     if all(h is not None and h[1] == meta for h in have):
         if progress is not None:
             progress(probe(path).duration_s)
         return {"backend": backend, "frames": int(have[1][0][STEMS[0]].shape[1]),
-                "seconds": len(have[0][0][STEMS[0]]) / STEM_SR, "computed": False}
-    stems, y_mix = separate(path, backend, weights=weights, model=model, progress=progress,
-                            trust_pickle=trust_pickle)
-    mels = [m.astype(STEM_DTYPE) for m in _iter_stem_mels(stems, y_mix)]
+                "seconds": len(have[0][0][STEMS[0]]) / params.sr, "computed": False}
+    stems, y_mix = separate(path, backend, params=params, weights=weights, model=model,
+                            progress=progress, trust_pickle=trust_pickle)
+    mels = [m.astype(STEM_DTYPE) for m in _iter_stem_mels(stems, y_mix, params)]
     save_npz(stems_path, meta, **dict(zip(STEMS, stems)))
     save_npz(mels_path, meta, **dict(zip(STEMS, mels)))
-    return {"backend": backend, "frames": int(mels[0].shape[1]), "seconds": len(y_mix) / STEM_SR,
+    return {"backend": backend, "frames": int(mels[0].shape[1]), "seconds": len(y_mix) / params.sr,
             "computed": True}
 
 
@@ -590,13 +601,15 @@ def check_backend(expected: str | None, found: str, where: str | os.PathLike) ->
             f"'{found}' stems)")
 
 
-def read_stem_mels(path: str | os.PathLike, *, backend: str | None = None,
-                   source_fingerprint: str | None = None,
+def read_stem_mels(path: str | os.PathLike, *, params: FeatureParams = DEFAULT_PARAMS,
+                   backend: str | None = None, source_fingerprint: str | None = None,
                    frames: int | None = None) -> tuple[np.ndarray, str]:
     """Cached stem mels from one cache/stems_mel/{name}_stems.npz, checked.
 
     Args:
         path: the stem-mel cache file
+        params: the analysis grid they must be on (the raw mel's); stems made with other
+            FeatureParams are refused with a UserError
         backend: the backend a model was trained on; other stems are refused with a
             UserError (`check_backend`). None accepts whichever backend made them.
         source_fingerprint: `file_fingerprint` of the raw they must come from (None: not
@@ -617,7 +630,7 @@ def read_stem_mels(path: str | os.PathLike, *, backend: str | None = None,
     found = meta.get("backend", "unknown")
     check_backend(backend, found, path)
     redo = f"run `editorbot stems --backend {found} {name}` again"
-    if meta.get("params") != DEFAULT_PARAMS.as_dict() or any(s not in arrays for s in STEMS):
+    if meta.get("params") != params.as_dict() or any(s not in arrays for s in STEMS):
         raise UserError(f"{path}: made with other analysis settings or by another version; {redo}")
     if source_fingerprint is not None and source_fingerprint != meta.get("source_fingerprint"):
         raise UserError(f"{path}: made from an older version of {meta.get('source', name)}; {redo}")
@@ -628,6 +641,7 @@ def read_stem_mels(path: str | os.PathLike, *, backend: str | None = None,
 
 
 def load_stem_mels(layout: Layout, name: str, backend: str | None = None, *,
+                   params: FeatureParams = DEFAULT_PARAMS,
                    frames: int | None = None) -> tuple[np.ndarray, str]:
     """The cached stem mels of a sample, for models (RL beat features), checked against
     the sample's raw in layout.input_dir when it is there (see `read_stem_mels`).
@@ -637,6 +651,7 @@ def load_stem_mels(layout: Layout, name: str, backend: str | None = None, *,
         backend: the backend a model was trained on; other stems are refused with a
             UserError. None accepts whichever backend's stems exist (record the returned
             backend in the checkpoint as 'stems_backend').
+        params: the analysis grid they must be on (the raw mel's)
         frames: the expected frame count (the raw mel's); a mismatch is an error
 
     Returns:
@@ -645,19 +660,20 @@ def load_stem_mels(layout: Layout, name: str, backend: str | None = None, *,
     """
     raws = [p for p in layout.input_dir.glob(f"{name}{RAW_SUFFIX}.*")
             if p.suffix.lower() in AUDIO_EXTENSIONS]
-    return read_stem_mels(layout.stems_mel(name), backend=backend, frames=frames,
+    return read_stem_mels(layout.stems_mel(name), params=params, backend=backend, frames=frames,
                           source_fingerprint=file_fingerprint(raws[0]) if raws else None)
 
 
-def stem_mels_for(path: str | os.PathLike, backend: str, *, cache_dir: str | os.PathLike | None = None,
-                  frames: int | None = None, weights=None,
-                  progress: Progress | None = None) -> np.ndarray:
+def stem_mels_for(path: str | os.PathLike, backend: str, *, params: FeatureParams = DEFAULT_PARAMS,
+                  cache_dir: str | os.PathLike | None = None, frames: int | None = None,
+                  weights=None, progress: Progress | None = None) -> np.ndarray:
     """Stem mels of any audio file, for editing a recording with a model trained on
     `backend`'s stems: the cached ones when cache_dir holds stems of this very file
     (stems_mel/{name}_stems.npz, name = the file name less '_raw'; another backend's are
     refused with a UserError), else computed now with `backend` (nothing is written).
 
     Args:
+        params: the analysis grid (the model's feature parameters)
         frames: the raw mel's frame count; stems on another grid are an error
 
     Returns:
@@ -668,15 +684,15 @@ def stem_mels_for(path: str | os.PathLike, backend: str, *, cache_dir: str | os.
         cached_path = Layout(cache_dir=Path(cache_dir)).stems_mel(path.stem.removesuffix(RAW_SUFFIX))
         entry = load_npz(cached_path)
         if entry is not None and entry[1].get("source_fingerprint") == file_fingerprint(path):
-            return read_stem_mels(cached_path, backend=backend, frames=frames)[0]
+            return read_stem_mels(cached_path, params=params, backend=backend, frames=frames)[0]
     try:
-        stems, y_mix = separate(path, backend, weights=weights, progress=progress)
+        stems, y_mix = separate(path, backend, params=params, weights=weights, progress=progress)
     except DemucsUnavailable as err:
         raise UserError(f"{err}. This model was trained on {backend} stems, so editing with it "
                         f"needs {backend} stems of {path.name}: provide them as said, or run "
                         f"`editorbot stems --backend {backend}` on a machine that can and pass "
                         "its --cache-dir") from None
-    mels = stem_mels(stems, y_mix)
+    mels = stem_mels(stems, y_mix, params)
     if frames is not None and mels.shape[2] != frames:
         raise UserError(f"{path}: its stems have {mels.shape[2]} mel frames where the raw mel has "
                         f"{frames}; the model's feature parameters differ from the stems' "

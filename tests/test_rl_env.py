@@ -496,7 +496,7 @@ def test_stems_fall_back_to_zeros_with_a_warning(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "editorbot.stems", None)  # import fails
     with caplog.at_level(logging.WARNING, logger="editorbot"):
         mels, source = bfm._stem_mels_for(tmp_path / "x_raw.wav", np.zeros(SR, np.float32),
-                                          tmp_path, 87)
+                                          tmp_path, 87, DEFAULT_PARAMS)
     assert mels is None and source == "zeros" and "stem features are zeros" in caplog.text
 
 

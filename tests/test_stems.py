@@ -313,3 +313,45 @@ def test_jobs_run_samples_in_worker_processes(tmp_path, capsys):
     assert "a: hpss stems" in out and "b: hpss stems" in out
     for name in ("a", "b"):
         assert st.load_stem_mels(Layout(data, cache), name)[1] == "hpss"
+
+
+# --- the analysis grid is an argument ------------------------------------------------------
+
+def test_hpss_bands_follow_the_sample_rate_given():
+    """A steady 170 Hz tone at 16 kHz lands in the bass stem by the crossover's weight at
+    170 Hz (0.84 of its amplitude), not at the 234 Hz that 22050 Hz bins would claim (0.17)."""
+    sr = 16000
+    t = np.arange(4 * sr) / sr
+    fade = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.3)
+    y = (0.5 * fade * np.sin(2 * np.pi * 170.0 * t)).astype(np.float32)
+    stems = st.hpss_stems(y, sr=sr)
+    middle = slice(sr, 3 * sr)
+    share = np.sqrt(np.mean(stems[st.STEMS.index("bass"), middle] ** 2) / np.mean(y[middle] ** 2))
+    want = st.band_weights(np.array([170.0]))[0, 0]
+    assert want == pytest.approx(0.84, abs=0.01)
+    assert share == pytest.approx(want, abs=0.03)
+
+
+def test_stems_are_made_and_checked_on_the_grid_passed(tmp_path):
+    """cache_stems on another analysis grid (16 kHz, hop 512) writes stems at that rate and
+    mels with that grid's frames, records the grid, and only that grid reads them back."""
+    from editorbot.features import FeatureParams
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    raw = make_pair(data, seconds=2.0)
+    layout = Layout(data, cache)
+    params = FeatureParams(sr=16000, hop_length=512)
+    info = st.cache_stems(raw, layout.stems("a"), layout.stems_mel("a"), "hpss", params=params)
+    n = len(load_analysis(raw, sr=16000))
+    assert info["computed"] and info["seconds"] == pytest.approx(n / 16000)
+    assert info["frames"] == 1 + n // 512 == mel_for(raw, params=params).shape[1]
+    audio = np.load(layout.stems("a"))
+    assert all(len(audio[s]) == n for s in st.STEMS)
+    assert json.loads(str(audio["meta"]))["sr"] == 16000
+    mels, backend = st.load_stem_mels(layout, "a", params=params, frames=info["frames"])
+    assert backend == "hpss" and mels.shape == (4, 128, 1 + n // 512)
+    with pytest.raises(UserError, match="other analysis settings"):
+        st.load_stem_mels(layout, "a")  # the default grid's reader refuses them
+    again = st.cache_stems(raw, layout.stems("a"), layout.stems_mel("a"), "hpss", params=params)
+    assert not again["computed"]
+    default = st.cache_stems(raw, layout.stems("a"), layout.stems_mel("a"), "hpss")
+    assert default["computed"] and default["frames"] == mel_for(raw).shape[1]

@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..features import DEFAULT_PARAMS, FeatureParams
 from .features import add_layout_args
 
 
@@ -46,6 +47,7 @@ class StemTask:
     weights: str | None
     threads: int | None  # torch threads in a worker process; None leaves torch's default
     trust_weights: bool = False
+    params: FeatureParams = DEFAULT_PARAMS  # the analysis grid, as `editorbot features` makes the mels
 
 
 def stem_task(task: StemTask, progress=None) -> dict:
@@ -56,7 +58,7 @@ def stem_task(task: StemTask, progress=None) -> dict:
         import torch
         torch.set_num_threads(task.threads)
     try:
-        return cache_stems(task.raw, task.stems_path, task.mels_path, task.backend,
+        return cache_stems(task.raw, task.stems_path, task.mels_path, task.backend, params=task.params,
                            weights=task.weights, progress=progress, trust_pickle=task.trust_weights)
     except DemucsUnavailable as err:
         # The library says what is wrong with demucs; the ways round it are this command's.

@@ -325,7 +325,7 @@ class PointerData:
     def _load_recording(self, name: str) -> StepRecording:
         rec = load_recording(self.layout, name, pointer_dir=self.pointer_dir)
         self._check_params(name, rec.params)
-        mel = self._with_stems(name, rec.mel, rec.meta)
+        mel = self._with_stems(name, rec.mel, rec.meta, rec.params)
         self._remember(name, mel)
         return StepRecording(name, rec.n_raw, rec.pointers,
                              step_table(rec.pointers, rec.ops.astype(np.int64), rec.n_raw,
@@ -342,20 +342,21 @@ class PointerData:
     def _read_mel(self, name: str) -> np.ndarray:
         mel, params, meta = read_raw_mel(self.layout, name)
         self._check_params(name, params)
-        return self._with_stems(name, mel, meta)
+        return self._with_stems(name, mel, meta, params)
 
-    def _with_stems(self, name: str, mel: np.ndarray, meta: dict) -> np.ndarray:
+    def _with_stems(self, name: str, mel: np.ndarray, meta: dict, params: FeatureParams) -> np.ndarray:
         """The raw mel, with the stem mels below it when the model reads stems."""
         if self.use_stems:
-            mel = np.concatenate([mel, self._read_stems(name, mel.shape[1], meta)], axis=0)
+            mel = np.concatenate([mel, self._read_stems(name, mel.shape[1], meta, params)], axis=0)
         assert mel.shape[0] % (1 + N_STEMS * self.use_stems) == 0
         return mel
 
-    def _read_stems(self, name: str, frames: int, raw_meta: dict) -> np.ndarray:
+    def _read_stems(self, name: str, frames: int, raw_meta: dict, params: FeatureParams) -> np.ndarray:
         """The stem mels of `name` as (4 n_mels, T), made from the file the raw mel was
-        made from, by the same backend as every other recording's (`stems_backend`)."""
+        made from, on its analysis grid `params`, by the same backend as every other
+        recording's (`stems_backend`)."""
         path = self.layout.stems_mel(name)
-        mels, found = read_stem_mels(path, backend=self._trained_on, frames=frames,
+        mels, found = read_stem_mels(path, params=params, backend=self._trained_on, frames=frames,
                                      source_fingerprint=raw_meta.get("source_fingerprint"))
         if self.stems_backend is None:
             self.stems_backend = found

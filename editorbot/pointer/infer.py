@@ -58,7 +58,8 @@ def raw_features(raw_path: str | os.PathLike, params: FeatureParams, stems_backe
     mel = mel_for(raw_path, params=params, audio_sink=audio_sink)
     if stems_backend is None:
         return mel
-    stems = stem_mels_for(raw_path, stems_backend, cache_dir=cache_dir, frames=mel.shape[1])
+    stems = stem_mels_for(raw_path, stems_backend, params=params, cache_dir=cache_dir,
+                          frames=mel.shape[1])
     return np.concatenate([mel, stems.reshape(-1, mel.shape[1])], axis=0)
 
 

@@ -311,10 +311,11 @@ def cache_path(raw_path: str | os.PathLike, cache_dir: str | os.PathLike = "cach
     return Path(cache_dir) / "beat_features" / f"{sample_name(raw_path)}.npz"
 
 
-def _stem_mels_for(raw_path: Path, y: np.ndarray, cache_dir: Path,
-                   n_frames: int) -> tuple[np.ndarray | None, str]:
-    """Stem mels of a recording: cached ones (cache/stems_mel/), else editorbot.stems's
-    offline 'hpss' backend computed now, else none. Returns (mels, stems_source)."""
+def _stem_mels_for(raw_path: Path, y: np.ndarray, cache_dir: Path, n_frames: int,
+                   params: FeatureParams) -> tuple[np.ndarray | None, str]:
+    """Stem mels of a recording on the analysis grid `params` (y is its analysis audio):
+    cached ones (cache/stems_mel/), else editorbot.stems's offline 'hpss' backend computed
+    now, else none. Returns (mels, stems_source)."""
     try:
         from .. import stems
     except ImportError as err:
@@ -326,11 +327,11 @@ def _stem_mels_for(raw_path: Path, y: np.ndarray, cache_dir: Path,
     mel_file = layout.stems_mel(name)
     if mel_file.exists():
         try:
-            mels, backend = stems.load_stem_mels(layout, name, frames=n_frames)
+            mels, backend = stems.load_stem_mels(layout, name, params=params, frames=n_frames)
             return mels, f"cache:{backend}"
         except UserError as err:
             log.warning("%s; computing offline 'hpss' stems for the beat features instead", err)
-    mels = stems.stem_mels(stems.hpss_stems(y), y)
+    mels = stems.stem_mels(stems.hpss_stems(y, sr=params.sr), y, params)
     return mels, "hpss"
 
 
@@ -370,7 +371,7 @@ def beat_features(raw_path: str | os.PathLike, *, cache_dir: str | os.PathLike =
 
     def compute() -> dict[str, np.ndarray]:
         y = load_analysis(raw_path, sr=params.sr)
-        mels, source = _stem_mels_for(raw_path, y, Path(cache_dir), params.n_frames(len(y)))
+        mels, source = _stem_mels_for(raw_path, y, Path(cache_dir), params.n_frames(len(y)), params)
         found = (None if beats_s is not None and downbeats_s is not None else
                  grid.cached_beat_grid(raw_path, params, cache_dir=cache_dir, y=y))
         bf = compute_beat_features(y, params, beat_grid=found, beats_s=beats_s, downbeats_s=downbeats_s,
