@@ -68,7 +68,8 @@ def main() -> None:
     out = folder / "edit" / "long.wav"
     started = time.perf_counter()
     report = render(raw, edit, out)
-    export_all(report.edit, out.with_suffix(""), sr=report.sr, channels=report.channels)
+    export_all(report.edit, out.with_suffix(""), sr=report.sr, channels=report.channels,
+               render=report.level_json())  # as `editorbot edit` writes it
     first_render_s = time.perf_counter() - started
 
     started = time.perf_counter()

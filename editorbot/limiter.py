@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kernels import TRUE_PEAK_TAPS, limiter_gains, true_peaks_into
+
 OVERSAMPLE = 4
-CONTEXT = 6                  # samples either side that the interpolator reads
+CONTEXT = TRUE_PEAK_TAPS // 2  # samples either side that the interpolator reads
 LOOKAHEAD_MS = 5.0           # the gain falls over this before a peak
 RELEASE_MS = 50.0            # and recovers over this after it (time constant)
 
@@ -44,13 +46,16 @@ def true_peaks(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
     n = len(x) - 2 * CONTEXT
     if n <= 0:
         return np.zeros(0, np.float32)
-    peaks = np.abs(x[CONTEXT:CONTEXT + n]).max(axis=1)
-    for p in range(1, OVERSAMPLE):  # phase p: the points p / OVERSAMPLE after each sample
-        phase = taps[p::OVERSAMPLE].astype(np.float32)  # 2 * CONTEXT taps
-        for c in range(x.shape[1]):
-            between = np.convolve(x[:, c], phase, mode="valid")[1:n + 1]
-            np.maximum(peaks, np.abs(between), out=peaks)
+    peaks = np.empty(n, np.float32)
+    true_peaks_into(np.ascontiguousarray(np.asarray(x, np.float32).T), _phases(taps), peaks)
     return peaks
+
+
+def _phases(taps: np.ndarray) -> np.ndarray:
+    """Per point p / OVERSAMPLE after a sample (p = 1 .. OVERSAMPLE - 1), its 2 * CONTEXT
+    taps in the order of the samples they weigh (the first is CONTEXT - 1 before it)."""
+    return np.ascontiguousarray(
+        np.stack([taps[p::OVERSAMPLE][::-1] for p in range(1, OVERSAMPLE)]), np.float32)
 
 
 class TruePeakMeter:
@@ -107,7 +112,6 @@ class Limiter:
         return -20.0 * float(np.log10(self.lowest))
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        from scipy.ndimage import minimum_filter1d
         self.x = np.concatenate([self.x, np.asarray(block, np.float32)])
         self.fed += len(block)
         # 1. The gain each sample wants: ceiling over its true peak (never above 1).
@@ -117,33 +121,16 @@ class Limiter:
             wanted = np.minimum(1.0, self.ceiling / peaks)
         self.wanted = np.concatenate([self.wanted, wanted])
         self.peaks_to = ready
-        # 2. Each sample's gain is at most what any sample up to `span` ahead wants.
+        # 2. Each sample's gain: at most what every sample up to `span` ahead wants, after
+        #    release, falling over `span` samples (kernels.limiter_gains).
         n = len(self.wanted) - self.span
         if n <= 0:
             return np.zeros((0, self.x.shape[1]), np.float32)
-        ahead = minimum_filter1d(self.wanted, self.span + 1)[self.span // 2:self.span // 2 + n]
+        gain = np.empty(n)
+        self.depth = limiter_gains(self.wanted, self.span, self.depth,
+                                   float(np.exp(self.log_decay)), self.held, gain)
         self.wanted = self.wanted[n:]
-        # 3. Release: the reduction d decays by exp(log_decay) a sample unless more is wanted,
-        #    d[k] = max(want[k], decay * d[k - 1]), in closed form through a running maximum.
-        held = np.empty(n)
-        step = max(1, int(-30.0 / self.log_decay))  # keeps exp() in range
-        for a in range(0, n, step):
-            want = 1.0 - ahead[a:a + step]
-            k = np.arange(len(want))
-            with np.errstate(divide="ignore"):
-                top = np.maximum.accumulate(np.log(want) - k * self.log_decay)
-                top = np.maximum(top, np.log(self.depth) + self.log_decay if self.depth > 0
-                                 else -np.inf)
-            depth = np.exp(k * self.log_decay + top)
-            held[a:a + len(want)] = 1.0 - depth
-            self.depth = float(depth[-1])
-        self.held = np.concatenate([self.held, held])
         self.held_to += n
-        # 4. The gain falls over `span` samples: the mean of the held gains over the last
-        #    span + 1 samples, never above what the sample itself wants.
-        sums = np.concatenate([[0.0], np.cumsum(self.held)])
-        gain = (sums[self.span + 1:] - sums[:-self.span - 1]) / (self.span + 1)
-        self.held = self.held[-self.span:]
         out = self.x[self.out - self.x_at:self.held_to - self.x_at] * gain[:, None].astype(np.float32)
         self.lowest = min(self.lowest, float(gain.min(initial=1.0)))
         self.out = self.held_to

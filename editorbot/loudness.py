@@ -23,12 +23,13 @@ class LoudnessMeter:
     integrated loudness of everything fed so far."""
 
     def __init__(self, sr: int, channels: int):
-        import pyloudnorm  # both import slowly (about 0.5 s): only a render that measures pays
-        import scipy.signal
-        self.lfilter = scipy.signal.lfilter
+        import pyloudnorm  # imports slowly (about 0.5 s): only a render that measures pays
         meter = pyloudnorm.Meter(sr)  # its K-weighting stages, so both measures agree
-        self.stages = [(f.b * f.passband_gain, f.a) for f in meter._filters.values()]
-        self.state = [np.zeros((max(len(a), len(b)) - 1, channels)) for b, a in self.stages]
+        self.sos = np.array([np.concatenate([f.b * f.passband_gain, f.a]) / f.a[0]
+                             for f in meter._filters.values()], np.float64)
+        if self.sos.shape != (2, 6):
+            raise ValueError(f"K-weighting of {len(self.sos)} filters: expected 2")
+        self.state = np.zeros((2, 2, channels))
         self.weights = np.array([CHANNEL_WEIGHTS[c] if c < len(CHANNEL_WEIGHTS) else 1.0
                                  for c in range(channels)])
         self.sr = sr
@@ -42,16 +43,18 @@ class LoudnessMeter:
 
     def add(self, block: np.ndarray) -> None:
         """block : np.ndarray [shape=(n, channels)], float"""
-        y = np.asarray(block, np.float64)
-        for i, (b, a) in enumerate(self.stages):
-            y, self.state[i] = self.lfilter(b, a, y, axis=0, zi=self.state[i])
-        cum = np.cumsum(np.square(y) @ self.weights)
-        end = self.n + len(y)
+        from .kernels import weighted_energy
+        x = np.asarray(block)
+        end = self.n + len(x)
+        marks = []
         while self._boundary(self.next_step) <= end:
-            at = self._boundary(self.next_step) - self.n
-            self.at_steps.append(self.energy + (float(cum[at - 1]) if at > 0 else 0.0))
+            marks.append(self._boundary(self.next_step) - self.n)
             self.next_step += 1
-        self.energy += float(cum[-1]) if len(cum) else 0.0
+        at_marks = np.empty(len(marks))
+        energy = weighted_energy(x, self.sos, self.state, self.weights,
+                                 np.array(marks, np.int64), at_marks)
+        self.at_steps.extend((self.energy + at_marks).tolist())
+        self.energy += energy
         self.n = end
 
     def integrated_lufs(self) -> float:

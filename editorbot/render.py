@@ -30,6 +30,12 @@ loudness. When that gain would put a peak past full scale:
 - an edit without one is lowered as a whole, to put its peak at PEAK_CEILING_DBFS.
 Float outputs keep values above 1.0 and count them. RenderReport says what was done; its
 `level_json` goes into the segment list as "render".
+
+A level decided once can be used again (render's `level`): `editorbot review` renders each
+version of an edit with the gain and limiter of the version before, in one pass, and
+measures what it wrote; when that lands more than REUSED_LEVEL_TOLERANCE_LU from the
+earlier loudness, or the limiter would take more than MAX_LIMIT_DB, it renders again and
+decides anew.
 """
 from __future__ import annotations
 
@@ -63,6 +69,7 @@ TRUE_PEAK_CEILING_DBTP = -1.0  # or, when it has a loudness to reach, limited to
 MAX_LIMIT_DB = 8.0           # the most the limiter takes off a peak; the whole edit gives the rest
 MAKE_UP_PASSES = 2           # passes that measure what limiting cost in loudness, to make it up
 LOUDNESS_TOLERANCE_LU = 0.2  # a render this close to its loudness_lufs gets no gain for it
+REUSED_LEVEL_TOLERANCE_LU = 0.5  # a level used again must land this close to where it did
 OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 # Sample formats an output keeps from its raw when it can hold them; a raw in any other
 # (MP3, Vorbis, Opus, ADPCM, u-law...) is written as PCM_24, or Vorbis in an .ogg.
@@ -467,6 +474,8 @@ class RenderReport:
     over_full_scale_samples: float outputs, which keep them: samples beyond +-1.0.
     loudness_lufs, target_loudness_lufs: the edit's integrated loudness as written, and
         the edit's loudness_lufs; None when the edit names no loudness (not measured).
+    level_reused: the gain and limiting were an earlier render's (render's `level`), not
+        measured again; unreduced_peak_dbfs is then the peak into the limiter.
     """
 
     out_path: Path | None
@@ -488,6 +497,7 @@ class RenderReport:
     over_full_scale_samples: int = 0
     loudness_lufs: float | None = None
     target_loudness_lufs: float | None = None
+    level_reused: bool = False
 
     @property
     def duration_s(self) -> float:
@@ -503,7 +513,8 @@ class RenderReport:
                 "peak_dbfs": db(self.peak_dbfs), "clipped_samples": self.clipped_samples,
                 "over_full_scale_samples": self.over_full_scale_samples,
                 "loudness_lufs": db(self.loudness_lufs),
-                "target_loudness_lufs": db(self.target_loudness_lufs)}
+                "target_loudness_lufs": db(self.target_loudness_lufs),
+                "level_reused": self.level_reused}
 
     def level_line(self) -> str:
         """One line: what the render did to the edit's level."""
@@ -562,6 +573,33 @@ def _dbfs(peak: float) -> float:
     return 20.0 * float(np.log10(peak)) if peak > 0 else float("-inf")
 
 
+def _reusable(level: dict | None, edit: Edit,
+              unlimited: bool) -> tuple[float, float, bool] | None:
+    """(gain_db, gain_reduction_db, limit) of an earlier render's level_json, when it can
+    serve this render: it limited the peaks for the same loudness_lufs and says where it
+    landed, and this output is one that gets limited (not float, not allowed to clip)."""
+    if level is None or unlimited or edit.loudness_lufs is None \
+            or level.get("method") != "limiter":
+        return None
+    try:
+        gain, target = float(level["gain_db"]), float(level["target_loudness_lufs"])
+        reduction = float(level.get("gain_reduction_db") or 0.0)
+        landed = float(level["loudness_lufs"])
+    except (KeyError, TypeError, ValueError):  # a record written by hand: measure
+        return None
+    if not all(np.isfinite([gain, target, reduction, landed])) \
+            or abs(target - edit.loudness_lufs) > 0.005:
+        return None
+    return gain, reduction, True
+
+
+def _level_held(report: RenderReport, level: dict) -> bool:
+    """Whether a render that used `level` again landed where that level did."""
+    return (report.limit_db <= MAX_LIMIT_DB + 0.05 and report.loudness_lufs is not None
+            and abs(report.loudness_lufs - float(level["loudness_lufs"]))
+            <= REUSED_LEVEL_TOLERANCE_LU)
+
+
 class _Stream:
     """A planned render: iterate it for the output blocks; then `report` says what it did.
 
@@ -576,7 +614,7 @@ class _Stream:
 
     def __init__(self, raw_path, edit: Edit, *, seam_search_ms: float, beats_s,
                  crossfade_ms: float, floating: bool, allow_clipping: bool, progress: bool,
-                 out_path: Path | None, subtype: str | None):
+                 out_path: Path | None, subtype: str | None, level: dict | None = None):
         self.started = time.perf_counter()
         self.info = probe(raw_path)
         self.edit = edit
@@ -586,6 +624,8 @@ class _Stream:
         self.floating, self.allow_clipping = floating, allow_clipping
         self.progress = progress
         self.out_path, self.subtype = out_path, subtype
+        self.reuse = _reusable(level, edit, floating or allow_clipping)
+        self.limiter_input_peak = 0.0
         self.report: RenderReport | None = None
 
     def _blocks(self, gain: float, limiter: Limiter | None, meters: list,
@@ -606,6 +646,8 @@ class _Stream:
             if gain != 1.0:
                 block *= np.float32(gain)
             if limiter is not None:
+                self.limiter_input_peak = max(self.limiter_input_peak,
+                                              float(np.abs(block).max(initial=0.0)))
                 block, pos = limiter.process(block), end  # it runs behind its input
             if len(block):
                 yield pos, fed(block)
@@ -672,7 +714,8 @@ class _Stream:
         target = self.edit.loudness_lufs
         # Without a loudness to reach, a float output or a render allowed to clip keeps
         # the level asked whatever its peak: no first pass is needed.
-        measure = target is not None or not (self.floating or self.allow_clipping)
+        measure = (target is not None or not (self.floating or self.allow_clipping)) \
+            and self.reuse is None
         bar = None
         if self.progress:
             import sys
@@ -685,6 +728,8 @@ class _Stream:
         limit, unreduced, measured = False, None, None
         if measure:
             gain_db, reduction_db, limit, unreduced, measured = self._level(bar)
+        elif self.reuse is not None:
+            gain_db, reduction_db, limit = self.reuse
         gain = float(10.0 ** (gain_db / 20.0))
         limiter = self._limiter() if limit else None
         meter = LoudnessMeter(info.sr, info.channels) if limit else None  # what it wrote
@@ -712,6 +757,8 @@ class _Stream:
         elif gain_db != 0.0:
             method = "gain"
         written_peak = min(peak, 1.0) if clipped else peak
+        if self.reuse is not None:  # not measured before: the peak the limiter was fed
+            unreduced = _dbfs(self.limiter_input_peak) + reduction_db
         if meter is not None:
             loudness = meter.integrated_lufs()
         elif measured is not None:  # the gain is linear: the loudness measured plus the gain
@@ -725,7 +772,8 @@ class _Stream:
             level_method=method, gain_db=gain_db, gain_reduction_db=reduction_db,
             limit_db=0.0 if limiter is None else limiter.limit_db,
             unreduced_peak_dbfs=_dbfs(peak) if unreduced is None else unreduced,
-            over_full_scale_samples=over, loudness_lufs=loudness, target_loudness_lufs=target)
+            over_full_scale_samples=over, loudness_lufs=loudness, target_loudness_lufs=target,
+            level_reused=self.reuse is not None)
 
     def _seam_reports(self, taps: _SeamTaps, stats: RawClickStats,
                       gain: float) -> list[SeamReport]:
@@ -771,7 +819,7 @@ def _ratio(value: float, reference: float) -> float:
 def render(raw_path: str | os.PathLike, edit: Edit, out_path: str | os.PathLike, *,
            seam_search_ms: float = SEAM_SEARCH_MS, beats_s=None, subtype: str | None = None,
            crossfade_ms: float = DEFAULT_CROSSFADE_MS, allow_clipping: bool = False,
-           progress: bool = False) -> RenderReport:
+           progress: bool = False, level: dict | None = None) -> RenderReport:
     """Render `edit` from the raw file's samples to `out_path` (.wav, .flac or .ogg), atomically.
 
     Memory stays at a few blocks of READ_BLOCK_S seconds whatever the raw's or the edit's
@@ -795,6 +843,10 @@ def render(raw_path: str | os.PathLike, edit: Edit, out_path: str | os.PathLike,
         allow_clipping: write an integer output at the level the gains ask for and clip
             what passes full scale (default: lower the whole edit so nothing clips).
         progress: show a progress bar in seconds of audio.
+        level: an earlier render's RenderReport.level_json() for the same raw and
+            loudness_lufs: when it limited the peaks, its gain is used again without the
+            measuring passes, and the render is done again, measured, if what it wrote does
+            not land where that level did (see the module docstring).
 
     Returns:
         RenderReport, with the edit as rendered, a SeamReport per seam and what was done
@@ -808,9 +860,15 @@ def render(raw_path: str | os.PathLike, edit: Edit, out_path: str | os.PathLike,
     stream = _Stream(raw_path, edit, seam_search_ms=seam_search_ms, beats_s=beats_s,
                      crossfade_ms=crossfade_ms, floating=subtype.startswith(("FLOAT", "DOUBLE")),
                      allow_clipping=allow_clipping, progress=progress, out_path=out_path,
-                     subtype=subtype)
+                     subtype=subtype, level=level)
     write_blocks(out_path, stream, info.sr, channels=info.channels, subtype=subtype,
                  protect=(raw_path,))
+    if stream.reuse is not None and not _level_held(stream.report, level):
+        log.info("the earlier level (%+.1f dB, %.1f LUFS) gives %.1f LUFS here: measuring again",
+                 level["gain_db"], level["loudness_lufs"], stream.report.loudness_lufs)
+        return render(raw_path, edit, out_path, seam_search_ms=seam_search_ms, beats_s=beats_s,
+                      subtype=subtype, crossfade_ms=crossfade_ms, allow_clipping=allow_clipping,
+                      progress=progress)
     return stream.report
 
 

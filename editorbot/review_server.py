@@ -756,6 +756,15 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 # ----------------------------------------------------------------------------- the session
 
+def _render_record(segments: Path) -> dict | None:
+    """The "render" record of a segment list (what its render did to the level), if any."""
+    try:
+        record = json.loads(segments.read_text(encoding="utf-8")).get("render")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 class ReviewSession:
     """One edit under correction: its files, raw, beat grid, state, and Save.
 
@@ -809,6 +818,9 @@ class ReviewSession:
             base_id = (hashlib.sha256(segments_file.read_bytes()).hexdigest()
                        if segments_file.is_file() else "missing")
             self.state = EditState(journal, base, version=latest, base_id=base_id)
+            # What the latest version's render did to the level: the next render uses it
+            # again, in one pass (editorbot.render's `level`).
+            self.level = _render_record(self.files.paths(self.files.versions()[-1])["segments"])
             self.layout = Layout(data_dir, cache_dir) if data_dir is not None else None
             self.pair_name = (correction_name(self.layout, self.files.stem)
                               if self.layout is not None else None)
@@ -1020,13 +1032,14 @@ class ReviewSession:
         path = self.files.state_dir / f"render_{sid}{self.files.suffix}"
         edit = replace(edit, raw_path=str(self.raw), raw_duration_s=self.raw_info.duration_s)
         try:
-            report = render(self.raw, edit, path)
+            report = render(self.raw, edit, path, level=self.level)
         except UserError as err:
             with self._rendered_cond:
                 self._render_failed = (key, str(err))
                 self._rendered_cond.notify_all()
             return
         with self._rendered_cond:
+            self.level = report.level_json()
             old = self._rendered
             if key == self._key():
                 self._rendered = (key, path, report)
@@ -1083,7 +1096,7 @@ class ReviewSession:
             _publish(rendered, paths["audio"])
             report.out_path = paths["audio"]
             export_all(report.edit, paths["audio"].with_suffix(""), sr=report.sr,
-                       channels=report.channels)
+                       channels=report.channels, render=report.level_json())
             render_s = time.perf_counter() - started
             pair = {}
             if self.layout is not None:
@@ -1107,6 +1120,7 @@ class ReviewSession:
             thread.start()
             self.page_threads = [t for t in self.page_threads if t.is_alive()] + [thread]
             self.last_save = {"version": n, "duration_s": report.duration_s,
+                              "level": report.level_line(),
                               "render_s": round(report.seconds, 3),
                               "render_and_timelines_s": round(render_s, 3),
                               "saved_s": round(time.perf_counter() - started, 3),

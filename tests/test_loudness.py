@@ -139,3 +139,73 @@ def test_true_peak_between_samples():
         meter.add(x[i:i + 4410])
     assert abs(20 * np.log10(np.abs(x).max()) + 3.01) < 0.01
     assert abs(20 * np.log10(meter.finish())) < 0.1
+
+
+def test_a_level_used_again_renders_in_one_pass_and_lands_where_it_did(tmp_path, monkeypatch):
+    import editorbot.render as render_module
+    write_drums_and_chord(tmp_path / "raw.wav")
+    edit = edit_asking(tmp_path / "raw.wav", 6.0)
+    first = render(tmp_path / "raw.wav", edit, tmp_path / "v1.wav", subtype="PCM_16",
+                   seam_search_ms=0)
+    assert first.level_method == "limiter" and not first.level_reused
+    # The next version moves the second segment by a beat: the same music, the same level.
+    edit.segments[1].raw_start_s = 6.0
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("a level used again needs no measuring pass")
+    monkeypatch.setattr(render_module._Stream, "_level", no_measuring)
+    again = render(tmp_path / "raw.wav", edit, tmp_path / "v2.wav", subtype="PCM_16",
+                   seam_search_ms=0, level=first.level_json())
+    out, _ = audio.read(tmp_path / "v2.wav")
+    assert again.level_reused and again.level_json()["level_reused"] is True
+    assert again.level_method == "limiter" and abs(again.gain_db - first.gain_db) <= 0.005
+    assert np.abs(out).max() <= 10 ** (TRUE_PEAK_CEILING_DBTP / 20) + 1 / 32768
+    assert abs(again.loudness_lufs - loudness(out)) < 0.01
+    assert abs(again.loudness_lufs - first.loudness_lufs) <= 0.5
+    # The peak into the limiter: the hits at HIT_DBFS, raised by the gain.
+    assert abs(again.unreduced_peak_dbfs - (HIT_DBFS + again.gain_db)) < 0.05
+
+
+def test_a_level_that_no_longer_holds_is_decided_again(tmp_path):
+    write_drums_and_chord(tmp_path / "raw.wav")
+    edit = edit_asking(tmp_path / "raw.wav", 6.0)
+    fresh = render(tmp_path / "raw.wav", edit, tmp_path / "fresh.wav", subtype="PCM_16",
+                   seam_search_ms=0)
+    stale = {**fresh.level_json(), "gain_db": fresh.gain_db - 4.0}  # an earlier, quieter take
+    again = render(tmp_path / "raw.wav", edit, tmp_path / "again.wav", subtype="PCM_16",
+                   seam_search_ms=0, level=stale)
+    assert not again.level_reused
+    assert again.gain_db == fresh.gain_db and again.loudness_lufs == fresh.loudness_lufs
+    # Another loudness asked, a float output, or a level that did not limit: measured.
+    for level, subtype in (({**fresh.level_json(), "target_loudness_lufs": -30.0}, "PCM_16"),
+                           (fresh.level_json(), "FLOAT"),
+                           ({**fresh.level_json(), "method": "gain"}, "PCM_16"),
+                           ({**fresh.level_json(), "gain_db": "loud"}, "PCM_16")):
+        report = render(tmp_path / "raw.wav", edit, tmp_path / "other.wav", subtype=subtype,
+                        seam_search_ms=0, level=level)
+        assert not report.level_reused
+
+
+def test_limiter_in_blocks_is_the_per_sample_definition():
+    """The streamed limiter against its definition, sample by sample (module docstring)."""
+    from editorbot.limiter import CONTEXT, _interpolator, true_peaks
+    sr, n = 8000, 3000
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((n, 2)) * np.where(np.arange(n) % 700 < 40, 1.5, 0.2)[:, None])
+    x = x.astype(np.float32)
+    limiter = Limiter(sr, 2, ceiling_dbtp=-1.0)
+    y = np.concatenate([limiter.process(x[i:i + 333]) for i in range(0, n, 333)]
+                       + [limiter.finish()])
+    span, decay = limiter.span, np.exp(limiter.log_decay)
+    padded = np.concatenate([np.zeros((CONTEXT, 2)), x, np.zeros((CONTEXT + span, 2))])
+    peaks = true_peaks(padded.astype(np.float32), _interpolator())
+    with np.errstate(divide="ignore"):
+        wanted = np.minimum(1.0, limiter.ceiling / peaks.astype(np.float64))
+    held, d = [], 0.0
+    for k in range(n):
+        d = max(1.0 - wanted[k:k + span + 1].min(), decay * d)
+        held.append(1.0 - d)
+    held = np.concatenate([np.ones(span), held])
+    gain = np.array([held[k:k + span + 1].mean() for k in range(n)])
+    assert np.abs(y - x * gain[:, None].astype(np.float32)).max() < 1e-6
+    assert gain.min() < 0.5  # the bursts were limited
