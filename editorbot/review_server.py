@@ -912,7 +912,12 @@ class ReviewSession:
             record = {"op": "repropose", "target_s": request["target_s"], "editor": editor,
                       "proposed": [list(x) for x in spans]}
             self.state.change(new, describe(record), record)
-            return self._changed()
+            snapshot = self._changed()
+        target = float(request["target_s"])
+        if abs(new.duration_s - target) > max(TARGET_TOLERANCE_S, TARGET_TOLERANCE * target):
+            snapshot["note"] = (f"the edit lasts {new.duration_s:.1f} s, not the {target:.1f} s "
+                                "asked: the editor found no more (or no less) to keep")
+        return snapshot
 
     def _proposer(self, editor: str):
         """callable(target_duration_s) -> Edit of the raw by the rule-based editor or the

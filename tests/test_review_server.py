@@ -592,3 +592,17 @@ def test_veto_a_cut_move_another_by_a_bar_and_save_in_headless_chromium(server, 
     # Without the token, or with '..', the same server refuses.
     assert request(server, "/api/state", token=False)[0] == 403
     assert request(server, "/files/../jam_raw.wav")[0] == 403
+
+
+def test_repropose_says_so_when_the_editor_cannot_reach_the_target(folder):
+    s = ReviewSession(folder, data_dir=None, find_beats=False, background_render=False)
+    try:
+        reached = s.apply({"op": "repropose", "target_s": 30.0})
+        assert "note" not in reached
+        raw_s = s.raw_info.duration_s
+        short = s.apply({"op": "repropose", "target_s": 2 * raw_s})  # more than it has music for
+        lasts = s.state.edit.duration_s
+        assert abs(lasts - 2 * raw_s) > 0.01 * 2 * raw_s
+        assert short["note"].startswith(f"the edit lasts {lasts:.1f} s, not the {2 * raw_s:.1f} s")
+    finally:
+        s.close()

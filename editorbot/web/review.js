@@ -298,7 +298,7 @@
     return api("POST", "/api/op", request).then(function (next) {
       if (after) { after(next); }
       render(next);
-      status("done: " + next.history[next.history.length - 1]);
+      status("done: " + next.history[next.history.length - 1] + (next.note ? "; " + next.note : ""));
     }).catch(function (e) { status(e.message, true); });
   }
   $("veto").addEventListener("click", function () {
@@ -353,7 +353,8 @@
     status("rendering a new version from the raw\u2026");
     api("POST", "/api/save", {}).then(function (next) {
       render(next);
-      status("saved version " + next.version);
+      var level = next.last_save && next.last_save.level;
+      status("saved version " + next.version + (level ? "; " + level : ""));
     }).catch(function (e) { status(e.message, true); $("save").disabled = false; });
   });
   document.addEventListener("keydown", function (ev) {
