@@ -92,6 +92,19 @@ def limiter_gains(wanted: np.ndarray, span: int, depth: float, decay: float,
     return depth
 
 
+@numba.njit(cache=True, inline="always")
+def _two_biquads(y, k, u0, u1, v0, v1):
+    """One sample through two biquads in transposed direct form II: k = (b0, b1, b2, a1, a2)
+    of the first and then of the second; u and v their states. Returns (out, u0, u1, v0, v1)."""
+    first = k[0] * y + u0
+    u0 = k[1] * y - k[3] * first + u1
+    u1 = k[2] * y - k[4] * first
+    out = k[5] * first + v0
+    v0 = k[6] * first - k[8] * out + v1
+    v1 = k[7] * first - k[9] * out
+    return out, u0, u1, v0, v1
+
+
 @numba.njit(cache=True)
 def weighted_energy(x: np.ndarray, sos: np.ndarray, state: np.ndarray, weights: np.ndarray,
                     marks: np.ndarray, at_marks: np.ndarray) -> float:
@@ -111,33 +124,20 @@ def weighted_energy(x: np.ndarray, sos: np.ndarray, state: np.ndarray, weights: 
     n = x.shape[0]
     channels = x.shape[1]
     energy = np.zeros(n)
-    b0, b1, b2, a1, a2 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
-    c0, c1, c2, d1, d2 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
+    k = (sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5],
+         sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5])
     for c in range(0, channels, 2):
         # Two channels at a time, their state in locals: two independent chains of
         # dependent multiply-adds run side by side. An odd last channel runs alone (its
         # twin, weighted 0, is a copy whose state is dropped).
         e = c + 1 if c + 1 < channels else c
-        we = weights[e] if e != c else 0.0
+        w, we = weights[c], (weights[e] if e != c else 0.0)
         u0, u1, v0, v1 = state[0, 0, c], state[0, 1, c], state[1, 0, c], state[1, 1, c]
         p0, p1, q0, q1 = state[0, 0, e], state[0, 1, e], state[1, 0, e], state[1, 1, e]
-        w = weights[c]
         for i in range(n):
-            y = np.float64(x[i, c])
-            z = np.float64(x[i, e])
-            f = b0 * y + u0
-            g = b0 * z + p0
-            u0 = b1 * y - a1 * f + u1
-            p0 = b1 * z - a1 * g + p1
-            u1 = b2 * y - a2 * f
-            p1 = b2 * z - a2 * g
-            ff = c0 * f + v0
-            gg = c0 * g + q0
-            v0 = c1 * f - d1 * ff + v1
-            q0 = c1 * g - d1 * gg + q1
-            v1 = c2 * f - d2 * ff
-            q1 = c2 * g - d2 * gg
-            energy[i] += w * ff * ff + we * gg * gg
+            f, u0, u1, v0, v1 = _two_biquads(np.float64(x[i, c]), k, u0, u1, v0, v1)
+            g, p0, p1, q0, q1 = _two_biquads(np.float64(x[i, e]), k, p0, p1, q0, q1)
+            energy[i] += w * f * f + we * g * g
         state[0, 0, c], state[0, 1, c], state[1, 0, c], state[1, 1, c] = u0, u1, v0, v1
         if e != c:
             state[0, 0, e], state[0, 1, e], state[1, 0, e], state[1, 1, e] = p0, p1, q0, q1
