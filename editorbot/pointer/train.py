@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 from tqdm import tqdm
 
@@ -214,13 +215,22 @@ def step_losses(net: PointerNet, enc: Encoded, out: dict[str, torch.Tensor],
         rows = torch.nonzero(leave & (batch["rec"] == r)).flatten()
         n = int(enc.lengths[r])
         for chunk in rows.split(LEAVE_ROWS_PER_PASS):
-            logits = net.jump_logits(enc, r, out["query"][chunk], out["jump_bucket"][chunk],
-                                     out["stop"][chunk], expected[chunk], played_before(batch, chunk, n))
-            goal = torch.where(is_stop[chunk], n, target[chunk])
-            soft = soft_targets(goal, torch.isfinite(logits), t.jump_sigma_frames)
-            log_p = torch.log_softmax(logits, dim=1)
-            # KL(soft || p): the cross-entropy less the targets' own entropy, so 0 is perfect.
-            kl = -(soft * torch.where(soft > 0, log_p - torch.log(soft.clamp(min=1e-30)), 0.0)).sum(1)
+            def chunk_kl(query, bucket, stop, chunk=chunk, r=r, n=n):
+                logits = net.jump_logits(enc, r, query, bucket, stop, expected[chunk],
+                                         played_before(batch, chunk, n))
+                goal = torch.where(is_stop[chunk], n, target[chunk])
+                soft = soft_targets(goal, torch.isfinite(logits), t.jump_sigma_frames)
+                log_p = torch.log_softmax(logits, dim=1)
+                # KL(soft || p): the cross-entropy less the targets' own entropy, so 0 is perfect.
+                return -(soft * torch.where(soft > 0, log_p - torch.log(soft.clamp(min=1e-30)),
+                                            0.0)).sum(1)
+            # Each chunk's (rows x raw frames) distributions are recomputed in the backward
+            # pass instead of kept: kept, they grew with rows times raw length (17 GB for
+            # 20-minute raws) where only the chunk's KL is needed.
+            kl = torch.utils.checkpoint.checkpoint(
+                chunk_kl, out["query"][chunk], out["jump_bucket"][chunk], out["stop"][chunk],
+                use_reentrant=False) if torch.is_grad_enabled() else chunk_kl(
+                out["query"][chunk], out["jump_bucket"][chunk], out["stop"][chunk])
             ce = ce.index_put((chunk,), kl)
     jump_loss = _wmean(ce[is_jump], weight[is_jump], ce)
     stop_loss = _wmean(ce[is_stop], weight[is_stop], ce)
