@@ -87,7 +87,7 @@ def test_past_the_limiters_bound_the_whole_edit_gives_the_rest_and_says_so(tmp_p
     out, _ = audio.read(tmp_path / "out.wav")
     assert np.abs(out).max() <= 10 ** (TRUE_PEAK_CEILING_DBTP / 20) + 1 / 32768
     written = json.loads((tmp_path / "out_segments.json").read_text())["render"]
-    # +12 dB puts the hits at +11.5 dBFS: 12.5 dB over the ceiling, the limiter takes 8.
+    # +12 dB puts the hits at +11.5 dBFS: 12.5 dB over the ceiling, more than the limiter takes.
     most = TRUE_PEAK_CEILING_DBTP + MAX_LIMIT_DB - HIT_DBFS
     assert written["method"] == "limiter" and written["clipped_samples"] == 0
     assert abs(written["limit_db"] - MAX_LIMIT_DB) < 0.1
