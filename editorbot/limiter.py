@@ -100,7 +100,7 @@ class Limiter:
         self.x_at = -CONTEXT
         self.fed = 0        # input samples fed
         self.peaks_to = 0   # wanted gains (ceiling / true peak) known before this sample
-        self.wanted = np.zeros(0)               # from held_to on
+        self.wanted = np.zeros(0, np.float32)   # from held_to on
         self.held = np.ones(self.span)          # gains after release, from out - span on
         self.held_to = 0    # gains after release known before this sample
         self.depth = 0.0    # reduction (1 - gain) of the last gain after release
@@ -117,8 +117,9 @@ class Limiter:
         # 1. The gain each sample wants: ceiling over its true peak (never above 1).
         ready = self.fed - CONTEXT
         peaks = true_peaks(self.x[self.peaks_to - CONTEXT - self.x_at:], self.taps)
-        with np.errstate(divide="ignore"):
-            wanted = np.minimum(1.0, self.ceiling / peaks)
+        with np.errstate(divide="ignore"):  # in place, float32: a pass less over the block
+            wanted = np.minimum(np.divide(np.float32(self.ceiling), peaks, out=peaks), 1.0,
+                                out=peaks)
         self.wanted = np.concatenate([self.wanted, wanted])
         self.peaks_to = ready
         # 2. Each sample's gain: at most what every sample up to `span` ahead wants, after
@@ -126,12 +127,12 @@ class Limiter:
         n = len(self.wanted) - self.span
         if n <= 0:
             return np.zeros((0, self.x.shape[1]), np.float32)
-        gain = np.empty(n)
+        gain = np.empty(n, np.float32)
         self.depth = limiter_gains(self.wanted, self.span, self.depth,
                                    float(np.exp(self.log_decay)), self.held, gain)
         self.wanted = self.wanted[n:]
         self.held_to += n
-        out = self.x[self.out - self.x_at:self.held_to - self.x_at] * gain[:, None].astype(np.float32)
+        out = self.x[self.out - self.x_at:self.held_to - self.x_at] * gain[:, None]
         self.lowest = min(self.lowest, float(gain.min(initial=1.0)))
         self.out = self.held_to
         keep = min(self.out, self.peaks_to - CONTEXT)
