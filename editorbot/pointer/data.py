@@ -367,7 +367,10 @@ class PointerData:
         return mels.reshape(-1, frames)
 
     def _remember(self, name: str, mel: np.ndarray) -> None:
-        self._mels[name] = mel
+        # Kept as float16 where that is exact (mels cached as float16, as the base's corpus
+        # is): half the memory, and `mel` hands back the same float32 values.
+        half = mel.astype(np.float16)
+        self._mels[name] = half if np.array_equal(half, mel) else mel
         self._mels.move_to_end(name)
         while len(self._mels) > self.max_cached:
             self._mels.popitem(last=False)
@@ -376,7 +379,7 @@ class PointerData:
         """The raw mel of `name`: (C, T) float32 (C = n_mels, x5 with stems)."""
         if name in self._mels:
             self._mels.move_to_end(name)
-            return self._mels[name]
+            return self._mels[name].astype(np.float32, copy=False)
         mel = self._read_mel(name)
         self._remember(name, mel)
         return mel
