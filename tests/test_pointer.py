@@ -819,3 +819,59 @@ def test_stems_model_records_its_backend_and_refuses_another(corpus, tmp_path, m
     save_npz(path, meta | {"backend": "demucs"}, **arrays)
     with pytest.raises(UserError, match="one backend for all"):
         PointerData(mixed, corpus.pointer_dir, use_stems=True)
+
+
+def test_memory_savings_leave_the_losses_and_gradients_unchanged(corpus, monkeypatch):
+    """Recomputing the encoder layers in the backward pass, jump distributions in chunks of
+    3 rows and the heap trimmed at every chunk (as on 20-minute raws) give the same losses
+    and gradients, dropout included, as keeping everything in one pass."""
+    from editorbot.pointer import train as pointer_train
+
+    cfg = tiny_config()
+    data = PointerData(corpus.cache_dir, corpus.pointer_dir, drift_steps=4)
+    names = sorted(data.names)[:2]
+    items = [(n, np.arange(data.recordings[n].steps.n_path),
+              np.ones(data.recordings[n].steps.n_path, np.float32), True) for n in names]
+    batch = {k: torch.from_numpy(v) for k, v in make_batch(data, items).items()}
+    torch.manual_seed(0)
+    net = PointerNet(cfg.model).train()
+
+    def losses_and_grads():
+        torch.manual_seed(1)
+        net.zero_grad()
+        loss, parts = pointer_train.Objective(net, cfg)(batch)
+        loss.backward()
+        return ({k: float(v.detach()) for k, v in parts.items()},
+                {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None})
+
+    kept_parts, kept_grads = losses_and_grads()
+    assert kept_parts["jump_loss"] > 0 and kept_parts["stop_loss"] > 0
+    trims = []
+    monkeypatch.setattr(pointer_train, "LEAVE_ROWS_PER_PASS", 3)
+    monkeypatch.setattr(pointer_train, "TRIM_FROM_FRAMES", 1)
+    monkeypatch.setattr(pointer_train, "TRIM_EVERY_CHUNKS", 1)
+    real_release = pointer_train.release_freed_memory
+    monkeypatch.setattr(pointer_train, "release_freed_memory", lambda: trims.append(real_release()))
+    net.activation_checkpointing = True
+    parts, grads = losses_and_grads()
+    assert len(trims) > 2  # forward and backward passes of every chunk
+    for k, v in kept_parts.items():
+        assert v == pytest.approx(parts[k], rel=1e-5), k
+    assert kept_grads.keys() == grads.keys()
+    for k, g in kept_grads.items():
+        torch.testing.assert_close(grads[k], g, rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_mels_exact_in_float16_are_cached_at_half_the_size(corpus):
+    """A mel whose values float16 holds exactly (as the base's corpus stores them) is kept
+    as float16 and handed back as the same float32 values; any other stays float32."""
+    data = PointerData(corpus.cache_dir, corpus.pointer_dir)
+    rng = np.random.default_rng(0)
+    exact = rng.random((8, 300)).astype(np.float16).astype(np.float32)
+    data._remember("halves", exact)
+    assert data._mels["halves"].nbytes == exact.nbytes // 2
+    back = data.mel("halves")
+    assert back.dtype == np.float32 and np.array_equal(back, exact)
+    inexact = exact + np.float32(1e-6)
+    data._remember("singles", inexact)
+    assert data._mels["singles"].dtype == np.float32 and np.array_equal(data.mel("singles"), inexact)

@@ -203,8 +203,6 @@ class TrainConfig:
     select_by: which validation figure picks best.pt: 'val_iou' (among validations that
         decoded) or 'val_loss'.
     bf16: autocast to bfloat16 on CUDA.
-    activation_checkpointing: recompute encoder activations in the backward pass
-        (for hour-long recordings).
     max_cached_recordings: raw mels kept in memory between steps.
     log_every: steps between TensorBoard scalars.
     keep_pretrain_steps: with section_context and keep_head, first train the section GRU
@@ -243,7 +241,6 @@ class TrainConfig:
     val_decode_every: int = 1
     select_by: str = "val_iou"
     bf16: bool = True
-    activation_checkpointing: bool = False
     max_cached_recordings: int = 32
     log_every: int = 10
     keep_pretrain_steps: int = 300
@@ -262,11 +259,13 @@ class TrainConfig:
         "val_every": AT_LEAST_1, "val_decode_every": NON_NEGATIVE,
         "max_cached_recordings": AT_LEAST_1, "log_every": AT_LEAST_1,
         "keep_pretrain_steps": NON_NEGATIVE, "keep_pretrain_batch": AT_LEAST_1}
-    # Settings of earlier versions that are now the run's flags: dropped when a checkpoint
+    # Settings of earlier versions (most now the run's flags): dropped when a checkpoint
     # holds them, named with their flag when a config file does.
     RETIRED: ClassVar[dict[str, str]] = {
         "cache_dir": "--cache-dir", "pointer_dir": "--data-dir (its pointer_sequences/)",
-        "save_dir": "--save-dir", "log_dir": "--log-dir", "max_minutes": "--max-minutes"}
+        "save_dir": "--save-dir", "log_dir": "--log-dir", "max_minutes": "--max-minutes",
+        "activation_checkpointing": "nothing (training always recomputes the encoder layers' "
+                                    "activations in the backward pass)"}
 
     def check(self) -> None:
         if self.select_by not in ("val_iou", "val_loss"):

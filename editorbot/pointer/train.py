@@ -8,6 +8,7 @@ short schedule, no keep pretraining).
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import sys
@@ -35,10 +36,22 @@ from .decode import kept_stretches, smoothed_keep
 from .infer import decode_mel
 from .model import Encoded, PointerNet, recording_block_means
 
+try:
+    _LIBC = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
+except OSError:
+    _LIBC = None
 CHANGE_TOLERANCE_FRAMES = 4  # 50 ms at hop 256 / 22050 Hz
 # keep thresholds validation tries for decode.keep_skip, nearest one half first (it wins ties)
 KEEP_THRESHOLDS = (0.5, 0.45, 0.55, 0.4, 0.6, 0.35, 0.65, 0.3, 0.7)
-LEAVE_ROWS_PER_PASS = 64  # jump distributions over the whole recording computed at once
+LEAVE_ROWS_PER_PASS = 32  # jump distributions over the whole recording computed at once
+# On raws of TRIM_FROM_FRAMES or more (12.7 min at the default grid), the heap's free pages go
+# back to the system every TRIM_EVERY_CHUNKS chunks of jump distributions and after each step:
+# the chunks' temporaries (16 MB each and more) come from the heap, and the small tensors each
+# chunk keeps for the backward pass split its free blocks, so that the next chunk's temporaries
+# no longer fit them and the heap grows (by 2.5 GB in one step of two 20-minute raws). On
+# shorter raws it grows little, and giving pages back costs more CPU than it saves memory.
+TRIM_FROM_FRAMES = 1 << 16
+TRIM_EVERY_CHUNKS = 4
 BACK_JUMP_S = 0.5  # an edit that moves back in the raw by more than this loops or reorders
 PRETRAIN_SHARE = 0.25  # of a --max-minutes deadline, what keep pretraining may use at most
 PRETRAIN_NOISE = 0.05  # std of the noise on input-channel blocks in pretrain_section_keep
@@ -136,6 +149,12 @@ def pretrain_section_keep(net: PointerNet, data: PointerData, names: list[str], 
     return steps
 
 
+def release_freed_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc's malloc_trim; nothing elsewhere)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
 def _wmean(x: torch.Tensor, w: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Weighted mean of x (0 with a gradient path when x is empty)."""
     if x.numel() == 0:
@@ -210,15 +229,23 @@ def step_losses(net: PointerNet, enc: Encoded, out: dict[str, torch.Tensor],
         pos_weight=out["use_jump"].new_tensor(t.use_jump_pos_weight))
     use_jump_loss = _wmean(bce, weight[decided], out["use_jump"])
     leave = is_jump | is_stop
-    ce = torch.zeros(len(target), device=target.device)
+    # Each chunk's inputs are views of one gather per recording, and the chunks' KLs are
+    # put in place once (fewer small tensors kept between the chunks' large temporaries).
+    done, kls = [], []
     for r in torch.unique(batch["rec"][leave]).tolist():
         rows = torch.nonzero(leave & (batch["rec"] == r)).flatten()
         n = int(enc.lengths[r])
-        for chunk in rows.split(LEAVE_ROWS_PER_PASS):
-            def chunk_kl(query, bucket, stop, chunk=chunk, r=r, n=n):
-                logits = net.jump_logits(enc, r, query, bucket, stop, expected[chunk],
+        inputs = (out["query"][rows], out["jump_bucket"][rows], out["stop"][rows], expected[rows],
+                  torch.where(is_stop[rows], n, target[rows]))
+        for at in range(0, len(rows), LEAVE_ROWS_PER_PASS):
+            chunk = rows[at:at + LEAVE_ROWS_PER_PASS]
+            query, bucket, stop, exp, goal = (x[at:at + LEAVE_ROWS_PER_PASS] for x in inputs)
+
+            def chunk_kl(query, bucket, stop, chunk=chunk, r=r, n=n, exp=exp, goal=goal, i=len(kls)):
+                if n >= TRIM_FROM_FRAMES and i % TRIM_EVERY_CHUNKS == 0:  # forward and backward pass
+                    release_freed_memory()
+                logits = net.jump_logits(enc, r, query, bucket, stop, exp,
                                          played_before(batch, chunk, n))
-                goal = torch.where(is_stop[chunk], n, target[chunk])
                 soft = soft_targets(goal, torch.isfinite(logits), t.jump_sigma_frames)
                 log_p = torch.log_softmax(logits, dim=1)
                 # KL(soft || p): the cross-entropy less the targets' own entropy, so 0 is perfect.
@@ -227,11 +254,12 @@ def step_losses(net: PointerNet, enc: Encoded, out: dict[str, torch.Tensor],
             # Each chunk's (rows x raw frames) distributions are recomputed in the backward
             # pass instead of kept: kept, they grew with rows times raw length (17 GB for
             # 20-minute raws) where only the chunk's KL is needed.
-            kl = torch.utils.checkpoint.checkpoint(
-                chunk_kl, out["query"][chunk], out["jump_bucket"][chunk], out["stop"][chunk],
-                use_reentrant=False) if torch.is_grad_enabled() else chunk_kl(
-                out["query"][chunk], out["jump_bucket"][chunk], out["stop"][chunk])
-            ce = ce.index_put((chunk,), kl)
+            kls.append(torch.utils.checkpoint.checkpoint(chunk_kl, query, bucket, stop, use_reentrant=False)
+                       if torch.is_grad_enabled() else chunk_kl(query, bucket, stop))
+        done.append(rows)
+    ce = torch.zeros(len(target), device=target.device)
+    if kls:
+        ce = ce.index_put((torch.cat(done),), torch.cat(kls))
     jump_loss = _wmean(ce[is_jump], weight[is_jump], ce)
     stop_loss = _wmean(ce[is_stop], weight[is_stop], ce)
     if not leave.any():  # keep every head in the graph (DistributedDataParallel)
@@ -507,7 +535,9 @@ def train(config: PointerConfig, run: Run, *,
             # keep head's probabilities, and its model's threshold cut edits short (docs/results.md).
             keep_threshold = float(kept_from.get("keep_threshold", 0.5))
     net = PointerNet(config.model).to(ddp.device)
-    net.activation_checkpointing = tc.activation_checkpointing
+    # The encoder layers' activations are recomputed in the backward pass, not kept: kept,
+    # they are 1.4 GB for two 20-minute raws; recomputed, the step's losses are the same.
+    net.activation_checkpointing = True
     if start is not None:
         load_state(net, start["model_state"], where=str(run.init))
     elif state is None and tc.keep_pretrain_steps > 0:
@@ -600,6 +630,8 @@ def train(config: PointerConfig, run: Run, *,
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip))
                 opt.step()
                 sched.step()
+                if int(batch["lengths"].max()) >= TRIM_FROM_FRAMES:
+                    release_freed_memory()
                 step_in_epoch += 1
                 global_step += 1
                 frames = int(batch["lengths"].sum())
