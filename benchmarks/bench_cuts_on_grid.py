@@ -1,13 +1,15 @@
-"""A pointer model's cuts as decoded and moved onto the raw's beat and bar grid (grid.snap_cuts).
+"""A model's cuts as decoded and moved onto the raw's beat and bar grid (grid.snap_cuts).
 
     .venv/bin/python benchmarks/bench_cuts_on_grid.py --data-dir D --checkpoint P [--cache-dir C]
         [--names N ...]
 
-Evaluates one pointer checkpoint twice on the same pairs with editorbot.evaluate: once with
-its cuts where the decoder put them, once as `editorbot edit` gives them (each cut on the bar
-line within a beat, else on the nearest beat). Default pairs: the checkpoint's held-out
-recordings. Prints both tables and the mean change of kept IoU and cut F1 within a beat; the
-grid is the tracker's (cached in --cache-dir/grid), as at edit time.
+Evaluates one checkpoint twice on the same pairs with editorbot.evaluate: once with its cuts
+where the model put them, once with each cut on the bar line within a beat, else on the
+nearest beat. A pointer checkpoint's edits are snapped at edit time (`editorbot edit`), so
+for it the first is the one measured without the snapping; a supervised checkpoint's are
+not (measured no better), so for it the second is the one measured with it. Default pairs:
+the checkpoint's held-out recordings. Prints both tables and the mean change of kept IoU
+and cut F1 within a beat; the grid is the tracker's (cached in --cache-dir/grid).
 """
 from __future__ import annotations
 
@@ -27,26 +29,43 @@ def main() -> None:
 
     from editorbot.checkpoint import load_checkpoint
     from editorbot.evaluate import evaluate_editors
+    from editorbot.grid import grid_for, snap_cuts
     from editorbot.pointer import infer
+    from editorbot.supervised import infer as supervised
 
     cache = args.cache_dir or args.data_dir.parent / "cache"
     ckpt = load_checkpoint(args.checkpoint)
     names = args.names or ckpt["split"]["val"]
-    snapped = infer.snap_cuts
+    if ckpt.get("kind") == "supervised":
+        params = supervised.load_model(ckpt)[2]
 
-    def as_decoded(raw_path, **kwargs):
-        infer.snap_cuts = lambda edit, grid, **_: edit
-        try:
+        def as_decoded(raw_path, **kwargs):
+            return supervised.propose_edit(raw_path, ckpt, **kwargs)
+
+        def on_the_grid(raw_path, target_duration_s=None, **kwargs):
+            edit = supervised.propose_edit(raw_path, ckpt, target_duration_s=target_duration_s,
+                                           **kwargs)
+            return snap_cuts(edit, grid_for(raw_path, params, cache_dir=cache),
+                             keep_length=target_duration_s is not None)
+        kind = "supervised"
+    else:
+        params = infer.load_model(ckpt)[2]
+        snapped = infer.snap_cuts
+
+        def as_decoded(raw_path, **kwargs):
+            infer.snap_cuts = lambda edit, grid, **_: edit
+            try:
+                return infer.propose_edit(raw_path, ckpt, cache_dir=cache, progress=False, **kwargs)
+            finally:
+                infer.snap_cuts = snapped
+
+        def on_the_grid(raw_path, **kwargs):
             return infer.propose_edit(raw_path, ckpt, cache_dir=cache, progress=False, **kwargs)
-        finally:
-            infer.snap_cuts = snapped
+        kind = "pointer"
 
-    def on_the_grid(raw_path, **kwargs):
-        return infer.propose_edit(raw_path, ckpt, cache_dir=cache, progress=False, **kwargs)
-
-    editors = {"pointer, cuts as decoded": as_decoded, "pointer, cuts on the grid": on_the_grid}
+    editors = {f"{kind}, cuts as decoded": as_decoded, f"{kind}, cuts on the grid": on_the_grid}
     results = evaluate_editors(args.data_dir, editors, names=names, cache_dir=cache,
-                               params=infer.load_model(ckpt)[2], progress=False)
+                               params=params, progress=False)
     before, after = (results[e]["mean"] for e in editors)
     print(f"\n{len(names)} held-out pairs; on the grid minus as decoded: kept IoU "
           f"{after['kept_iou'] - before['kept_iou']:+.3f}, cut F1 within a beat "
