@@ -59,15 +59,15 @@ def main() -> None:
     if rc:
         raise SystemExit(f"fine-tuning failed (exit {rc}); see {log}")
     result = {"pairs": args.pairs, "raw_minutes": args.minutes, "max_minutes": args.max_minutes,
-              "peak_rss_gb": round(usage.ru_maxrss / 2 ** 20, 3),  # ru_maxrss is in KiB
+              "peak_rss_gib": round(usage.ru_maxrss / 2 ** 20, 3),  # ru_maxrss is in KiB
               "train_cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-              "mels_float32_gb": round(mel_bytes / 2 ** 30, 3),
+              "mels_float32_gib": round(mel_bytes / 2 ** 30, 3),
               "corpus_wall_s": round(corpus_s, 1), "load_average": os.getloadavg()[0]}
     (root / "result.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     print(f"\n| pairs | raw | fine-tuning | peak RSS | mels as float32 | CPU s |\n|---|---|---|---|---|---|\n"
           f"| {args.pairs} | {args.minutes:g} min | --init base, {args.max_minutes:g} wall min | "
-          f"**{result['peak_rss_gb']:.2f} GB** | {result['mels_float32_gb']:.2f} GB | "
+          f"**{result['peak_rss_gib']:.2f} GiB** | {result['mels_float32_gib']:.2f} GiB | "
           f"{result['train_cpu_s']:.0f} |")
 
 
