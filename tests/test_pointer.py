@@ -463,9 +463,11 @@ def test_validation_chooses_the_keep_threshold_that_matches_the_editor():
     assert t == 0.5 and iou == pytest.approx(1.0)
 
 
-def test_validation_past_the_deadline_scores_one_recording_and_stops(corpus):
-    """A run's deadline bounds its validation too: past it, the teacher-forced scores and
-    the decoded edits each stop after one recording (val/scored, val/decoded)."""
+def test_validation_past_the_deadline_scores_one_recording_and_decodes_none(corpus):
+    """A run's deadline bounds its validation too: past it, the teacher-forced scores stop
+    after one recording (val/scored) and decoding stops at once, even inside a recording
+    (no val/iou); a decode that passes its `until` raises DecodeStopped."""
+    from editorbot.pointer.infer import DecodeStopped, decode_mel
     from editorbot.pointer.train import validate
 
     cfg = tiny_config()
@@ -474,7 +476,10 @@ def test_validation_past_the_deadline_scores_one_recording_and_stops(corpus):
     names = sorted(data.names)
     late = validate(net, data, names, cfg, torch.device("cpu"), keep_ratio=0.5, decode=True,
                     until=time.time() - 1)
-    assert late["val/scored"] == 1 and late["val/decoded"] == 1
+    assert late["val/scored"] == 1 and "val/decoded" not in late and "val/iou" not in late
+    with pytest.raises(DecodeStopped):
+        decode_mel(net, cfg, data.mel(names[0]), target_frames=50, fixed_length=False,
+                   frames_per_s=data.params.frames_per_s, until=time.time() - 1)
     full = validate(net, data, names, cfg, torch.device("cpu"), keep_ratio=0.5, decode=True)
     assert full["val/scored"] == len(names) == full["val/decoded"] == 4
 

@@ -4,8 +4,10 @@
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -79,10 +81,15 @@ def target_frames_for(n_raw: int, checkpoint: dict, params: FeatureParams, *,
     return max(int(round(checkpoint.get("keep_ratio", 0.3) * n_raw)), 1), False
 
 
+class DecodeStopped(Exception):
+    """decode_mel passed its `until` before the edit was decoded."""
+
+
 @torch.no_grad()
 def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target_frames: int,
                fixed_length: bool, frames_per_s: float, jumps_back: bool = True,
-               keep_threshold: float = 0.5, progress: bool = False) -> Decoded:
+               keep_threshold: float = 0.5, progress: bool = False,
+               until: float = math.inf) -> Decoded:
     """Encode a raw mel and decode its pointers.
 
     Args:
@@ -98,6 +105,8 @@ def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target
             with cfg.decode.keep_skip the edit follows the keep head instead.
         keep_threshold: with cfg.decode.keep_skip, the keep probability above which the
             decoder keeps a frame (see `keep_threshold_for`).
+        until: raise DecodeStopped once time.time() passes it (a training run's deadline:
+            decoding a long raw's edit can take minutes).
     """
     device = next(model.parameters()).device
     n_raw = mel.shape[1]
@@ -119,6 +128,12 @@ def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target
     # The decoding loop runs many small operations: on the CPU, intra-op threads cost more
     # than they give (on a loaded machine, 20x more), so the loop runs on one thread.
     threads = torch.get_num_threads()
+
+    def advance(k: int) -> None:
+        bar.update(k / frames_per_s)
+        if time.time() > until:
+            raise DecodeStopped
+
     if device.type == "cpu":
         torch.set_num_threads(1)
     try:
@@ -128,7 +143,7 @@ def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target
             use_stop=not fixed_length, block_steps=cfg.decode.block_steps, keep_ahead=ahead,
             follow=follow,
             jumps_back=jumps_back,
-            progress=lambda k: bar.update(k / frames_per_s))
+            progress=advance)
     finally:
         torch.set_num_threads(threads)
         bar.close()

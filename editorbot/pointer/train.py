@@ -33,7 +33,7 @@ from ..evaluate import kept_iou, mask_iou
 from .config import PointerConfig, TrainConfig
 from .data import PointerData, make_batch, sample_steps
 from .decode import kept_stretches, smoothed_keep
-from .infer import decode_mel
+from .infer import DecodeStopped, decode_mel
 from .model import Encoded, PointerNet, recording_block_means
 
 try:
@@ -334,9 +334,10 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     choose_keep_threshold): val/keep_threshold and val/keep_iou (of the keep head's kept
     stretches alone); the decoded edits use it unless decode.keep_threshold is set.
 
-    Both stop at `until` (time.time(), the run's deadline), each after at least one
-    recording: the losses and accuracies are then over the recordings scored by then
-    (val/scored their number), val/iou over those decoded by then (val/decoded).
+    Both stop at `until` (time.time(), the run's deadline): the losses and accuracies after
+    at least one recording, over the recordings scored by then (val/scored their number);
+    the decoded edits at once, even inside a recording (decoding a long raw's edit can take
+    minutes), val/iou over those decoded whole by then (val/decoded; none: no val/iou).
     """
     net.eval()
     fps = data.params.frames_per_s
@@ -388,12 +389,15 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     if cfg.decode.keep_threshold is not None:
         threshold = cfg.decode.keep_threshold
     for name in names if decode else []:
-        if ious and time.time() > until:
+        if time.time() > until:
             break
         rec = data.recordings[name]
-        decoded = decode_mel(net, cfg, data.mel(name), target_frames=int(round(keep_ratio * rec.n_raw)),
-                             fixed_length=False, frames_per_s=fps, jumps_back=jumps_back,
-                             keep_threshold=threshold)
+        try:
+            decoded = decode_mel(net, cfg, data.mel(name), fixed_length=False, frames_per_s=fps,
+                                 target_frames=int(round(keep_ratio * rec.n_raw)),
+                                 jumps_back=jumps_back, keep_threshold=threshold, until=until)
+        except DecodeStopped:  # a long raw's edit takes minutes: the deadline comes first
+            break
         ious.append(kept_iou(decoded.pointers, rec.pointers, rec.n_raw))
         duration_ratios.append(len(decoded.pointers) / len(rec.pointers))
     means = {k: v / max(counts[k], 1) for k, v in sums.items()}
