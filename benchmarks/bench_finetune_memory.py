@@ -53,14 +53,17 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     log = root / "train.log"
     with open(log, "w") as fh:
+        launched = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
+        train_wall_s = time.perf_counter() - launched
     rc = os.waitstatus_to_exitcode(status)
     if rc:
         raise SystemExit(f"fine-tuning failed (exit {rc}); see {log}")
     result = {"pairs": args.pairs, "raw_minutes": args.minutes, "max_minutes": args.max_minutes,
               "peak_rss_gib": round(usage.ru_maxrss / 2 ** 20, 3),  # ru_maxrss is in KiB
               "train_cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+              "train_wall_s": round(train_wall_s, 1),  # against --max-minutes
               "mels_float32_gib": round(mel_bytes / 2 ** 30, 3),
               "corpus_wall_s": round(corpus_s, 1), "load_average": os.getloadavg()[0]}
     (root / "result.json").write_text(json.dumps(result, indent=1))
