@@ -674,7 +674,9 @@ def train(config: PointerConfig, run: Run, *,
                 for k, v in metrics.items():
                     if k not in ("epoch", "global_step"):
                         writer.add_scalar(k, v, global_step)
-                score = _selection_score(metrics, tc.select_by) if decode or tc.select_by != "val_iou" else -math.inf
+                # A validation that decoded nothing whole (the deadline came first) chooses nothing.
+                score = (_selection_score(metrics, tc.select_by)
+                         if "val/iou" in metrics or tc.select_by != "val_iou" else -math.inf)
                 bar.say(f"epoch {epoch}: " + ", ".join(
                     f"{k.removeprefix('val/')} {v:.4g}" for k, v in metrics.items()
                     if k not in ("epoch", "global_step")))
