@@ -574,8 +574,8 @@ def _dbfs(peak: float) -> float:
 
 
 def _reusable(level: dict | None, edit: Edit,
-              unlimited: bool) -> tuple[float, float, bool] | None:
-    """(gain_db, gain_reduction_db, limit) of an earlier render's level_json, when it can
+              unlimited: bool) -> tuple[float, float] | None:
+    """(gain_db, gain_reduction_db) of an earlier render's level_json, when it can
     serve this render: it limited the peaks for the same loudness_lufs and says where it
     landed, and this output is one that gets limited (not float, not allowed to clip)."""
     if level is None or unlimited or edit.loudness_lufs is None \
@@ -590,7 +590,7 @@ def _reusable(level: dict | None, edit: Edit,
     if not all(np.isfinite([gain, target, reduction, landed])) \
             or abs(target - edit.loudness_lufs) > 0.005:
         return None
-    return gain, reduction, True
+    return gain, reduction
 
 
 def _level_held(report: RenderReport, level: dict) -> bool:
@@ -646,8 +646,9 @@ class _Stream:
             if gain != 1.0:
                 block *= np.float32(gain)
             if limiter is not None:
-                self.limiter_input_peak = max(self.limiter_input_peak,
-                                              float(np.abs(block).max(initial=0.0)))
+                if self.reuse is not None:  # its peak was not measured before: see __iter__
+                    self.limiter_input_peak = max(self.limiter_input_peak,
+                                                  float(np.abs(block).max(initial=0.0)))
                 block, pos = limiter.process(block), end  # it runs behind its input
             if len(block):
                 yield pos, fed(block)
@@ -728,8 +729,8 @@ class _Stream:
         limit, unreduced, measured = False, None, None
         if measure:
             gain_db, reduction_db, limit, unreduced, measured = self._level(bar)
-        elif self.reuse is not None:
-            gain_db, reduction_db, limit = self.reuse
+        elif self.reuse is not None:  # an earlier render's: it limited
+            (gain_db, reduction_db), limit = self.reuse, True
         gain = float(10.0 ** (gain_db / 20.0))
         limiter = self._limiter() if limit else None
         meter = LoudnessMeter(info.sr, info.channels) if limit else None  # what it wrote

@@ -485,6 +485,11 @@ def _uncovered(start: float, end: float, taken: list[tuple[float, float]]) -> li
     return parts
 
 
+def target_tolerance(target_s: float) -> float:
+    """How far from target_s (s) a re-proposed edit may end and count as on target."""
+    return max(TARGET_TOLERANCE_S, TARGET_TOLERANCE * target_s)
+
+
 def repropose(edit: Edit, touched: list[bool], propose, target_s: float, *,
               tries: int = REPROPOSE_TRIES) -> tuple[Edit, list[tuple]]:
     """Let an editor propose again the segments the person has not touched, so that the
@@ -509,7 +514,7 @@ def repropose(edit: Edit, touched: list[bool], propose, target_s: float, *,
                         "or delete some of them")
     ask = target_s - fixed_s
     best = None
-    tolerance = max(TARGET_TOLERANCE_S, TARGET_TOLERANCE * target_s)
+    tolerance = target_tolerance(target_s)
     for _ in range(tries):
         merged, pieces = merge_proposal(edit, touched, propose(ask))
         off = target_s - merged.duration_s
@@ -800,8 +805,8 @@ class ReviewSession:
         for left in self.files.state_dir.glob("render_*"):
             left.unlink()  # renders of a session that ended before publishing them
         try:
-            latest = self.files.versions()[-1]
-            base = Edit.load(self.files.paths(latest)["segments"])
+            latest = newest = self.files.versions()[-1]
+            base = Edit.load(self.files.paths(newest)["segments"])
             journal = self.files.state_dir / "journal.jsonl"
             if journal.is_file() and journal.stat().st_size:
                 # The journal's base is the version it started from: that file must not have
@@ -820,7 +825,7 @@ class ReviewSession:
             self.state = EditState(journal, base, version=latest, base_id=base_id)
             # What the latest version's render did to the level: the next render uses it
             # again, in one pass (editorbot.render's `level`).
-            self.level = _render_record(self.files.paths(self.files.versions()[-1])["segments"])
+            self.level = _render_record(self.files.paths(newest)["segments"])
             self.layout = Layout(data_dir, cache_dir) if data_dir is not None else None
             self.pair_name = (correction_name(self.layout, self.files.stem)
                               if self.layout is not None else None)
@@ -914,7 +919,7 @@ class ReviewSession:
             self.state.change(new, describe(record), record)
             snapshot = self._changed()
         target = float(request["target_s"])
-        if abs(new.duration_s - target) > max(TARGET_TOLERANCE_S, TARGET_TOLERANCE * target):
+        if abs(new.duration_s - target) > target_tolerance(target):
             snapshot["note"] = (f"the edit lasts {new.duration_s:.1f} s, not the {target:.1f} s "
                                 "asked: the editor found no more (or no less) to keep")
         return snapshot
