@@ -2,6 +2,7 @@
 reaches it, and it can be pretrained alone on the keep label."""
 import copy
 import math
+import time
 
 import numpy as np
 import pytest
@@ -177,3 +178,33 @@ def test_a_time_limit_holds_for_the_whole_run_and_leaves_a_best_checkpoint(tmp_p
     assert result.steps > 0 and not result.interrupted and result.out_of_time
     assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "run" / "latest.pt").is_file()
     assert result.wrote == ("best.pt", "latest.pt")
+
+
+def test_the_margin_for_the_last_validation_is_a_decoding_validations_length(tmp_path, monkeypatch):
+    """Validations that decode every second time, a decoding one 3 s longer than the other
+    kind, and epochs far shorter than either: the final (decoding) validation ends by the
+    deadline. Timing the margin by the last validation of either kind, or starting a
+    validation that leaves no time for the final one, overran by about a decode's length."""
+    import editorbot.pointer.train as pointer_train
+
+    from .test_pointer import tiny_config, tiny_run, write_toy_corpus
+
+    real_validate = pointer_train.validate
+    calls: list[tuple[bool, float, float]] = []  # (decoded, ended at, deadline)
+
+    def slow_decoding(*args, decode: bool, until: float, **kw):
+        metrics = real_validate(*args, decode=decode, until=until, **kw)
+        if decode:
+            time.sleep(3.0)
+        calls.append((decode, time.time(), until))
+        return metrics
+
+    monkeypatch.setattr(pointer_train, "validate", slow_decoding)
+    corpus = write_toy_corpus(tmp_path / "corpus", 4)
+    result = pointer_train.train(
+        tiny_config("train.epochs=100000", "train.val_every=1", "train.val_decode_every=2"),
+        tiny_run(corpus, tmp_path / "run", max_minutes=0.25))
+    assert result.out_of_time
+    assert [d for d, _, _ in calls[:2]] == [False, True] and len(calls) >= 4
+    decoded, ended, deadline = calls[-1]
+    assert decoded and ended <= deadline + 0.5

@@ -565,7 +565,7 @@ def train(config: PointerConfig, run: Run, *,
     epoch, step_in_epoch, global_step = 0, 0, 0
     best = -math.inf
     written: set[str] = set()  # checkpoint files this run wrote
-    val_seconds = 0.0          # how long the last validation took
+    val_seconds = 0.0          # how long the last validation of the final one's kind took
     history: list[dict] = []
     metrics: dict = {}
     if state is not None:
@@ -660,6 +660,10 @@ def train(config: PointerConfig, run: Run, *,
                 epoch += 1
                 step_in_epoch = 0
             validate_now = out_of_time or epoch % tc.val_every == 0 or epoch == plan.epochs
+            if validate_now and val_names and not out_of_time:
+                # When this validation and a final one would not both end by the deadline,
+                # this one is the final one (before any has run, the margin is a guess: once).
+                out_of_time = ddp.any(deadline.passed(margin_s=deadline.margin(val_seconds) + val_seconds))
             if ddp.main and val_names and validate_now:
                 n_val += 1
                 last = out_of_time or epoch == plan.epochs
@@ -667,7 +671,10 @@ def train(config: PointerConfig, run: Run, *,
                 val_started = time.time()
                 metrics = validate(net, data, val_names, config, ddp.device, keep_ratio=keep_ratio,
                                    decode=decode, jumps_back=jumps_back, until=deadline.at)
-                val_seconds = time.time() - val_started
+                if decode or tc.val_decode_every == 0:
+                    # The final validation decodes whenever any does: only a decoding one's
+                    # length is a margin for it (a teacher-forced one takes a fraction).
+                    val_seconds = time.time() - val_started
                 metrics["epoch"] = epoch
                 metrics["global_step"] = global_step
                 history.append(metrics)
