@@ -171,3 +171,25 @@ def test_reuse_freed_memory_takes_effect_with_glibc():
         pytest.skip("glibc only")
     assert reuse_freed_memory() is True
     assert reuse_freed_memory() is True
+
+
+# What a pointer config for a machine may change: the model's size and the schedule that
+# goes with it. Every other setting is a default in pointer/config.py, the best measured.
+SIZE_KEYS = {"model": {"d_model", "n_layers", "conv_kernel", "n_global", "max_delta", "n_jump_buckets",
+                       "decoder_layers", "dropout"},
+             "train": {"epochs", "lr", "warmup_steps", "val_every", "val_decode_every", "batch_size",
+                       "random_steps"}}
+
+
+@pytest.mark.parametrize("name", ["cpu.json", "full.json"])
+def test_machine_configs_change_only_sizes_and_schedule(name):
+    from pathlib import Path
+
+    from editorbot.pointer.config import PointerConfig
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "pointer" / name
+    content = json.loads(path.read_text())
+    assert set(content) <= set(SIZE_KEYS)
+    for section, keys in content.items():
+        assert set(keys) <= SIZE_KEYS[section], f"{name} sets {set(keys) - SIZE_KEYS[section]}"
+    config.load(PointerConfig, path)  # and it loads

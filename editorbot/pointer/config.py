@@ -134,9 +134,9 @@ class AugmentConfig:
     gain_db: float = 6.0
     freq_masks: int = 2
     freq_width: int = 12
-    time_masks: int = 4
+    time_masks: int = 2
     time_width: int = 20
-    shift_bands: int = 0
+    shift_bands: int = 2
 
     LIMITS: ClassVar[dict[str, Range]] = {
         "noise_std": NON_NEGATIVE, "gain_db": NON_NEGATIVE, "freq_masks": NON_NEGATIVE,
