@@ -150,3 +150,20 @@ def test_resolve_init_names_scratch_base_and_paths(tmp_path, monkeypatch):
     monkeypatch.setattr("editorbot.base.BASE_CHECKPOINT", tmp_path / "none.pt")
     with pytest.raises(UserError, match="ships no base model"):
         resolve_init("base")
+
+
+def test_from_the_shipped_base_the_new_pairs_alone_say_whether_edits_jump_back(base, tmp_path, monkeypatch):
+    """The toy trimmer's pairs never jump back. A model whose own pairs did (jumps_back
+    True) passes that on to its fine-tuning; the shipped base, pretrained on made-up
+    editors (a looper among them), does not: fine-tuned from it on pairs that never jump
+    back, the model's edits do not either (from the base, real trimmer jams came out twice
+    their length, replayed)."""
+    root, _, new = base
+    jumping = tmp_path / "jumping.pt"
+    save_checkpoint(jumping, load_checkpoint(root / "base" / "best.pt") | {"jumps_back": True})
+    cfg = tiny_config("train.finetune.epochs=1", "train.val_fraction=0")
+    pointer_train.train(cfg, tiny_run(new, tmp_path / "from_model", init=jumping))
+    assert load_checkpoint(tmp_path / "from_model" / "best.pt")["jumps_back"] is True
+    monkeypatch.setattr("editorbot.base.BASE_CHECKPOINT", jumping)
+    pointer_train.train(cfg, tiny_run(new, tmp_path / "from_base", init=jumping))
+    assert load_checkpoint(tmp_path / "from_base" / "best.pt")["jumps_back"] is False

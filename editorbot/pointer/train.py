@@ -487,7 +487,8 @@ def train(config: PointerConfig, run: Run, *,
             optimiser and the new pairs' split, at train.finetune's rate and schedule,
             without keep pretraining; validation chooses the keep threshold again (without
             validation recordings the checkpoint's is kept), and jumps_back is the
-            checkpoint's or the new pairs' when they move back;
+            checkpoint's or the new pairs' when they move back (from the shipped base, the
+            new pairs' alone);
             run.max_minutes bounds the whole run.
         on_step: called after every optimiser step with (global_step, losses).
 
@@ -533,7 +534,11 @@ def train(config: PointerConfig, run: Run, *,
     keep_ratio = float(np.median([data.recordings[n].keep_ratio for n in train_names]))
     keep_threshold = None  # each validation chooses it (decode.keep_skip)
     if kept_from is not None:
-        jumps_back = jumps_back or bool(kept_from.get("jumps_back", True))
+        if not _is_shipped_base(init):
+            # A model trained on a musician's pairs jumps back where they did. The shipped
+            # base's own flag tells what the made-up editors it learnt from did (a looper
+            # jumps back), not this musician: from it, the new pairs alone decide.
+            jumps_back = jumps_back or bool(kept_from.get("jumps_back", True))
         if not val_names:
             # Nothing to choose it on. With validation it is chosen again: fine-tuning moves the
             # keep head's probabilities, and its model's threshold cut edits short (docs/results.md).
@@ -740,6 +745,11 @@ def init_config(path: Path, overrides: list[str]) -> PointerConfig:
     saved = from_dict(PointerConfig, _pointer_checkpoint(path)["config"], where=str(path), saved=True)
     saved.train.val_names = []
     return from_dict(PointerConfig, apply_overrides(to_dict(saved), overrides), where=f"{path} + --set")
+
+
+def _is_shipped_base(path: str | Path) -> bool:
+    from .. import base
+    return Path(path).resolve() == base.BASE_CHECKPOINT.resolve()
 
 
 def _pointer_checkpoint(path: Path) -> dict:
