@@ -3,11 +3,12 @@
     .venv/bin/python benchmarks/bench_cuts_on_grid.py --data-dir D --checkpoint P [--cache-dir C]
         [--names N ...]
 
-Evaluates one checkpoint twice on the same pairs with editorbot.evaluate: once with its cuts
-where the model put them, once with each cut on the bar line within a beat, else on the
-nearest beat. A pointer checkpoint's edits are snapped at edit time (`editorbot edit`), so
-for it the first is the one measured without the snapping; a supervised checkpoint's are
-not (measured no better), so for it the second is the one measured with it. Default pairs:
+Evaluates one checkpoint three times on the same pairs with editorbot.evaluate: with its
+cuts where the model put them; with each cut on the bar line within a beat, else on the
+nearest beat; and with each cut on an edge of the sound within a beat (where playing starts
+after a silence or stops before one, grid.sound_edges), else on the grid. A pointer
+checkpoint's edits are moved at edit time (`editorbot edit`, the third way); a supervised
+checkpoint's are not. Default pairs:
 the checkpoint's held-out recordings. Prints both tables and the mean change of kept IoU
 and cut F1 within a beat; the grid is the tracker's (cached in --cache-dir/grid).
 """
@@ -29,8 +30,9 @@ def main() -> None:
 
     from editorbot.checkpoint import load_checkpoint
     from editorbot.evaluate import evaluate_editors
-    from editorbot.grid import grid_for, snap_cuts
+    from editorbot.grid import grid_for, snap_cuts, sound_edges
     from editorbot.pointer import infer
+    from editorbot.pointer.infer import raw_features
     from editorbot.supervised import infer as supervised
 
     cache = args.cache_dir or args.data_dir.parent / "cache"
@@ -39,37 +41,38 @@ def main() -> None:
     if ckpt.get("kind") == "supervised":
         params = supervised.load_model(ckpt)[2]
 
-        def as_decoded(raw_path, **kwargs):
+        def decoded(raw_path, **kwargs):
             return supervised.propose_edit(raw_path, ckpt, **kwargs)
-
-        def on_the_grid(raw_path, target_duration_s=None, **kwargs):
-            edit = supervised.propose_edit(raw_path, ckpt, target_duration_s=target_duration_s,
-                                           **kwargs)
-            return snap_cuts(edit, grid_for(raw_path, params, cache_dir=cache),
-                             keep_length=target_duration_s is not None)
         kind = "supervised"
     else:
         params = infer.load_model(ckpt)[2]
         snapped = infer.snap_cuts
 
-        def as_decoded(raw_path, **kwargs):
+        def decoded(raw_path, **kwargs):
             infer.snap_cuts = lambda edit, grid, **_: edit
             try:
                 return infer.propose_edit(raw_path, ckpt, cache_dir=cache, progress=False, **kwargs)
             finally:
                 infer.snap_cuts = snapped
-
-        def on_the_grid(raw_path, **kwargs):
-            return infer.propose_edit(raw_path, ckpt, cache_dir=cache, progress=False, **kwargs)
         kind = "pointer"
 
-    editors = {f"{kind}, cuts as decoded": as_decoded, f"{kind}, cuts on the grid": on_the_grid}
+    def moved(with_edges: bool):
+        def edit(raw_path, target_duration_s=None, **kwargs):
+            e = decoded(raw_path, target_duration_s=target_duration_s, **kwargs)
+            edges = sound_edges(raw_features(raw_path, params, None, cache_dir=cache), params) if with_edges else None
+            return snap_cuts(e, grid_for(raw_path, params, cache_dir=cache),
+                             keep_length=target_duration_s is not None, edges=edges)
+        return edit
+
+    editors = {f"{kind}, cuts as decoded": decoded, f"{kind}, cuts on the grid": moved(False),
+               f"{kind}, cuts on an edge of the sound, else the grid": moved(True)}
     results = evaluate_editors(args.data_dir, editors, names=names, cache_dir=cache,
                                params=params, progress=False)
-    before, after = (results[e]["mean"] for e in editors)
-    print(f"\n{len(names)} held-out pairs; on the grid minus as decoded: kept IoU "
-          f"{after['kept_iou'] - before['kept_iou']:+.3f}, cut F1 within a beat "
-          f"{after['cut_f1'] - before['cut_f1']:+.3f}")
+    before, *after = (results[e]["mean"] for e in editors)
+    for label, mean in zip(("on the grid", "on an edge of the sound, else the grid"), after):
+        print(f"{len(names)} held-out pairs; {label} minus as decoded: kept IoU "
+              f"{mean['kept_iou'] - before['kept_iou']:+.3f}, cut F1 within a beat "
+              f"{mean['cut_f1'] - before['cut_f1']:+.3f}")
     if args.json:
         args.json.write_text(json.dumps({e: r["mean"] for e, r in results.items()}, indent=1))
 

@@ -475,6 +475,47 @@ def grid_for(raw_path: str | os.PathLike, params: FeatureParams, *,
 
 # ---------------------------------------------------------------------------- cuts on the grid
 
+MIN_SILENCE_S = 0.25  # silence at least this long before playing (or after it) makes an edge
+NO_BEAT_PERIOD_S = 0.5  # how near an edge a cut must be where the recording has no steady beat
+
+
+def sound_edges(mel: np.ndarray, params: FeatureParams, config: GridConfig = DEFAULT_GRID_CONFIG,
+                *, min_silence_s: float = MIN_SILENCE_S) -> tuple[np.ndarray, np.ndarray]:
+    """Where playing starts after a silence and where it stops before one: a take's first
+    note and the end of its last, where an editor cuts whatever the bar.
+
+    A frame is silent when its loudest mel band is config.silence_db or more below the
+    recording's loud level (95th percentile), as the tracker hears silence.
+
+    Args:
+        mel : np.ndarray [shape=(n_mels, t)], in [0, 1] (features.mel); extra rows (stems)
+            after the first params.n_mels are not read.
+
+    Returns:
+        (starts_s, stops_s): float64, increasing; a start is the first sounding frame after
+        at least min_silence_s of silence, a stop the first silent frame of such a silence.
+    """
+    level = np.asarray(mel[:params.n_mels]).max(axis=0).astype(np.float32) * params.top_db
+    if level.size == 0:
+        return np.zeros(0), np.zeros(0)
+    silent = level <= np.percentile(level, 95) - config.silence_db
+    change = np.diff(np.r_[0, silent.astype(np.int8), 0])
+    first, after = np.flatnonzero(change == 1), np.flatnonzero(change == -1)  # silent [first, after)
+    long = after - first >= max(1, int(round(min_silence_s * params.frames_per_s)))
+    starts = after[long & (after < len(level))]
+    stops = first[long & (first > 0)]
+    return params.frame_to_s(starts).astype(np.float64), params.frame_to_s(stops).astype(np.float64)
+
+
+def _beat_period(t: float, grid: Grid) -> float | None:
+    """The beats' spacing around raw time t; None without a steady beat."""
+    beats = grid.beats_s
+    if len(beats) < 2:
+        return None
+    i = int(np.clip(np.searchsorted(beats, t), 1, len(beats) - 1))
+    return float(beats[i] - beats[i - 1])
+
+
 def snap_time(t: float, grid: Grid) -> float:
     """Where a cut at raw time t goes on the grid: the nearest bar line within one beat,
     else the nearest beat within half a beat, else t itself (no steady beat there).
@@ -482,10 +523,10 @@ def snap_time(t: float, grid: Grid) -> float:
     One beat is the local beat period (the beats' spacing around t).
     """
     beats = grid.beats_s
-    if len(beats) < 2:
+    period = _beat_period(t, grid)
+    if period is None:
         return t
     i = int(np.clip(np.searchsorted(beats, t), 1, len(beats) - 1))
-    period = float(beats[i] - beats[i - 1])
     if len(grid.downbeats_s):
         j = int(np.argmin(np.abs(grid.downbeats_s - t)))
         if abs(grid.downbeats_s[j] - t) <= period:
@@ -494,8 +535,12 @@ def snap_time(t: float, grid: Grid) -> float:
     return float(beats[k]) if abs(beats[k] - t) <= period / 2 else t
 
 
-def snap_cuts(edit: Edit, grid: Grid, *, keep_length: bool = False) -> Edit:
-    """The edit with every cut moved onto the raw's beat and bar grid (see `snap_time`).
+def snap_cuts(edit: Edit, grid: Grid, *, keep_length: bool = False,
+              edges: tuple[np.ndarray, np.ndarray] | None = None) -> Edit:
+    """The edit with every cut moved onto an edge of the sound or the raw's beat and bar
+    grid: a segment's start to where playing starts after a silence within one beat of it,
+    its end to where playing stops within one beat (`sound_edges`), else onto the grid (see
+    `snap_time`).
 
     A cut is where the edit starts or stops playing a stretch of the raw: the start of a
     segment that does not continue the one before it, and the end of one that the next
@@ -508,13 +553,22 @@ def snap_cuts(edit: Edit, grid: Grid, *, keep_length: bool = False) -> Edit:
         edit: the edit, its segments in raw seconds.
         keep_length: the edit keeps its length (a length the user asked for): the last
             segment's end takes up the difference, within the raw.
+        edges: (starts_s, stops_s) from `sound_edges`, or None for the grid alone.
 
     Returns:
         a new Edit (the input is not changed)
     """
     segs = list(edit.segments)
-    if not grid.steady or not segs:
+    if not (grid.steady or edges is not None) or not segs:
         return edit
+
+    def place(t: float, edge_times: np.ndarray | None) -> float:
+        if edge_times is not None and len(edge_times):
+            j = int(np.argmin(np.abs(edge_times - t)))
+            if abs(edge_times[j] - t) <= (_beat_period(t, grid) or NO_BEAT_PERIOD_S):
+                return float(edge_times[j])
+        return snap_time(t, grid)
+
     plain = [s.raw_start_s is not None and raw_rate(s) == 1.0 for s in segs]
     starts = [s.raw_start_s for s in segs]
     ends = [s.raw_end_s for s in segs]
@@ -524,8 +578,8 @@ def snap_cuts(edit: Edit, grid: Grid, *, keep_length: bool = False) -> Edit:
             continue
         joined_before = k > 0 and plain[k - 1] and abs(ends[k - 1] - starts[k]) < 1e-6
         joined_after = k + 1 < len(segs) and plain[k + 1] and abs(ends[k] - starts[k + 1]) < 1e-6
-        a = starts[k] if joined_before else snap_time(starts[k], grid)
-        b = ends[k] if joined_after else snap_time(ends[k], grid)
+        a = starts[k] if joined_before else place(starts[k], None if edges is None else edges[0])
+        b = ends[k] if joined_after else place(ends[k], None if edges is None else edges[1])
         if b - a >= s.duration_s / 2:
             new_starts[k], new_ends[k] = a, b
     for k in range(1, len(segs)):  # a cut forward must not come to play a stretch twice

@@ -172,6 +172,43 @@ def test_snapping_never_shrinks_a_segment_below_half_nor_replays_audio():
             assert new.raw_start_s == old.raw_start_s or np.isclose(beats, new.raw_start_s).any()
 
 
+def test_sound_edges_are_where_playing_starts_after_silence_and_stops_before_it():
+    from editorbot.features import DEFAULT_PARAMS as P
+
+    fps = P.frames_per_s
+    level = np.full(int(20 * fps), 0.9, np.float32)      # playing, 8 dB below the peak
+    level[int(5 * fps):int(7 * fps)] = 0.0                # 2 s of silence: an edge each side
+    level[int(12 * fps):int(12.1 * fps)] = 0.0            # 0.1 s: a rest, no edge
+    level[int(15 * fps):int(16 * fps)] = 0.9 - 40 / 80    # 40 dB down: silence too (35 dB)
+    level[:int(1 * fps)] = 0.0                            # the recording starts in silence
+    mel = np.zeros((P.n_mels, len(level)), np.float32)
+    mel[10] = level
+    mel[20] = level * 0.5                                 # the loudest band sets the level
+    starts, stops = grid.sound_edges(mel, P)
+    assert np.allclose(starts, P.frame_to_s(np.array([int(1 * fps), int(7 * fps), int(16 * fps)])))
+    assert np.allclose(stops, P.frame_to_s(np.array([int(5 * fps), int(15 * fps)])))
+
+
+def test_a_cut_within_a_beat_of_an_edge_of_the_sound_goes_there_else_to_the_grid():
+    from editorbot.edits import Edit, Segment
+
+    g = steady_grid()  # bar lines at 1.5, 3.5, 5.5, ...; beats every 0.5 s
+    edges = (np.array([1.93, 9.2]), np.array([5.83, 20.0]))
+    edit = Edit([Segment(1.62, 3.78),    # 1.62: the start 1.93 (0.31 away) before bar 1.5; 5.40 -> stop 5.83
+                 Segment(8.5, 4.0),      # 8.5: start 9.2 more than a beat away, bars a bar away -> beat 8.5
+                 Segment(18.2, 1.1)],    # 18.2 -> beat 18.0; 19.3: stop 20.0 more than a beat away -> bar 19.5
+                raw_duration_s=40.0)
+    out = grid.snap_cuts(edit, g, edges=edges)
+    got = [(round(s.raw_start_s, 6), round(s.raw_end_s, 6)) for s in out.segments]
+    assert got == [(1.93, 5.83), (8.5, 12.5), (18.0, 19.5)]
+    assert [(round(s.raw_start_s, 6), round(s.raw_end_s, 6)) for s in grid.snap_cuts(edit, g).segments] == \
+        [(1.5, 5.5), (8.5, 12.5), (18.0, 19.5)]
+    # Without a steady beat, the edges still hold (within NO_BEAT_PERIOD_S), the rest stays.
+    free = grid.Grid(np.array([]), np.array([]), np.array([], bool), None, 0.1, 0.0, np.array([0.0]), np.array([0.1]))
+    got = [(round(s.raw_start_s, 6), round(s.raw_end_s, 6)) for s in grid.snap_cuts(edit, free, edges=edges).segments]
+    assert got == [(1.93, 5.83), (8.5, 12.5), (18.2, 19.3)]
+
+
 def test_no_steady_beat_leaves_the_edit_alone():
     from editorbot.edits import Edit, Segment
 

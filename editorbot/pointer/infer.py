@@ -20,7 +20,7 @@ from ..config import from_dict
 from ..edits import Edit, Op, pointers_to_segments, with_crossfades
 from ..errors import UserError
 from ..features import FeatureParams
-from ..grid import grid_for, snap_cuts
+from ..grid import grid_for, snap_cuts, sound_edges
 from ..levels import at_editor_level
 from ..precache import mel_for
 from ..stems import stem_mels_for
@@ -197,8 +197,8 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
         progress: show a progress bar.
 
     Returns:
-        Edit whose segments point into raw_path, its cuts on the raw's beat and bar grid
-        (editorbot.grid.snap_cuts).
+        Edit whose segments point into raw_path, its cuts on the edges of the sound or the
+        raw's beat and bar grid (editorbot.grid.snap_cuts).
     """
     model, cfg, params = load_model(checkpoint)
     stems_backend = checkpoint.get("stems_backend") if cfg.model.use_stems else None
@@ -218,4 +218,5 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
     edit.raw_path = str(raw_path)
     edit.raw_duration_s = probe(raw_path).duration_s
     grid = grid_for(raw_path, params, cache_dir=cache_dir, y=sink.get("y"))
-    return at_editor_level(snap_cuts(edit, grid, keep_length=fixed), checkpoint.get("levels"))
+    edges = sound_edges(mel, params)
+    return at_editor_level(snap_cuts(edit, grid, keep_length=fixed, edges=edges), checkpoint.get("levels"))
