@@ -167,3 +167,18 @@ def test_from_the_shipped_base_the_new_pairs_alone_say_whether_edits_jump_back(b
     monkeypatch.setattr("editorbot.base.BASE_CHECKPOINT", jumping)
     pointer_train.train(cfg, tiny_run(new, tmp_path / "from_base", init=jumping))
     assert load_checkpoint(tmp_path / "from_base" / "best.pt")["jumps_back"] is False
+
+
+def test_a_fine_tuning_splits_the_new_pairs_as_any_run_does(base, tmp_path):
+    """The base held out 5% of its corpus; the musician's 20 pairs are split at the default
+    fraction and seed (one held out of 20 chose the model on a single recording)."""
+    from editorbot.pointer.config import TrainConfig
+
+    root, _, _ = base
+    ckpt = load_checkpoint(root / "base" / "best.pt")
+    ckpt["config"]["train"] |= {"val_fraction": 0.05, "split_seed": 7, "val_names": ["toy00"]}
+    save_checkpoint(tmp_path / "corpus.pt", ckpt)
+    cfg = pointer_train.init_config(tmp_path / "corpus.pt", [])
+    assert (cfg.train.val_fraction, cfg.train.split_seed, cfg.train.val_names) == \
+        (TrainConfig().val_fraction, TrainConfig().split_seed, [])
+    assert pointer_train.init_config(tmp_path / "corpus.pt", ["train.val_fraction=0.3"]).train.val_fraction == 0.3

@@ -740,10 +740,13 @@ def _selection_score(metrics: dict, select_by: str) -> float:
 
 def init_config(path: Path, overrides: list[str]) -> PointerConfig:
     """The settings of a fine-tuning given no config file: those the --init model was
-    trained with (its model settings are the only ones its weights fit), without its
-    validation names (the split is the new pairs'), then `overrides` (KEY=VALUE)."""
+    trained with (its model settings are the only ones its weights fit), but the split of
+    the new pairs as any run splits them (the default fraction and seed, no names: the
+    base held out 5% of a corpus of hundreds), then `overrides` (KEY=VALUE)."""
     saved = from_dict(PointerConfig, _pointer_checkpoint(path)["config"], where=str(path), saved=True)
+    default = TrainConfig()
     saved.train.val_names = []
+    saved.train.val_fraction, saved.train.split_seed = default.val_fraction, default.split_seed
     return from_dict(PointerConfig, apply_overrides(to_dict(saved), overrides), where=f"{path} + --set")
 
 
