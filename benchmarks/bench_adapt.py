@@ -46,9 +46,12 @@ def subset(layout, names: list[str], out: Path):
         links.append((layout.features(name, "raw"), sub.features(name, "raw")))
         links.append((layout.data_dir / "truth" / f"{name}.json", sub.data_dir / "truth" / f"{name}.json"))
         for src, dst in links:
+            # bench_pointer.prepare_corpus writes no info.json: no link to a missing file,
+            # and a link an earlier run left (dangling or not) is kept.
+            if not src.exists() or dst.is_symlink() or dst.exists():
+                continue
             dst.parent.mkdir(parents=True, exist_ok=True)
-            if not dst.exists():
-                dst.symlink_to(src.resolve())
+            dst.symlink_to(src.resolve())
     return sub
 
 
