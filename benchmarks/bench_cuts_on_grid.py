@@ -8,9 +8,9 @@ cuts where the model put them; with each cut on the bar line within a beat, else
 nearest beat; and with each cut on an edge of the sound within a beat (where playing starts
 after a silence or stops before one, grid.sound_edges), else on the grid. A pointer
 checkpoint's edits are moved at edit time (`editorbot edit`, the third way); a supervised
-checkpoint's are not. Default pairs:
-the checkpoint's held-out recordings. Prints both tables and the mean change of kept IoU
-and cut F1 within a beat; the grid is the tracker's (cached in --cache-dir/grid).
+checkpoint's are not. Default pairs: the checkpoint's held-out recordings. Prints one table
+and, for each way of moving the cuts, the mean change of kept IoU and cut F1 within a beat;
+the grid is the tracker's (cached in --cache-dir/grid).
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def false_start_dropped(edit, meta: dict) -> tuple[float, float]:
     total = dropped = 0.0
     for fs in meta["false_starts"]:
         a, b = fs["raw_start_s"], fs["raw_start_s"] + fs["duration_s"]
-        played = sum(max(0.0, min(b, s.raw_start_s + s.duration_s) - max(a, s.raw_start_s))
+        played = sum(max(0.0, min(b, s.raw_end_s) - max(a, s.raw_start_s))
                      for s in edit.segments if s.raw_start_s is not None)
         total += b - a
         dropped += max(0.0, (b - a) - played)

@@ -485,7 +485,8 @@ def sound_edges(mel: np.ndarray, params: FeatureParams, config: GridConfig = DEF
     note and the end of its last, where an editor cuts whatever the bar.
 
     A frame is silent when its loudest mel band is config.silence_db or more below the
-    recording's loud level (95th percentile), as the tracker hears silence.
+    recording's loud level (95th percentile): the tracker's margin for silence, read from
+    the mel the model decoded instead of a second pass over the audio.
 
     Args:
         mel : np.ndarray [shape=(n_mels, t)], in [0, 1] (features.mel); extra rows (stems)
@@ -562,6 +563,8 @@ def snap_cuts(edit: Edit, grid: Grid, *, keep_length: bool = False,
     if not (grid.steady or edges is not None) or not segs:
         return edit
 
+    starts_at, stops_at = (None, None) if edges is None else edges
+
     def place(t: float, edge_times: np.ndarray | None) -> float:
         if edge_times is not None and len(edge_times):
             j = int(np.argmin(np.abs(edge_times - t)))
@@ -578,8 +581,8 @@ def snap_cuts(edit: Edit, grid: Grid, *, keep_length: bool = False,
             continue
         joined_before = k > 0 and plain[k - 1] and abs(ends[k - 1] - starts[k]) < 1e-6
         joined_after = k + 1 < len(segs) and plain[k + 1] and abs(ends[k] - starts[k + 1]) < 1e-6
-        a = starts[k] if joined_before else place(starts[k], None if edges is None else edges[0])
-        b = ends[k] if joined_after else place(ends[k], None if edges is None else edges[1])
+        a = starts[k] if joined_before else place(starts[k], starts_at)
+        b = ends[k] if joined_after else place(ends[k], stops_at)
         if b - a >= s.duration_s / 2:
             new_starts[k], new_ends[k] = a, b
     for k in range(1, len(segs)):  # a cut forward must not come to play a stretch twice
