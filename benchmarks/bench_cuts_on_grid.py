@@ -5,8 +5,9 @@
 
 Evaluates one checkpoint three times on the same pairs with editorbot.evaluate: with its
 cuts where the model put them; with each cut on the bar line within a beat, else on the
-nearest beat; and with each cut on an edge of the sound within a beat (where playing starts
-after a silence or stops before one, grid.sound_edges), else on the grid. A pointer
+nearest beat; and with each cut on an edge of the sound within grid.EDGE_WINDOW_S (where
+playing starts or stops: after or before a silence, or at a sudden fall or rise of the level,
+grid.sound_edges), else on the grid. A pointer
 checkpoint's edits are moved at edit time (`editorbot edit`, the third way); a supervised
 checkpoint's are not. Default pairs: the checkpoint's held-out recordings. Prints one table
 and, for each way of moving the cuts, the mean change of kept IoU and cut F1 within a beat;

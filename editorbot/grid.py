@@ -476,17 +476,24 @@ def grid_for(raw_path: str | os.PathLike, params: FeatureParams, *,
 # ---------------------------------------------------------------------------- cuts on the grid
 
 MIN_SILENCE_S = 0.25  # silence at least this long before playing (or after it) makes an edge
-NO_BEAT_PERIOD_S = 0.5  # how near an edge a cut must be where the recording has no steady beat
+LEVEL_STEP_DB = 12.0  # the playing falls (or rises) this much at once: an edge too
+LEVEL_STEP_S = 2.0  # ... comparing the mean level of this long before and after
+EDGE_WINDOW_S = 3.0  # a cut within this of an edge of the sound goes there
 
 
 def sound_edges(mel: np.ndarray, params: FeatureParams, config: GridConfig = DEFAULT_GRID_CONFIG,
-                *, min_silence_s: float = MIN_SILENCE_S) -> tuple[np.ndarray, np.ndarray]:
-    """Where playing starts after a silence and where it stops before one: a take's first
+                *, min_silence_s: float = MIN_SILENCE_S, step_db: float = LEVEL_STEP_DB,
+                step_s: float = LEVEL_STEP_S) -> tuple[np.ndarray, np.ndarray]:
+    """Where playing starts and where it stops: after and before a silence, or where it
+    rises or falls by step_db at once (a take that ends in quiet noodling). A take's first
     note and the end of its last, where an editor cuts whatever the bar.
 
-    A frame is silent when its loudest mel band is config.silence_db or more below the
-    recording's loud level (95th percentile): the tracker's margin for silence, read from
-    the mel the model decoded instead of a second pass over the audio.
+    A frame's level is its loudest mel band. A frame is silent when its level is
+    config.silence_db or more below the recording's loud level (95th percentile): the
+    tracker's margin for silence, read from the mel the model decoded instead of a second
+    pass over the audio. A step is a frame where the mean level of the step_s after it is
+    step_db or more below (a stop) or above (a start) the mean of the step_s before it, the
+    largest such step within step_s.
 
     Args:
         mel : np.ndarray [shape=(n_mels, t)], in [0, 1] (features.mel); extra rows (stems)
@@ -494,18 +501,48 @@ def sound_edges(mel: np.ndarray, params: FeatureParams, config: GridConfig = DEF
 
     Returns:
         (starts_s, stops_s): float64, increasing; a start is the first sounding frame after
-        at least min_silence_s of silence, a stop the first silent frame of such a silence.
+        at least min_silence_s of silence or the first frame after a rise, a stop the first
+        silent frame of such a silence or the first frame after a fall.
     """
-    level = np.asarray(mel[:params.n_mels]).max(axis=0).astype(np.float32) * params.top_db
+    level = np.asarray(mel[:params.n_mels]).max(axis=0).astype(np.float64) * params.top_db
     if level.size == 0:
         return np.zeros(0), np.zeros(0)
     silent = level <= np.percentile(level, 95) - config.silence_db
     change = np.diff(np.r_[0, silent.astype(np.int8), 0])
     first, after = np.flatnonzero(change == 1), np.flatnonzero(change == -1)  # silent [first, after)
     long = after - first >= max(1, int(round(min_silence_s * params.frames_per_s)))
-    starts = after[long & (after < len(level))]
-    stops = first[long & (first > 0)]
+    rises, falls = _level_steps(level, max(1, int(round(step_s * params.frames_per_s))), step_db)
+    starts = np.union1d(after[long & (after < len(level))], rises)
+    stops = np.union1d(first[long & (first > 0)], falls)
     return params.frame_to_s(starts).astype(np.float64), params.frame_to_s(stops).astype(np.float64)
+
+
+def _level_steps(level: np.ndarray, w: int, step_db: float) -> tuple[np.ndarray, np.ndarray]:
+    """Frames where the playing rises and where it falls by step_db.
+
+    A step is a run of frames where the mean level of the w frames from there on is step_db
+    or more above (a rise) or below (a fall) the mean of the w frames before (the first and
+    last frames' levels held beyond the ends); within each run, the edge is the frame where
+    the level changes most between the quarter-windows before and after it (a step shorter
+    than a window makes a run of equal long steps).
+    """
+    n = len(level)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    total = np.r_[0.0, np.cumsum(np.pad(level, w, mode="edge"))]
+    at = np.arange(n) + w  # frame t of level is frame t + w of the padded one
+
+    def change(k: int) -> np.ndarray:  # mean of the k frames from t on minus that of the k before
+        return ((total[at + k] - total[at]) - (total[at] - total[at - k])) / k
+
+    long, short = change(w), change(max(1, w // 4))
+    out = []
+    for sign in (1, -1):
+        inside = np.diff(np.r_[0, (sign * long >= step_db).astype(np.int8), 0])
+        out.append(np.array([a + int(np.argmax(sign * short[a:b]))
+                             for a, b in zip(np.flatnonzero(inside == 1), np.flatnonzero(inside == -1))],
+                            np.int64))
+    return out[0], out[1]
 
 
 def _beat_period(t: float, grid: Grid) -> float | None:
@@ -539,9 +576,9 @@ def snap_time(t: float, grid: Grid) -> float:
 def snap_cuts(edit: Edit, grid: Grid, *, keep_length: bool = False,
               edges: tuple[np.ndarray, np.ndarray] | None = None) -> Edit:
     """The edit with every cut moved onto an edge of the sound or the raw's beat and bar
-    grid: a segment's start to where playing starts after a silence within one beat of it,
-    its end to where playing stops within one beat (`sound_edges`), else onto the grid (see
-    `snap_time`).
+    grid: a segment's start to the nearest place where playing starts within EDGE_WINDOW_S
+    of it, its end to the nearest place where playing stops (`sound_edges`), else onto the
+    grid (see `snap_time`).
 
     A cut is where the edit starts or stops playing a stretch of the raw: the start of a
     segment that does not continue the one before it, and the end of one that the next
@@ -568,7 +605,7 @@ def snap_cuts(edit: Edit, grid: Grid, *, keep_length: bool = False,
     def place(t: float, edge_times: np.ndarray | None) -> float:
         if edge_times is not None and len(edge_times):
             j = int(np.argmin(np.abs(edge_times - t)))
-            if abs(edge_times[j] - t) <= (_beat_period(t, grid) or NO_BEAT_PERIOD_S):
+            if abs(edge_times[j] - t) <= EDGE_WINDOW_S:
                 return float(edge_times[j])
         return snap_time(t, grid)
 

@@ -189,24 +189,47 @@ def test_sound_edges_are_where_playing_starts_after_silence_and_stops_before_it(
     assert np.allclose(stops, P.frame_to_s(np.array([int(5 * fps), int(15 * fps)])))
 
 
-def test_a_cut_within_a_beat_of_an_edge_of_the_sound_goes_there_else_to_the_grid():
+def test_sound_edges_are_where_the_playing_falls_or_rises_a_lot_at_once():
+    from editorbot.features import DEFAULT_PARAMS as P
+
+    fps = P.frames_per_s
+    level = np.full(int(40 * fps), 0.9, np.float32)
+    level[int(10 * fps):int(20 * fps)] = 0.9 - 20 / 80    # the take ends in quiet noodling, 20 dB down
+    level[int(30 * fps):int(30.5 * fps)] = 0.9 - 20 / 80  # half a second 20 dB down: a pause, no edge
+    level[int(34 * fps):] = 0.9 - 8 / 80                  # 8 dB down: less than a step
+    mel = np.zeros((P.n_mels, len(level)), np.float32)
+    mel[5] = level
+    starts, stops = grid.sound_edges(mel, P)
+    assert np.allclose(stops, P.frame_to_s(np.array([int(10 * fps)])))
+    assert np.allclose(starts, P.frame_to_s(np.array([int(20 * fps)])))
+    # The same 20 dB down for only 1 s, shorter than the step's 2 s windows: still one edge each side.
+    level[int(10 * fps):int(20 * fps)] = 0.9
+    level[int(10 * fps):int(11 * fps)] = 0.9 - 20 / 80
+    mel[5] = level
+    starts, stops = grid.sound_edges(mel, P)
+    assert np.allclose(stops, P.frame_to_s(np.array([int(10 * fps)])))
+    assert np.allclose(starts, P.frame_to_s(np.array([int(11 * fps)])))
+
+
+def test_a_cut_within_edge_window_of_an_edge_of_the_sound_goes_there_else_to_the_grid():
     from editorbot.edits import Edit, Segment
 
+    assert grid.EDGE_WINDOW_S == 3.0
     g = steady_grid()  # bar lines at 1.5, 3.5, 5.5, ...; beats every 0.5 s
-    edges = (np.array([1.93, 9.2]), np.array([5.83, 20.0]))
-    edit = Edit([Segment(1.62, 3.78),    # 1.62: the start 1.93 (0.31 away) before bar 1.5; 5.40 -> stop 5.83
-                 Segment(8.5, 4.0),      # 8.5: start 9.2 more than a beat away, bars a bar away -> beat 8.5
-                 Segment(18.2, 1.1)],    # 18.2 -> beat 18.0; 19.3: stop 20.0 more than a beat away -> bar 19.5
+    edges = (np.array([1.93, 11.6]), np.array([7.9, 23.0]))
+    edit = Edit([Segment(1.62, 3.78),    # 1.62: the start 1.93 is nearer than bar 1.5; 5.40 -> stop 7.9 (2.5 s)
+                 Segment(8.5, 4.0),      # 8.5: start 11.6 3.1 s away -> beat 8.5; 12.5 a bar line
+                 Segment(18.2, 1.1)],    # 18.2 -> beat 18.0; 19.3: stop 23.0 3.7 s away -> bar 19.5
                 raw_duration_s=40.0)
     out = grid.snap_cuts(edit, g, edges=edges)
     got = [(round(s.raw_start_s, 6), round(s.raw_end_s, 6)) for s in out.segments]
-    assert got == [(1.93, 5.83), (8.5, 12.5), (18.0, 19.5)]
+    assert got == [(1.93, 7.9), (8.5, 12.5), (18.0, 19.5)]
     assert [(round(s.raw_start_s, 6), round(s.raw_end_s, 6)) for s in grid.snap_cuts(edit, g).segments] == \
         [(1.5, 5.5), (8.5, 12.5), (18.0, 19.5)]
-    # Without a steady beat, the edges still hold (within NO_BEAT_PERIOD_S), the rest stays.
+    # Without a steady beat, the edges still hold, the rest stays.
     free = grid.Grid(np.array([]), np.array([]), np.array([], bool), None, 0.1, 0.0, np.array([0.0]), np.array([0.1]))
     got = [(round(s.raw_start_s, 6), round(s.raw_end_s, 6)) for s in grid.snap_cuts(edit, free, edges=edges).segments]
-    assert got == [(1.93, 5.83), (8.5, 12.5), (18.2, 19.3)]
+    assert got == [(1.93, 7.9), (8.5, 12.5), (18.2, 19.3)]
 
 
 def test_no_steady_beat_leaves_the_edit_alone():
