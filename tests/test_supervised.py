@@ -285,12 +285,17 @@ def test_train_resume_and_propose(toy_corpus, tmp_path):
 
 @pytest.mark.slow
 def test_small_config_reaches_targets(tmp_path):
-    """Held-out recordings: L1 30% below identity, keep accuracy >= 0.9, kept IoU >= 0.7."""
+    """The model a user gets (best.pt), on held-out recordings: L1 30% below identity, keep
+    accuracy >= 0.9, kept IoU >= 0.7. (Its last epoch may have drifted above the best one.)"""
+    from editorbot.checkpoint import load_checkpoint
+
     ci = os.environ.get("CI") == "true"
     pairs, seconds, epochs = (6, 60.0, 6) if ci else (10, 90.0, 12)
     write_toy_corpus(tmp_path / "data", pairs=pairs, seed=5, seconds=seconds)
     cfg = load(SupervisedConfig, REPO / "configs/supervised/small.json", [f"train.epochs={epochs}"])
-    result = train(cfg, Run(tmp_path / "models", tmp_path / "data", tmp_path / "cache", progress=False)).metrics
+    run = train(cfg, Run(tmp_path / "models", tmp_path / "data", tmp_path / "cache", progress=False))
+    assert "best.pt" in run.wrote
+    result = load_checkpoint(tmp_path / "models" / "best.pt")["metrics"]
     assert result["l1_ratio"] <= 0.7
     assert result["keep_accuracy"] >= 0.9
     assert result["kept_iou"] >= 0.7
