@@ -3,13 +3,13 @@
     .venv/bin/python benchmarks/bench_cuts_on_grid.py --data-dir D --checkpoint P [--cache-dir C]
         [--names N ...]
 
-Evaluates one checkpoint three times on the same pairs with editorbot.evaluate: with its
+Evaluates one checkpoint four times on the same pairs with editorbot.evaluate: with its
 cuts where the model put them; with each cut on the bar line within a beat, else on the
 nearest beat; and with each cut on an edge of the sound within grid.EDGE_WINDOW_S (where
 playing starts or stops: after or before a silence, or at a sudden fall or rise of the level,
-grid.sound_edges), else on the grid. A pointer
-checkpoint's edits are moved at edit time (`editorbot edit`, the third way); a supervised
-checkpoint's are not. Default pairs: the checkpoint's held-out recordings. Prints one table
+grid.sound_edges), else on the grid; and on an edge of the sound, else where it was. At edit
+time (`editorbot edit`), a pointer checkpoint's edits are moved the third way, a supervised
+checkpoint's the fourth. Default pairs: the checkpoint's held-out recordings. Prints one table
 and, for each way of moving the cuts, the mean change of kept IoU and cut F1 within a beat;
 the grid is the tracker's (cached in --cache-dir/grid).
 """
@@ -40,37 +40,44 @@ def main() -> None:
     ckpt = load_checkpoint(args.checkpoint)
     names = args.names or ckpt["split"]["val"]
     if ckpt.get("kind") == "supervised":
-        params = supervised.load_model(ckpt)[2]
-
-        def decoded(raw_path, **kwargs):
-            return supervised.propose_edit(raw_path, ckpt, **kwargs)
-        kind = "supervised"
+        params, module, kind = supervised.load_model(ckpt)[2], supervised, "supervised"
+        extra = {}
     else:
-        params = infer.load_model(ckpt)[2]
-        snapped = infer.snap_cuts
+        params, module, kind = infer.load_model(ckpt)[2], infer, "pointer"
+        extra = {"cache_dir": cache, "progress": False}
+    snapped = module.snap_cuts
 
-        def decoded(raw_path, **kwargs):
-            infer.snap_cuts = lambda edit, grid, **_: edit
-            try:
-                return infer.propose_edit(raw_path, ckpt, cache_dir=cache, progress=False, **kwargs)
-            finally:
-                infer.snap_cuts = snapped
-        kind = "pointer"
+    def decoded(raw_path, **kwargs):
+        module.snap_cuts = lambda edit, grid, **_: edit
+        try:
+            return module.propose_edit(raw_path, ckpt, **extra, **kwargs)
+        finally:
+            module.snap_cuts = snapped
 
-    def moved(with_edges: bool):
+    memo: dict = {}
+
+    def once(raw_path, target_duration_s=None, **kwargs):  # each way moves the same decoded edit
+        key = (str(raw_path), target_duration_s)
+        if key not in memo:
+            memo[key] = decoded(raw_path, target_duration_s=target_duration_s, **kwargs)
+        return memo[key]
+
+    def moved(with_edges: bool, on_grid: bool = True):
         def edit(raw_path, target_duration_s=None, **kwargs):
-            e = decoded(raw_path, target_duration_s=target_duration_s, **kwargs)
+            e = once(raw_path, target_duration_s, **kwargs)
             edges = sound_edges(raw_features(raw_path, params, None, cache_dir=cache), params) if with_edges else None
-            return snap_cuts(e, grid_for(raw_path, params, cache_dir=cache),
+            return snap_cuts(e, grid_for(raw_path, params, cache_dir=cache) if on_grid else None,
                              keep_length=target_duration_s is not None, edges=edges)
         return edit
 
-    editors = {f"{kind}, cuts as decoded": decoded, f"{kind}, cuts on the grid": moved(False),
-               f"{kind}, cuts on an edge of the sound, else the grid": moved(True)}
+    ways = {"as decoded": once, "on the grid": moved(False),
+            "on an edge of the sound, else the grid": moved(True),
+            "on an edge of the sound, else as decoded": moved(True, on_grid=False)}
+    editors = {f"{kind}, cuts {way}": e for way, e in ways.items()}
     results = evaluate_editors(args.data_dir, editors, names=names, cache_dir=cache,
                                params=params, progress=False)
     before, *after = (results[e]["mean"] for e in editors)
-    for label, mean in zip(("on the grid", "on an edge of the sound, else the grid"), after):
+    for label, mean in zip(list(ways)[1:], after):
         print(f"{len(names)} held-out pairs; {label} minus as decoded: kept IoU "
               f"{mean['kept_iou'] - before['kept_iou']:+.3f}, cut F1 within a beat "
               f"{mean['cut_f1'] - before['cut_f1']:+.3f}")

@@ -573,7 +573,7 @@ def snap_time(t: float, grid: Grid) -> float:
     return float(beats[k]) if abs(beats[k] - t) <= period / 2 else t
 
 
-def snap_cuts(edit: Edit, grid: Grid, *, keep_length: bool = False,
+def snap_cuts(edit: Edit, grid: Grid | None, *, keep_length: bool = False,
               edges: tuple[np.ndarray, np.ndarray] | None = None) -> Edit:
     """The edit with every cut moved onto an edge of the sound or the raw's beat and bar
     grid: a segment's start to the nearest place where playing starts within EDGE_WINDOW_S
@@ -589,6 +589,7 @@ def snap_cuts(edit: Edit, grid: Grid, *, keep_length: bool = False,
 
     Args:
         edit: the edit, its segments in raw seconds.
+        grid: the raw's beat grid, or None for the edges alone (a cut far from an edge stays).
         keep_length: the edit keeps its length (a length the user asked for): the last
             segment's end takes up the difference, within the raw.
         edges: (starts_s, stops_s) from `sound_edges`, or None for the grid alone.
@@ -597,7 +598,7 @@ def snap_cuts(edit: Edit, grid: Grid, *, keep_length: bool = False,
         a new Edit (the input is not changed)
     """
     segs = list(edit.segments)
-    if not (grid.steady or edges is not None) or not segs:
+    if not ((grid is not None and grid.steady) or edges is not None) or not segs:
         return edit
 
     starts_at, stops_at = (None, None) if edges is None else edges
@@ -607,7 +608,7 @@ def snap_cuts(edit: Edit, grid: Grid, *, keep_length: bool = False,
             j = int(np.argmin(np.abs(edge_times - t)))
             if abs(edge_times[j] - t) <= EDGE_WINDOW_S:
                 return float(edge_times[j])
-        return snap_time(t, grid)
+        return t if grid is None else snap_time(t, grid)
 
     plain = [s.raw_start_s is not None and raw_rate(s) == 1.0 for s in segs]
     starts = [s.raw_start_s for s in segs]

@@ -24,6 +24,7 @@ from ..config import from_dict
 from ..edits import Edit, Segment
 from ..errors import UserError, log
 from ..features import FeatureParams, mel_power, normalize_db
+from ..grid import snap_cuts, sound_edges
 from ..levels import with_levels
 from .config import InferConfig, SupervisedConfig
 from .labels import N_LABELS, Label
@@ -244,6 +245,10 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
         checkpoint: a loaded checkpoint dict with kind 'supervised'.
         target_duration_s: wanted edit length in seconds, or
         keep: wanted fraction of the raw (0..1); neither: the label head decides.
+
+    Returns:
+        Edit whose segments point into raw_path, its cuts on the edges of the sound where
+        they are near (editorbot.grid.snap_cuts).
     """
     model, cfg, params = load_model(checkpoint)
     info = probe(raw_path)
@@ -260,6 +265,9 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
                            keep_fraction=min(1.0, cfg.infer.min_segment_s / info.duration_s))
     gain_db, _ = treatment_db(pred, model, raw_power, kept, checkpoint["edit_ref_db"], params.top_db)
     edit = mask_to_edit(kept, pred, gain_db, raw_power, cfg.infer, params)
+    # Its cuts go to where the playing starts or stops when that is near; not onto the bar
+    # grid, which placed this model's cuts less well (docs/results.md, "Cuts on the bar").
+    edit = snap_cuts(edit, None, keep_length=fraction is not None, edges=sound_edges(raw_mel, params))
     if "levels" in checkpoint:
         edit = with_levels(at_level(edit, checkpoint["levels"]["mastering_gain_db"]),
                            checkpoint["levels"])
