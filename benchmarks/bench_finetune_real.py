@@ -3,6 +3,7 @@ on the same pairs for the same time and beside the rule-based editor.
 
     cd benchmarks && OMP_NUM_THREADS=1 nice ../.venv/bin/python bench_finetune_real.py \
         [--train-pairs 20] [--test-pairs 12] [--max-minutes 10] [--init PATH] [--reuse scratch]
+        [--pair-seed 0] [--layout-only]
 
 The pairs are realmusic.py's trimmer jams of real tracks (Debian packages in
 realmusic.ALLOWED only; built once into the cache, as bench_levels_real.py builds them): takes
@@ -72,6 +73,9 @@ def main() -> None:
     p.add_argument("--reuse", nargs="*", default=[], choices=["base", "scratch"],
                    help="keep the models an earlier run of these left")
     p.add_argument("--out", default=str(OUT / "finetune_real"))
+    p.add_argument("--layout-only", action="store_true",
+                   help="lay out the held-out jams with their truth under OUT/test and stop (a "
+                        "held-out set of another --pair-seed for bench_cuts_on_grid.py)")
     args = p.parse_args()
 
     from editorbot.baseline import propose_edit as rule_based
@@ -84,7 +88,7 @@ def main() -> None:
     from editorbot.layout import Layout
     from editorbot.pointer.infer import propose_edit
 
-    root = Path(args.out)
+    root = Path(args.out).resolve()
     built = pairs(args.train_pairs + args.test_pairs, args.pair_seed)
     train_built, test_built = built[:args.train_pairs], built[args.train_pairs:]
     shared = set().union(*(tracks(m) for _, m in train_built))
@@ -92,9 +96,6 @@ def main() -> None:
     print(f"== {len(train_built)} training and {len(test_built)} held-out jams of real music; "
           f"{overlap} held-out jams share a track with a training jam", flush=True)
 
-    data, cache = root / "train" / "training_data", root / "train" / "cache"
-    layout(train_built, data)
-    cli("prepare", "--data-dir", str(data), "--cache-dir", str(cache), "--jobs", "1")
     test = Layout(root / "test" / "training_data", root / "test" / "cache")
     test_names = layout(test_built, test.data_dir)
     metas = {folder.name: meta for folder, meta in test_built}
@@ -105,6 +106,13 @@ def main() -> None:
         edit = truths[name]
         write_truth_pointers(test, name, edit, DEFAULT_PARAMS.n_frames(int(round(edit.duration_s * DEFAULT_PARAMS.sr))),
                              raw_frames=mel_frames)
+    if args.layout_only:
+        print(f"   {len(test_names)} jams with their truth in {test.data_dir} (cache {test.cache_dir}): "
+              f"{' '.join(test_names)}")
+        return
+    data, cache = root / "train" / "training_data", root / "train" / "cache"
+    layout(train_built, data)
+    cli("prepare", "--data-dir", str(data), "--cache-dir", str(cache), "--jobs", "1")
 
     seconds = {}
     for kind in ("base", "scratch"):
