@@ -1,6 +1,6 @@
 """Fine-tuning a pointer model on new pairs (`editorbot train pointer --init`, issue 27):
-the lower rate and short schedule of train.finetune, no keep pretraining, the new pairs'
-split and keep ratio, the model's keep threshold where no validation chooses one; and the
+keep pretraining on the new pairs, then the lower rate and short schedule of train.finetune,
+the new pairs' split and keep ratio, the model's keep threshold where no validation chooses one; and the
 one-line refusals.
 
 Budget: about 30 s on a quiet 2-core machine (tiny models, 12-second toy recordings).
@@ -57,12 +57,20 @@ def base(tmp_path_factory):
     return root, old, new
 
 
-def test_init_fine_tunes_at_the_lower_rate_without_keep_pretraining_on_the_new_pairs(base, monkeypatch, caplog):
+def test_init_pretrains_the_keep_head_on_the_new_pairs_then_fine_tunes_at_the_lower_rate(base, monkeypatch, caplog):
     from editorbot.pointer.data import PointerData
 
     root, _, new = base
-    monkeypatch.setattr(pointer_train, "pretrain_section_keep",
-                        lambda *a, **kw: pytest.fail("a fine-tuning pretrained the keep head"))
+    pretrained = []
+    real_pretrain = pointer_train.pretrain_section_keep
+
+    def pretrain(net, data, names, tc, *a, **kw):  # on the new pairs, from the base's weights
+        assert sorted(names) == [f"toy{i:02d}" for i in range(5)]
+        assert torch.equal(net.state_dict()["section_keep.weight"],
+                           load_checkpoint(root / "base" / "best.pt")["model_state"]["section_keep.weight"])
+        pretrained.append(real_pretrain(net, data, names, tc, *a, **kw))
+        return pretrained[-1]
+    monkeypatch.setattr(pointer_train, "pretrain_section_keep", pretrain)
     caplog.set_level(logging.INFO, logger="editorbot")
     cfg = tiny_config("train.keep_pretrain_steps=3", "train.lr=0.01", "train.finetune.lr=0.002",
                       "train.finetune.epochs=2", "train.finetune.warmup_steps=1", "train.val_fraction=0")
@@ -82,8 +90,9 @@ def test_init_fine_tunes_at_the_lower_rate_without_keep_pretraining_on_the_new_p
     data = PointerData(new.cache_dir, new.pointer_dir)
     assert tuned["keep_ratio"] == pytest.approx(float(np.median([r.keep_ratio for r in data.recordings.values()])))
     assert tuned["split"] == {"train": [f"toy{i:02d}" for i in range(5)], "val": []}
+    assert pretrained == [3]  # train.keep_pretrain_steps
     assert (f"fine-tuning {root / 'base' / 'best.pt'} at lr 0.002 for 6 steps (train.finetune.epochs 2 "
-            f"on 5 pairs, no keep pretraining), keeping its keep threshold 0.35" in caplog.text)
+            f"on 5 pairs), keeping its keep threshold 0.35" in caplog.text)
     # The weights moved from the base model's, but started there.
     start = load_checkpoint(root / "base" / "best.pt")["model_state"]
     assert any(not torch.equal(start[k], tuned["model_state"][k]) for k in start)

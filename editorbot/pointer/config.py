@@ -148,9 +148,9 @@ class AugmentConfig:
 class FinetuneConfig:
     """How a run that starts from another pointer model's weights (`--init`) trains, in
     place of train.lr, train.warmup_steps and train.epochs: a lower rate and a short
-    schedule, so that a few new pairs adjust the model rather than overwrite it. Such a
-    run also skips keep pretraining (the model's keep head has learnt already; see
-    train.train).
+    schedule, so that a few new pairs adjust the model rather than overwrite it. Keep
+    pretraining (train.keep_pretrain_steps) runs first on the new pairs, as in any new run:
+    which sections are kept is the musician's own choice (see train.train).
 
     lr: peak learning rate of the fine-tuning.
     warmup_steps: linear warm-up steps before the cosine decay to 0.1 x lr.
@@ -209,7 +209,7 @@ class TrainConfig:
         alone on the keep label for this many steps (0 = off; see
         train.pretrain_section_keep): it reads blocks, not frames, so its steps are cheap
         and it sees many recordings per step, where the whole model sees batch_size.
-        Counts towards max_minutes; a run started with --init skips it.
+        Counts towards max_minutes; a run started with --init has it too (a resumed one not).
     keep_pretrain_batch: recordings per step of that pretraining.
     finetune: the rate and schedule of a run started from a model's weights (--init)
         instead of lr, warmup_steps and epochs (FinetuneConfig).
