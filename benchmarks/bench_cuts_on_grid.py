@@ -7,9 +7,8 @@ Evaluates one checkpoint four times on the same pairs with editorbot.evaluate: w
 cuts where the model put them; with each cut on the bar line within a beat, else on the
 nearest beat; and with each cut on an edge of the sound within grid.EDGE_WINDOW_S (where
 playing starts or stops: after or before a silence, or at a sudden fall or rise of the level,
-grid.sound_edges), else on the grid; and on an edge of the sound, else where it was. At edit
-time (`editorbot edit`), a pointer checkpoint's edits are moved the third way, a supervised
-checkpoint's the fourth. Default pairs: the checkpoint's held-out recordings. Prints one table
+grid.sound_edges), else on the grid; and on an edge of the sound, else where it was (what
+`editorbot edit` does with a pointer or a supervised checkpoint's edits). Default pairs: the checkpoint's held-out recordings. Prints one table
 and, for each way of moving the cuts, the mean change of kept IoU and cut F1 within a beat;
 the grid is the tracker's (cached in --cache-dir/grid).
 """

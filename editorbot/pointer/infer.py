@@ -20,7 +20,7 @@ from ..config import from_dict
 from ..edits import Edit, Op, pointers_to_segments, with_crossfades
 from ..errors import UserError
 from ..features import FeatureParams
-from ..grid import grid_for, snap_cuts, sound_edges
+from ..grid import snap_cuts, sound_edges
 from ..levels import at_editor_level
 from ..precache import mel_for
 from ..stems import stem_mels_for
@@ -42,7 +42,7 @@ def load_model(checkpoint: dict, device: str | torch.device = "cpu") -> tuple[Po
 
 
 def raw_features(raw_path: str | os.PathLike, params: FeatureParams, stems_backend: str | None = None,
-                 *, cache_dir: str | os.PathLike | None = None, audio_sink: dict | None = None) -> np.ndarray:
+                 *, cache_dir: str | os.PathLike | None = None) -> np.ndarray:
     """The network's input for a raw file: its mel, then its four stem mels when the model
     reads stems, on one frame grid (as PointerData stacks them in training).
 
@@ -51,13 +51,11 @@ def raw_features(raw_path: str | os.PathLike, params: FeatureParams, stems_backe
         cache_dir: where `editorbot stems` may have cached this raw's stem mels
             (stems_mel/{name}_stems.npz); other backends' are refused. Without them the
             stems are computed now with stems_backend (see editorbot.stems.stem_mels_for).
-        audio_sink: given a dict, the raw's decoded analysis audio is left in it as "y"
-            (see editorbot.precache.mel_for).
 
     Returns:
         mel : np.ndarray [shape=(C, T)], float32; C = n_mels, or 5 n_mels with stems
     """
-    mel = mel_for(raw_path, params=params, audio_sink=audio_sink)
+    mel = mel_for(raw_path, params=params)
     if stems_backend is None:
         return mel
     stems = stem_mels_for(raw_path, stems_backend, params=params, cache_dir=cache_dir,
@@ -193,20 +191,19 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
         target_duration_s: wanted edit length in seconds, or
         keep: wanted fraction of the raw to keep; neither: the training pairs' median.
         cache_dir: a cache holding this raw's stems (models trained with stems; see
-            `raw_features`) and its beat grid (computed and cached there when missing).
+            `raw_features`).
         progress: show a progress bar.
 
     Returns:
-        Edit whose segments point into raw_path, its cuts on the edges of the sound or the
-        raw's beat and bar grid (editorbot.grid.snap_cuts).
+        Edit whose segments point into raw_path, its cuts on the edges of the sound where
+        they are near (editorbot.grid.snap_cuts).
     """
     model, cfg, params = load_model(checkpoint)
     stems_backend = checkpoint.get("stems_backend") if cfg.model.use_stems else None
     if cfg.model.use_stems and stems_backend is None:
         raise UserError("this checkpoint reads stems but records no stems_backend (made "
                         "before stems were recorded); retrain it")
-    sink: dict = {}
-    mel = raw_features(raw_path, params, stems_backend, cache_dir=cache_dir, audio_sink=sink)
+    mel = raw_features(raw_path, params, stems_backend, cache_dir=cache_dir)
     n_raw = mel.shape[1]
     target, fixed = target_frames_for(n_raw, checkpoint, params,
                                       target_duration_s=target_duration_s, keep=keep)
@@ -217,6 +214,8 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
     edit = pointers_to_edit(decoded, cfg, params, n_raw)
     edit.raw_path = str(raw_path)
     edit.raw_duration_s = probe(raw_path).duration_s
-    grid = grid_for(raw_path, params, cache_dir=cache_dir, y=sink.get("y"))
+    # Cuts go to where the playing starts or stops when that is near, else stay where the
+    # model put them: the tracker's bar lines placed them further from the editors' cuts
+    # (docs/results.md, "Cuts on the bar").
     edges = sound_edges(mel, params)
-    return at_editor_level(snap_cuts(edit, grid, keep_length=fixed, edges=edges), checkpoint.get("levels"))
+    return at_editor_level(snap_cuts(edit, None, keep_length=fixed, edges=edges), checkpoint.get("levels"))

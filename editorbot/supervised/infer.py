@@ -266,7 +266,7 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
     gain_db, _ = treatment_db(pred, model, raw_power, kept, checkpoint["edit_ref_db"], params.top_db)
     edit = mask_to_edit(kept, pred, gain_db, raw_power, cfg.infer, params)
     # Its cuts go to where the playing starts or stops when that is near; not onto the bar
-    # grid, which placed this model's cuts less well (docs/results.md, "Cuts on the bar").
+    # grid, which placed the models' cuts less well (docs/results.md, "Cuts on the bar").
     edit = snap_cuts(edit, None, keep_length=fraction is not None, edges=sound_edges(raw_mel, params))
     if "levels" in checkpoint:
         edit = with_levels(at_level(edit, checkpoint["levels"]["mastering_gain_db"]),
