@@ -491,9 +491,9 @@ def sound_edges(mel: np.ndarray, params: FeatureParams, config: GridConfig = DEF
     A frame's level is its loudest mel band. A frame is silent when its level is
     config.silence_db or more below the recording's loud level (95th percentile): the
     tracker's margin for silence, read from the mel the model decoded instead of a second
-    pass over the audio. A step is a frame where the mean level of the step_s after it is
-    step_db or more below (a stop) or above (a start) the mean of the step_s before it, the
-    largest such step within step_s.
+    pass over the audio. A step is where the mean level of the step_s after a frame is
+    step_db or more below (a stop) or above (a start) the mean of the step_s before it
+    (see `_level_steps`).
 
     Args:
         mel : np.ndarray [shape=(n_mels, t)], in [0, 1] (features.mel); extra rows (stems)

@@ -551,7 +551,8 @@ def train(config: PointerConfig, run: Run, *,
     if start is not None:
         load_state(net, start["model_state"], where=str(run.init))
     # A fine-tuning pretrains the keep head on the new pairs too: what is kept is this
-    # musician's choice, which no base can know (on 20 real jams, kept IoU 0.903 -> 0.956).
+    # musician's choice, which no base can know (docs/results.md, "Fine-tuning on 20 pairs
+    # of real music").
     if state is None and tc.keep_pretrain_steps > 0:
         if net.section_keep is None:
             raise UserError("train.keep_pretrain_steps needs model.section_context > 0 and model.keep_head")
