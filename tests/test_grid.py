@@ -230,6 +230,9 @@ def test_a_cut_within_edge_window_of_an_edge_of_the_sound_goes_there_else_to_the
     free = grid.Grid(np.array([]), np.array([]), np.array([], bool), None, 0.1, 0.0, np.array([0.0]), np.array([0.1]))
     got = [(round(s.raw_start_s, 6), round(s.raw_end_s, 6)) for s in grid.snap_cuts(edit, free, edges=edges).segments]
     assert got == [(1.93, 7.9), (8.5, 12.5), (18.2, 19.3)]
+    # No grid at all (what `editorbot edit` does): the same.
+    got = [(round(s.raw_start_s, 6), round(s.raw_end_s, 6)) for s in grid.snap_cuts(edit, None, edges=edges).segments]
+    assert got == [(1.93, 7.9), (8.5, 12.5), (18.2, 19.3)]
 
 
 def test_no_steady_beat_leaves_the_edit_alone():
