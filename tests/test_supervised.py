@@ -301,7 +301,7 @@ def test_small_config_reaches_targets(tmp_path):
     assert result["kept_iou"] >= 0.7
 
 
-def test_untrained_treatment_is_the_offset_to_the_editors_level(gain_pair):
+def test_untrained_treatment_is_the_offset_to_the_editors_level(gain_pair, monkeypatch):
     """A fresh decoder predicts no gain (zero-initialised output), so the treatment is one
     offset that puts the loudest kept mel bin at the checkpoint's edit_ref_db."""
     from editorbot import __version__
@@ -321,7 +321,14 @@ def test_untrained_treatment_is_the_offset_to_the_editors_level(gain_pair):
     ratio = float(np.dot(y, raw) / np.dot(raw, raw))
     assert np.allclose(y, ratio * raw, atol=1e-4)
     assert 10 * np.log10(mel_power(y).max()) == pytest.approx(-3.0, abs=0.01)
+    import editorbot.supervised.infer as infer
+    snapped_with = []
+    real_snap = infer.snap_cuts
+    monkeypatch.setattr(infer, "snap_cuts", lambda e, *a, **kw: snapped_with.append(e.raw_duration_s)
+                        or real_snap(e, *a, **kw))
     edit = propose_edit(raw_path, ckpt, keep=0.5)
+    # The cuts were moved knowing where the raw ends (a kept length must end within it).
+    assert snapped_with == [pytest.approx(len(raw) / P.sr)]
     expected = 20 * np.log10(ratio)  # all frames kept there; here the offset is over kept frames
     assert all(abs(s.gain_db - edit.segments[0].gain_db) < 0.02 for s in edit.segments)
     assert edit.segments[0].gain_db >= expected - 0.02

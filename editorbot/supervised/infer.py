@@ -265,14 +265,14 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
                            keep_fraction=min(1.0, cfg.infer.min_segment_s / info.duration_s))
     gain_db, _ = treatment_db(pred, model, raw_power, kept, checkpoint["edit_ref_db"], params.top_db)
     edit = mask_to_edit(kept, pred, gain_db, raw_power, cfg.infer, params)
+    edit.raw_path = str(raw_path)
+    edit.raw_duration_s = info.duration_s  # before snapping: a kept length ends within the raw
     # Its cuts go to where the playing starts or stops when that is near; not onto the bar
     # grid, which placed the models' cuts less well (docs/results.md, "Cuts on the bar").
     edit = snap_cuts(edit, None, keep_length=fraction is not None, edges=sound_edges(raw_mel, params))
     if "levels" in checkpoint:
         edit = with_levels(at_level(edit, checkpoint["levels"]["mastering_gain_db"]),
                            checkpoint["levels"])
-    edit.raw_path = str(raw_path)
-    edit.raw_duration_s = info.duration_s
     return edit
 
 
