@@ -61,10 +61,16 @@ def main() -> None:
             memo[key] = decoded(raw_path, target_duration_s=target_duration_s, **kwargs)
         return memo[key]
 
+    def edges_of(raw_path):  # the raw's edges of the sound, read from its mel once
+        key = ("edges", str(raw_path))
+        if key not in memo:
+            memo[key] = sound_edges(raw_features(raw_path, params, None, cache_dir=cache), params)
+        return memo[key]
+
     def moved(with_edges: bool, on_grid: bool = True):
         def edit(raw_path, target_duration_s=None, **kwargs):
             e = once(raw_path, target_duration_s, **kwargs)
-            edges = sound_edges(raw_features(raw_path, params, None, cache_dir=cache), params) if with_edges else None
+            edges = edges_of(raw_path) if with_edges else None
             return snap_cuts(e, grid_for(raw_path, params, cache_dir=cache) if on_grid else None,
                              keep_length=target_duration_s is not None, edges=edges)
         return edit

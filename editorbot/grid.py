@@ -545,15 +545,6 @@ def _level_steps(level: np.ndarray, w: int, step_db: float) -> tuple[np.ndarray,
     return out[0], out[1]
 
 
-def _beat_period(t: float, grid: Grid) -> float | None:
-    """The beats' spacing around raw time t; None without a steady beat."""
-    beats = grid.beats_s
-    if len(beats) < 2:
-        return None
-    i = int(np.clip(np.searchsorted(beats, t), 1, len(beats) - 1))
-    return float(beats[i] - beats[i - 1])
-
-
 def snap_time(t: float, grid: Grid) -> float:
     """Where a cut at raw time t goes on the grid: the nearest bar line within one beat,
     else the nearest beat within half a beat, else t itself (no steady beat there).
@@ -561,10 +552,10 @@ def snap_time(t: float, grid: Grid) -> float:
     One beat is the local beat period (the beats' spacing around t).
     """
     beats = grid.beats_s
-    period = _beat_period(t, grid)
-    if period is None:
+    if len(beats) < 2:
         return t
     i = int(np.clip(np.searchsorted(beats, t), 1, len(beats) - 1))
+    period = float(beats[i] - beats[i - 1])
     if len(grid.downbeats_s):
         j = int(np.argmin(np.abs(grid.downbeats_s - t)))
         if abs(grid.downbeats_s[j] - t) <= period:
