@@ -582,7 +582,9 @@ def snap_cuts(edit: Edit, grid: Grid | None, *, keep_length: bool = False,
         edit: the edit, its segments in raw seconds.
         grid: the raw's beat grid, or None for the edges alone (a cut far from an edge stays).
         keep_length: the edit keeps its length (a length the user asked for): the last
-            segment's end takes up the difference, within the raw.
+            segment's end takes up the difference, within the raw (`edit.raw_duration_s`;
+            where that is unset, no further than the edit already played: a little short
+            rather than past the raw's end).
         edges: (starts_s, stops_s) from `sound_edges`, or None for the grid alone.
 
     Returns:
@@ -622,7 +624,8 @@ def snap_cuts(edit: Edit, grid: Grid | None, *, keep_length: bool = False,
     if keep_length and plain[-1]:
         last = out[-1]
         change = sum(s.duration_s for s in out) - sum(s.duration_s for s in segs)
-        limit = edit.raw_duration_s if edit.raw_duration_s is not None else float("inf")
+        limit = edit.raw_duration_s if edit.raw_duration_s is not None else max(
+            e for e, p in zip(ends, plain) if p)
         duration = min(last.duration_s - change, limit - last.raw_start_s)
         if duration > 0:
             out[-1] = replace(last, duration_s=duration)

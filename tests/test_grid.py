@@ -149,6 +149,13 @@ def test_cuts_move_to_the_bar_line_within_a_beat_else_to_the_beat():
     fixed = grid.snap_cuts(edit, g, keep_length=True)
     assert sum(s.duration_s for s in fixed.segments) == pytest.approx(edit.duration_s)
     assert fixed.segments[-1].raw_start_s == 30.0
+    # The last segment grows to make up a shortening only within the raw: as far as its
+    # length where that is known, else no further than the edit already played.
+    shorter = [Segment(1.4, 3.2), Segment(30.0, 2.0)]  # 1.4 -> bar 1.5, 4.6 -> beat 4.5: 0.2 s less
+    known = grid.snap_cuts(Edit(shorter, raw_duration_s=40.0), g, keep_length=True)
+    assert known.segments[-1].duration_s == pytest.approx(2.2)
+    unknown = grid.snap_cuts(Edit(shorter), g, keep_length=True)
+    assert unknown.segments[-1].raw_end_s == pytest.approx(32.0)
 
 
 def test_snapping_never_shrinks_a_segment_below_half_nor_replays_audio():
