@@ -44,7 +44,7 @@ def cpu_s() -> float:
 def main() -> None:
     import torch
 
-    from editorbot.base import BASE_CHECKPOINT, write_base_corpus
+    from editorbot.base import BASE_CHECKPOINT, mark_made_up, write_base_corpus
     from editorbot.checkpoint import load_checkpoint
     from editorbot.config import load
     from editorbot.pointer.config import PointerConfig
@@ -79,6 +79,7 @@ def main() -> None:
     t0, c0 = time.time(), cpu_s()
     result = train(config, Run(out / "model", layout.data_dir, layout.cache_dir,
                                max_minutes=args.max_minutes, overwrite=True))
+    mark_made_up(out / "model" / "best.pt")  # its jumps_back is the personas', not a musician's
     best = load_checkpoint(out / "model" / "best.pt")
     pretrain = {"wall_s": time.time() - t0, "cpu_s": cpu_s() - c0, "steps": result.steps,
                 "threads": args.threads, "max_minutes": args.max_minutes,

@@ -2,7 +2,8 @@
 
 `base_checkpoint()` finds the shipped model; `write_base_corpus` writes the corpus it is
 pretrained on as float16 raw mels and exact truth (no audio is kept), in the layout every
-trainer reads; benchmarks/build_base.py runs both steps and the training.
+trainer reads; `mark_made_up` says so in the model; benchmarks/build_base.py runs the steps
+and the training.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .cache import atomic_write_text, load_npz, save_npz
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import to_dict
 from .errors import UserError
 from .features import DEFAULT_PARAMS, mel
@@ -26,11 +28,19 @@ if TYPE_CHECKING:  # the synth imports audio and instrument code; base_checkpoin
 
 BASE_CHECKPOINT = Path(__file__).resolve().parent / "models" / "base_pointer.pt"
 CORPUS_KIND = "base_corpus"  # the mel cache record of a pair written without audio
+# A checkpoint key: the model learnt from made-up editors, so what it records of their edits
+# (jumps_back: a looper among them jumps back) says nothing of a musician who fine-tunes it.
+MADE_UP_EDITORS = "made_up_editors"
 
 
 def base_checkpoint() -> Path | None:
     """The base pointer model shipped inside the package, or None when this install has none."""
     return BASE_CHECKPOINT if BASE_CHECKPOINT.is_file() else None
+
+
+def mark_made_up(path: str | os.PathLike) -> None:
+    """Record in the checkpoint at `path` that it learnt from made-up editors (MADE_UP_EDITORS)."""
+    save_checkpoint(path, load_checkpoint(path) | {MADE_UP_EDITORS: True})
 
 
 def pretraining_synth_config() -> SynthConfig:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from editorbot.base import BASE_CHECKPOINT, base_checkpoint, pretraining_synth_config, write_base_corpus
+from editorbot.base import BASE_CHECKPOINT, MADE_UP_EDITORS, base_checkpoint, pretraining_synth_config, write_base_corpus
 from editorbot.cache import load_npz
 from editorbot.checkpoint import load_checkpoint
 from editorbot.errors import UserError
@@ -79,7 +79,7 @@ def test_shipped_base_is_a_pointer_checkpoint_of_the_contract():
     assert path == BASE_CHECKPOINT and path is not None, "the package ships no base model"
     assert path.stat().st_size <= 20 * 2**20
     ckpt = load_checkpoint(path)  # weights_only loading, checked
-    assert ckpt["kind"] == "pointer"
+    assert ckpt["kind"] == "pointer" and ckpt[MADE_UP_EDITORS] is True
     assert ckpt["feature_params"] == DEFAULT_PARAMS.as_dict()
     cpu = json.loads((REPO / "configs" / "pointer" / "cpu.json").read_text())["model"]
     assert {k: ckpt["config"]["model"][k] for k in cpu} == cpu  # fine-tunes with cpu.json's model

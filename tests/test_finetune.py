@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from editorbot.base import MADE_UP_EDITORS, mark_made_up
 from editorbot.checkpoint import load_checkpoint, save_checkpoint
 from editorbot.cli import main
 from editorbot.config import to_dict
@@ -161,21 +162,23 @@ def test_resolve_init_names_scratch_base_and_paths(tmp_path, monkeypatch):
         resolve_init("base")
 
 
-def test_from_the_shipped_base_the_new_pairs_alone_say_whether_edits_jump_back(base, tmp_path, monkeypatch):
+def test_from_a_base_the_new_pairs_alone_say_whether_edits_jump_back(base, tmp_path):
     """The toy trimmer's pairs never jump back. A model whose own pairs did (jumps_back
-    True) passes that on to its fine-tuning; the shipped base, pretrained on made-up
-    editors (a looper among them), does not: fine-tuned from it on pairs that never jump
+    True) passes that on to its fine-tuning; a base, pretrained on made-up editors (a
+    looper among them) and marked so, does not: fine-tuned from it on pairs that never jump
     back, the model's edits do not either (from the base, real trimmer jams came out twice
-    their length, replayed)."""
+    their length, replayed). The mark is in the checkpoint, wherever it lies."""
     root, _, new = base
     jumping = tmp_path / "jumping.pt"
     save_checkpoint(jumping, load_checkpoint(root / "base" / "best.pt") | {"jumps_back": True})
     cfg = tiny_config("train.finetune.epochs=1", "train.val_fraction=0")
     pointer_train.train(cfg, tiny_run(new, tmp_path / "from_model", init=jumping))
     assert load_checkpoint(tmp_path / "from_model" / "best.pt")["jumps_back"] is True
-    monkeypatch.setattr("editorbot.base.BASE_CHECKPOINT", jumping)
+    mark_made_up(jumping)
     pointer_train.train(cfg, tiny_run(new, tmp_path / "from_base", init=jumping))
-    assert load_checkpoint(tmp_path / "from_base" / "best.pt")["jumps_back"] is False
+    tuned = load_checkpoint(tmp_path / "from_base" / "best.pt")
+    assert tuned["jumps_back"] is False
+    assert MADE_UP_EDITORS not in tuned  # the fine-tuned model learnt from this musician
 
 
 def test_a_fine_tuning_splits_the_new_pairs_as_any_run_does(base, tmp_path):

@@ -24,6 +24,7 @@ import torch.utils.checkpoint
 from torch import nn
 from tqdm import tqdm
 
+from ..base import MADE_UP_EDITORS
 from ..checkpoint import load_checkpoint, load_state, save_checkpoint
 from ..config import apply_overrides, from_dict, to_dict
 from ..errors import UserError, log
@@ -535,10 +536,10 @@ def train(config: PointerConfig, run: Run, *,
     keep_ratio = float(np.median([data.recordings[n].keep_ratio for n in train_names]))
     keep_threshold = None  # each validation chooses it (decode.keep_skip)
     if kept_from is not None:
-        if not _is_shipped_base(init):
-            # A model trained on a musician's pairs jumps back where they did. The shipped
-            # base's own flag tells what the made-up editors it learnt from did (a looper
-            # jumps back), not this musician: from it, the new pairs alone decide.
+        if not kept_from.get(MADE_UP_EDITORS, False):
+            # A model trained on a musician's pairs jumps back where they did. A base's own
+            # flag tells what the made-up editors it learnt from did (a looper jumps back),
+            # not this musician: from it, the new pairs alone decide.
             jumps_back = jumps_back or bool(kept_from.get("jumps_back", True))
         if not val_names:
             # Nothing to choose it on. With validation it is chosen again: fine-tuning moves the
@@ -752,11 +753,6 @@ def init_config(path: Path, overrides: list[str]) -> PointerConfig:
     saved.train.val_names = []
     saved.train.val_fraction, saved.train.split_seed = default.val_fraction, default.split_seed
     return from_dict(PointerConfig, apply_overrides(to_dict(saved), overrides), where=f"{path} + --set")
-
-
-def _is_shipped_base(path: str | Path) -> bool:
-    from .. import base
-    return Path(path).resolve() == base.BASE_CHECKPOINT.resolve()
 
 
 def _pointer_checkpoint(path: Path) -> dict:
