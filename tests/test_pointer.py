@@ -18,6 +18,7 @@ import soundfile as sf
 import torch
 
 from editorbot import audio
+from editorbot.checkpoint import load_checkpoint
 from editorbot.config import load
 from editorbot.edits import Edit, Op, Segment, ops_from_pointers, segments_to_pointers
 from editorbot.features import DEFAULT_PARAMS
@@ -453,14 +454,30 @@ def test_keep_plan_is_none_when_the_keep_head_keeps_nothing():
 def test_validation_chooses_the_keep_threshold_that_matches_the_editor():
     """The editor kept frames 0..499 of 1000; the keep head says 0.42 there and 0.38 after:
     only a threshold between them matches (0.4, IoU 1). Where every threshold matches,
-    one half wins."""
-    from editorbot.pointer.train import choose_keep_threshold
+    one half wins, frame by frame."""
+    from editorbot.pointer.train import choose_keep_plan
 
     kept = np.r_[np.ones(500), np.zeros(500)]
-    t, iou = choose_keep_threshold([np.where(kept > 0, 0.42, 0.38)], [kept], snap=10)
-    assert t == 0.4 and iou == pytest.approx(1.0)
-    t, iou = choose_keep_threshold([np.where(kept > 0, 0.9, 0.1)], [kept], snap=10)
-    assert t == 0.5 and iou == pytest.approx(1.0)
+    bounds = [np.array([250, 750])]  # passages across the editor's cut: by them, IoU 0.5 at best
+    assert choose_keep_plan([np.where(kept > 0, 0.42, 0.38)], bounds, [kept], snap=10) == (False, 0.4, pytest.approx(1.0))
+    assert choose_keep_plan([np.where(kept > 0, 0.9, 0.1)], bounds, [kept], snap=10) == (False, 0.5, pytest.approx(1.0))
+
+
+def test_passages_are_kept_whole_where_that_matches_the_editor_better():
+    """A take (frames 0..499) whose quiet last tenth the keep head doubts (0.3), then
+    noodling (500..699) whose first half it would keep (0.55), then silence (0.3). The editor
+    kept the take. Frame by frame the best is IoU 0.9 (the take less its ending); by the
+    passages between the edges of the sound (500, 700) the take's mean is 0.84, the noodle's
+    0.425, the silence's 0.3: a threshold of one half keeps exactly the take."""
+    from editorbot.pointer.decode import by_passages
+    from editorbot.pointer.train import choose_keep_plan
+
+    mean = np.r_[np.full(450, 0.9), np.full(50, 0.3), np.full(100, 0.55), np.full(100, 0.3), np.full(300, 0.3)]
+    bounds = np.array([500, 700])
+    assert np.allclose(by_passages(mean, bounds), np.r_[np.full(500, 0.84), np.full(200, 0.425), np.full(300, 0.3)])
+    assert np.allclose(by_passages(mean, np.array([], np.int64)), mean.mean())  # one passage
+    kept = np.r_[np.ones(500), np.zeros(500)]
+    assert choose_keep_plan([mean], [bounds], [kept], snap=10) == (True, 0.5, pytest.approx(1.0))
 
 
 def test_validation_past_the_deadline_scores_one_recording_and_decodes_none(corpus):
@@ -661,7 +678,29 @@ def test_train_checkpoint_infer_and_evaluate_end_to_end(corpus, tmp_path):
                                                  "pointer": lambda r, **kw: propose_edit(r, ckpt, progress=False, **kw)},
                                names=ckpt["split"]["val"], cache_dir=corpus.cache_dir, print_table=False, progress=False)
     assert results["truth"]["mean"]["kept_iou"] == 1.0 and results["truth"]["mean"]["cut_f1"] == 1.0
-    assert 0.0 <= results["pointer"]["mean"]["kept_iou"] <= 1.0
+    assert not results["pointer"]["failures"] and results["pointer"]["mean"]["pairs"] == len(ckpt["split"]["val"])
+
+
+def test_an_edit_follows_whole_passages_when_its_checkpoint_says_so(corpus, tmp_path, monkeypatch):
+    """Validation chooses frame by frame or whole passages (choose_keep_plan) and the
+    checkpoint keeps the choice (keep_passages); an edit hands the decoder the raw's
+    passage bounds, the edges of its sound, only when it is whole passages."""
+    from editorbot.grid import sound_edges
+    from editorbot.pointer import infer
+    from editorbot.pointer.train import train
+
+    train(tiny_config("train.epochs=1", "train.val_fraction=0.25"), tiny_run(corpus, tmp_path / "run"))
+    ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert ckpt["keep_passages"] is bool(ckpt["metrics"]["val/keep_passages"])
+    seen = []
+    decode_mel = infer.decode_mel
+    monkeypatch.setattr(infer, "decode_mel", lambda *a, passages=None, **kw: seen.append(passages) or decode_mel(*a, **kw))
+    raw = corpus.input_dir / f"{ckpt['split']['val'][0]}_raw.wav"
+    infer.propose_edit(raw, ckpt | {"keep_passages": False}, progress=False)
+    infer.propose_edit(raw, ckpt | {"keep_passages": True}, progress=False)
+    starts, stops = sound_edges(infer.raw_features(raw, DEFAULT_PARAMS), DEFAULT_PARAMS)
+    assert seen[0] is None and len(starts) + len(stops) > 0
+    assert seen[1].tolist() == sorted(set(np.round(np.r_[starts, stops] * DEFAULT_PARAMS.frames_per_s).astype(int).tolist()))
 
 
 def test_resume_continues_exactly(corpus, tmp_path):

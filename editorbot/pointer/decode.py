@@ -167,18 +167,33 @@ def smoothed_keep(enc: Encoded, rec: int, smooth: int) -> np.ndarray | None:
     return _windowed_keep(enc, rec, smooth, smooth // 2)
 
 
+def by_passages(mean_keep: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """mean_keep averaged over each passage: the frames between two consecutive bounds
+    (where playing starts or stops, see infer.passage_bounds), so that a passage is kept or
+    dropped whole. Frames before the first bound and from the last on are passages too."""
+    n = len(mean_keep)
+    b = np.unique(np.r_[0, np.clip(np.asarray(bounds, np.int64), 0, n), n])
+    c = np.r_[0.0, np.cumsum(mean_keep, dtype=np.float64)]
+    means = (c[b[1:]] - c[b[:-1]]) / np.maximum(b[1:] - b[:-1], 1)
+    return np.repeat(means, np.diff(b))
+
+
 def kept_stretches(mean_keep: np.ndarray, threshold: float, snap: int) -> np.ndarray:
     """(n_raw,) bool: mean_keep above threshold, stretches shorter than 2 snap + 1 frames
     merged into their neighbours."""
     return _runs_at_least(mean_keep > threshold, 2 * snap + 1)
 
 
-def keep_plan(enc: Encoded, rec: int, *, smooth: int, threshold: float, snap: int) -> KeepPlan | None:
-    """The plan of what the keep head keeps (see smoothed_keep and kept_stretches); None
-    without a keep head, or when it keeps nothing (an untrained head: nothing to follow)."""
+def keep_plan(enc: Encoded, rec: int, *, smooth: int, threshold: float, snap: int,
+              passages: np.ndarray | None = None) -> KeepPlan | None:
+    """The plan of what the keep head keeps (see smoothed_keep and kept_stretches), by
+    passages between the given bounds when there are some (see by_passages); None without
+    a keep head, or when it keeps nothing (an untrained head: nothing to follow)."""
     mean = smoothed_keep(enc, rec, smooth)
     if mean is None:
         return None
+    if passages is not None:
+        mean = by_passages(mean, passages)
     keep = kept_stretches(mean, threshold, snap)
     return KeepPlan(np.r_[keep, False], snap) if keep.any() else None
 

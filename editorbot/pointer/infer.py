@@ -86,8 +86,8 @@ class DecodeStopped(Exception):
 @torch.no_grad()
 def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target_frames: int,
                fixed_length: bool, frames_per_s: float, jumps_back: bool = True,
-               keep_threshold: float = 0.5, progress: bool = False,
-               until: float = math.inf) -> Decoded:
+               keep_threshold: float = 0.5, passages: np.ndarray | None = None,
+               progress: bool = False, until: float = math.inf) -> Decoded:
     """Encode a raw mel and decode its pointers.
 
     Args:
@@ -103,6 +103,9 @@ def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target
             with cfg.decode.keep_skip the edit follows the keep head instead.
         keep_threshold: with cfg.decode.keep_skip, the keep probability above which the
             decoder keeps a frame (see `keep_threshold_for`).
+        passages: with cfg.decode.keep_skip, the raw's passage bounds (`passage_bounds`)
+            when the keep head decides whole passages (the checkpoint's 'keep_passages'),
+            else None (frame by frame).
         until: raise DecodeStopped once time.time() passes it (a training run's deadline:
             decoding a long raw's edit can take minutes).
     """
@@ -115,7 +118,7 @@ def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target
     window = int(round(cfg.decode.keep_veto_s * frames_per_s))
     if not fixed_length and cfg.decode.keep_skip and not jumps_back and window >= 1:
         follow = keep_plan(enc, 0, smooth=window, threshold=keep_threshold,
-                           snap=int(round(cfg.decode.keep_snap_s * frames_per_s)))
+                           snap=int(round(cfg.decode.keep_snap_s * frames_per_s)), passages=passages)
     if not fixed_length and follow is None:
         ahead = keep_ahead(enc, 0, window)
     max_frames = target_frames if fixed_length else max(
@@ -145,6 +148,16 @@ def decode_mel(model: PointerNet, cfg: PointerConfig, mel: np.ndarray, *, target
     finally:
         torch.set_num_threads(threads)
         bar.close()
+
+
+def passage_bounds(mel: np.ndarray, params: FeatureParams,
+                   edges: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """The frames where the raw's playing starts or stops (grid.sound_edges, or `edges` when
+    already found): the bounds of the passages a keep head may decide whole
+    (decode.by_passages). A take, the noodling after it and the silence between are
+    passages of their own."""
+    starts_s, stops_s = sound_edges(mel, params) if edges is None else edges
+    return np.unique(np.round(np.r_[starts_s, stops_s] * params.frames_per_s).astype(np.int64))
 
 
 def keep_threshold_for(checkpoint: dict, cfg: PointerConfig) -> float:
@@ -207,15 +220,17 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
     n_raw = mel.shape[1]
     target, fixed = target_frames_for(n_raw, checkpoint, params,
                                       target_duration_s=target_duration_s, keep=keep)
+    edges = sound_edges(mel, params)
     decoded = decode_mel(model, cfg, mel, target_frames=target, fixed_length=fixed,
                          frames_per_s=params.frames_per_s,
                          jumps_back=checkpoint.get("jumps_back", True),
-                         keep_threshold=keep_threshold_for(checkpoint, cfg), progress=progress)
+                         keep_threshold=keep_threshold_for(checkpoint, cfg),
+                         passages=passage_bounds(mel, params, edges) if checkpoint.get("keep_passages") else None,
+                         progress=progress)
     edit = pointers_to_edit(decoded, cfg, params, n_raw)
     edit.raw_path = str(raw_path)
     edit.raw_duration_s = probe(raw_path).duration_s
     # Cuts go to where the playing starts or stops when that is near, else stay where the
     # model put them: the tracker's bar lines placed them further from the editors' cuts
     # (docs/results.md, "Cuts on the bar").
-    edges = sound_edges(mel, params)
     return at_editor_level(snap_cuts(edit, None, keep_length=fixed, edges=edges), checkpoint.get("levels"))

@@ -33,8 +33,8 @@ from ..training import (Deadline, Progress, Run, TrainResult, checkpoint_payload
 from ..evaluate import kept_iou, mask_iou
 from .config import PointerConfig, TrainConfig
 from .data import PointerData, make_batch, sample_steps
-from .decode import kept_stretches, smoothed_keep
-from .infer import DecodeStopped, decode_mel
+from .decode import by_passages, kept_stretches, smoothed_keep
+from .infer import DecodeStopped, decode_mel, passage_bounds
 from .model import Encoded, PointerNet, recording_block_means
 
 try:
@@ -295,22 +295,35 @@ def predicted_pointers(net: PointerNet, enc: Encoded, out: dict[str, torch.Tenso
     return pred
 
 
-def choose_keep_threshold(mean_keep: list[np.ndarray], kept: list[np.ndarray],
-                          snap: int) -> tuple[float, float]:
-    """The threshold of KEEP_THRESHOLDS whose kept stretches (decode.kept_stretches) best
-    match the frames the editor kept, by mean IoU over the recordings, and that IoU.
+def choose_keep_plan(mean_keep: list[np.ndarray], passages: list[np.ndarray], kept: list[np.ndarray],
+                     snap: int) -> tuple[bool, float, float]:
+    """How the keep head's plan best matches the frames the editor kept, by mean IoU of its
+    kept stretches (decode.kept_stretches) over the recordings: frame by frame or by whole
+    passages between the edges of the sound (decode.by_passages; chosen only when strictly
+    better), at which threshold of KEEP_THRESHOLDS, and that IoU.
+
+    An editor who keeps or drops whole takes and noodles, which start and stop at edges of
+    the sound, is matched by passages (on real jams, the noodling after a take is dropped
+    whole where frame by frame its start was kept); one who keeps a song's best sections,
+    with no edge between them, frame by frame.
 
     Args:
         mean_keep: per recording, the keep head's smoothed probability (decode.smoothed_keep).
+        passages: per recording, its passage bounds (infer.passage_bounds).
         kept: per recording, (n_raw,) the frames the editor plays (nonzero).
+
+    Returns:
+        (per_passage, threshold, iou): per_passage True for whole passages
     """
-    best_t, best_iou = 0.5, -1.0
-    for t in KEEP_THRESHOLDS:
-        ious = [mask_iou(kept_stretches(mean, t, snap), truth > 0) for mean, truth in zip(mean_keep, kept)]
-        iou = float(np.mean(ious)) if ious else 0.0
-        if iou > best_iou:
-            best_t, best_iou = t, iou
-    return best_t, best_iou
+    best = (False, 0.5, -1.0)
+    for per_passage in (False, True):
+        means = [by_passages(m, b) if per_passage else m for m, b in zip(mean_keep, passages)]
+        for t in KEEP_THRESHOLDS:
+            ious = [mask_iou(kept_stretches(mean, t, snap), truth > 0) for mean, truth in zip(means, kept)]
+            iou = float(np.mean(ious)) if ious else 0.0
+            if iou > best[2]:
+                best = (per_passage, t, iou)
+    return best
 
 
 def _to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
@@ -331,9 +344,10 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     editor does not simply play on (jumps and small moves), where a model that always
     plays on scores 0.
 
-    With a keep head it also chooses the keep threshold decode.keep_skip uses (see
-    choose_keep_threshold): val/keep_threshold and val/keep_iou (of the keep head's kept
-    stretches alone); the decoded edits use it unless decode.keep_threshold is set.
+    With a keep head it also chooses how decode.keep_skip plans what to keep (see
+    choose_keep_plan): val/keep_passages (1: by whole passages, 0: frame by frame),
+    val/keep_threshold and val/keep_iou (of the keep head's kept stretches alone); the
+    decoded edits use them (the threshold unless decode.keep_threshold is set).
 
     Both stop at `until` (time.time(), the run's deadline): the losses and accuracies after
     at least one recording, over the recordings scored by then (val/scored their number);
@@ -344,7 +358,7 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     fps = data.params.frames_per_s
     window = int(round(cfg.decode.keep_veto_s * fps))
     snap = int(round(cfg.decode.keep_snap_s * fps))
-    mean_keep, kept = [], []
+    mean_keep, kept, passages = [], [], {}
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
     hit = total = change_hit = change_total = 0
@@ -382,11 +396,13 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
         if enc.keep is not None and window >= 1:
             mean_keep.append(smoothed_keep(enc, 0, window))
             kept.append(whole["kept"][0])
+            passages[name] = passage_bounds(whole["mel"][0], data.params)
     metrics = {}
-    threshold = 0.5
+    threshold, per_passage = 0.5, False
     if mean_keep:
-        threshold, keep_iou = choose_keep_threshold(mean_keep, kept, snap)
-        metrics = {"val/keep_threshold": threshold, "val/keep_iou": keep_iou}
+        per_passage, threshold, keep_iou = choose_keep_plan(mean_keep, list(passages.values()), kept, snap)
+        metrics = {"val/keep_passages": float(per_passage), "val/keep_threshold": threshold,
+                   "val/keep_iou": keep_iou}
     if cfg.decode.keep_threshold is not None:
         threshold = cfg.decode.keep_threshold
     for name in names if decode else []:
@@ -396,7 +412,8 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
         try:
             decoded = decode_mel(net, cfg, data.mel(name), fixed_length=False, frames_per_s=fps,
                                  target_frames=int(round(keep_ratio * rec.n_raw)),
-                                 jumps_back=jumps_back, keep_threshold=threshold, until=until)
+                                 jumps_back=jumps_back, keep_threshold=threshold,
+                                 passages=passages.get(name) if per_passage else None, until=until)
         except DecodeStopped:  # a long raw's edit takes minutes: the deadline comes first
             break
         ious.append(kept_iou(decoded.pointers, rec.pointers, rec.n_raw))
@@ -534,7 +551,7 @@ def train(config: PointerConfig, run: Run, *,
     back_frames = int(round(BACK_JUMP_S * data.params.frames_per_s))
     jumps_back = any(data.recordings[n].jumps_back(back_frames) for n in train_names)
     keep_ratio = float(np.median([data.recordings[n].keep_ratio for n in train_names]))
-    keep_threshold = None  # each validation chooses it (decode.keep_skip)
+    keep_threshold, keep_passages = None, False  # each validation chooses them (decode.keep_skip)
     if kept_from is not None:
         if not kept_from.get(MADE_UP_EDITORS, False):
             # A model trained on a musician's pairs jumps back where they did. A base's own
@@ -542,9 +559,10 @@ def train(config: PointerConfig, run: Run, *,
             # not this musician: from it, the new pairs alone decide.
             jumps_back = jumps_back or bool(kept_from.get("jumps_back", True))
         if not val_names:
-            # Nothing to choose it on. With validation it is chosen again: fine-tuning moves the
+            # Nothing to choose them on. With validation they are chosen again: fine-tuning moves the
             # keep head's probabilities, and its model's threshold cut edits short (docs/results.md).
             keep_threshold = float(kept_from.get("keep_threshold", 0.5))
+            keep_passages = bool(kept_from.get("keep_passages", False))
     net = PointerNet(config.model).to(ddp.device)
     # The encoder layers' activations are recomputed in the backward pass, not kept: kept,
     # they are 1.4 GB for two 20-minute raws; recomputed, the step's losses are the same.
@@ -611,6 +629,7 @@ def train(config: PointerConfig, run: Run, *,
             step=global_step, metrics=metrics, model_state=net.state_dict(),
             stems_backend=data.stems_backend, keep_ratio=keep_ratio, jumps_back=jumps_back,
             keep_threshold=metrics.get("val/keep_threshold", 0.5 if keep_threshold is None else keep_threshold),
+            keep_passages=bool(metrics.get("val/keep_passages", keep_passages)),
             epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step, best_metric=best,
             select_by=tc.select_by, history=history, world_size=ddp.world, levels=levels,
             init=None if init is None else str(init))
