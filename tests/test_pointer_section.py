@@ -208,3 +208,44 @@ def test_the_margin_for_the_last_validation_is_a_decoding_validations_length(tmp
     assert [d for d, _, _ in calls[:2]] == [False, True] and len(calls) >= 4
     decoded, ended, deadline = calls[-1]
     assert decoded and ended <= deadline + 0.5
+
+
+def test_training_stops_when_the_next_step_would_end_past_the_deadline(tmp_path):
+    """Steps of 5 s and a 15 s run whose validation takes a moment: the run stops after a step
+    when another would end past the deadline (less the validation's margin), and the whole
+    run ends by the deadline. Checking only the clock after each step let the last step
+    start 3 s before the margin and the run end 2 s late (20-minute raws on a CPU: minutes)."""
+    from editorbot.pointer.train import train
+
+    from .test_pointer import tiny_config, tiny_run, write_toy_corpus
+
+    corpus = write_toy_corpus(tmp_path / "corpus", 4)
+    started = time.time()
+    result = train(tiny_config("train.epochs=100000"), tiny_run(corpus, tmp_path / "run", max_minutes=0.25),
+                   on_step=lambda step, parts: time.sleep(5.0))
+    assert result.out_of_time and result.steps >= 1
+    assert time.time() - started <= 15.0
+
+
+def test_validation_starts_no_recording_that_would_end_past_the_deadline(tmp_path, monkeypatch):
+    """Each recording takes 0.3 s to score and 0.45 s are left: the first is scored (one
+    always is), the second is not started, as it would end at about 0.6 s (before, it was
+    started because the clock had not yet passed the deadline)."""
+    import editorbot.pointer.train as pointer_train
+    from editorbot.pointer.data import PointerData
+    from editorbot.pointer.model import PointerNet
+
+    from .test_pointer import tiny_config, write_toy_corpus
+
+    corpus = write_toy_corpus(tmp_path / "corpus", 3)
+    cfg = tiny_config()
+    data = PointerData(corpus.cache_dir, corpus.pointer_dir)
+    net = PointerNet(cfg.model).eval()
+    make_batch = pointer_train.make_batch
+    monkeypatch.setattr(pointer_train, "make_batch", lambda *a, **kw: time.sleep(0.3) or make_batch(*a, **kw))
+    metrics = pointer_train.validate(net, data, sorted(data.names), cfg, torch.device("cpu"), keep_ratio=0.5,
+                                     decode=False, until=time.time() + 0.45)
+    assert metrics["val/scored"] == 1
+    everything = pointer_train.validate(net, data, sorted(data.names), cfg, torch.device("cpu"), keep_ratio=0.5,
+                                        decode=False, until=time.time() + 60)
+    assert everything["val/scored"] == 3

@@ -350,7 +350,8 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     decoded edits use them (the threshold unless decode.keep_threshold is set).
 
     Both stop at `until` (time.time(), the run's deadline): the losses and accuracies after
-    at least one recording, over the recordings scored by then (val/scored their number);
+    at least one recording, over the recordings scored by then (val/scored their number; the
+    next is not started when, as long as the ones before, it would end past `until`);
     the decoded edits at once, even inside a recording (decoding a long raw's edit can take
     minutes), val/iou over those decoded whole by then (val/decoded; none: no val/iou).
     """
@@ -364,8 +365,11 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     hit = total = change_hit = change_total = 0
     ious, duration_ratios = [], []
     scored = 0
+    started = time.time()
     for name in names:
-        if scored and time.time() > until:
+        # Another recording only when it can end by the deadline, as long as the ones before
+        # took (one teacher-forced 20-minute raw takes a minute or more on a CPU).
+        if scored and time.time() + (time.time() - started) / scored > until:
             break
         scored += 1
         rec = data.recordings[name]
@@ -645,6 +649,7 @@ def train(config: PointerConfig, run: Run, *,
         while epoch < plan.epochs and not out_of_time:
             order = np.random.default_rng(_seed_for(tc.seed, epoch)).permutation(len(train_names))
             while step_in_epoch < steps_per_epoch:
+                step_started = time.time()
                 rng = np.random.default_rng(_seed_for(tc.seed, epoch, step_in_epoch, ddp.rank))
                 torch.manual_seed(_seed_for(tc.seed, global_step, ddp.rank, 1))
                 first = (step_in_epoch * ddp.world + ddp.rank) * tc.batch_size
@@ -680,9 +685,10 @@ def train(config: PointerConfig, run: Run, *,
                 bar.step(losses["loss"])
                 if on_step is not None:
                     on_step(global_step, losses)
-                # Stop in time for the last validation to end by the deadline too.
+                # Stop in time for the next step and the last validation to end by the deadline
+                # too (a step on two 20-minute raws takes most of a minute on a CPU).
                 margin = deadline.margin(val_seconds) if val_names else 0.0  # no validation, no margin
-                if ddp.any(deadline.passed(margin_s=margin)):
+                if ddp.any(deadline.passed(margin_s=margin + time.time() - step_started)):
                     out_of_time = True
                     break
             if not out_of_time:
