@@ -351,7 +351,7 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
 
     Both stop at `until` (time.time(), the run's deadline): the losses and accuracies after
     at least one recording, over the recordings scored by then (val/scored their number; the
-    next is not started when, as long as the ones before, it would end past `until`);
+    next is not started when, at the pace of the ones before, it would end past `until`);
     the decoded edits at once, even inside a recording (decoding a long raw's edit can take
     minutes), val/iou over those decoded whole by then (val/decoded; none: no val/iou).
     """
@@ -365,15 +365,17 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     hit = total = change_hit = change_total = 0
     ious, duration_ratios = [], []
     scored = 0
-    started = time.time()
+    started, steps_scored = time.time(), 0
     for name in names:
-        # Another recording only when it can end by the deadline, as long as the ones before
-        # took (one teacher-forced 20-minute raw takes a minute or more on a CPU).
-        if scored and time.time() + (time.time() - started) / scored > until:
-            break
-        scored += 1
         rec = data.recordings[name]
         n_steps = rec.steps.n_path
+        # Another recording only when it can end by the deadline at the pace of the ones
+        # before, per step of its edit (the teacher-forced steps of two 20-minute raws' edits
+        # took 21 s and over 100 s on a CPU).
+        if scored and time.time() + (time.time() - started) * n_steps / max(steps_scored, 1) > until:
+            break
+        scored += 1
+        steps_scored += n_steps
         whole = make_batch(data, [(name, np.arange(n_steps), np.ones(n_steps, np.float32), False)])
         mel = torch.from_numpy(whole["mel"]).to(device)
         enc = net.encode(mel, torch.from_numpy(whole["lengths"]).to(device))
