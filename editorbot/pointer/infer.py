@@ -221,11 +221,11 @@ def propose_edit(raw_path: str | os.PathLike, checkpoint: dict, *,
     target, fixed = target_frames_for(n_raw, checkpoint, params,
                                       target_duration_s=target_duration_s, keep=keep)
     edges = sound_edges(mel, params)
+    passages = passage_bounds(mel, params, edges) if checkpoint.get("keep_passages") else None
     decoded = decode_mel(model, cfg, mel, target_frames=target, fixed_length=fixed,
                          frames_per_s=params.frames_per_s,
                          jumps_back=checkpoint.get("jumps_back", True),
-                         keep_threshold=keep_threshold_for(checkpoint, cfg),
-                         passages=passage_bounds(mel, params, edges) if checkpoint.get("keep_passages") else None,
+                         keep_threshold=keep_threshold_for(checkpoint, cfg), passages=passages,
                          progress=progress)
     edit = pointers_to_edit(decoded, cfg, params, n_raw)
     edit.raw_path = str(raw_path)

@@ -370,8 +370,8 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
         rec = data.recordings[name]
         n_steps = rec.steps.n_path
         # Another recording only when it can end by the deadline at the pace of the ones
-        # before, per step of its edit (the teacher-forced steps of two 20-minute raws' edits
-        # took 21 s and over 100 s on a CPU).
+        # before, per step of its edit (the edits of raws of one length can differ tenfold in
+        # steps, and a long one takes minutes on a CPU).
         if scored and time.time() + (time.time() - started) * n_steps / max(steps_scored, 1) > until:
             break
         scored += 1
@@ -688,7 +688,7 @@ def train(config: PointerConfig, run: Run, *,
                 if on_step is not None:
                     on_step(global_step, losses)
                 # Stop in time for the next step and the last validation to end by the deadline
-                # too (a step on two 20-minute raws takes most of a minute on a CPU).
+                # too (on long raws a step takes a good part of a minute on a CPU).
                 margin = deadline.margin(val_seconds) if val_names else 0.0  # no validation, no margin
                 if ddp.any(deadline.passed(margin_s=margin + time.time() - step_started)):
                     out_of_time = True
