@@ -458,7 +458,7 @@ def test_validation_chooses_the_keep_threshold_that_matches_the_editor():
     from editorbot.pointer.train import choose_keep_plan
 
     kept = np.r_[np.ones(500), np.zeros(500)]
-    bounds = [np.array([250, 750])]  # passages across the editor's cut: by them, IoU 0.5 at best
+    bounds = [np.array([250, 750])]  # a passage across the editor's cut: by them, IoU 2/3 at best
     assert choose_keep_plan([np.where(kept > 0, 0.42, 0.38)], bounds, [kept], snap=10) == (False, 0.4, pytest.approx(1.0))
     assert choose_keep_plan([np.where(kept > 0, 0.9, 0.1)], bounds, [kept], snap=10) == (False, 0.5, pytest.approx(1.0))
 
