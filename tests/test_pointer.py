@@ -919,3 +919,58 @@ def test_mels_exact_in_float16_are_cached_at_half_the_size(corpus):
     inexact = exact + np.float32(1e-6)
     data._remember("singles", inexact)
     assert data._mels["singles"].dtype == np.float32 and np.array_equal(data.mel("singles"), inexact)
+
+
+def test_a_step_in_groups_of_recordings_has_the_losses_and_gradients_of_one_batch(corpus, monkeypatch):
+    """Recordings taken through the network one group at a time, each group's losses averaged
+    over the whole step's weights, sum to the losses and gradients of the step in one batch."""
+    from editorbot.pointer import train as pointer_train
+
+    cfg = tiny_config()
+    data = PointerData(corpus.cache_dir, corpus.pointer_dir, drift_steps=4)
+    names = sorted(data.names)[:3]
+    items = [(n, np.arange(data.recordings[n].steps.n_path),
+              np.linspace(0.5, 1.5, data.recordings[n].steps.n_path).astype(np.float32), i != 1)
+             for i, n in enumerate(names)]
+    torch.manual_seed(0)
+    net = PointerNet(cfg.model).eval()  # no dropout: its masks depend on the batch's shape
+    objective = pointer_train.Objective(net, cfg)
+
+    def tensors(some):
+        return {k: torch.from_numpy(v) for k, v in make_batch(data, some).items()}
+
+    net.zero_grad()
+    loss, parts = objective(tensors(items))
+    loss.backward()
+    whole = {k: float(v.detach()) for k, v in parts.items()} | {"loss": float(loss.detach())}
+    whole_grads = {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
+    monkeypatch.setattr(pointer_train, "GROUP_FRAMES", 1)  # every recording alone
+    lengths = [data.recordings[n].n_raw for n in names]
+    groups = pointer_train.step_groups(lengths)
+    assert groups == [[0], [1], [2]]
+    batches = [tensors([items[i] for i in g]) for g in groups]
+    totals = pointer_train.loss_totals(batches, cfg)
+    net.zero_grad()
+    summed: dict[str, float] = {}
+    for batch in batches:
+        loss, parts = objective(batch, totals)
+        loss.backward()
+        for k, v in (parts | {"loss": loss}).items():
+            summed[k] = summed.get(k, 0.0) + float(v.detach())
+    assert whole["jump_loss"] > 0 and whole["keep_loss"] > 0
+    for k, v in whole.items():
+        assert summed[k] == pytest.approx(v, rel=1e-5), k
+    for k, g in whole_grads.items():
+        torch.testing.assert_close(net.get_parameter(k).grad, g, rtol=1e-4, atol=1e-6, msg=k)
+    # Each group averaged over its own weights alone would not sum to the step's loss.
+    alone = sum(float(objective(b)[0].detach()) for b in batches)
+    assert alone != pytest.approx(whole["loss"], rel=1e-3)
+
+
+def test_step_groups_keep_order_and_fill_up_to_the_frame_bound(monkeypatch):
+    from editorbot.pointer import train as pointer_train
+
+    monkeypatch.setattr(pointer_train, "GROUP_FRAMES", 100)
+    assert pointer_train.step_groups([30, 20, 40, 200, 10, 50]) == [[0, 1], [2], [3], [4, 5]]
+    assert pointer_train.step_groups([50, 50]) == [[0, 1]]
+    assert pointer_train.step_groups([]) == []

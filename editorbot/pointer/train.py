@@ -8,6 +8,7 @@ short schedule, after the keep pretraining every new run has).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
@@ -53,6 +54,11 @@ LEAVE_ROWS_PER_PASS = 32  # jump distributions over the whole recording computed
 # shorter raws it grows little, and giving pages back costs more CPU than it saves memory.
 TRIM_FROM_FRAMES = 1 << 16
 TRIM_EVERY_CHUNKS = 4
+# A training step's recordings go through the network in groups of at most GROUP_FRAMES padded
+# frames (recordings times the longest), their gradients summed: what a step holds for its
+# backward pass grows with the frames of a group, not of the whole batch. Two raws of up to 12.7
+# minutes still go together; two 20-minute raws go one after the other.
+GROUP_FRAMES = 1 << 17
 BACK_JUMP_S = 0.5  # an edit that moves back in the raw by more than this loops or reorders
 PRETRAIN_SHARE = 0.25  # of a --max-minutes deadline, what keep pretraining may use at most
 PRETRAIN_NOISE = 0.05  # std of the noise on input-channel blocks in pretrain_section_keep
@@ -66,12 +72,39 @@ class Objective(nn.Module):
         self.net = net
         self.cfg = cfg
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, batch: dict[str, torch.Tensor], totals: dict[str, torch.Tensor] | None = None,
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss of a batch and its parts; with `totals` (the weights each part is
+        averaged over, `loss_totals` of the whole step), the batch's share of that step's."""
+        totals = totals or {}
         enc = self.net.encode(batch["mel"], batch["lengths"])
         out = self.net.decode_steps(enc, batch["rec"], batch["expected"], batch["cond"])
-        parts = step_losses(self.net, enc, out, batch, self.cfg)
-        parts["keep_loss"] = keep_loss(self.net, enc, batch["kept"])
+        parts = step_losses(self.net, enc, out, batch, self.cfg, totals=totals)
+        parts["keep_loss"] = keep_loss(self.net, enc, batch["kept"], total=totals.get("keep_loss"))
         return total_loss(parts, self.cfg), parts
+
+
+def loss_totals(batches: list[dict[str, torch.Tensor]], cfg: PointerConfig) -> dict[str, torch.Tensor]:
+    """The weight each loss part is averaged over, summed over the batches of one step (the
+    keep loss's: the raw frames)."""
+    totals: dict[str, torch.Tensor] = {}
+    for batch in batches:
+        for k, rows in row_kinds(batch, batch["lengths"], cfg.model.max_delta).items():
+            totals[k] = totals.get(k, 0.0) + batch["weight"][rows].sum()
+        totals["keep_loss"] = totals.get("keep_loss", 0.0) + batch["lengths"].sum().float()
+    return totals
+
+
+def step_groups(lengths: list[int]) -> list[list[int]]:
+    """The recordings of a step, in order, in groups of at most GROUP_FRAMES padded frames
+    (a recording longer than that alone)."""
+    groups: list[list[int]] = []
+    for i, n in enumerate(lengths):
+        if groups and (len(groups[-1]) + 1) * max(n, *(lengths[j] for j in groups[-1])) <= GROUP_FRAMES:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def total_loss(parts: dict, cfg: PointerConfig):
@@ -82,9 +115,9 @@ def total_loss(parts: dict, cfg: PointerConfig):
             + t.keep_weight * parts["keep_loss"])
 
 
-def keep_loss(net: PointerNet, enc: Encoded, kept: torch.Tensor) -> torch.Tensor:
-    """BCE of the keep head over every raw frame of the batch (padding masked out); 0
-    without a keep head.
+def keep_loss(net: PointerNet, enc: Encoded, kept: torch.Tensor, total: torch.Tensor | None = None) -> torch.Tensor:
+    """BCE of the keep head over every raw frame of the batch (padding masked out), averaged
+    over the batch's frames or over `total` frames; 0 without a keep head.
 
     Args:
         kept : torch.Tensor [shape=(B, T)], float 1 where the editor plays the raw frame
@@ -92,7 +125,8 @@ def keep_loss(net: PointerNet, enc: Encoded, kept: torch.Tensor) -> torch.Tensor
     if enc.keep is None:
         return kept.new_zeros(())
     real = torch.arange(kept.shape[1], device=kept.device)[None, :] < enc.lengths[:, None]
-    return F.binary_cross_entropy_with_logits(enc.keep[real], kept[real])
+    bce = F.binary_cross_entropy_with_logits(enc.keep[real], kept[real], reduction="sum")
+    return bce / (real.sum() if total is None else total)
 
 
 def pretrain_section_keep(net: PointerNet, data: PointerData, names: list[str], tc: TrainConfig,
@@ -156,11 +190,12 @@ def release_freed_memory() -> None:
         _LIBC.malloc_trim(0)
 
 
-def _wmean(x: torch.Tensor, w: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Weighted mean of x (0 with a gradient path when x is empty)."""
+def _wmean(x: torch.Tensor, w: torch.Tensor, like: torch.Tensor, total: torch.Tensor | None = None) -> torch.Tensor:
+    """Weighted mean of x, over its own weights or over `total` (0 with a gradient path when
+    x is empty)."""
     if x.numel() == 0:
         return like.sum() * 0.0
-    return (x * w).sum() / w.sum().clamp(min=1e-9)
+    return (x * w).sum() / (w.sum() if total is None else total).clamp(min=1e-9)
 
 
 def played_before(batch: dict[str, torch.Tensor], rows: torch.Tensor, n_raw: int) -> torch.Tensor:
@@ -205,9 +240,10 @@ def row_kinds(batch: dict[str, torch.Tensor], lengths: torch.Tensor, max_delta: 
 
 
 def step_losses(net: PointerNet, enc: Encoded, out: dict[str, torch.Tensor],
-                batch: dict[str, torch.Tensor], cfg: PointerConfig) -> dict[str, torch.Tensor]:
-    """Weighted losses of a batch of steps; steps whose pointer is -1 are masked out of
-    the pointer losses.
+                batch: dict[str, torch.Tensor], cfg: PointerConfig,
+                totals: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Weighted losses of a batch of steps, each averaged over its rows' weights or over
+    `totals` (by loss name); steps whose pointer is -1 are masked out of the pointer losses.
 
     delta_loss: cross-entropy of the delta head where the true move is within max_delta;
     use_jump_loss: BCE of leaving the run (a jump or the stop) against a delta, where the
@@ -218,17 +254,18 @@ def step_losses(net: PointerNet, enc: Encoded, out: dict[str, torch.Tensor],
     """
     w = cfg.model.max_delta
     t = cfg.train
+    totals = totals or {}
     target, expected, weight = batch["target"], batch["expected"], batch["weight"]
     kinds = row_kinds(batch, enc.lengths, w)
     is_delta, is_jump, is_stop, decided = (kinds["delta_loss"], kinds["jump_loss"], kinds["stop_loss"],
                                            kinds["use_jump_loss"])
     d = target - expected
     ce = F.cross_entropy(out["delta"][is_delta], d[is_delta] + w, reduction="none")
-    delta_loss = _wmean(ce, weight[is_delta], out["delta"])
+    delta_loss = _wmean(ce, weight[is_delta], out["delta"], totals.get("delta_loss"))
     bce = F.binary_cross_entropy_with_logits(
         out["use_jump"][decided], (is_jump | is_stop)[decided].float(), reduction="none",
         pos_weight=out["use_jump"].new_tensor(t.use_jump_pos_weight))
-    use_jump_loss = _wmean(bce, weight[decided], out["use_jump"])
+    use_jump_loss = _wmean(bce, weight[decided], out["use_jump"], totals.get("use_jump_loss"))
     leave = is_jump | is_stop
     # Each chunk's inputs are views of one gather per recording, and the chunks' KLs are
     # put in place once (fewer small tensors kept between the chunks' large temporaries).
@@ -261,15 +298,15 @@ def step_losses(net: PointerNet, enc: Encoded, out: dict[str, torch.Tensor],
     ce = torch.zeros(len(target), device=target.device)
     if kls:
         ce = ce.index_put((torch.cat(done),), torch.cat(kls))
-    jump_loss = _wmean(ce[is_jump], weight[is_jump], ce)
-    stop_loss = _wmean(ce[is_stop], weight[is_stop], ce)
+    jump_loss = _wmean(ce[is_jump], weight[is_jump], ce, totals.get("jump_loss"))
+    stop_loss = _wmean(ce[is_stop], weight[is_stop], ce, totals.get("stop_loss"))
     if not leave.any():  # keep every head in the graph (DistributedDataParallel)
         zero = (out["jump_bucket"].sum() + out["stop"].sum() + net.jump_query.weight.sum()) * 0.0
         jump_loss, stop_loss = jump_loss + zero, stop_loss + zero
     if "op" in out:
         has_op = kinds["op_loss"]
         op_ce = F.cross_entropy(out["op"][has_op], batch["op"][has_op], reduction="none")
-        op_loss = _wmean(op_ce, weight[has_op], out["op"])
+        op_loss = _wmean(op_ce, weight[has_op], out["op"], totals.get("op_loss"))
     else:
         op_loss = stop_loss.new_zeros(())
     return {"delta_loss": delta_loss, "use_jump_loss": use_jump_loss, "jump_loss": jump_loss,
@@ -660,22 +697,32 @@ def train(config: PointerConfig, run: Run, *,
                                            context_steps=tc.context_steps, max_changes=tc.max_changes),
                           bool(rng.random() < tc.target_given_fraction))
                          for n in names]
-                batch = _to_tensors(make_batch(data, items, rng=rng, augment_cfg=tc.augment), ddp.device)
+                groups = step_groups([data.recordings[n].n_raw for n in names])
+                batches = [_to_tensors(make_batch(data, [items[i] for i in g], rng=rng, augment_cfg=tc.augment),
+                                       ddp.device) for g in groups]
+                totals = loss_totals(batches, config) if len(batches) > 1 else None
                 t0 = time.time()
                 objective.train()
-                with torch.autocast(device_type=ddp.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    loss, parts = objective(batch)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                losses = {}
+                for i, batch in enumerate(batches):
+                    # DistributedDataParallel averages the gradients across processes once, after the last group
+                    last = i == len(batches) - 1
+                    with objective.no_sync() if ddp.enabled and not last else contextlib.nullcontext():
+                        with torch.autocast(device_type=ddp.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                            loss, parts = objective(batch, totals)
+                        loss.backward()
+                    for k, v in (parts | {"loss": loss}).items():
+                        losses[k] = losses.get(k, 0.0) + float(v.detach())
+                    del loss, parts
+                    if int(batch["lengths"].max()) >= TRIM_FROM_FRAMES:
+                        release_freed_memory()
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip))
                 opt.step()
                 sched.step()
-                if int(batch["lengths"].max()) >= TRIM_FROM_FRAMES:
-                    release_freed_memory()
                 step_in_epoch += 1
                 global_step += 1
-                frames = int(batch["lengths"].sum())
-                losses = {k: float(v.detach()) for k, v in parts.items()} | {"loss": float(loss.detach())}
+                frames = sum(int(b["lengths"].sum()) for b in batches)
                 if writer is not None and (global_step % tc.log_every == 0 or global_step == 1):
                     for k, v in losses.items():
                         writer.add_scalar(f"train/{k}", v, global_step)
@@ -683,7 +730,8 @@ def train(config: PointerConfig, run: Run, *,
                     writer.add_scalar("lr", sched.get_last_lr()[0], global_step)
                     dt = max(time.time() - t0, 1e-9)
                     writer.add_scalar("throughput/raw_frames_per_s", frames * ddp.world / dt, global_step)
-                    writer.add_scalar("throughput/steps_per_s", len(batch["rec"]) * ddp.world / dt, global_step)
+                    writer.add_scalar("throughput/steps_per_s", sum(len(b["rec"]) for b in batches) * ddp.world / dt,
+                                      global_step)
                 bar.step(losses["loss"])
                 if on_step is not None:
                     on_step(global_step, losses)
