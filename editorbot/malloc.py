@@ -1,4 +1,4 @@
-"""Keep freed memory in the process for reuse, where the C library allows it.
+"""Keep freed memory in the process for reuse, or give it back, where the C library allows it.
 
 On an hour of audio the encoder's activations are tens of megabytes each. glibc hands every
 block that large back to the system when it is freed and asks for fresh pages on the next
@@ -19,6 +19,21 @@ M_MMAP_MAX = -4
 KEEP_FREED_BYTES = 1 << 30  # trim the heap only when this much is free at its top
 
 _applied: bool | None = None
+_libc: ctypes.CDLL | None = None
+_libc_read = False
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """The C library, once per process; None off Linux or where it cannot be opened."""
+    global _libc, _libc_read
+    if not _libc_read:
+        _libc_read = True
+        if sys.platform.startswith("linux"):
+            try:
+                _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            except OSError:
+                _libc = None
+    return _libc
 
 
 def reuse_freed_memory() -> bool:
@@ -28,12 +43,17 @@ def reuse_freed_memory() -> bool:
     global _applied
     if _applied is None:
         _applied = False
-        if sys.platform.startswith("linux"):
-            try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-                mallopt = libc.mallopt
-            except (OSError, AttributeError):
-                return False
-            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-            _applied = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
+        mallopt = getattr(_glibc(), "mallopt", None)
+        if mallopt is None:
+            return False
+        mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        _applied = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
     return _applied
+
+
+def release_freed_memory() -> None:
+    """Hand the heap's free pages back to the system now (glibc's malloc_trim; nothing where
+    the C library has none)."""
+    trim = getattr(_glibc(), "malloc_trim", None)
+    if trim is not None:
+        trim(0)

@@ -9,7 +9,6 @@ short schedule, after the keep pretraining every new run has).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import math
 import os
 import sys
@@ -32,16 +31,13 @@ from ..errors import UserError, log
 from ..training import (Deadline, Progress, Run, TrainResult, checkpoint_payload, held_out,
                         measured_levels)
 from ..evaluate import kept_iou, mask_iou
+from ..malloc import release_freed_memory
 from .config import PointerConfig, TrainConfig
 from .data import PointerData, make_batch, sample_steps
 from .decode import by_passages, kept_stretches, smoothed_keep
 from .infer import DecodeStopped, decode_mel, passage_bounds
 from .model import Encoded, PointerNet, recording_block_means
 
-try:
-    _LIBC = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
-except OSError:
-    _LIBC = None
 CHANGE_TOLERANCE_FRAMES = 4  # 50 ms at hop 256 / 22050 Hz
 # keep thresholds validation tries for decode.keep_skip, nearest one half first (it wins ties)
 KEEP_THRESHOLDS = (0.5, 0.45, 0.55, 0.4, 0.6, 0.35, 0.65, 0.3, 0.7)
@@ -182,12 +178,6 @@ def pretrain_section_keep(net: PointerNet, data: PointerData, names: list[str], 
     log.info("pointer: section GRU pretrained on the keep label for %d steps (last loss %.3f)",
              steps, float(loss.detach()) if steps else math.nan)
     return steps
-
-
-def release_freed_memory() -> None:
-    """Hand the heap's free pages back to the system (glibc's malloc_trim; nothing elsewhere)."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
 
 
 def _wmean(x: torch.Tensor, w: torch.Tensor, like: torch.Tensor, total: torch.Tensor | None = None) -> torch.Tensor:
