@@ -228,10 +228,10 @@ def test_training_stops_when_the_next_step_would_end_past_the_deadline(tmp_path)
 
 
 def test_validation_starts_no_recording_that_would_end_past_the_deadline(tmp_path, monkeypatch):
-    """Each recording takes 0.3 s per step of its edit (as long as the first's) to score and
-    0.45 s are left: the first is scored (one always is), the second is not started, as it
-    would end at about 0.6 s (before, it was started because the clock had not yet passed
-    the deadline)."""
+    """The first recording takes 0.6 s to score and the others in proportion to the steps of
+    their edits, and 0.7 s are left: the first is scored (one always is), the second (a third
+    of the first's steps) is not started, as at the first's pace it would end at about 0.8 s
+    (before, it was started because the clock had not yet passed the deadline)."""
     import editorbot.pointer.train as pointer_train
     from editorbot.pointer.data import PointerData
     from editorbot.pointer.model import PointerNet
@@ -245,13 +245,13 @@ def test_validation_starts_no_recording_that_would_end_past_the_deadline(tmp_pat
     make_batch = pointer_train.make_batch
     first = data.recordings[sorted(data.names)[0]].steps.n_path
 
-    def slow(data, items, **kw):  # 0.3 s for the first recording, in proportion for the others
-        time.sleep(0.3 * len(items[0][1]) / first)
+    def slow(data, items, **kw):  # 0.6 s for the first recording, in proportion for the others
+        time.sleep(0.6 * len(items[0][1]) / first)
         return make_batch(data, items, **kw)
 
     monkeypatch.setattr(pointer_train, "make_batch", slow)
     metrics = pointer_train.validate(net, data, sorted(data.names), cfg, torch.device("cpu"), keep_ratio=0.5,
-                                     decode=False, until=time.time() + 0.45)
+                                     decode=False, until=time.time() + 0.7)
     assert metrics["val/scored"] == 1
     everything = pointer_train.validate(net, data, sorted(data.names), cfg, torch.device("cpu"), keep_ratio=0.5,
                                         decode=False, until=time.time() + 60)
