@@ -12,43 +12,35 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 
 M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
 M_MMAP_MAX = -4
 KEEP_FREED_BYTES = 1 << 30  # trim the heap only when this much is free at its top
 
-_applied: bool | None = None
-_libc: ctypes.CDLL | None = None
-_libc_read = False
 
-
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
     """The C library, once per process; None off Linux or where it cannot be opened."""
-    global _libc, _libc_read
-    if not _libc_read:
-        _libc_read = True
-        if sys.platform.startswith("linux"):
-            try:
-                _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            except OSError:
-                _libc = None
-    return _libc
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
 
 
+@functools.cache
 def reuse_freed_memory() -> bool:
     """Ask glibc to serve large blocks from the heap (no mmap) and to keep up to 1 GiB of
     freed memory for reuse. Once per process; returns whether it took effect (False off
     Linux, or with another C library)."""
-    global _applied
-    if _applied is None:
-        _applied = False
-        mallopt = getattr(_glibc(), "mallopt", None)
-        if mallopt is None:
-            return False
-        mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-        _applied = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
-    return _applied
+    mallopt = getattr(_glibc(), "mallopt", None)
+    if mallopt is None:
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
 
 
 def release_freed_memory() -> None:

@@ -43,7 +43,7 @@ CHANGE_TOLERANCE_FRAMES = 4  # 50 ms at hop 256 / 22050 Hz
 KEEP_THRESHOLDS = (0.5, 0.45, 0.55, 0.4, 0.6, 0.35, 0.65, 0.3, 0.7)
 LEAVE_ROWS_PER_PASS = 32  # jump distributions over the whole recording computed at once
 # On raws of TRIM_FROM_FRAMES or more (12.7 min at the default grid), the heap's free pages go
-# back to the system every TRIM_EVERY_CHUNKS chunks of jump distributions and after each step:
+# back to the system every TRIM_EVERY_CHUNKS chunks of jump distributions and after each group:
 # the chunks' temporaries (16 MB each and more) come from the heap, and the small tensors each
 # chunk keeps for the backward pass split its free blocks, so that the next chunk's temporaries
 # no longer fit them and the heap grows (by 2.5 GB in one step of two 20-minute raws). On
