@@ -101,6 +101,9 @@ def edit_to_files(raw: str | os.PathLike, output: str | os.PathLike, *,
               f"timelines:  {paths['otio']}, {paths['edl']}, {paths['fcp_xml']}",
               f"labels:     {paths['labels']}  (Audacity: File > Import > Labels)",
               f"plot:       {paths['plot']}  (raw time against edit time, as `prepare` draws alignments)"]
+    if not checkpoint:
+        lines.append("yours:      a few of your own raw/edit pairs make an editor that edits like you: "
+                     "`editorbot prepare`, then `editorbot train pointer` (README: Train on your edits)")
     if review:
         notes = [f"made by {editor} from {raw}"] + warnings.lines  # the page adds the level line
         paths["review"] = write_review_page(review_page, raw_path=raw,

@@ -379,6 +379,8 @@ def test_edit_command_passes_allow_loops_and_prints_why_an_edit_is_shorter(jam, 
     short = run_cli("edit", jam["path"], "-o", tmp_path / "short.wav", "--target-duration", "1:30",
                     "--no-review")
     assert short.returncode == 0, short.stderr
+    yours = [line for line in short.stdout.splitlines() if line.startswith("yours:")]
+    assert len(yours) == 1 and "`editorbot train pointer`" in yours[0], short.stdout  # what makes it theirs
     why = [line for line in short.stderr.splitlines() if "--allow-loops" in line]
     assert len(why) == 1 and "90 s edit" in why[0], short.stderr
     assert sf.info(tmp_path / "short.wav").duration < 75.0

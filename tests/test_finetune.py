@@ -162,6 +162,25 @@ def test_resolve_init_names_scratch_base_and_paths(tmp_path, monkeypatch):
         resolve_init("base")
 
 
+def test_train_pointer_fine_tunes_the_base_unless_told_otherwise(tmp_path, monkeypatch):
+    from editorbot.cli import build_parser
+    from editorbot.commands.train import default_init
+
+    def init(*argv: str) -> str:
+        return default_init(build_parser().parse_args(["train", "pointer", *argv]))
+
+    pt = tmp_path / "base.pt"
+    pt.write_bytes(b"")
+    monkeypatch.setattr("editorbot.base.BASE_CHECKPOINT", pt)
+    assert init() == "base"
+    assert init("--config", "configs/pointer/full.json") == "scratch"  # a new model of that file
+    assert init("--resume", "latest.pt") == "scratch"  # its own weights
+    assert init("--init", "scratch") == "scratch" and init("--init", "m.pt") == "m.pt"
+    assert init("--config", "c.json", "--init", "base") == "base"
+    monkeypatch.setattr("editorbot.base.BASE_CHECKPOINT", tmp_path / "none.pt")  # an install without one
+    assert init() == "scratch"
+
+
 def test_from_a_base_the_new_pairs_alone_say_whether_edits_jump_back(base, tmp_path):
     """The toy trimmer's pairs never jump back. A model whose own pairs did (jumps_back
     True) passes that on to its fine-tuning; a base, pretrained on made-up editors (a

@@ -295,8 +295,11 @@ def test_bad_settings_are_one_line_with_key_value_and_range(setting, says, tmp_p
 def test_bad_command_line_numbers_are_one_line(tmp_path):
     assert "--minutes -1.0: must be a positive length" in assert_refused(
         run_cli("synth", "--out", tmp_path / "s", "--minutes", "-1"))
-    assert "train.epochs = -1: must be >= 1" in assert_refused(
+    # --epochs is the fine-tuning's (the default starts from the base), or a new model's
+    assert "train.finetune.epochs = -1: must be >= 1" in assert_refused(
         run_cli("train", "pointer", "--save-dir", tmp_path / "m", "--epochs", "-1"))
+    assert "train.epochs = -1: must be >= 1" in assert_refused(
+        run_cli("train", "pointer", "--save-dir", tmp_path / "m", "--epochs", "-1", "--init", "scratch"))
     assert "train.epochs = -1: must be >= 1" in assert_refused(
         run_cli("train", "supervised", "--save-dir", tmp_path / "m", "--epochs", "-1",
                 "--data-dir", tmp_path / "nothing"))

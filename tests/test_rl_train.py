@@ -617,6 +617,7 @@ def test_end_to_end_synth_labels_train_edit(tmp_path):
                    "--no-review"), env, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "RL policy:" in result.stderr and "%" in result.stderr
+    assert "yours:" not in result.stdout and result.stdout.count("edit:") == 1  # a model: theirs already
     from editorbot.audio import probe
     assert probe(tmp_path / "out.wav").duration_s > 5
     assert json.loads((tmp_path / "out_segments.json").read_text())

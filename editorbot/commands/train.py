@@ -32,12 +32,12 @@ def _add_pointer(paradigms: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="JSON config, e.g. configs/pointer/full.json (default: built-in; "
                                     "with --init, the settings that model was trained with)")
     _add_common(p, save_dir="models/pointer")
-    p.add_argument("--init", default="scratch", metavar="scratch|base|PT",
-                   help="start from random weights (scratch, the default), from the base model "
-                        "shipped in the package (base: editorbot/models/base_pointer.pt), or from a "
-                        "pointer model's best.pt, to "
-                        "fine-tune it on your pairs (same model settings) at train.finetune's "
-                        "lower rate and shorter schedule")
+    p.add_argument("--init", metavar="base|scratch|PT",
+                   help="fine-tune the base model shipped in the package (base: "
+                        "editorbot/models/base_pointer.pt) or a pointer model's best.pt on your "
+                        "pairs (same model settings) at train.finetune's lower rate and shorter "
+                        "schedule, or start from random weights (scratch). Default: base; "
+                        "scratch with --config (a new model of that file's settings)")
     p.add_argument("--epochs", type=int, help="train.epochs (train.finetune.epochs with --init)")
     p.set_defaults(func=run_pointer)
 
@@ -126,6 +126,7 @@ def run_pointer(args: argparse.Namespace) -> int:
     from ..pointer.train import init_config, train
     from ..training import Run, messages_above_bars
 
+    args.init = default_init(args)
     run = Run.from_args(args)
     flags = {"finetune.epochs" if run.init is not None else "epochs": args.epochs, "seed": args.seed}
     overrides = [f"train.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
@@ -135,3 +136,21 @@ def run_pointer(args: argparse.Namespace) -> int:
         config = load(PointerConfig, args.config, overrides + args.set)
     with messages_above_bars():
         return _finish("pointer", train(config, run))
+
+
+def default_init(args: argparse.Namespace) -> str:
+    """What `train pointer` starts from when --init is not given: the shipped base, which
+    measured level with or ahead of training from scratch on a musician's few pairs in less
+    time (docs/results.md); from scratch when a --config describes a new model, when a run
+    resumes with its own weights, or when this install ships no base."""
+    from ..base import base_checkpoint
+    from ..errors import log
+
+    if args.init is not None:
+        return args.init
+    if args.config is not None or args.resume is not None:
+        return "scratch"
+    if base_checkpoint() is None:
+        log.info("this editorbot ships no base model: training from scratch")
+        return "scratch"
+    return "base"
