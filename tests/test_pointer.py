@@ -451,16 +451,32 @@ def test_keep_plan_is_none_when_the_keep_head_keeps_nothing():
     assert plan.entries.tolist() == [100] and plan.exits.tolist() == [200]
 
 
-def test_validation_chooses_the_keep_threshold_that_matches_the_editor():
-    """The editor kept frames 0..499 of 1000; the keep head says 0.42 there and 0.38 after:
-    only a threshold between them matches (0.4, IoU 1). Where every threshold matches,
-    one half wins, frame by frame."""
+def test_passages_are_not_kept_whole_where_one_spans_the_editors_cut():
+    """The editor kept frames 0..499 of 1000 and the keep head says so (0.9, then 0.1), but
+    a passage spans 250..749, across the cut: whole, its mean is one half, not above it, so
+    by passages the plan keeps only 0..249. Frame by frame matches exactly."""
     from editorbot.pointer.train import choose_keep_plan
 
     kept = np.r_[np.ones(500), np.zeros(500)]
-    bounds = [np.array([250, 750])]  # a passage across the editor's cut: by them, IoU 2/3 at best
-    assert choose_keep_plan([np.where(kept > 0, 0.42, 0.38)], bounds, [kept], snap=10) == (False, 0.4, pytest.approx(1.0))
-    assert choose_keep_plan([np.where(kept > 0, 0.9, 0.1)], bounds, [kept], snap=10) == (False, 0.5, pytest.approx(1.0))
+    mean = np.where(kept > 0, 0.9, 0.1)
+    assert choose_keep_plan([mean], [np.array([250, 750])], [kept], snap=10, threshold=0.5, tol=50) == (
+        False, pytest.approx(1.0))
+
+
+def test_the_plan_that_cuts_where_the_editor_did_wins_over_a_slightly_better_iou():
+    """The editor kept 0..499. The keep head doubts 25 frames inside (300..324) and the 40
+    after the take (500..539), and an edge of the sound comes 40 frames late (540). Frame by
+    frame: IoU 0.95, but a cut inside the take (F1 of cuts 0.8): 0.875. By passages: the take
+    and its late 40 frames whole, IoU 500/540, its start and end within tolerance (F1 1):
+    0.963. Passages, though by IoU alone frames would win."""
+    from editorbot.pointer.train import choose_keep_plan
+
+    mean = np.r_[np.full(300, 0.9), np.full(25, 0.2), np.full(175, 0.9), np.full(500, 0.2)]
+    kept = np.r_[np.ones(500), np.zeros(500)]
+    per_passage, score = choose_keep_plan([mean], [np.array([540])], [kept], snap=10, threshold=0.5, tol=50)
+    assert per_passage and score == pytest.approx((500 / 540 + 1.0) / 2)
+    frames = choose_keep_plan([mean], [np.array([], np.int64)], [kept], snap=10, threshold=0.5, tol=50)
+    assert frames == (False, pytest.approx((0.95 + 0.8) / 2))  # one passage, the whole raw: worse
 
 
 def test_passages_are_kept_whole_where_that_matches_the_editor_better():
@@ -477,7 +493,7 @@ def test_passages_are_kept_whole_where_that_matches_the_editor_better():
     assert np.allclose(by_passages(mean, bounds), np.r_[np.full(500, 0.84), np.full(200, 0.425), np.full(300, 0.3)])
     assert np.allclose(by_passages(mean, np.array([], np.int64)), mean.mean())  # one passage
     kept = np.r_[np.ones(500), np.zeros(500)]
-    assert choose_keep_plan([mean], [bounds], [kept], snap=10) == (True, 0.5, pytest.approx(1.0))
+    assert choose_keep_plan([mean], [bounds], [kept], snap=10, threshold=0.5, tol=50) == (True, pytest.approx(1.0))
 
 
 def test_validation_past_the_deadline_scores_one_recording_and_decodes_none(corpus):
