@@ -291,8 +291,8 @@ class DecodeConfig:
         over keep_veto_s seconds around each frame) is above keep_threshold and skips the
         others; the model's own heads place each cut within keep_snap_s seconds of where
         a kept stretch ends or starts (see decode.decode_pointers).
-    keep_threshold: the keep probability keep_skip keeps above; None: the one training
-        chose on its validation recordings (stored in the checkpoint), else one half.
+    keep_threshold: the keep probability keep_skip keeps above; None: the one stored in
+        the checkpoint (one half since training stopped choosing it), else one half.
     keep_snap_s: see keep_skip.
     """
 

@@ -162,8 +162,8 @@ def passage_bounds(mel: np.ndarray, params: FeatureParams,
 
 def keep_threshold_for(checkpoint: dict, cfg: PointerConfig) -> float:
     """The keep probability above which decode.keep_skip keeps a frame: the config's
-    decode.keep_threshold when set, else the one training chose on its validation
-    recordings (the checkpoint's 'keep_threshold'), else one half."""
+    decode.keep_threshold when set, else the checkpoint's 'keep_threshold' (what training
+    used; models saved before 4db2359 hold the one their validation chose), else one half."""
     if cfg.decode.keep_threshold is not None:
         return float(cfg.decode.keep_threshold)
     return float(checkpoint.get("keep_threshold", 0.5))
