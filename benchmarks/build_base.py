@@ -8,6 +8,9 @@
    to 200 BPM in 12 keys, the synth's instrument programs, raws of MINUTES low to high)
    kept as float16 raw mels and exact truth under OUT/corpus, no audio. Pairs already
    written with the same settings are kept, so a larger --pairs only adds the rest.
+   With --real-jams N, also N trimmer jams of real music (realmusic.py's, Debian packages,
+   built from --real-seed into the benchmarks' cache outside git): their raw mels and exact
+   truth join the corpus as real_NN. The seeds bench_finetune_real.py holds out are refused.
 2. `editorbot train pointer`'s own code (editorbot.pointer.train.train with a Run) with
    configs/pointer/base.json for at most --max-minutes of wall time, into OUT/model.
 3. --ship: copies OUT/model/best.pt to editorbot/models/base_pointer.pt (refused over
@@ -28,17 +31,50 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from common import OUT
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 MAX_SHIPPED_MB = 20.0
+HELD_OUT_JAM_SEEDS = (0, 1)  # bench_finetune_real.py's --pair-seed runs: never in the base
 
 
 def cpu_s() -> float:
     """CPU seconds of this process and of its finished workers."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def add_real_jams(layout, n: int, seed: int) -> list[str]:
+    """n trimmer jams of real music (realmusic.build_trimmer, cached outside git) in the
+    corpus as real_NN, as write_base_corpus keeps its sessions: the raw's mel in float16 and
+    the exact truth as pointer files, no audio. Jams written before are kept. Their names."""
+    from bench_levels_real import pairs
+
+    from editorbot.base import CORPUS_KIND
+    from editorbot.cache import load_npz, save_npz
+    from editorbot.dataset import write_truth_pointers
+    from editorbot.edits import Edit
+    from editorbot.features import DEFAULT_PARAMS as params
+    from editorbot.precache import mel_for
+
+    names = []
+    for folder, _ in pairs(n, seed)[:n]:
+        name = "real_" + folder.name.removeprefix("trimmer_")
+        names.append(name)
+        if layout.pointer_file(name, "pointers.npy").is_file() and load_npz(layout.features(name, "raw")):
+            continue
+        m = mel_for(folder / "raw.flac", params=params)
+        save_npz(layout.features(name, "raw"), {"kind": CORPUS_KIND, "params": params.as_dict(),
+                                                "source": f"{folder.parent.name}/{folder.name}",
+                                                "source_fingerprint": None}, mel=m.astype(np.float16))
+        edit = Edit.load(folder / "truth.json")
+        write_truth_pointers(layout, name, edit, params.n_frames(int(round(edit.duration_s * params.sr))),
+                             params, raw_frames=m.shape[1])
+    print(f"real music: {len(names)} trimmer jams of seed {seed} ({names[0]} to {names[-1]})", flush=True)
+    return names
 
 
 def main() -> None:
@@ -61,15 +97,24 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
     p.add_argument("--max-minutes", type=float, default=150.0, help="wall time of the pretraining")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
+    p.add_argument("--real-jams", type=int, default=0, help="trimmer jams of real music to add")
+    p.add_argument("--real-seed", type=int, default=2,
+                   help=f"the seed they are built from (not {', '.join(map(str, HELD_OUT_JAM_SEEDS))}: "
+                        "bench_finetune_real.py's)")
     p.add_argument("--ship", action="store_true", help=f"copy best.pt to {BASE_CHECKPOINT}")
     args = p.parse_args()
     out = Path(args.out)
+    if args.real_jams and args.real_seed in HELD_OUT_JAM_SEEDS:
+        raise SystemExit(f"--real-seed {args.real_seed}: bench_finetune_real.py holds out the jams of "
+                         f"seeds {HELD_OUT_JAM_SEEDS}; build the base's from another")
 
     t0, c0 = time.time(), cpu_s()
     layout = write_base_corpus(out / "corpus", pairs=args.pairs, seed=args.seed,
                                minutes=tuple(args.minutes), jobs=args.jobs)
+    real = add_real_jams(layout, args.real_jams, args.real_seed) if args.real_jams else []
     corpus = {"wall_s": time.time() - t0, "cpu_s": cpu_s() - c0, "pairs": args.pairs,
-              "minutes": args.minutes, "seed": args.seed,
+              "minutes": args.minutes, "seed": args.seed, "real_jams": len(real),
+              "real_seed": args.real_seed if real else None,
               "disk_mb": sum(f.stat().st_size for f in (out / "corpus").rglob("*") if f.is_file()) / 2**20}
     print(f"corpus: {args.pairs} pairs in {corpus['wall_s']:.0f} s ({corpus['cpu_s']:.0f} s CPU), "
           f"{corpus['disk_mb']:.0f} MB", flush=True)

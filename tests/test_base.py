@@ -92,3 +92,17 @@ def test_package_data_carries_the_base():
     globs = pyproject["tool"]["setuptools"]["package-data"]["editorbot"]
     relative = BASE_CHECKPOINT.relative_to(REPO / "editorbot").as_posix()
     assert any(fnmatch.fnmatch(relative, g) for g in globs)
+
+
+def test_the_base_build_refuses_the_real_jams_the_benchmark_holds_out(tmp_path):
+    """bench_finetune_real.py scores fine-tunings on the jams of pair seeds 0 and 1: the
+    base may learn from real jams of any other seed, never those."""
+    import subprocess
+    import sys
+
+    for seed in ("0", "1"):
+        done = subprocess.run([sys.executable, "build_base.py", "--out", str(tmp_path / "base"), "--pairs", "1",
+                               "--real-jams", "1", "--real-seed", seed], cwd=REPO / "benchmarks",
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0 and f"--real-seed {seed}: bench_finetune_real.py holds out" in done.stderr
+    assert not (tmp_path / "base").exists()  # refused before anything was written
