@@ -496,6 +496,18 @@ def test_passages_are_kept_whole_where_that_matches_the_editor_better():
     assert choose_keep_plan([mean], [bounds], [kept], snap=10, threshold=0.5, tol=50) == (True, pytest.approx(1.0))
 
 
+def test_a_validation_cut_short_is_compared_with_best_on_the_recordings_it_decoded():
+    """best.pt's validation decoded all four recordings (mean 0.725: two easy, two hard); a
+    later one the deadline stopped after the two easy ones (mean 0.9) is not better, for on
+    those two best.pt scored 0.95; one that does better on them is."""
+    from editorbot.pointer.train import beats_best
+
+    best = [0.95, 0.95, 0.5, 0.5]
+    assert not beats_best([0.9, 0.9], best)
+    assert beats_best([0.96, 0.95], best) and beats_best([0.8, 0.8, 0.8, 0.8], best)
+    assert not beats_best([], best)  # decoded none: chooses nothing
+
+
 def test_validation_past_the_deadline_scores_one_recording_and_decodes_none(corpus):
     """A run's deadline bounds its validation too: past it, the teacher-forced scores stop
     after one recording (val/scored) and decoding stops at once, even inside a recording

@@ -467,6 +467,7 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     metrics["val/scored"] = float(scored)
     if ious:
         metrics["val/iou"] = float(np.mean(ious))
+        metrics["val/iou_each"] = [float(x) for x in ious]  # in `names` order (beats_best)
         metrics["val/duration_ratio"] = float(np.mean(duration_ratios))
         metrics["val/decoded"] = float(len(ious))
     return metrics
@@ -637,12 +638,14 @@ def train(config: PointerConfig, run: Run, *,
     val_seconds = 0.0          # how long the last validation of the final one's kind took
     history: list[dict] = []
     metrics: dict = {}
+    best_each: list[float] = []  # best.pt's validation IoU per recording
     if state is not None:
         net.load_state_dict(state["model_state"])
         opt.load_state_dict(state["optimizer_state"])
         sched.load_state_dict(state["scheduler_state"])
         epoch, step_in_epoch, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
         best, history, metrics = state["best_metric"], state["history"], state["metrics"]
+        best_each = list(state.get("best_iou_each", []))
     use_bf16 = tc.bf16 and ddp.device.type == "cuda"
     writer = None
     if ddp.main:
@@ -672,6 +675,7 @@ def train(config: PointerConfig, run: Run, *,
             keep_threshold=metrics.get("val/keep_threshold", 0.5 if keep_threshold is None else keep_threshold),
             keep_passages=bool(metrics.get("val/keep_passages", keep_passages)),
             epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step, best_metric=best,
+            best_iou_each=best_each,
             select_by=tc.select_by, history=history, world_size=ddp.world, levels=levels,
             init=None if init is None else str(init))
         if with_optimizer:
@@ -758,6 +762,7 @@ def train(config: PointerConfig, run: Run, *,
                     # The final validation decodes whenever any does: only a decoding one's
                     # length is a margin for it (a teacher-forced one takes a fraction).
                     val_seconds = time.time() - val_started
+                each = metrics.pop("val/iou_each", [])
                 metrics["epoch"] = epoch
                 metrics["global_step"] = global_step
                 history.append(metrics)
@@ -770,8 +775,9 @@ def train(config: PointerConfig, run: Run, *,
                 bar.say(f"epoch {epoch}: " + ", ".join(
                     f"{k.removeprefix('val/')} {v:.4g}" for k, v in metrics.items()
                     if k not in ("epoch", "global_step")))
-                if score > best:
-                    best = score
+                if (beats_best(each, best_each) if tc.select_by == "val_iou" and best_each
+                        else score > best):
+                    best, best_each = score, each
                     keep("best.pt")
             elif ddp.main and not val_names:
                 keep("best.pt")
@@ -803,6 +809,14 @@ def train(config: PointerConfig, run: Run, *,
     return TrainResult(save_dir, global_step, list(train_names), list(val_names), time.time() - started,
                        metrics=metrics, history=history, wrote=tuple(sorted(written)),
                        interrupted=interrupted, out_of_time=out_of_time)
+
+
+def beats_best(each: list[float], best_each: list[float]) -> bool:
+    """Whether a validation's decoded IoUs (per recording, in the validation's order) beat
+    best.pt's, compared over the recordings both decoded: a validation the deadline cut
+    short decoded only the first few, and their mean is not the mean over all."""
+    n = min(len(each), len(best_each))
+    return n > 0 and float(np.mean(each[:n])) > float(np.mean(best_each[:n]))
 
 
 def _selection_score(metrics: dict, select_by: str) -> float:
