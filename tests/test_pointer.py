@@ -459,8 +459,33 @@ def test_passages_are_not_kept_whole_where_one_spans_the_editors_cut():
 
     kept = np.r_[np.ones(500), np.zeros(500)]
     mean = np.where(kept > 0, 0.9, 0.1)
-    assert choose_keep_plan([mean], [np.array([250, 750])], [kept], snap=10, threshold=0.5, tol=50) == (
-        False, pytest.approx(1.0))
+    assert choose_keep_plan([mean], [np.array([250, 750])], [kept], snap=10, tol=50) == (
+        False, 0.5, pytest.approx(1.0))
+
+
+def test_the_threshold_leaves_one_half_only_for_a_clear_gain():
+    """A keep head still unsure says 0.42 where the editor kept (0..499) and 0.1 after: at
+    one half it keeps nothing (IoU 0, cut F1 0), at 0.4 (and below, farther from one half)
+    exactly the editor's frames: 0.4 is chosen. A sure head
+    (0.9 / 0.1) matches at every threshold: one half. One whose best threshold gains less
+    than the margin stays at one half too."""
+    from editorbot.pointer.train import THRESHOLD_MARGIN, choose_keep_plan
+
+    kept = np.r_[np.ones(500), np.zeros(500)]
+    none = [np.array([], np.int64)]
+    assert choose_keep_plan([np.where(kept > 0, 0.42, 0.1)], none, [kept], snap=10, tol=50) == (
+        False, 0.4, pytest.approx(1.0))
+    assert choose_keep_plan([np.where(kept > 0, 0.9, 0.1)], none, [kept], snap=10, tol=50)[:2] == (False, 0.5)
+    # 0.48 over 0..499 but 0.52 over its last 10 frames: at one half the plan keeps 490..499
+    # (a short run, merged into its neighbours: nothing), at 0.45 all 500; one recording
+    # of many where every threshold matches dilutes that gain below the margin.
+    unsure = np.r_[np.full(490, 0.48), np.full(10, 0.52), np.full(500, 0.1)]
+    sure = np.where(kept > 0, 0.9, 0.1)
+    gain = choose_keep_plan([unsure], none, [kept], snap=10, tol=50)
+    assert gain[1] != 0.5
+    diluted = choose_keep_plan([unsure] + [sure] * int(2 / THRESHOLD_MARGIN), none * (1 + int(2 / THRESHOLD_MARGIN)),
+                               [kept] * (1 + int(2 / THRESHOLD_MARGIN)), snap=10, tol=50)
+    assert diluted[1] == 0.5
 
 
 def test_the_plan_that_cuts_where_the_editor_did_wins_over_a_slightly_better_iou():
@@ -473,10 +498,10 @@ def test_the_plan_that_cuts_where_the_editor_did_wins_over_a_slightly_better_iou
 
     mean = np.r_[np.full(300, 0.9), np.full(25, 0.2), np.full(175, 0.9), np.full(500, 0.2)]
     kept = np.r_[np.ones(500), np.zeros(500)]
-    per_passage, score = choose_keep_plan([mean], [np.array([540])], [kept], snap=10, threshold=0.5, tol=50)
+    per_passage, _, score = choose_keep_plan([mean], [np.array([540])], [kept], snap=10, tol=50, threshold=0.5)
     assert per_passage and score == pytest.approx((500 / 540 + 1.0) / 2)
-    frames = choose_keep_plan([mean], [np.array([], np.int64)], [kept], snap=10, threshold=0.5, tol=50)
-    assert frames == (False, pytest.approx((0.95 + 0.8) / 2))  # one passage, the whole raw: worse
+    frames = choose_keep_plan([mean], [np.array([], np.int64)], [kept], snap=10, tol=50, threshold=0.5)
+    assert frames == (False, 0.5, pytest.approx((0.95 + 0.8) / 2))  # one passage, the whole raw: worse
 
 
 def test_passages_are_kept_whole_where_that_matches_the_editor_better():
@@ -493,7 +518,7 @@ def test_passages_are_kept_whole_where_that_matches_the_editor_better():
     assert np.allclose(by_passages(mean, bounds), np.r_[np.full(500, 0.84), np.full(200, 0.425), np.full(300, 0.3)])
     assert np.allclose(by_passages(mean, np.array([], np.int64)), mean.mean())  # one passage
     kept = np.r_[np.ones(500), np.zeros(500)]
-    assert choose_keep_plan([mean], [bounds], [kept], snap=10, threshold=0.5, tol=50) == (True, pytest.approx(1.0))
+    assert choose_keep_plan([mean], [bounds], [kept], snap=10, tol=50) == (True, 0.5, pytest.approx(1.0))
 
 
 def test_a_validation_cut_short_is_compared_with_best_on_the_recordings_it_decoded():

@@ -39,10 +39,15 @@ from .infer import DecodeStopped, decode_mel, passage_bounds
 from .model import Encoded, PointerNet, recording_block_means
 
 CHANGE_TOLERANCE_FRAMES = 4  # 50 ms at hop 256 / 22050 Hz
-# decode.keep_skip keeps above one half, the keep head's plain BCE's decision boundary: a
-# threshold chosen on a run's few validation recordings moved 0.3 to 0.7 from one epoch to
-# the next at the same IoU, and scored lower held out (docs/results.md)
+# decode.keep_skip keeps above one half, the keep head's plain BCE's decision boundary,
+# unless another of KEEP_THRESHOLDS matches the validation edits better by more than
+# THRESHOLD_MARGIN: a threshold chosen on a run's few validation recordings by any gain
+# moved 0.3 to 0.7 from one epoch to the next at the same IoU and scored lower held out,
+# while a keep head that is still unsure (probabilities below one half where the editor
+# keeps) needs a lower one (docs/results.md, "How validation plans what to keep")
 KEEP_THRESHOLD = 0.5
+KEEP_THRESHOLDS = (0.5, 0.45, 0.55, 0.4, 0.6, 0.35, 0.65, 0.3, 0.7)  # nearest one half first: it wins ties
+THRESHOLD_MARGIN = 0.05
 LEAVE_ROWS_PER_PASS = 32  # jump distributions over the whole recording computed at once
 # On raws of TRIM_FROM_FRAMES or more (12.7 min at the default grid), the heap's free pages go
 # back to the system every TRIM_EVERY_CHUNKS chunks of jump distributions and after each group:
@@ -325,12 +330,15 @@ def predicted_pointers(net: PointerNet, enc: Encoded, out: dict[str, torch.Tenso
 
 
 def choose_keep_plan(mean_keep: list[np.ndarray], passages: list[np.ndarray], kept: list[np.ndarray],
-                     snap: int, threshold: float, tol: int) -> tuple[bool, float]:
-    """Whether decode.keep_skip plans what to keep frame by frame or by whole passages
-    between the edges of the sound (decode.by_passages), by which of the two plans, at
-    `threshold`, matches the editor better over the recordings: the mean of the plan's
-    kept-raw IoU and of the F1 of its cuts (where its kept stretches start and end, within
-    `tol` frames). Passages only when strictly better.
+                     snap: int, tol: int, threshold: float | None = None) -> tuple[bool, float, float]:
+    """How decode.keep_skip plans what to keep, by how well each plan alone matches the
+    editor over the recordings: the mean of the plan's kept-raw IoU and of the F1 of its
+    cuts (where its kept stretches start and end, within `tol` frames).
+
+    First, frame by frame or by whole passages between the edges of the sound
+    (decode.by_passages), at one half (passages only when strictly better). Then the
+    threshold: one half, unless another of KEEP_THRESHOLDS scores more than
+    THRESHOLD_MARGIN above it (`threshold` given: that one, no choice).
 
     An editor who keeps or drops whole takes and noodles, which start and stop at edges of
     the sound, is matched by passages (on real jams, the noodling after a take is dropped
@@ -345,20 +353,25 @@ def choose_keep_plan(mean_keep: list[np.ndarray], passages: list[np.ndarray], ke
         kept: per recording, (n_raw,) the frames the editor plays (nonzero).
 
     Returns:
-        (per_passage, score): per_passage True for whole passages; score the plan's mean of
-        IoU and cut F1.
+        (per_passage, threshold, score): per_passage True for whole passages; score the
+        plan's mean of IoU and cut F1.
     """
-    best = (False, -1.0)
-    for per_passage in (False, True):
+    def score(per_passage: bool, t: float) -> float:
         scores = []
         for m, bounds, truth in zip(mean_keep, passages, kept):
-            plan = kept_stretches(by_passages(m, bounds) if per_passage else m, threshold, snap)
+            plan = kept_stretches(by_passages(m, bounds) if per_passage else m, t, snap)
             played = np.flatnonzero(truth > 0)
             scores.append((mask_iou(plan, truth > 0) + cut_f1(np.flatnonzero(plan), played, tol)[2]) / 2)
-        score = float(np.mean(scores)) if scores else 0.0
-        if score > best[1]:
-            best = (per_passage, score)
-    return best
+        return float(np.mean(scores)) if scores else 0.0
+
+    first = KEEP_THRESHOLD if threshold is None else threshold
+    per_passage = score(True, first) > score(False, first)
+    if threshold is not None:
+        return per_passage, threshold, score(per_passage, threshold)
+    at = {t: score(per_passage, t) for t in KEEP_THRESHOLDS}
+    best = max(at, key=at.get)
+    chosen = best if at[best] > at[KEEP_THRESHOLD] + THRESHOLD_MARGIN else KEEP_THRESHOLD
+    return per_passage, chosen, at[chosen]
 
 
 def _to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
@@ -380,9 +393,9 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     plays on scores 0.
 
     With a keep head it also chooses how decode.keep_skip plans what to keep (see
-    choose_keep_plan), at decode.keep_threshold or else one half (val/keep_threshold):
-    val/keep_passages (1: by whole passages, 0: frame by frame) and val/keep_plan (how well
-    that plan alone matches the editor); the decoded edits use them.
+    choose_keep_plan): val/keep_passages (1: by whole passages, 0: frame by frame),
+    val/keep_threshold (decode.keep_threshold when set) and val/keep_plan (how well that
+    plan alone matches the editor); the decoded edits use them.
 
     Both stop at `until` (time.time(), the run's deadline): the losses and accuracies after
     at least one recording, over the recordings scored by then (val/scored their number; the
@@ -442,8 +455,9 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     threshold = KEEP_THRESHOLD if cfg.decode.keep_threshold is None else cfg.decode.keep_threshold
     per_passage = False
     if mean_keep:
-        per_passage, plan_score = choose_keep_plan(mean_keep, list(passages.values()), kept, snap, threshold,
-                                                   tol=int(round(DEFAULT_BEAT_PERIOD_S * fps)))
+        per_passage, threshold, plan_score = choose_keep_plan(
+            mean_keep, list(passages.values()), kept, snap, tol=int(round(DEFAULT_BEAT_PERIOD_S * fps)),
+            threshold=cfg.decode.keep_threshold)
         metrics = {"val/keep_passages": float(per_passage), "val/keep_threshold": threshold,
                    "val/keep_plan": plan_score}
     for name in names if decode else []:
