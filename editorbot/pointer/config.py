@@ -292,7 +292,8 @@ class DecodeConfig:
         others; the model's own heads place each cut within keep_snap_s seconds of where
         a kept stretch ends or starts (see decode.decode_pointers).
     keep_threshold: the keep probability keep_skip keeps above; None: the one stored in
-        the checkpoint (one half since training stopped choosing it), else one half.
+        the checkpoint (validation's choice: one half unless another is clearly better),
+        else one half. Set for training, validation keeps it as it is.
     keep_snap_s: see keep_skip.
     """
 
