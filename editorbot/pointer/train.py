@@ -9,6 +9,7 @@ short schedule, after the keep pretraining every new run has).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import sys
@@ -356,12 +357,16 @@ def choose_keep_plan(mean_keep: list[np.ndarray], passages: list[np.ndarray], ke
         (per_passage, threshold, score): per_passage True for whole passages; score the
         plan's mean of IoU and cut F1.
     """
+    truths = [truth > 0 for truth in kept]
+    played = [np.flatnonzero(truth) for truth in truths]
+    means = {False: mean_keep, True: [by_passages(m, b) for m, b in zip(mean_keep, passages)]}
+
+    @functools.cache
     def score(per_passage: bool, t: float) -> float:
         scores = []
-        for m, bounds, truth in zip(mean_keep, passages, kept):
-            plan = kept_stretches(by_passages(m, bounds) if per_passage else m, t, snap)
-            played = np.flatnonzero(truth > 0)
-            scores.append((mask_iou(plan, truth > 0) + cut_f1(np.flatnonzero(plan), played, tol)[2]) / 2)
+        for m, truth, frames in zip(means[per_passage], truths, played):
+            plan = kept_stretches(m, t, snap)
+            scores.append((mask_iou(plan, truth) + cut_f1(np.flatnonzero(plan), frames, tol)[2]) / 2)
         return float(np.mean(scores)) if scores else 0.0
 
     first = KEEP_THRESHOLD if threshold is None else threshold
@@ -686,7 +691,7 @@ def train(config: PointerConfig, run: Run, *,
             "pointer", config=to_dict(config), params=data.params, split=(train_names, val_names),
             step=global_step, metrics=metrics, model_state=net.state_dict(),
             stems_backend=data.stems_backend, keep_ratio=keep_ratio, jumps_back=jumps_back,
-            keep_threshold=metrics.get("val/keep_threshold", 0.5 if keep_threshold is None else keep_threshold),
+            keep_threshold=metrics.get("val/keep_threshold", KEEP_THRESHOLD if keep_threshold is None else keep_threshold),
             keep_passages=bool(metrics.get("val/keep_passages", keep_passages)),
             epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step, best_metric=best,
             best_iou_each=best_each,
