@@ -31,8 +31,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from common import OUT
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,9 +51,8 @@ def add_real_jams(layout, n: int, seed: int) -> list[str]:
     the exact truth as pointer files, no audio. Jams written before are kept. Their names."""
     from bench_levels_real import pairs
 
-    from editorbot.base import CORPUS_KIND
-    from editorbot.cache import load_npz, save_npz
-    from editorbot.dataset import write_truth_pointers
+    from editorbot.base import store_pair
+    from editorbot.cache import load_npz
     from editorbot.edits import Edit
     from editorbot.features import DEFAULT_PARAMS as params
     from editorbot.precache import mel_for
@@ -66,13 +63,10 @@ def add_real_jams(layout, n: int, seed: int) -> list[str]:
         names.append(name)
         if layout.pointer_file(name, "pointers.npy").is_file() and load_npz(layout.features(name, "raw")):
             continue
-        m = mel_for(folder / "raw.flac", params=params)
-        save_npz(layout.features(name, "raw"), {"kind": CORPUS_KIND, "params": params.as_dict(),
-                                                "source": f"{folder.parent.name}/{folder.name}",
-                                                "source_fingerprint": None}, mel=m.astype(np.float16))
         edit = Edit.load(folder / "truth.json")
-        write_truth_pointers(layout, name, edit, params.n_frames(int(round(edit.duration_s * params.sr))),
-                             params, raw_frames=m.shape[1])
+        store_pair(layout, name, mel_for(folder / "raw.flac", params=params), edit,
+                   params.n_frames(int(round(edit.duration_s * params.sr))),
+                   source=f"{folder.parent.name}/{folder.name}")
     print(f"real music: {len(names)} trimmer jams of seed {seed} ({names[0]} to {names[-1]})", flush=True)
     return names
 

@@ -19,11 +19,12 @@ from .cache import atomic_write_text, load_npz, save_npz
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import to_dict
 from .errors import UserError
-from .features import DEFAULT_PARAMS, mel
+from .features import DEFAULT_PARAMS, FeatureParams, mel
 from .jobs import run_jobs
 from .layout import Layout
 
 if TYPE_CHECKING:  # the synth imports audio and instrument code; base_checkpoint() needs none
+    from .edits import Edit
     from .synth.config import SynthConfig
 
 BASE_CHECKPOINT = Path(__file__).resolve().parent / "models" / "base_pointer.pt"
@@ -83,7 +84,6 @@ def _write_pair(task: _PairTask) -> str:
     """Plan and render one session, keep its raw mel (float16) and the truth; no audio."""
     import soxr
 
-    from .dataset import write_truth_pointers
     from .synth.compose import perform
     from .synth.corpus import plan_pair, truth_json
     from .synth.instruments import render_mix
@@ -102,16 +102,25 @@ def _write_pair(task: _PairTask) -> str:
     mono = raw.mean(axis=1, dtype=np.float32)
     y = mono if config.raw_sr == params.sr else soxr.resample(mono, config.raw_sr, params.sr, quality="HQ")
     m = mel(y.astype(np.float32, copy=False), params)
-    save_npz(layout.features(pp.name, "raw"), {"kind": CORPUS_KIND, "params": params.as_dict(),
-                                               "source": pp.name, "source_fingerprint": None},
-             mel=m.astype(np.float16))
     edit_samples = int(round(pp.edit.duration_s * config.raw_sr))
     n_edit_frames = params.n_frames(int(np.ceil(edit_samples * params.sr / config.raw_sr)))
-    write_truth_pointers(layout, pp.name, pp.edit, n_edit_frames, params, raw_frames=m.shape[1])
+    store_pair(layout, pp.name, m, pp.edit, n_edit_frames, source=pp.name)
     # Written last: its presence says the pair is whole.
     truth = truth_json(pp, config, "none", [], config.raw_sr, 0.0)
     atomic_write_text(truth_path, json.dumps(truth))
     return pp.name
+
+
+def store_pair(layout: Layout, name: str, raw_mel: np.ndarray, edit: Edit, n_edit_frames: int, *,
+               source: str, params: FeatureParams = DEFAULT_PARAMS) -> None:
+    """Keep one corpus pair without audio: the raw's mel in float16 (a CORPUS_KIND cache
+    record) and the edit's exact truth as pointer files (dataset.write_truth_pointers)."""
+    from .dataset import write_truth_pointers
+
+    save_npz(layout.features(name, "raw"), {"kind": CORPUS_KIND, "params": params.as_dict(),
+                                            "source": source, "source_fingerprint": None},
+             mel=raw_mel.astype(np.float16))
+    write_truth_pointers(layout, name, edit, n_edit_frames, params, raw_frames=raw_mel.shape[1])
 
 
 def _complete(layout: Layout, name: str, truth_path: Path, config: SynthConfig, minutes: float) -> bool:
