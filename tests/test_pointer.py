@@ -554,6 +554,36 @@ def test_validation_past_the_deadline_scores_one_recording_and_decodes_none(corp
     assert full["val/scored"] == len(names) == full["val/decoded"] == 4
 
 
+def test_validation_scores_the_decoded_edits_cuts_within_a_beat(corpus, monkeypatch):
+    """val/cut_f1: an edit that plays the editor's own frames scores 1; the same edit moved
+    0.3 s later in the raw still scores 1 (within a beat, though its IoU falls); moved 1 s
+    earlier, every cut misses (the toy editor keeps nothing of the first 2 s)."""
+    from editorbot.pointer import train as pointer_train
+    from editorbot.pointer.decode import Decoded
+
+    cfg = tiny_config()
+    data = PointerData(corpus.cache_dir, corpus.pointer_dir)
+    net = PointerNet(cfg.model).eval()
+    names = sorted(data.names)
+    shift = [0]
+
+    def truth(net, cfg, mel, **kw):
+        p = np.load(corpus.pointer_file(names[0], "pointers.npy"))
+        p = p + shift[0]
+        p = p[p < mel.shape[1]]  # a segment moved into the raw's end ends there
+        return Decoded(p, np.ones(len(p), np.float32), np.full(len(p), -1), True)
+
+    monkeypatch.setattr(pointer_train, "decode_mel", truth)
+    exact = pointer_train.validate(net, data, names[:1], cfg, torch.device("cpu"), keep_ratio=0.5, decode=True)
+    assert exact["val/iou"] == pytest.approx(1.0) and exact["val/cut_f1"] == pytest.approx(1.0)
+    shift[0] = int(round(0.3 * data.params.frames_per_s))
+    near = pointer_train.validate(net, data, names[:1], cfg, torch.device("cpu"), keep_ratio=0.5, decode=True)
+    assert near["val/cut_f1"] == pytest.approx(1.0) and near["val/iou"] < 0.99
+    shift[0] = -int(round(1.0 * data.params.frames_per_s))
+    early = pointer_train.validate(net, data, names[:1], cfg, torch.device("cpu"), keep_ratio=0.5, decode=True)
+    assert early["val/cut_f1"] == 0.0
+
+
 def test_keep_threshold_comes_from_the_config_then_the_checkpoint():
     from editorbot.pointer.config import PointerConfig
     from editorbot.pointer.infer import keep_threshold_for

@@ -407,6 +407,7 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     next is not started when, at the pace of the ones before, it would end past `until`);
     the decoded edits at once, even inside a recording (decoding a long raw's edit can take
     minutes), val/iou over those decoded whole by then (val/decoded; none: no val/iou).
+    Beside it val/cut_f1: the decoded edits' cuts within a beat of the editor's.
     """
     net.eval()
     fps = data.params.frames_per_s
@@ -416,7 +417,8 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
     hit = total = change_hit = change_total = 0
-    ious, duration_ratios = [], []
+    ious, cut_f1s, duration_ratios = [], [], []
+    beat = int(round(DEFAULT_BEAT_PERIOD_S * fps))
     scored = 0
     started, steps_scored = time.time(), 0
     for name in names:
@@ -461,7 +463,7 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     per_passage = False
     if mean_keep:
         per_passage, threshold, plan_score = choose_keep_plan(
-            mean_keep, list(passages.values()), kept, snap, tol=int(round(DEFAULT_BEAT_PERIOD_S * fps)),
+            mean_keep, list(passages.values()), kept, snap, tol=beat,
             threshold=cfg.decode.keep_threshold)
         metrics = {"val/keep_passages": float(per_passage), "val/keep_threshold": threshold,
                    "val/keep_plan": plan_score}
@@ -477,6 +479,7 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
         except DecodeStopped:  # a long raw's edit takes minutes: the deadline comes first
             break
         ious.append(kept_iou(decoded.pointers, rec.pointers, rec.n_raw))
+        cut_f1s.append(cut_f1(decoded.pointers, rec.pointers, beat)[2])
         duration_ratios.append(len(decoded.pointers) / len(rec.pointers))
     means = {k: v / max(counts[k], 1) for k, v in sums.items()}
     metrics |= {f"val/{k}": v for k, v in means.items()}
@@ -486,6 +489,7 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     metrics["val/scored"] = float(scored)
     if ious:
         metrics["val/iou"] = float(np.mean(ious))
+        metrics["val/cut_f1"] = float(np.mean(cut_f1s))
         metrics["val/iou_each"] = [float(x) for x in ious]  # in `names` order (beats_best)
         metrics["val/duration_ratio"] = float(np.mean(duration_ratios))
         metrics["val/decoded"] = float(len(ious))
