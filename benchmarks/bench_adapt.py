@@ -6,7 +6,11 @@
 For each persona (one held out of pretraining: highlights, solo_cutter, last_take):
 1. A synthetic corpus of --pairs training pairs and --test-pairs held-out pairs of another
    seed, with audio and exact truth pointers (bench_pointer.prepare_corpus); the first N of
-   the training pairs for each N of --curve.
+   the training pairs for each N of --curve. In last_take's sessions every finished song
+   is played again (RETAKE_PROB; the generator's default is never): a song played once
+   has no other take, and its last full take is what a trimmer keeps too. Its songs are
+   long (jams with long solos): two full takes of one need raws of about 10 minutes
+   (--minutes 10: 15 of the 20 training sessions and 6 of the 8 held-out ones hold one).
 2. Two `editorbot train pointer` runs on those N pairs, started at once, each with the same
    --max-minutes of wall time, configs/pointer/cpu.json (the base's model settings) and
    train.val_fraction 0.2 (a fifth of the N pairs chooses best.pt) and --epochs 1000 (the
@@ -33,6 +37,11 @@ from common import OUT
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+# The chance that a session plays a finished song again in full, per persona (others: never).
+# The base's corpus replays about one song in seven (editorbot.base), and its trimmer keeps
+# both takes: an editor who keeps only the last differs only where songs are played twice.
+RETAKE_PROB = {"last_take": 1.0}
 
 
 def subset(layout, names: list[str], out: Path):
@@ -106,10 +115,11 @@ def main() -> None:
     summary: dict = {"runs": earlier.get("runs", {})}
     for persona in args.persona:
         root = out / persona
+        retake = RETAKE_PROB.get(persona, 0.0)
         train_layout = prepare_corpus(root / "train", pairs=args.pairs, seed=2601, minutes=args.minutes,
-                                      persona=persona, jobs=args.jobs)
+                                      persona=persona, jobs=args.jobs, retake_prob=retake)
         test_layout = prepare_corpus(root / "test", pairs=args.test_pairs, seed=3601, minutes=args.minutes,
-                                     persona=persona, jobs=args.jobs)
+                                     persona=persona, jobs=args.jobs, retake_prob=retake)
         names = sorted(f.name[:-len("_pointers.npy")] for f in train_layout.pointer_dir.glob("*_pointers.npy"))
         for n in args.curve:
             layout = subset(train_layout, names[:n], root / f"train_{n}")

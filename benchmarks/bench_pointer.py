@@ -32,6 +32,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,21 +42,26 @@ sys.path.insert(0, str(REPO))
 
 
 def prepare_corpus(out: Path, *, pairs: int, seed: int, minutes: float, persona: str,
-                   jobs: int = 1) -> "Layout":
-    """A synthetic corpus with cached raw mels and truth pointers (+ ops) per pair."""
+                   jobs: int = 1, retake_prob: float = 0.0) -> "Layout":
+    """A synthetic corpus with cached raw mels and truth pointers (+ ops) per pair;
+    retake_prob: the sessions' chance that a finished song is played again in full."""
     from editorbot.edits import Edit, ops_from_pointers, segments_to_pointers
     from editorbot.features import DEFAULT_PARAMS
     from editorbot.layout import Layout
     from editorbot.precache import mel_for
-    from editorbot.synth import write_corpus
+    from editorbot.synth import SynthConfig, write_corpus
 
     layout = Layout(out / "training_data", out / "cache")
     done = out / "corpus.json"
     want = {"pairs": pairs, "seed": seed, "minutes": minutes, "persona": persona}
+    config = SynthConfig()
+    if retake_prob:  # corpora without retakes keep the record (and pairs) they had
+        want["retake_prob"] = retake_prob
+        config = replace(config, session=replace(config.session, retake_prob=retake_prob))
     if done.is_file() and json.loads(done.read_text()) == want:
         return layout
     names = write_corpus(layout.data_dir, pairs=pairs, seed=seed, minutes=minutes, persona=persona,
-                         mastering="mild", write_unmastered=False, jobs=jobs)
+                         mastering="mild", write_unmastered=False, jobs=jobs, config=config)
     fps = DEFAULT_PARAMS.frames_per_s
     layout.pointer_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
