@@ -83,18 +83,24 @@ def from_dict(cls: type[T], data: dict, *, where: str = "config", saved: bool = 
     if unknown:
         raise UserError(f"{where}: unknown key '{unknown[0]}' for {cls.__name__}; "
                         f"known keys: {', '.join(sorted(names))}")
-    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}", saved) for k, v in data.items()}
+    kwargs = {k: _coerce(hints[k], v, _at(where, k), saved) for k, v in data.items()}
     for key, allowed in getattr(cls, "LIMITS", {}).items():
         value = kwargs.get(key)
         if isinstance(value, (int, float)) and value not in allowed:
-            raise UserError(f"{where}.{key} = {value!r}: must be {allowed}")
+            raise UserError(f"{_at(where, key)} = {value!r}: must be {allowed}")
     obj = cls(**kwargs)
     if hasattr(obj, "check"):
         try:
             obj.check()
         except Invalid as bad:
-            raise UserError(f"{where}.{bad.key} = {bad.value!r}: must be {bad.allowed}") from None
+            raise UserError(f"{_at(where, bad.key)} = {bad.value!r}: must be {bad.allowed}") from None
     return obj
+
+
+def _at(where: str, key: str) -> str:
+    """A setting's place in an error: the source, then its key path ('cpu.json + --set:
+    train.lr'; 'checkpoint config: model.d_model')."""
+    return f"{where}.{key}" if ": " in where else f"{where}: {key}"
 
 
 def _coerce(tp: Any, value: Any, where: str, saved: bool = False) -> Any:

@@ -96,6 +96,14 @@ def test_config_errors_name_the_key(tmp_path, content, words):
     assert str(path) in str(err.value)
 
 
+def test_config_error_names_the_source_then_the_key_path(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"epochs": 3}))
+    with pytest.raises(UserError) as err:
+        config.load(Outer, path, ["model.lr=fast"])
+    assert str(err.value).startswith(f"{path} + --set: model.lr: expected float")
+
+
 def test_config_override_with_unknown_key_is_an_error():
     with pytest.raises(UserError, match="unknown key 'layerz'"):
         config.load(Outer, None, ["model.layerz=3"])
