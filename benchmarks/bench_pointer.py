@@ -126,7 +126,7 @@ def bench_train(args: argparse.Namespace) -> dict:
     print(f"held-out kept-raw IoU {iou:.3f}, cut F1 within a beat {f1:.3f} on {args.test_pairs} "
           "recordings never seen in training or validation")
     return {"val_delta_accuracy": best["val_delta_accuracy"], "held_out_iou": iou, "held_out_cut_f1": f1,
-            "train_s": train_s, "steps": result.global_step}
+            "train_s": train_s, "steps": result.steps}
 
 
 def bench_stems(args: argparse.Namespace) -> dict:
