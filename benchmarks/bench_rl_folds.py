@@ -3,14 +3,14 @@ behavioral-cloning checkpoint it starts from, fold by fold, for two seeds?
 
     nice -n 10 .venv/bin/python benchmarks/bench_rl_folds.py [--pairs 15] [--minutes 1.5] \\
         [--corpus-seed 21] [--folds 5] [--seeds 0,1] [--bc-epochs 60] [--updates 50] \\
-        [--config configs/rl/small.json] [--set KEY=VALUE] [--run-name ppo]
+        [--config configs/rl/small.json] [--set KEY=VALUE] [--run-name ppo] [--label-grid tracker]
 
 1. Corpus, reused under benchmarks/out/rl_folds/ while its settings match: `editorbot synth`
    trimmer pairs with exact truth, the truth written as pointer files
    (supervised.toy.write_corpus_pointers, the layout `editorbot prepare` writes), the raw
    mels (`editorbot features`) and `editorbot bc-labels --grid tracker`: the labels on the
    beat tracker's grid, the one `editorbot edit` uses, so that training sees the grid of
-   edit time.
+   edit time (--label-grid truth: on the truth's beats, a corpus of its own).
 2. For each seed and fold (recording i held out in fold i mod FOLDS): the BC start, a
    `train` run of --bc-epochs of cloning and no PPO (reused while its settings match), then
    a second run that resumes it for --updates PPO updates (BC loss mixed in at
@@ -66,6 +66,8 @@ def corpus(root: Path, args) -> dict[str, float]:
     data, cache, labels, marker = root / "training_data", root / "cache", root / "bc.npz", root / "corpus.json"
     stamp = {"pairs": args.pairs, "minutes": args.minutes, "seed": args.corpus_seed, "persona": "trimmer",
              "config": Path(args.config).read_text()}
+    if args.label_grid != "tracker":  # corpora labelled on the tracker's grid keep their record
+        stamp["label_grid"] = args.label_grid
     if marker.is_file() and json.loads(marker.read_text()) == stamp and labels.is_file():
         return {}
     seconds = {"synth": cli("synth", "--out", data, "--pairs", args.pairs, "--minutes", args.minutes,
@@ -74,7 +76,7 @@ def corpus(root: Path, args) -> dict[str, float]:
     write_corpus_pointers(data)
     seconds["features"] = cli("features", "--data-dir", data, "--cache-dir", cache)
     seconds["bc-labels"] = cli("bc-labels", "--data-dir", data, "--cache-dir", cache, "--out", labels,
-                               "--grid", "tracker", "--config", args.config)
+                               "--grid", args.label_grid, "--config", args.config)
     marker.write_text(json.dumps(stamp))
     return seconds
 
@@ -151,13 +153,17 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of the PPO runs, e.g. --set ppo.learning_rate=1e-4")
     p.add_argument("--run-name", default="ppo", help="the PPO runs' folders: RUN_NAME_seedS_foldK")
+    p.add_argument("--label-grid", choices=("tracker", "truth"), default="tracker",
+                   help="the beat grid the training labels are on (validation and the scores stay "
+                        "on the tracker's, as at edit time)")
     p.add_argument("--out", type=Path, default=OUT / "rl_folds")
     args = p.parse_args()
     seeds = [int(x) for x in args.seeds.split(",") if x]
     only = [int(x) for x in args.only_folds.split(",") if x]
     torch.set_num_threads(1)
     started, load0 = time.perf_counter(), os.getloadavg()
-    root = args.out / f"trimmer_{args.pairs}x{args.minutes:g}min_seed{args.corpus_seed}"
+    root = args.out / (f"trimmer_{args.pairs}x{args.minutes:g}min_seed{args.corpus_seed}"
+                       + ("" if args.label_grid == "tracker" else f"_{args.label_grid}_grid"))
     root.mkdir(parents=True, exist_ok=True)
     made = corpus(root, args)
     if made:
