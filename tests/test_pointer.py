@@ -38,7 +38,7 @@ TINY = ["model.d_model=16", "model.n_heads=2", "model.n_layers=1", "model.n_glob
         "model.decoder_layers=1", "model.max_delta=8", "model.n_jump_buckets=6",
         "model.ff_mult=1", "train.batch_size=2", "train.random_steps=32", "train.context_steps=2",
         "train.warmup_steps=1", "train.val_decode_every=0", "train.select_by=val_loss",
-        "train.keep_pretrain_steps=0"]
+        "train.keep_pretrain_steps=0", "train.structure_keep_steps=0"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -582,6 +582,38 @@ def test_validation_scores_the_decoded_edits_cuts_within_a_beat(corpus, monkeypa
     shift[0] = -int(round(1.0 * data.params.frames_per_s))
     early = pointer_train.validate(net, data, names[:1], cfg, torch.device("cpu"), keep_ratio=0.5, decode=True)
     assert early["val/cut_f1"] == 0.0
+
+
+@pytest.mark.parametrize("structure_wins", [True, False])
+def test_validation_adds_the_structure_keep_logit_only_where_its_plan_matches_better(
+        corpus, monkeypatch, structure_wins):
+    """choose_keep_plan scores each keep logit's plan; the structure keep GRU's, added to
+    the model's, is taken only when strictly better: the edits are then decoded with it
+    (keep_source 'model+structure'), and the model goes back to its own for training."""
+    from editorbot.pointer import train as pointer_train
+    from editorbot.pointer.decode import Decoded
+
+    cfg = tiny_config("train.structure_keep_steps=1", "decode.keep_veto_s=1.0")
+    data = PointerData(corpus.cache_dir, corpus.pointer_dir)
+    net = PointerNet(cfg.model).eval()
+    names = sorted(data.names)[:2]
+    scores = iter([0.5, 0.7 if structure_wins else 0.5])  # the model's plan, then with structure
+    sources = []
+
+    def plan(mean_keep, passages, kept, snap, tol, threshold=None):
+        return False, 0.5, next(scores)
+
+    def decode(net, cfg, mel, **kw):
+        sources.append(net.keep_source)
+        return Decoded(np.arange(10), np.ones(10, np.float32), np.full(10, -1), True)
+
+    monkeypatch.setattr(pointer_train, "choose_keep_plan", plan)
+    monkeypatch.setattr(pointer_train, "decode_mel", decode)
+    metrics = pointer_train.validate(net, data, names, cfg, torch.device("cpu"), keep_ratio=0.5, decode=True)
+    want = "model+structure" if structure_wins else "model"
+    assert metrics["val/keep_source"] == float(structure_wins)
+    assert metrics["val/keep_plan"] == (0.7 if structure_wins else 0.5)
+    assert sources == [want, want] and net.keep_source == "model"
 
 
 def test_keep_threshold_comes_from_the_config_then_the_checkpoint():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from editorbot.features import FeatureParams
 from editorbot.pointer.config import ModelConfig, TrainConfig
 from editorbot.pointer.data import StepRecording
 from editorbot.pointer.model import PointerNet, recording_block_means
@@ -115,7 +116,7 @@ def _pretrained(steps: int, deadline: float = math.inf) -> tuple[PointerNet, int
     before = copy.deepcopy(model)
     rng = np.random.default_rng(0)
     data = _Blocks([_recording(rng) for _ in range(32)])
-    tc = TrainConfig(lr=1e-2, keep_pretrain_steps=steps, keep_pretrain_batch=8)
+    tc = TrainConfig(lr=1e-2, keep_pretrain_steps=steps, keep_pretrain_batch=8, structure_keep_steps=0)
     taken = pretrain_section_keep(model, data, list(data.mels), tc, torch.device("cpu"),
                                   deadline=deadline, progress=False)
     return model, taken, before
@@ -256,3 +257,66 @@ def test_validation_starts_no_recording_that_would_end_past_the_deadline(tmp_pat
     everything = pointer_train.validate(net, data, sorted(data.names), cfg, torch.device("cpu"), keep_ratio=0.5,
                                         decode=False, until=time.time() + 60)
     assert everything["val/scored"] == 3
+
+
+def _last_take_recording(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sections of three parts in random order, each part a new random sound in every
+    recording, so that no sound can be learnt: the editor keeps the last take of each part
+    and drops the takes before it. Returns the mel, the keep label of each frame and a
+    mask of all frames."""
+    from .test_pointer_structure import _again, _part
+
+    parts = [_part(rng, 6) for _ in range(3)]
+    order = rng.integers(0, 3, 8)
+    mel = np.concatenate([_again(parts[p], rng) for p in order], axis=1).astype(np.float32)
+    last = [int(p) not in order[i + 1:] for i, p in enumerate(order)]
+    keep = np.repeat(np.array(last, np.float32), mel.shape[1] // len(order))
+    return torch.from_numpy(mel), torch.from_numpy(keep), torch.ones(len(keep), dtype=torch.bool)
+
+
+def test_the_structure_keep_gru_learns_the_last_take_from_where_each_moment_sits():
+    """Pretrained alone (train.structure_keep_steps), it follows an editor who keeps each
+    part's last take on recordings it never saw, and nothing else in the model moves."""
+    from .test_pointer_structure import BLOCK as SBLOCK, GAP, N_MELS as SMELS, SMOOTH
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_mels=SMELS, d_model=16, n_heads=2, n_layers=1, n_global=4, max_delta=4,
+                      n_jump_buckets=4, section_context=8, section_block=SBLOCK, repeat_context=False,
+                      repeat_block=SBLOCK, repeat_min_lag=2 * SBLOCK, repeat_max_lag=48 * SBLOCK,
+                      repeat_smooth=SMOOTH, structure_gap=GAP, structure_keep=16)
+    model = PointerNet(cfg)
+    before = copy.deepcopy(model)
+    rng = np.random.default_rng(0)
+    data = _Blocks([_last_take_recording(rng) for _ in range(16)])
+    tc = TrainConfig(keep_pretrain_steps=0, structure_keep_steps=300, structure_keep_lr=1e-2,
+                     keep_pretrain_batch=8)
+    assert pretrain_section_keep(model, data, list(data.mels), tc, torch.device("cpu"), progress=False) == 300
+    model.eval()
+    mel, keep, _ = map(torch.stack, zip(*[_last_take_recording(np.random.default_rng(99 + i)) for i in range(8)]))
+    lengths = torch.full((8,), mel.shape[2])
+    with torch.no_grad():
+        enc = model.encode(mel, lengths)
+        model.keep_source = "model+structure"
+        chosen = model.encode(mel, lengths)
+    accuracy = float(((enc.keep_structure > 0) == (keep > 0.5)).float().mean())
+    assert accuracy > 0.9, accuracy
+    torch.testing.assert_close(chosen.keep, enc.keep + enc.keep_structure)  # the logit that plans
+    moved = ("structure_keep_in.", "structure_keep_gru.", "structure_keep_out.")
+    for (name, p), q in zip(model.named_parameters(), before.parameters()):
+        assert torch.equal(p, q) != name.startswith(moved), name
+
+
+def test_a_checkpoint_from_before_the_structure_keep_gru_loads_with_the_models_own_keep(tmp_path):
+    from editorbot.pointer.infer import load_model
+
+    cfg = ModelConfig(n_mels=N_MELS, d_model=16, n_heads=2, n_layers=1, n_global=4, max_delta=4,
+                      n_jump_buckets=4, section_context=8, section_block=BLOCK)
+    old = {k: v for k, v in PointerNet(cfg).state_dict().items() if not k.startswith("structure_keep_")}
+    checkpoint = {"kind": "pointer", "config": {"model": {"n_mels": N_MELS, "d_model": 16, "n_heads": 2,
+                  "n_layers": 1, "n_global": 4, "max_delta": 4, "n_jump_buckets": 4, "section_context": 8,
+                  "section_block": BLOCK}}, "feature_params": FeatureParams().as_dict(), "model_state": old}
+    model, _, _ = load_model(checkpoint)
+    assert model.keep_source == "model" and model.structure_keep_gru is not None
+    assert not model.structure_keep_out.weight.any()  # fresh: says nothing until trained
+    model, _, _ = load_model({**checkpoint, "keep_source": "model+structure"})
+    assert model.keep_source == "model+structure"

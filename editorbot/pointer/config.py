@@ -66,6 +66,15 @@ class ModelConfig:
     section_block: frames per step of the section GRU (32 = 0.37 s at the default grid).
         96 (1.1 s) costs a quarter as much and scored as 32 did; the frame-level keep head
         and the cut placement are not held to its blocks.
+    structure_keep: width of a second bidirectional GRU over the same blocks that reads only
+        the repeat and structure channels (not the mel) and gives a keep logit of its own
+        (0 = off; needs keep_head and repeat or structure context). From a few pairs, a keep
+        head that hears the mel learns the recordings by heart; one that reads where each
+        moment sits in its song (other takes before and after, quiet around it) cannot, and
+        follows an editor who decides by that (the last take of each song). Trained apart,
+        before the whole model (train.structure_keep_steps); validation chooses whether its
+        logit is added to the model's own where the edit is planned (the checkpoint's
+        keep_source: 'model' or 'model+structure').
     """
 
     n_mels: int = 128
@@ -94,6 +103,7 @@ class ModelConfig:
     structure_gap: int = 41
     section_context: int = 32
     section_block: int = 96
+    structure_keep: int = 32
 
     LIMITS: ClassVar[dict[str, Range]] = {
         "n_mels": AT_LEAST_1, "d_model": AT_LEAST_1, "n_heads": AT_LEAST_1, "n_layers": AT_LEAST_1,
@@ -102,7 +112,8 @@ class ModelConfig:
         "decoder_layers": AT_LEAST_1, "dropout": DROPOUT, "repeat_block": AT_LEAST_1,
         "repeat_min_lag": AT_LEAST_1, "repeat_max_lag": AT_LEAST_1, "repeat_smooth": AT_LEAST_1,
         "structure_threshold": Range(-1, 1), "structure_gap": NON_NEGATIVE,
-        "section_context": NON_NEGATIVE, "section_block": AT_LEAST_1}
+        "section_context": NON_NEGATIVE, "section_block": AT_LEAST_1,
+        "structure_keep": NON_NEGATIVE}
 
     def check(self) -> None:
         if self.d_model % self.n_heads:
@@ -211,6 +222,9 @@ class TrainConfig:
         and it sees many recordings per step, where the whole model sees batch_size.
         Counts towards max_minutes; a run started with --init has it too (a resumed one not).
     keep_pretrain_batch: recordings per step of that pretraining.
+    structure_keep_steps, structure_keep_lr: steps and rate of the structure keep GRU's
+        training (model.structure_keep), before the section GRU's, in the same way; it
+        trains nowhere else. Its steps are cheaper still (13 channels a block).
     finetune: the rate and schedule of a run started from a model's weights (--init)
         instead of lr, warmup_steps and epochs (FinetuneConfig).
     """
@@ -245,6 +259,8 @@ class TrainConfig:
     log_every: int = 10
     keep_pretrain_steps: int = 300
     keep_pretrain_batch: int = 8
+    structure_keep_steps: int = 600
+    structure_keep_lr: float = 3e-3
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
@@ -258,7 +274,8 @@ class TrainConfig:
         "op_weight": NON_NEGATIVE, "keep_weight": NON_NEGATIVE, "jump_sigma_frames": NON_NEGATIVE,
         "val_every": AT_LEAST_1, "val_decode_every": NON_NEGATIVE,
         "max_cached_recordings": AT_LEAST_1, "log_every": AT_LEAST_1,
-        "keep_pretrain_steps": NON_NEGATIVE, "keep_pretrain_batch": AT_LEAST_1}
+        "keep_pretrain_steps": NON_NEGATIVE, "keep_pretrain_batch": AT_LEAST_1,
+        "structure_keep_steps": NON_NEGATIVE, "structure_keep_lr": POSITIVE}
     # Settings of earlier versions (most now the run's flags): dropped when a checkpoint
     # holds them, named with their flag when a config file does.
     RETIRED: ClassVar[dict[str, str]] = {

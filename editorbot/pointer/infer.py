@@ -15,7 +15,6 @@ import torch
 from tqdm import tqdm
 
 from ..audio import probe
-from ..checkpoint import load_state
 from ..config import from_dict
 from ..edits import Edit, Op, pointers_to_segments, with_crossfades
 from ..errors import UserError
@@ -36,7 +35,8 @@ def load_model(checkpoint: dict, device: str | torch.device = "cpu") -> tuple[Po
     cfg = from_dict(PointerConfig, checkpoint["config"], where="checkpoint config", saved=True)
     params = FeatureParams(**checkpoint["feature_params"])
     model = PointerNet(cfg.model)
-    load_state(model, checkpoint["model_state"], where="the pointer checkpoint")
+    model.load_weights(checkpoint["model_state"], where="the pointer checkpoint")
+    model.keep_source = checkpoint.get("keep_source", "model")
     model.to(device).eval()
     return model, cfg, params
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..checkpoint import load_state
 from ..edits import Op
 from .config import ModelConfig
 from .structure import (N_STRUCTURE, block_means, diagonal_similarity, hold_blocks,
@@ -31,6 +32,7 @@ N_COND = 15  # conditioning features per output step, see data.History
 # and unit spread: a first layer fed values of 0.1 to 0.9 learns several times slower.
 MEL_CENTER = 0.3
 MEL_SCALE = 4.0
+KEEP_SOURCES = ("model", "model+structure")  # PointerNet.keep_source; the checkpoint's keep_source
 SKIP_UNIT = 100.0  # frames: a jump over this much unplayed keepable audio costs skip_gain
 
 
@@ -133,17 +135,38 @@ def recording_block_means(x: torch.Tensor, lengths: torch.Tensor, block: int) ->
     return sums / counts.clamp(min=1)[..., None]
 
 
+def _gru_over_blocks(embed: nn.Module, gru: nn.GRU, blocks: torch.Tensor,
+                     n_blocks: torch.Tensor) -> torch.Tensor:
+    """A bidirectional GRU over each recording's own blocks (padding never enters), in float32:
+    (B, NB, C) -> (B, NB, 2 x hidden), zero past each recording's end."""
+    n_blocks = n_blocks.clamp(min=1).cpu()
+    with torch.autocast(device_type=blocks.device.type, enabled=False):
+        packed = nn.utils.rnn.pack_padded_sequence(embed(blocks.float()), n_blocks, batch_first=True,
+                                                   enforce_sorted=False)
+        out, _ = gru(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=blocks.shape[1])
+    return out
+
+
 class Encoded:
     """What the decoder reads about the raw recordings (a batch of B).
 
     mem : (B, T, D) per-frame memory; kv : per decoder layer (B, T, 2D) keys and values;
     delta_keys, jump_keys : (B, T, Dk); keep : (B, T) keep-head logits (None without a
-    keep head); globals_ : (B, G, D); lengths : (B,) frames.
+    keep head); globals_ : (B, G, D); lengths : (B,) frames; keep_structure : (B, T) the
+    structure keep GRU's logits (None without one, and in training), added into keep when
+    the model's keep_source is 'model+structure'.
     """
 
-    def __init__(self, mem, kv, delta_keys, jump_keys, keep, globals_, lengths):
+    def __init__(self, mem, kv, delta_keys, jump_keys, keep, globals_, lengths, keep_structure=None):
         self.mem, self.kv, self.delta_keys, self.jump_keys = mem, kv, delta_keys, jump_keys
         self.keep, self.globals_, self.lengths = keep, globals_, lengths
+        self.keep_structure = keep_structure
+
+    def with_keep(self, keep: torch.Tensor) -> "Encoded":
+        """The same encoding with other keep logits."""
+        return Encoded(self.mem, self.kv, self.delta_keys, self.jump_keys, keep, self.globals_,
+                       self.lengths, self.keep_structure)
 
 
 class PointerNet(nn.Module):
@@ -179,6 +202,20 @@ class PointerNet(nn.Module):
                     nn.init.zeros_(layer.bias)
         else:
             self.section_in = self.section_gru = self.section_out = self.section_keep = None
+        self.n_context = 2 * cfg.repeat_context + N_STRUCTURE * cfg.structure_context
+        if cfg.structure_keep and cfg.keep_head and self.n_context:
+            w = cfg.structure_keep
+            self.structure_keep_in = nn.Sequential(nn.Linear(self.n_context, 2 * w), nn.GELU())
+            self.structure_keep_gru = nn.GRU(2 * w, w, batch_first=True, bidirectional=True)
+            self.structure_keep_out = nn.Linear(2 * w, 1)
+            nn.init.zeros_(self.structure_keep_out.weight)  # untrained, it says nothing
+            nn.init.zeros_(self.structure_keep_out.bias)
+        else:
+            self.structure_keep_in = self.structure_keep_gru = self.structure_keep_out = None
+        # Which logit plans what to keep and scores jump targets: 'model' (the keep head and
+        # the section GRU's) or 'model+structure' (structure_keep's added); the checkpoint's
+        # keep_source.
+        self.keep_source = "model"
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layers))
         self.enc_norm = nn.LayerNorm(d)
         self.coarse_out = nn.Linear(d, d)
@@ -222,6 +259,14 @@ class PointerNet(nn.Module):
             persistent=False)
         self.activation_checkpointing = False
 
+    def load_weights(self, state: dict, *, where: str) -> None:
+        """Load a checkpoint's weights (checkpoint.load_state). One written before the structure
+        keep GRU existed keeps this model's fresh one: its keep_source is 'model', and a run
+        that starts from it trains the GRU first (train.pretrain_section_keep)."""
+        fresh = {k: v for k, v in self.state_dict().items()
+                 if k.startswith("structure_keep_") and k not in state}
+        load_state(self, {**state, **fresh}, where=where)
+
     # ---------------------------------------------------------------- encoder
     def encode(self, mel: torch.Tensor, lengths: torch.Tensor) -> Encoded:
         """Encode raw mels.
@@ -235,10 +280,18 @@ class PointerNet(nn.Module):
         inputs, mask = self.input_channels(mel, lengths)
         fine = self.front(inputs).transpose(1, 2) * mask[..., None].to(mel.dtype)  # (B, T, D)
         x = fine
-        section_keep = None
+        section_keep = keep_structure = None
+        blk = cfg.section_block
+        # The structure keep GRU trains on its own (train.pretrain_section_keep): in training
+        # the whole model does not run it.
+        structure = self.structure_keep_gru is not None and not self.training
+        blocks = (recording_block_means(inputs, lengths, blk)
+                  if self.section_gru is not None or structure else None)
+        if structure:
+            keep_structure = self.structure_keep_logits(blocks, -(-lengths // blk)).repeat_interleave(
+                blk, dim=1)[:, :t] * mask
         if self.section_gru is not None:
-            blk = cfg.section_block
-            out = self.section_blocks(recording_block_means(inputs, lengths, blk), -(-lengths // blk))
+            out = self.section_blocks(blocks, -(-lengths // blk))
             ctx = self.section_out(out).repeat_interleave(blk, dim=1)[:, :t]
             x = x + ctx.to(x.dtype) * mask[..., None].to(x.dtype)
             if self.section_keep is not None:
@@ -265,7 +318,10 @@ class PointerNet(nn.Module):
         keep = self.keep(mem).squeeze(-1).float() if self.keep is not None else None
         if section_keep is not None:
             keep = keep + section_keep
-        return Encoded(mem, kv, self.delta_key(mem), self.jump_key(mem), keep, globals_, lengths)
+        if self.keep_source == "model+structure" and keep_structure is not None:
+            keep = keep + keep_structure
+        return Encoded(mem, kv, self.delta_key(mem), self.jump_key(mem), keep, globals_, lengths,
+                       keep_structure)
 
     def input_channels(self, mel: torch.Tensor,
                        lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -322,15 +378,14 @@ class PointerNet(nn.Module):
         Returns:
             torch.Tensor [shape=(B, NB, 2 x section_context)], zero past each recording's end
         """
-        n_blocks = n_blocks.clamp(min=1).cpu()
-        with torch.autocast(device_type=blocks.device.type, enabled=False):
-            h = self.section_in(blocks.float())
-            packed = nn.utils.rnn.pack_padded_sequence(h, n_blocks, batch_first=True,
-                                                       enforce_sorted=False)
-            out, _ = self.section_gru(packed)
-            out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True,
-                                                      total_length=blocks.shape[1])
-        return out
+        return _gru_over_blocks(self.section_in, self.section_gru, blocks, n_blocks)
+
+    def structure_keep_logits(self, blocks: torch.Tensor, n_blocks: torch.Tensor) -> torch.Tensor:
+        """(B, NB) keep logits of the structure keep GRU, which reads only the repeat and
+        structure channels of the blocks (`recording_block_means` of the input channels)."""
+        context = blocks[..., blocks.shape[-1] - self.n_context:]
+        out = _gru_over_blocks(self.structure_keep_in, self.structure_keep_gru, context, n_blocks)
+        return self.structure_keep_out(out)[..., 0]
 
     def _global_tokens(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean of the encoder over each of n_global equal shares of each recording."""

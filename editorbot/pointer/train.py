@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..base import MADE_UP_EDITORS
-from ..checkpoint import load_checkpoint, load_state, save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import apply_overrides, from_dict, to_dict
 from ..errors import UserError, log
 from ..training import (Deadline, Progress, Run, TrainResult, checkpoint_payload, held_out,
@@ -37,7 +37,7 @@ from .config import PointerConfig, TrainConfig
 from .data import PointerData, make_batch, sample_steps
 from .decode import by_passages, kept_stretches, smoothed_keep
 from .infer import DecodeStopped, decode_mel, passage_bounds
-from .model import Encoded, PointerNet, recording_block_means
+from .model import KEEP_SOURCES, Encoded, PointerNet, recording_block_means
 
 CHANGE_TOLERANCE_FRAMES = 4  # 50 ms at hop 256 / 22050 Hz
 # decode.keep_skip keeps above one half, the keep head's plain BCE's decision boundary,
@@ -65,6 +65,9 @@ TRIM_EVERY_CHUNKS = 4
 GROUP_FRAMES = 1 << 17
 BACK_JUMP_S = 0.5  # an edit that moves back in the raw by more than this loops or reorders
 PRETRAIN_SHARE = 0.25  # of a --max-minutes deadline, what keep pretraining may use at most
+# Blocks of one recording per step of the structure keep GRU's training (2.4 min at the default
+# grid): its channels already carry what lies minutes away, and a step costs what its blocks do.
+STRUCTURE_KEEP_CROP = 128
 PRETRAIN_NOISE = 0.05  # std of the noise on input-channel blocks in pretrain_section_keep
 
 
@@ -136,19 +139,24 @@ def keep_loss(net: PointerNet, enc: Encoded, kept: torch.Tensor, total: torch.Te
 def pretrain_section_keep(net: PointerNet, data: PointerData, names: list[str], tc: TrainConfig,
                           device: torch.device, *, deadline: float = math.inf,
                           progress: bool = True) -> int:
-    """Train the section GRU alone (section_in, section_gru, section_keep) on the keep
-    label, before the whole model trains.
+    """Train the keep GRUs alone on the keep label, before the whole model trains: the
+    structure keep GRU (structure_keep_in, _gru, _out; tc.structure_keep_steps at
+    tc.structure_keep_lr), then the section GRU (section_in, section_gru, section_keep;
+    tc.keep_pretrain_steps at tc.lr).
 
-    What an editor keeps is decided by section, and the section GRU reads block means of
-    the input channels, so it can learn from tc.keep_pretrain_batch whole recordings a
-    step at the cost of a few frames each; inside the whole model it gets batch_size
-    recordings a step and shares them with the pointer losses. The input channels are
-    computed once per recording from the unaugmented mel; a little Gaussian noise on the
-    blocks stands in for augmentation. The target of a block is the share of its frames
-    the editor plays. Stops early at the deadline (time.time()).
+    What an editor keeps is decided by section, and both GRUs read block means of the input
+    channels, so they learn from tc.keep_pretrain_batch whole recordings a step at the cost
+    of a few frames each; inside the whole model the section GRU gets batch_size recordings
+    a step and shares them with the pointer losses (the structure keep GRU is trained here
+    only: the whole model's keep loss does not reach it). The input channels are computed
+    once per recording from the unaugmented mel; a little Gaussian noise on the blocks
+    stands in for augmentation. The target of a block is the share of its frames the editor
+    plays. The structure keep GRU reads a random stretch of STRUCTURE_KEEP_CROP blocks of
+    each recording a step and may use half of the time to the deadline (time.time()), the
+    section GRU the rest.
 
     Returns:
-        int: steps taken
+        int: steps taken (both GRUs')
     """
     cfg = net.cfg
     blk = cfg.section_block
@@ -162,29 +170,50 @@ def pretrain_section_keep(net: PointerNet, data: PointerData, names: list[str], 
             blocks.append(recording_block_means(inputs, lengths, blk)[0].cpu())
             kept = torch.from_numpy(data.recordings[name].kept())[None, None]
             targets.append(recording_block_means(kept, lengths.cpu(), blk)[0, :, 0])
-    params = [p for m in (net.section_in, net.section_gru, net.section_keep) for p in m.parameters()]
-    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     rng = np.random.default_rng(_seed_for(tc.seed, 0, 0, 2))
-    net.train()
+
+    def crop(i: int, most: int | None) -> slice:
+        """A random stretch of at most `most` blocks of recording i (None: all of it)."""
+        n = len(targets[i])
+        a = int(rng.integers(0, n - most + 1)) if most is not None and n > most else 0
+        return slice(a, a + (most or n))
+
+    def fit(label: str, modules: list[nn.Module], logits, steps: int, lr: float, until: float,
+            most: int | None = None) -> int:
+        params = [p for m in modules for p in m.parameters()]
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=tc.weight_decay)
+        net.train()
+        done, loss = 0, None
+        for done in tqdm(range(1, steps + 1), desc=label, disable=not progress, file=sys.stderr, leave=False):
+            idx = rng.choice(len(names), min(tc.keep_pretrain_batch, len(names)), replace=False)
+            part = [crop(i, most) for i in idx]
+            x = nn.utils.rnn.pad_sequence([blocks[i][s] for i, s in zip(idx, part)], batch_first=True).to(device)
+            y = nn.utils.rnn.pad_sequence([targets[i][s] for i, s in zip(idx, part)], batch_first=True).to(device)
+            n_blocks = torch.tensor([len(targets[i][s]) for i, s in zip(idx, part)])
+            x = x + PRETRAIN_NOISE * torch.randn_like(x)
+            real = torch.arange(x.shape[1], device=device)[None, :] < n_blocks.to(device)[:, None]
+            loss = F.binary_cross_entropy_with_logits(logits(x, n_blocks)[real], y[real])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+            opt.step()
+            if time.time() > until:
+                break
+        log.info("pointer: %s pretrained on the keep label for %d steps (last loss %.3f)",
+                 label, done, float(loss.detach()) if loss is not None else math.nan)
+        return done
+
     steps = 0
-    for steps in tqdm(range(1, tc.keep_pretrain_steps + 1), desc="section keep", disable=not progress,
-                      file=sys.stderr, leave=False):
-        idx = rng.choice(len(names), min(tc.keep_pretrain_batch, len(names)), replace=False)
-        n_blocks = torch.tensor([len(targets[i]) for i in idx])
-        x = nn.utils.rnn.pad_sequence([blocks[i] for i in idx], batch_first=True).to(device)
-        y = nn.utils.rnn.pad_sequence([targets[i] for i in idx], batch_first=True).to(device)
-        x = x + PRETRAIN_NOISE * torch.randn_like(x)
-        out = net.section_blocks(x, n_blocks)
-        real = torch.arange(x.shape[1], device=device)[None, :] < n_blocks.to(device)[:, None]
-        loss = F.binary_cross_entropy_with_logits(net.section_keep(out)[..., 0][real], y[real])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-        opt.step()
-        if time.time() > deadline:
-            break
-    log.info("pointer: section GRU pretrained on the keep label for %d steps (last loss %.3f)",
-             steps, float(loss.detach()) if steps else math.nan)
+    if net.structure_keep_gru is not None and tc.structure_keep_steps:
+        half = time.time() + (deadline - time.time()) / 2 if math.isfinite(deadline) else math.inf
+        steps += fit("structure keep GRU",
+                     [net.structure_keep_in, net.structure_keep_gru, net.structure_keep_out],
+                     net.structure_keep_logits, tc.structure_keep_steps, tc.structure_keep_lr, half,
+                     most=STRUCTURE_KEEP_CROP)
+    if net.section_gru is not None and tc.keep_pretrain_steps:
+        steps += fit("section GRU", [net.section_in, net.section_gru, net.section_keep],
+                     lambda x, n: net.section_keep(net.section_blocks(x, n))[..., 0],
+                     tc.keep_pretrain_steps, tc.lr, deadline)
     return steps
 
 
@@ -399,8 +428,10 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
 
     With a keep head it also chooses how decode.keep_skip plans what to keep (see
     choose_keep_plan): val/keep_passages (1: by whole passages, 0: frame by frame),
-    val/keep_threshold (decode.keep_threshold when set) and val/keep_plan (how well that
-    plan alone matches the editor); the decoded edits use them.
+    val/keep_threshold (decode.keep_threshold when set), val/keep_plan (how well that
+    plan alone matches the editor) and val/keep_source (1: the model's keep logit with the
+    structure keep GRU's added plans, when its best plan scores strictly more than the
+    model's own alone; 0: the model's alone); the decoded edits use them.
 
     Both stop at `until` (time.time(), the run's deadline): the losses and accuracies after
     at least one recording, over the recordings scored by then (val/scored their number; the
@@ -413,7 +444,7 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     fps = data.params.frames_per_s
     window = int(round(cfg.decode.keep_veto_s * fps))
     snap = int(round(cfg.decode.keep_snap_s * fps))
-    mean_keep, kept, passages = [], [], {}
+    mean_keep, mean_structure, kept, passages = [], [], [], {}
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
     hit = total = change_hit = change_total = 0
@@ -456,31 +487,42 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
         counts["keep_loss"] = counts.get("keep_loss", 0) + n_raw
         if enc.keep is not None and window >= 1:
             mean_keep.append(smoothed_keep(enc, 0, window))
+            if enc.keep_structure is not None and cfg.train.structure_keep_steps:  # trained
+                mean_structure.append(smoothed_keep(enc.with_keep(enc.keep + enc.keep_structure), 0, window))
             kept.append(whole["kept"][0])
             passages[name] = passage_bounds(whole["mel"][0], data.params)
     metrics = {}
     threshold = KEEP_THRESHOLD if cfg.decode.keep_threshold is None else cfg.decode.keep_threshold
     per_passage = False
+    source = 0
     if mean_keep:
-        per_passage, threshold, plan_score = choose_keep_plan(
-            mean_keep, list(passages.values()), kept, snap, tol=beat,
-            threshold=cfg.decode.keep_threshold)
+        # The best plan of each keep logit: the model's, and with the structure keep GRU's
+        # added (only when strictly better).
+        plans = [choose_keep_plan(m, list(passages.values()), kept, snap, tol=beat,
+                                  threshold=cfg.decode.keep_threshold)
+                 for m in (mean_keep, mean_structure) if m]
+        source = max(range(len(plans)), key=lambda i: plans[i][2])
+        per_passage, threshold, plan_score = plans[source]
         metrics = {"val/keep_passages": float(per_passage), "val/keep_threshold": threshold,
-                   "val/keep_plan": plan_score}
-    for name in names if decode else []:
-        if time.time() > until:
-            break
-        rec = data.recordings[name]
-        try:
-            decoded = decode_mel(net, cfg, data.mel(name), fixed_length=False, frames_per_s=fps,
-                                 target_frames=int(round(keep_ratio * rec.n_raw)),
-                                 jumps_back=jumps_back, keep_threshold=threshold,
-                                 passages=passages.get(name) if per_passage else None, until=until)
-        except DecodeStopped:  # a long raw's edit takes minutes: the deadline comes first
-            break
-        ious.append(kept_iou(decoded.pointers, rec.pointers, rec.n_raw))
-        cut_f1s.append(cut_f1(decoded.pointers, rec.pointers, beat)[2])
-        duration_ratios.append(len(decoded.pointers) / len(rec.pointers))
+                   "val/keep_plan": plan_score, "val/keep_source": float(source)}
+    net.keep_source = KEEP_SOURCES[source]
+    try:
+        for name in names if decode else []:
+            if time.time() > until:
+                break
+            rec = data.recordings[name]
+            try:
+                decoded = decode_mel(net, cfg, data.mel(name), fixed_length=False, frames_per_s=fps,
+                                     target_frames=int(round(keep_ratio * rec.n_raw)),
+                                     jumps_back=jumps_back, keep_threshold=threshold,
+                                     passages=passages.get(name) if per_passage else None, until=until)
+            except DecodeStopped:  # a long raw's edit takes minutes: the deadline comes first
+                break
+            ious.append(kept_iou(decoded.pointers, rec.pointers, rec.n_raw))
+            cut_f1s.append(cut_f1(decoded.pointers, rec.pointers, beat)[2])
+            duration_ratios.append(len(decoded.pointers) / len(rec.pointers))
+    finally:
+        net.keep_source = KEEP_SOURCES[0]  # training reads the model's own keep logit
     means = {k: v / max(counts[k], 1) for k, v in sums.items()}
     metrics |= {f"val/{k}": v for k, v in means.items()}
     metrics["val/loss"] = float(total_loss(means, cfg))
@@ -616,7 +658,7 @@ def train(config: PointerConfig, run: Run, *,
     back_frames = int(round(BACK_JUMP_S * data.params.frames_per_s))
     jumps_back = any(data.recordings[n].jumps_back(back_frames) for n in train_names)
     keep_ratio = float(np.median([data.recordings[n].keep_ratio for n in train_names]))
-    keep_threshold, keep_passages = None, False  # validation sets them (decode.keep_skip)
+    keep_threshold, keep_passages, keep_source = None, False, "model"  # validation sets them
     if kept_from is not None:
         if not kept_from.get(MADE_UP_EDITORS, False):
             # A model trained on a musician's pairs jumps back where they did. A base's own
@@ -628,17 +670,18 @@ def train(config: PointerConfig, run: Run, *,
             # keep head's probabilities, and its model's threshold cut edits short (docs/results.md).
             keep_threshold = float(kept_from.get("keep_threshold", 0.5))
             keep_passages = bool(kept_from.get("keep_passages", False))
+            keep_source = str(kept_from.get("keep_source", "model"))
     net = PointerNet(config.model).to(ddp.device)
     # The encoder layers' activations are recomputed in the backward pass, not kept: kept,
     # they are 1.4 GB for two 20-minute raws; recomputed, the step's losses are the same.
     net.activation_checkpointing = True
     if start is not None:
-        load_state(net, start["model_state"], where=str(run.init))
+        net.load_weights(start["model_state"], where=str(run.init))
     # A fine-tuning pretrains the keep head on the new pairs too: what is kept is this
     # musician's choice, which no base can know (docs/results.md, "Fine-tuning on 20 pairs
     # of real music").
-    if state is None and tc.keep_pretrain_steps > 0:
-        if net.section_keep is None:
+    if state is None and (tc.keep_pretrain_steps > 0 or net.structure_keep_gru is not None):
+        if tc.keep_pretrain_steps > 0 and net.section_keep is None:
             raise UserError("train.keep_pretrain_steps needs model.section_context > 0 and model.keep_head")
         if ddp.main:  # DistributedDataParallel hands rank 0's parameters to the others
             # Pretraining gets its share of a deadline, not all of it: the run must train.
@@ -663,7 +706,7 @@ def train(config: PointerConfig, run: Run, *,
     metrics: dict = {}
     best_each: list[float] = []  # best.pt's validation IoU per recording
     if state is not None:
-        net.load_state_dict(state["model_state"])
+        net.load_weights(state["model_state"], where=str(run.resume))
         opt.load_state_dict(state["optimizer_state"])
         sched.load_state_dict(state["scheduler_state"])
         epoch, step_in_epoch, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
@@ -697,6 +740,7 @@ def train(config: PointerConfig, run: Run, *,
             stems_backend=data.stems_backend, keep_ratio=keep_ratio, jumps_back=jumps_back,
             keep_threshold=metrics.get("val/keep_threshold", KEEP_THRESHOLD if keep_threshold is None else keep_threshold),
             keep_passages=bool(metrics.get("val/keep_passages", keep_passages)),
+            keep_source=KEEP_SOURCES[int(metrics["val/keep_source"])] if "val/keep_source" in metrics else keep_source,
             epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step, best_metric=best,
             best_iou_each=best_each,
             select_by=tc.select_by, history=history, world_size=ddp.world, levels=levels,
