@@ -320,3 +320,6 @@ def test_a_checkpoint_from_before_the_structure_keep_gru_loads_with_the_models_o
     assert not model.structure_keep_out.weight.any()  # fresh: says nothing until trained
     model, _, _ = load_model({**checkpoint, "keep_source": "model+structure"})
     assert model.keep_source == "model+structure"
+    from editorbot.errors import UserError
+    with pytest.raises(UserError, match="keep_source 'mel'"):
+        load_model({**checkpoint, "keep_source": "mel"})

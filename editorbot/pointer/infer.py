@@ -25,7 +25,7 @@ from ..precache import mel_for
 from ..stems import stem_mels_for
 from .config import PointerConfig
 from .decode import Decoded, decode_pointers, keep_ahead, keep_plan, merge_fragments, model_step_fns
-from .model import PointerNet
+from .model import KEEP_SOURCES, PointerNet
 
 
 def load_model(checkpoint: dict, device: str | torch.device = "cpu") -> tuple[PointerNet, PointerConfig, FeatureParams]:
@@ -36,7 +36,10 @@ def load_model(checkpoint: dict, device: str | torch.device = "cpu") -> tuple[Po
     params = FeatureParams(**checkpoint["feature_params"])
     model = PointerNet(cfg.model)
     model.load_weights(checkpoint["model_state"], where="the pointer checkpoint")
-    model.keep_source = checkpoint.get("keep_source", "model")
+    model.keep_source = checkpoint.get("keep_source", KEEP_SOURCES[0])
+    if model.keep_source not in KEEP_SOURCES:
+        raise UserError(f"the pointer checkpoint's keep_source {model.keep_source!r} is none of "
+                        f"{', '.join(KEEP_SOURCES)}; train or copy it again")
     model.to(device).eval()
     return model, cfg, params
 

@@ -680,7 +680,8 @@ def train(config: PointerConfig, run: Run, *,
     # A fine-tuning pretrains the keep head on the new pairs too: what is kept is this
     # musician's choice, which no base can know (docs/results.md, "Fine-tuning on 20 pairs
     # of real music").
-    if state is None and (tc.keep_pretrain_steps > 0 or net.structure_keep_gru is not None):
+    if state is None and (tc.keep_pretrain_steps > 0
+                          or (net.structure_keep_gru is not None and tc.structure_keep_steps > 0)):
         if tc.keep_pretrain_steps > 0 and net.section_keep is None:
             raise UserError("train.keep_pretrain_steps needs model.section_context > 0 and model.keep_head")
         if ddp.main:  # DistributedDataParallel hands rank 0's parameters to the others
