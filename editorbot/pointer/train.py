@@ -658,7 +658,7 @@ def train(config: PointerConfig, run: Run, *,
     back_frames = int(round(BACK_JUMP_S * data.params.frames_per_s))
     jumps_back = any(data.recordings[n].jumps_back(back_frames) for n in train_names)
     keep_ratio = float(np.median([data.recordings[n].keep_ratio for n in train_names]))
-    keep_threshold, keep_passages, keep_source = None, False, "model"  # validation sets them
+    keep_threshold, keep_passages, keep_source = None, False, KEEP_SOURCES[0]  # validation sets them
     if kept_from is not None:
         if not kept_from.get(MADE_UP_EDITORS, False):
             # A model trained on a musician's pairs jumps back where they did. A base's own
@@ -670,7 +670,7 @@ def train(config: PointerConfig, run: Run, *,
             # keep head's probabilities, and its model's threshold cut edits short (docs/results.md).
             keep_threshold = float(kept_from.get("keep_threshold", 0.5))
             keep_passages = bool(kept_from.get("keep_passages", False))
-            keep_source = str(kept_from.get("keep_source", "model"))
+            keep_source = str(kept_from.get("keep_source", KEEP_SOURCES[0]))
     net = PointerNet(config.model).to(ddp.device)
     # The encoder layers' activations are recomputed in the backward pass, not kept: kept,
     # they are 1.4 GB for two 20-minute raws; recomputed, the step's losses are the same.
