@@ -17,7 +17,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q $(PIP_C) -e '.[test,stems]'
+	$(BIN)/python -m pip install -q $(PIP_C) -e '.[test,stems,bench]'
 	# tinysoundfont renders General MIDI to arrays. Its one dependency, pyaudio, plays
 	# sound (editorbot never does) and does not build here, so it is left out. (`pip
 	# check` names that gap; the install itself prints nothing.)
