@@ -114,6 +114,27 @@ def test_init_pretrains_the_keep_head_on_the_new_pairs_then_fine_tunes_at_the_lo
         torch.testing.assert_close(latest["model_state"][key], again["model_state"][key], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("source", ["model", "model+structure"])
+def test_a_fine_tuning_validates_with_its_models_keep_source_as_the_incumbent(base, tmp_path, monkeypatch, source):
+    """A tie between the keep logits' plans keeps the fine-tuned model's own keep_source;
+    a run from scratch has none (the model's logit alone)."""
+    root, old, new = base
+    init = tmp_path / "init.pt"
+    save_checkpoint(init, load_checkpoint(root / "base" / "best.pt") | {"keep_source": source})
+    incumbents = []
+    real = pointer_train.validate
+
+    def validate(*args, **kw):
+        incumbents.append(kw["keep_source"])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pointer_train, "validate", validate)
+    cfg = tiny_config("train.finetune.epochs=1", "train.val_fraction=0.2")
+    pointer_train.train(cfg, tiny_run(new, tmp_path / "tuned", init=init))
+    pointer_train.train(tiny_config("train.epochs=1", "train.val_fraction=0.2"), tiny_run(new, tmp_path / "new"))
+    assert incumbents == [source, "model"]
+
+
 def test_the_cli_says_what_it_fine_tunes_and_refuses_what_it_cannot(base, tmp_path, capsys, monkeypatch):
     root, _, new = base
     common = ["train", "pointer", "--no-progress", "--data-dir", str(new.data_dir), "--cache-dir",

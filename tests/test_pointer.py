@@ -584,12 +584,15 @@ def test_validation_scores_the_decoded_edits_cuts_within_a_beat(corpus, monkeypa
     assert early["val/cut_f1"] == 0.0
 
 
-@pytest.mark.parametrize("structure_wins", [True, False])
-def test_validation_adds_the_structure_keep_logit_only_where_its_plan_matches_better(
-        corpus, monkeypatch, structure_wins):
-    """choose_keep_plan scores each keep logit's plan; the structure keep GRU's, added to
-    the model's, is taken only when strictly better: the edits are then decoded with it
-    (keep_source 'model+structure'), and the model goes back to its own for training."""
+@pytest.mark.parametrize("incumbent, model_plan, structure_plan, want", [
+    ("model", 0.5, 0.7, "model+structure"), ("model", 0.5, 0.5, "model"),
+    ("model+structure", 0.5, 0.5, "model+structure"), ("model+structure", 0.7, 0.5, "model")])
+def test_validation_leaves_the_incumbent_keep_logit_only_for_a_strictly_better_plan(
+        corpus, monkeypatch, incumbent, model_plan, structure_plan, want):
+    """choose_keep_plan scores each keep logit's plan (the model's, and with the structure
+    keep GRU's added); another logit than the run's incumbent is taken only when strictly
+    better: the edits are then decoded with it, and the model goes back to its own for
+    training."""
     from editorbot.pointer import train as pointer_train
     from editorbot.pointer.decode import Decoded
 
@@ -597,7 +600,7 @@ def test_validation_adds_the_structure_keep_logit_only_where_its_plan_matches_be
     data = PointerData(corpus.cache_dir, corpus.pointer_dir)
     net = PointerNet(cfg.model).eval()
     names = sorted(data.names)[:2]
-    scores = iter([0.5, 0.7 if structure_wins else 0.5])  # the model's plan, then with structure
+    scores = iter([model_plan, structure_plan])
     sources = []
 
     def plan(mean_keep, passages, kept, snap, tol, threshold=None):
@@ -609,10 +612,10 @@ def test_validation_adds_the_structure_keep_logit_only_where_its_plan_matches_be
 
     monkeypatch.setattr(pointer_train, "choose_keep_plan", plan)
     monkeypatch.setattr(pointer_train, "decode_mel", decode)
-    metrics = pointer_train.validate(net, data, names, cfg, torch.device("cpu"), keep_ratio=0.5, decode=True)
-    want = "model+structure" if structure_wins else "model"
-    assert metrics["val/keep_source"] == float(structure_wins)
-    assert metrics["val/keep_plan"] == (0.7 if structure_wins else 0.5)
+    metrics = pointer_train.validate(net, data, names, cfg, torch.device("cpu"), keep_ratio=0.5,
+                                     decode=True, keep_source=incumbent)
+    assert metrics["val/keep_source"] == float(want == "model+structure")
+    assert metrics["val/keep_plan"] == max(model_plan, structure_plan)
     assert sources == [want, want] and net.keep_source == "model"
 
 

@@ -415,7 +415,8 @@ def _to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str,
 @torch.no_grad()
 def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerConfig,
              device: torch.device, *, keep_ratio: float, decode: bool,
-             jumps_back: bool = True, until: float = math.inf) -> dict[str, float]:
+             jumps_back: bool = True, until: float = math.inf,
+             keep_source: str = KEEP_SOURCES[0]) -> dict[str, float]:
     """Teacher-forced losses and accuracies over every step of the validation recordings,
     and (decode) the kept-raw IoU of freely decoded edits, with the stop head deciding
     their length. Both without telling the model the edit's length, as at inference
@@ -429,9 +430,10 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     With a keep head it also chooses how decode.keep_skip plans what to keep (see
     choose_keep_plan): val/keep_passages (1: by whole passages, 0: frame by frame),
     val/keep_threshold (decode.keep_threshold when set), val/keep_plan (how well that
-    plan alone matches the editor) and val/keep_source (1: the model's keep logit with the
-    structure keep GRU's added plans, when its best plan scores strictly more than the
-    model's own alone; 0: the model's alone); the decoded edits use them.
+    plan alone matches the editor) and val/keep_source (0: the model's keep logit alone; 1:
+    with the structure keep GRU's added), the logit whose best plan scores most, and on a
+    tie `keep_source`, the run's incumbent (a fine-tuning's model's choice; otherwise the
+    model's logit alone); the decoded edits use them.
 
     Both stop at `until` (time.time(), the run's deadline): the losses and accuracies after
     at least one recording, over the recordings scored by then (val/scored their number; the
@@ -497,11 +499,11 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     source = 0
     if mean_keep:
         # The best plan of each keep logit: the model's, and with the structure keep GRU's
-        # added (only when strictly better).
+        # added; another logit than the incumbent only when strictly better.
         plans = [choose_keep_plan(m, list(passages.values()), kept, snap, tol=beat,
                                   threshold=cfg.decode.keep_threshold)
                  for m in (mean_keep, mean_structure) if m]
-        source = max(range(len(plans)), key=lambda i: plans[i][2])
+        source = max(range(len(plans)), key=lambda i: (plans[i][2], KEEP_SOURCES[i] == keep_source))
         per_passage, threshold, plan_score = plans[source]
         metrics = {"val/keep_passages": float(per_passage), "val/keep_threshold": threshold,
                    "val/keep_plan": plan_score, "val/keep_source": float(source)}
@@ -660,6 +662,11 @@ def train(config: PointerConfig, run: Run, *,
     keep_ratio = float(np.median([data.recordings[n].keep_ratio for n in train_names]))
     keep_threshold, keep_passages, keep_source = None, False, KEEP_SOURCES[0]  # validation sets them
     if kept_from is not None:
+        # Validation keeps the model's keep_source unless another plans strictly better: on
+        # 5 corrected recordings the two plans can tie, and the tie fell back to the model's
+        # logit alone, which edited held-out recordings worse (docs/results.md, "Learning
+        # from corrections").
+        keep_source = str(kept_from.get("keep_source", KEEP_SOURCES[0]))
         if not kept_from.get(MADE_UP_EDITORS, False):
             # A model trained on a musician's pairs jumps back where they did. A base's own
             # flag tells what the made-up editors it learnt from did (a looper jumps back),
@@ -670,7 +677,6 @@ def train(config: PointerConfig, run: Run, *,
             # keep head's probabilities, and its model's threshold cut edits short (docs/results.md).
             keep_threshold = float(kept_from.get("keep_threshold", 0.5))
             keep_passages = bool(kept_from.get("keep_passages", False))
-            keep_source = str(kept_from.get("keep_source", KEEP_SOURCES[0]))
     net = PointerNet(config.model).to(ddp.device)
     # The encoder layers' activations are recomputed in the backward pass, not kept: kept,
     # they are 1.4 GB for two 20-minute raws; recomputed, the step's losses are the same.
@@ -825,7 +831,8 @@ def train(config: PointerConfig, run: Run, *,
                 decode = tc.val_decode_every > 0 and (n_val % tc.val_decode_every == 0 or last)
                 val_started = time.time()
                 metrics = validate(net, data, val_names, config, ddp.device, keep_ratio=keep_ratio,
-                                   decode=decode, jumps_back=jumps_back, until=deadline.at)
+                                   decode=decode, jumps_back=jumps_back, until=deadline.at,
+                                   keep_source=keep_source)
                 if decode or tc.val_decode_every == 0:
                     # The final validation decodes whenever any does: only a decoding one's
                     # length is a margin for it (a teacher-forced one takes a fraction).
