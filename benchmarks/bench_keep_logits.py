@@ -13,7 +13,8 @@ keep GRU's alone, their sum: the checkpoint's possible keep_source and one more)
 frame against the frames the editor plays: ROC AUC (1: every kept frame above every dropped
 one; 0.5: chance; below: the logit keeps what the editor drops) and binary cross-entropy.
 A validation set whose recordings all score near 1 while held-out ones fall below 0.5 cannot
-see that failure, whatever it chooses.
+see that failure, whatever it chooses. The summary lines add each logit's mean magnitude:
+in the sum, the larger one decides wherever the two disagree.
 
 --evaluate: for each keep_source a checkpoint can hold (the model's logit, the sum), the
 plan validation would choose for it (choose_keep_plan on the validation recordings, as
@@ -99,7 +100,7 @@ def main() -> None:
         for name in names or sorted(data.recordings):
             logits, kept, enc = keep_logits(net, data, name)
             scores = {s: frame_scores(logits[s], kept) for s in SOURCES}
-            summary.setdefault(label, []).append([scores[s] for s in SOURCES])
+            summary.setdefault(label, []).append([(*scores[s], np.abs(logits[s]).mean()) for s in SOURCES])
             print(f"{label:5s} {name:28s} {kept.mean():5.2f}  "
                   + "  ".join(f"{a:7.3f} / {b:7.3f}" for a, b in scores.values()), flush=True)
             if label == "val" and args.evaluate:
@@ -111,7 +112,8 @@ def main() -> None:
         a = np.array(rows)  # (recordings, sources, 2)
         print(f"{label:5s} {'mean':28s} {'':5s}  " + "  ".join(
             f"{np.nanmean(a[:, i, 0]):7.3f} / {np.nanmean(a[:, i, 1]):7.3f}" for i in range(len(SOURCES)))
-            + f"   (AUC below 0.5: {', '.join(str(int((a[:, i, 0] < 0.5).sum())) for i in range(len(SOURCES)))})")
+            + f"   (AUC below 0.5: {', '.join(str(int((a[:, i, 0] < 0.5).sum())) for i in range(len(SOURCES)))};"
+            + f" mean |logit|: {', '.join(f'{a[:, i, 2].mean():.2f}' for i in range(len(SOURCES)))})")
     if not args.evaluate:
         return
     beat = int(round(DEFAULT_BEAT_PERIOD_S * fps))
