@@ -118,7 +118,7 @@ def test_init_pretrains_the_keep_head_on_the_new_pairs_then_fine_tunes_at_the_lo
 def test_a_fine_tuning_validates_with_its_models_keep_source_as_the_incumbent(base, tmp_path, monkeypatch, source):
     """A tie between the keep logits' plans keeps the fine-tuned model's own keep_source;
     a run from scratch has none (the model's logit alone)."""
-    root, old, new = base
+    root, _, new = base
     init = tmp_path / "init.pt"
     save_checkpoint(init, load_checkpoint(root / "base" / "best.pt") | {"keep_source": source})
     incumbents = []
