@@ -215,7 +215,7 @@ class PointerNet(nn.Module):
         # Which logit plans what to keep and scores jump targets: 'model' (the keep head and
         # the section GRU's) or 'model+structure' (structure_keep's added); the checkpoint's
         # keep_source.
-        self.keep_source = "model"
+        self.keep_source = KEEP_SOURCES[0]
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layers))
         self.enc_norm = nn.LayerNorm(d)
         self.coarse_out = nn.Linear(d, d)
@@ -318,7 +318,7 @@ class PointerNet(nn.Module):
         keep = self.keep(mem).squeeze(-1).float() if self.keep is not None else None
         if section_keep is not None:
             keep = keep + section_keep
-        if self.keep_source == "model+structure" and keep_structure is not None:
+        if self.keep_source == KEEP_SOURCES[1] and keep_structure is not None:
             keep = keep + keep_structure
         return Encoded(mem, kv, self.delta_key(mem), self.jump_key(mem), keep, globals_, lengths,
                        keep_structure)
