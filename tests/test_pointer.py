@@ -984,9 +984,9 @@ def test_stems_model_records_its_backend_and_refuses_another(corpus, tmp_path, m
 
 
 def test_memory_savings_leave_the_losses_and_gradients_unchanged(corpus, monkeypatch):
-    """Recomputing the encoder layers in the backward pass, jump distributions in chunks of
-    3 rows and the heap trimmed at every chunk (as on 20-minute raws) give the same losses
-    and gradients, dropout included, as keeping everything in one pass."""
+    """Recomputing the encoder layers and the jump distributions in the backward pass, the
+    latter in chunks of 3 rows, and the heap trimmed at every chunk (as on 20-minute raws)
+    give the same losses and gradients, dropout included, as keeping everything."""
     from editorbot.pointer import train as pointer_train
 
     cfg = tiny_config()
@@ -1022,6 +1022,30 @@ def test_memory_savings_leave_the_losses_and_gradients_unchanged(corpus, monkeyp
     assert kept_grads.keys() == grads.keys()
     for k, g in kept_grads.items():
         torch.testing.assert_close(grads[k], g, rtol=1e-4, atol=1e-6, msg=k)
+
+
+@pytest.mark.parametrize("bound, recomputes", [(1, True), (1 << 30, False)])
+def test_training_recomputes_in_the_backward_pass_only_groups_of_long_raws(corpus, tmp_path, monkeypatch,
+                                                                           bound, recomputes):
+    """A group of RECOMPUTE_FROM_FRAMES padded frames or more recomputes its encoder layers and
+    its jump distributions in the backward pass; a smaller one keeps them (no recompute)."""
+    from editorbot.pointer import model as pointer_model
+    from editorbot.pointer import train as pointer_train
+
+    calls = {"encoder": 0, "jump": 0}
+    real = torch.utils.checkpoint.checkpoint
+
+    def counting(where):
+        def checkpoint(fn, *args, **kw):
+            calls[where] += 1
+            return real(fn, *args, **kw)
+        return checkpoint
+
+    monkeypatch.setattr(pointer_model, "checkpoint", counting("encoder"))
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", counting("jump"))
+    monkeypatch.setattr(pointer_train, "RECOMPUTE_FROM_FRAMES", bound)
+    pointer_train.train(tiny_config("train.epochs=1", "train.val_every=1000"), tiny_run(corpus, tmp_path / "run"))
+    assert (calls["encoder"] > 0, calls["jump"] > 0) == (recomputes, recomputes)
 
 
 def test_mels_exact_in_float16_are_cached_at_half_the_size(corpus):

@@ -281,8 +281,8 @@ class TrainConfig:
     RETIRED: ClassVar[dict[str, str]] = {
         "cache_dir": "--cache-dir", "pointer_dir": "--data-dir (its pointer_sequences/)",
         "save_dir": "--save-dir", "log_dir": "--log-dir", "max_minutes": "--max-minutes",
-        "activation_checkpointing": "nothing (training always recomputes the encoder layers' "
-                                    "activations in the backward pass)"}
+        "activation_checkpointing": "nothing (training recomputes activations in the backward "
+                                    "pass on long raws by itself)"}
 
     def check(self) -> None:
         if self.select_by not in ("val_iou", "val_loss"):

@@ -257,6 +257,8 @@ class PointerNet(nn.Module):
         self.register_buffer("bucket_edges", torch.from_numpy(
             jump_bucket_edges(cfg.max_delta, cfg.n_jump_buckets, cfg.max_jump_frames)),
             persistent=False)
+        # Training recomputes the encoder layers and the jump distributions in the backward
+        # pass instead of keeping them (set per group of long raws by train.py).
         self.activation_checkpointing = False
 
     def load_weights(self, state: dict, *, where: str) -> None:

@@ -63,6 +63,11 @@ TRIM_EVERY_CHUNKS = 4
 # backward pass grows with the frames of a group, not of the whole batch. Two raws of up to 12.7
 # minutes still go together; two 20-minute raws go one after the other.
 GROUP_FRAMES = 1 << 17
+# A group of RECOMPUTE_FROM_FRAMES padded frames or more recomputes its encoder layers and its
+# jump distributions in the backward pass instead of keeping them (kept, they are 2.8 GB for
+# two 20-minute raws); a smaller one keeps them: on two 3-minute raws recomputing made a step
+# a quarter slower for memory it did not need (docs/results.md, "Pointer trimmer: full corpus").
+RECOMPUTE_FROM_FRAMES = 1 << 16
 BACK_JUMP_S = 0.5  # an edit that moves back in the raw by more than this loops or reorders
 PRETRAIN_SHARE = 0.25  # of a --max-minutes deadline, what keep pretraining may use at most
 # Blocks of one recording per step of the structure keep GRU's training (2.4 min at the default
@@ -297,6 +302,7 @@ def step_losses(net: PointerNet, enc: Encoded, out: dict[str, torch.Tensor],
     # Each chunk's inputs are views of one gather per recording, and the chunks' KLs are
     # put in place once (fewer small tensors kept between the chunks' large temporaries).
     done, kls = [], []
+    recompute = net.activation_checkpointing and torch.is_grad_enabled()
     for r in torch.unique(batch["rec"][leave]).tolist():
         rows = torch.nonzero(leave & (batch["rec"] == r)).flatten()
         n = int(enc.lengths[r])
@@ -316,11 +322,12 @@ def step_losses(net: PointerNet, enc: Encoded, out: dict[str, torch.Tensor],
                 # KL(soft || p): the cross-entropy less the targets' own entropy, so 0 is perfect.
                 return -(soft * torch.where(soft > 0, log_p - torch.log(soft.clamp(min=1e-30)),
                                             0.0)).sum(1)
-            # Each chunk's (rows x raw frames) distributions are recomputed in the backward
-            # pass instead of kept: kept, they grew with rows times raw length (17 GB for
-            # 20-minute raws) where only the chunk's KL is needed.
+            # With net.activation_checkpointing (long raws), each chunk's (rows x raw frames)
+            # distributions are recomputed in the backward pass instead of kept: kept, they
+            # grew with rows times raw length (17 GB for 20-minute raws) where only the chunk's
+            # KL is needed.
             kls.append(torch.utils.checkpoint.checkpoint(chunk_kl, query, bucket, stop, use_reentrant=False)
-                       if torch.is_grad_enabled() else chunk_kl(query, bucket, stop))
+                       if recompute else chunk_kl(query, bucket, stop))
         done.append(rows)
     ce = torch.zeros(len(target), device=target.device)
     if kls:
@@ -678,9 +685,6 @@ def train(config: PointerConfig, run: Run, *,
             keep_threshold = float(kept_from.get("keep_threshold", 0.5))
             keep_passages = bool(kept_from.get("keep_passages", False))
     net = PointerNet(config.model).to(ddp.device)
-    # The encoder layers' activations are recomputed in the backward pass, not kept: kept,
-    # they are 1.4 GB for two 20-minute raws; recomputed, the step's losses are the same.
-    net.activation_checkpointing = True
     if start is not None:
         net.load_weights(start["model_state"], where=str(run.init))
     # A fine-tuning pretrains the keep head on the new pairs too: what is kept is this
@@ -784,6 +788,8 @@ def train(config: PointerConfig, run: Run, *,
                 for i, batch in enumerate(batches):
                     # DistributedDataParallel averages the gradients across processes once, after the last group
                     last = i == len(batches) - 1
+                    padded = batch["mel"].shape[0] * batch["mel"].shape[-1]
+                    net.activation_checkpointing = padded >= RECOMPUTE_FROM_FRAMES
                     with objective.no_sync() if ddp.enabled and not last else contextlib.nullcontext():
                         with torch.autocast(device_type=ddp.device.type, dtype=torch.bfloat16, enabled=use_bf16):
                             loss, parts = objective(batch, totals)
