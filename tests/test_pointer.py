@@ -596,9 +596,11 @@ def test_validation_leaves_the_incumbent_keep_logit_only_for_a_strictly_better_p
     from editorbot.pointer import train as pointer_train
     from editorbot.pointer.decode import Decoded
 
-    cfg = tiny_config("train.structure_keep_steps=1", "decode.keep_veto_s=1.0")
+    cfg = tiny_config("train.structure_keep_steps=0", "decode.keep_veto_s=1.0")
     data = PointerData(corpus.cache_dir, corpus.pointer_dir)
     net = PointerNet(cfg.model).eval()
+    with torch.no_grad():  # trained (in a run before this one: this run's config trains it 0 steps)
+        net.structure_keep_out.weight.fill_(0.1)
     names = sorted(data.names)[:2]
     scores = iter([model_plan, structure_plan])
     sources = []
@@ -617,6 +619,31 @@ def test_validation_leaves_the_incumbent_keep_logit_only_for_a_strictly_better_p
     assert metrics["val/keep_source"] == float(want == "model+structure")
     assert metrics["val/keep_plan"] == max(model_plan, structure_plan)
     assert sources == [want, want] and net.keep_source == "model"
+
+
+def test_validation_plans_with_the_structure_keep_gru_only_once_it_is_trained(corpus, monkeypatch):
+    """An untrained structure keep GRU (its output layer still zero) gives no second keep
+    logit to choose from, whatever the config's structure_keep_steps; a trained one does."""
+    from editorbot.pointer import train as pointer_train
+
+    cfg = tiny_config("train.structure_keep_steps=5", "decode.keep_veto_s=1.0")
+    data = PointerData(corpus.cache_dir, corpus.pointer_dir)
+    net = PointerNet(cfg.model).eval()
+    plans = []
+
+    def plan(mean_keep, passages, kept, snap, tol, threshold=None):
+        plans.append(mean_keep)
+        return False, 0.5, 0.5
+
+    monkeypatch.setattr(pointer_train, "choose_keep_plan", plan)
+    names = sorted(data.names)[:2]
+    untrained = pointer_train.validate(net, data, names, cfg, torch.device("cpu"), keep_ratio=0.5, decode=False)
+    assert len(plans) == 1 and untrained["val/keep_source"] == 0.0
+    with torch.no_grad():
+        net.structure_keep_out.weight.fill_(0.1)
+    plans.clear()
+    pointer_train.validate(net, data, names, cfg, torch.device("cpu"), keep_ratio=0.5, decode=False)
+    assert len(plans) == 2 and not np.allclose(plans[0][0], plans[1][0])
 
 
 def test_keep_threshold_comes_from_the_config_then_the_checkpoint():

@@ -261,6 +261,12 @@ class PointerNet(nn.Module):
         # pass instead of keeping them (set per group of long raws by train.py).
         self.activation_checkpointing = False
 
+    def structure_keep_trained(self) -> bool:
+        """Whether the structure keep GRU says anything: its output layer starts at zero and
+        only its own training (train.pretrain_section_keep) moves it, in this run or in the one
+        whose weights this model holds."""
+        return self.structure_keep_out is not None and bool(self.structure_keep_out.weight.any())
+
     def load_weights(self, state: dict, *, where: str) -> None:
         """Load a checkpoint's weights (checkpoint.load_state). One written before the structure
         keep GRU existed keeps this model's fresh one: its keep_source is 'model', and a run

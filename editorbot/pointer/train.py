@@ -496,7 +496,7 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
         counts["keep_loss"] = counts.get("keep_loss", 0) + n_raw
         if enc.keep is not None and window >= 1:
             mean_keep.append(smoothed_keep(enc, 0, window))
-            if enc.keep_structure is not None and cfg.train.structure_keep_steps:  # trained
+            if enc.keep_structure is not None and net.structure_keep_trained():
                 mean_structure.append(smoothed_keep(enc.with_keep(enc.keep + enc.keep_structure), 0, window))
             kept.append(whole["kept"][0])
             passages[name] = passage_bounds(whole["mel"][0], data.params)
