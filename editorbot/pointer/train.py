@@ -49,6 +49,12 @@ CHANGE_TOLERANCE_FRAMES = 4  # 50 ms at hop 256 / 22050 Hz
 KEEP_THRESHOLD = 0.5
 KEEP_THRESHOLDS = (0.5, 0.45, 0.55, 0.4, 0.6, 0.35, 0.65, 0.3, 0.7)  # nearest one half first: it wins ties
 THRESHOLD_MARGIN = 0.05
+# Validation leaves the run's incumbent keep logit (KEEP_SOURCES) only for a plan that scores
+# more than KEEP_SOURCE_MARGIN above it: on the full trimmer corpus near-ties went to the sum,
+# which edited the held-out recordings with fewer of the editor's cuts than the model's own;
+# the choices on the adaptation personas were further apart than this (docs/results.md,
+# "Pointer network: learning a trimmer").
+KEEP_SOURCE_MARGIN = 0.01
 LEAVE_ROWS_PER_PASS = 32  # jump distributions over the whole recording computed at once
 # On raws of TRIM_FROM_FRAMES or more (12.7 min at the default grid), the heap's free pages go
 # back to the system every TRIM_EVERY_CHUNKS chunks of jump distributions and after each group:
@@ -64,9 +70,9 @@ TRIM_EVERY_CHUNKS = 4
 # minutes still go together; two 20-minute raws go one after the other.
 GROUP_FRAMES = 1 << 17
 # A group of RECOMPUTE_FROM_FRAMES padded frames or more recomputes its encoder layers and its
-# jump distributions in the backward pass instead of keeping them (kept, they are 2.8 GB for
-# two 20-minute raws); a smaller one keeps them: on two 3-minute raws recomputing made a step
-# a quarter slower for memory it did not need (docs/results.md, "Pointer trimmer: full corpus").
+# jump distributions in the backward pass instead of keeping them (kept, they take gigabytes
+# for two 20-minute raws); a smaller one keeps them: on short raws recomputing slowed every
+# step for memory they do not need (docs/results.md, "Pointer network: learning a trimmer").
 RECOMPUTE_FROM_FRAMES = 1 << 16
 BACK_JUMP_S = 0.5  # an edit that moves back in the raw by more than this loops or reorders
 PRETRAIN_SHARE = 0.25  # of a --max-minutes deadline, what keep pretraining may use at most
@@ -438,9 +444,9 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     choose_keep_plan): val/keep_passages (1: by whole passages, 0: frame by frame),
     val/keep_threshold (decode.keep_threshold when set), val/keep_plan (how well that
     plan alone matches the editor) and val/keep_source (0: the model's keep logit alone; 1:
-    with the structure keep GRU's added), the logit whose best plan scores most, and on a
-    tie `keep_source`, the run's incumbent (a fine-tuning's model's choice; otherwise the
-    model's logit alone); the decoded edits use them.
+    with the structure keep GRU's added), `keep_source`, the run's incumbent (a
+    fine-tuning's model's choice; otherwise the model's logit alone), unless the other's
+    best plan scores more than KEEP_SOURCE_MARGIN above it; the decoded edits use them.
 
     Both stop at `until` (time.time(), the run's deadline): the losses and accuracies after
     at least one recording, over the recordings scored by then (val/scored their number; the
@@ -506,11 +512,12 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     source = 0
     if mean_keep:
         # The best plan of each keep logit: the model's, and with the structure keep GRU's
-        # added; another logit than the incumbent only when strictly better.
+        # added; another logit than the incumbent only when better by more than the margin.
         plans = [choose_keep_plan(m, list(passages.values()), kept, snap, tol=beat,
                                   threshold=cfg.decode.keep_threshold)
                  for m in (mean_keep, mean_structure) if m]
-        source = max(range(len(plans)), key=lambda i: (plans[i][2], KEEP_SOURCES[i] == keep_source))
+        source = max(range(len(plans)), key=lambda i: (
+            plans[i][2] + KEEP_SOURCE_MARGIN * (KEEP_SOURCES[i] == keep_source), KEEP_SOURCES[i] == keep_source))
         per_passage, threshold, plan_score = plans[source]
         metrics = {"val/keep_passages": float(per_passage), "val/keep_threshold": threshold,
                    "val/keep_plan": plan_score, "val/keep_source": float(source)}
@@ -669,7 +676,7 @@ def train(config: PointerConfig, run: Run, *,
     keep_ratio = float(np.median([data.recordings[n].keep_ratio for n in train_names]))
     keep_threshold, keep_passages, keep_source = None, False, KEEP_SOURCES[0]  # validation sets them
     if kept_from is not None:
-        # Validation keeps the model's keep_source unless another plans strictly better: on
+        # Validation keeps the model's keep_source unless another plans better (by a margin): on
         # 5 corrected recordings the two plans can tie, and the tie fell back to the model's
         # logit alone, which edited held-out recordings worse (docs/results.md, "Learning
         # from corrections").
