@@ -73,7 +73,7 @@ GROUP_FRAMES = 1 << 17
 # jump distributions in the backward pass instead of keeping them (kept, they take gigabytes
 # for two 20-minute raws); a smaller one keeps them: on short raws recomputing slowed every
 # step for memory they do not need (docs/results.md, "Pointer network: learning a trimmer").
-RECOMPUTE_FROM_FRAMES = 1 << 16
+RECOMPUTE_FROM_FRAMES = 1 << 15
 BACK_JUMP_S = 0.5  # an edit that moves back in the raw by more than this loops or reorders
 PRETRAIN_SHARE = 0.25  # of a --max-minutes deadline, what keep pretraining may use at most
 # Blocks of one recording per step of the structure keep GRU's training (2.4 min at the default
