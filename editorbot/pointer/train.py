@@ -467,6 +467,7 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
     beat = int(round(DEFAULT_BEAT_PERIOD_S * fps))
     scored = 0
     started, steps_scored = time.time(), 0
+    structure_trained = net.structure_keep_trained()
     for name in names:
         rec = data.recordings[name]
         n_steps = rec.steps.n_path
@@ -502,7 +503,7 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
         counts["keep_loss"] = counts.get("keep_loss", 0) + n_raw
         if enc.keep is not None and window >= 1:
             mean_keep.append(smoothed_keep(enc, 0, window))
-            if enc.keep_structure is not None and net.structure_keep_trained():
+            if enc.keep_structure is not None and structure_trained:
                 mean_structure.append(smoothed_keep(enc.with_keep(enc.keep + enc.keep_structure), 0, window))
             kept.append(whole["kept"][0])
             passages[name] = passage_bounds(whole["mel"][0], data.params)
@@ -516,8 +517,9 @@ def validate(net: PointerNet, data: PointerData, names: list[str], cfg: PointerC
         plans = [choose_keep_plan(m, list(passages.values()), kept, snap, tol=beat,
                                   threshold=cfg.decode.keep_threshold)
                  for m in (mean_keep, mean_structure) if m]
-        source = max(range(len(plans)), key=lambda i: (
-            plans[i][2] + KEEP_SOURCE_MARGIN * (KEEP_SOURCES[i] == keep_source), KEEP_SOURCES[i] == keep_source))
+        incumbent = KEEP_SOURCES.index(keep_source) if keep_source in KEEP_SOURCES[:len(plans)] else 0
+        best = max(range(len(plans)), key=lambda i: plans[i][2])
+        source = best if plans[best][2] > plans[incumbent][2] + KEEP_SOURCE_MARGIN else incumbent
         per_passage, threshold, plan_score = plans[source]
         metrics = {"val/keep_passages": float(per_passage), "val/keep_threshold": threshold,
                    "val/keep_plan": plan_score, "val/keep_source": float(source)}
